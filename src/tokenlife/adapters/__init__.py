@@ -1,0 +1,1 @@
+"""All I/O: Redis, the provider's HTTP endpoints, the event stream."""

@@ -1,0 +1,42 @@
+"""OpenID Connect Discovery 1.0 (and RFC 8414) for custom integrations with an `issuer`."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from tokenlife.errors import ConfigurationError
+
+_MAX_BYTES = 256 * 1024
+
+
+async def discover_endpoints(
+    session: aiohttp.ClientSession, issuer: str, timeout: float
+) -> tuple[str, str]:
+    """(authorization_endpoint, token_endpoint) from the issuer's discovery document."""
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            body = await response.content.read(_MAX_BYTES + 1)
+            if response.status != 200:
+                raise ConfigurationError(f"discovery {url} answered HTTP {response.status}")
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise ConfigurationError(f"discovery {url} failed: {type(exc).__name__}: {exc}") from None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise ConfigurationError(f"discovery {url} did not return JSON") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"discovery {url} did not return a JSON object")
+    # OIDC Discovery §4.3: the issuer in the document must equal the one we asked.
+    if str(document.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
+        raise ConfigurationError(
+            f"discovery {url}: issuer {document.get('issuer')!r} does not match {issuer!r}"
+        )
+    endpoints = (document.get("authorization_endpoint"), document.get("token_endpoint"))
+    if not all(isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints):
+        raise ConfigurationError(
+            f"discovery {url}: authorization_endpoint and token_endpoint are required"
+        )
+    return str(endpoints[0]), str(endpoints[1])

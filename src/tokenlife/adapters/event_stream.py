@@ -1,0 +1,27 @@
+"""The event stream: a capped Redis Stream with fields `type` and `data` (JSON)."""
+
+from __future__ import annotations
+
+import json
+
+from redis.asyncio import Redis
+
+from tokenlife.adapters.keys import Keys
+from tokenlife.core.events import Event
+
+
+class EventStream:
+    def __init__(self, redis: Redis, keys: Keys, max_length: int) -> None:
+        self._redis = redis
+        self._key = keys.events
+        self._max_length = max_length
+
+    async def publish(self, event: Event) -> str:
+        # Approximate trimming (~) lets Redis drop whole macro-nodes: O(1) instead of O(N).
+        entry_id = await self._redis.xadd(
+            self._key,
+            {"type": event.type, "data": json.dumps(event.data, separators=(",", ":"))},
+            maxlen=self._max_length,
+            approximate=True,
+        )
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -1,0 +1,57 @@
+"""POST to a token endpoint over aiohttp and hand the answer to the pure parser."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import aiohttp
+
+from tokenlife.core.grants import TokenRequest
+from tokenlife.core.tokens import TokenSet, parse_token_response
+from tokenlife.errors import EndpointTimeoutError, InvalidResponseError, TransportError
+
+# No token response comes near this; a bigger body is a misconfigured endpoint or an
+# attack on our memory, so stop reading instead of buffering it.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def post_token_request(
+    session: aiohttp.ClientSession, request: TokenRequest, timeout: float, now: float
+) -> TokenSet:
+    try:
+        async with session.post(
+            request.url,
+            data=request.form,
+            headers=request.headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as response:
+            body = await response.content.read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                raise InvalidResponseError(
+                    f"HTTP {response.status} body is larger than {MAX_BODY_BYTES} bytes"
+                )
+            status = response.status
+            content_type = response.headers.get("Content-Type", "")
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+    except TimeoutError:
+        raise EndpointTimeoutError(f"token endpoint did not answer within {timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        # The exception text names host and OS error only; the form is never in it.
+        raise TransportError(f"token endpoint unreachable: {type(exc).__name__}: {exc}") from None
+    return parse_token_response(status, content_type, body, now, retry_after)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

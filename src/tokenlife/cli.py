@@ -1,0 +1,155 @@
+"""The `tokenlife` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+from cryptography.fernet import Fernet
+
+from tokenlife.errors import TokenlifeError
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except TokenlifeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _with_runtime(settings: Settings, use: Any) -> Any:
+    runtime = await Runtime.open(await load_config(settings))
+    try:
+        return await use(runtime)
+    finally:
+        await runtime.close()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except TokenlifeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """Keep OAuth 2.0 integrations authorized; alert when they won't stay so."""
+
+
+@main.command("generate-key")
+def generate_key() -> None:
+    """Print a new Fernet key for TOKENLIFE_ENCRYPTION_KEYS."""
+    click.echo(Fernet.generate_key().decode("ascii"))
+
+
+@main.command("authorize-url")
+@click.argument("integration")
+@click.argument("connection_id")
+def authorize_url(integration: str, connection_id: str) -> None:
+    """Print the URL to send a user to (the state lives 10 minutes, single-use)."""
+    settings = _settings()
+
+    async def use(runtime: Runtime) -> str:
+        request = await runtime.services.start_authorization(
+            integration, connection_id, time.time()
+        )
+        return request.url
+
+    click.echo(_run(_with_runtime(settings, use)))
+
+
+@main.group()
+def connections() -> None:
+    """Inspect stored connections (metadata only, never tokens)."""
+
+
+@connections.command("show")
+@click.argument("integration")
+@click.argument("connection_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_connection(integration: str, connection_id: str, as_json: bool) -> None:
+    """Show a connection's status, expiry and scopes."""
+    settings = _settings()
+
+    async def use(runtime: Runtime) -> dict[str, Any]:
+        connection = await runtime.services.connection(integration, connection_id)
+        return connection.as_json()
+
+    data = _run(_with_runtime(settings, use))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        shown = " ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key:32} {shown if shown is not None else '-'}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--beat/--no-beat", default=True, help="Run Celery beat inside the worker.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(beat: bool, celery_args: tuple[str, ...]) -> None:
+    """Check the configuration, then run a Celery worker (extra args go to Celery)."""
+    _start_worker(beat, celery_args)
+
+
+@main.command()
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def run(celery_args: tuple[str, ...]) -> None:
+    """Development mode: embedded Redis and a dev key when none is configured, then
+    a worker with beat. This is what `make run` calls."""
+    from tokenlife import development
+
+    settings = _settings()
+    redis_process = None
+    try:
+        if not settings.encryption_keys:
+            key, generated = development.development_key()
+            os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = key
+            what = "generated a new" if generated else "using the"
+            click.echo(
+                f"tokenlife: {what} development encryption key in "
+                f"{development.STATE_DIR / 'dev.key'}; set TOKENLIFE_ENCRYPTION_KEYS in "
+                "production.",
+                err=True,
+            )
+        if "redis_url" not in settings.model_fields_set and not development.redis_answers():
+            redis_process, url = development.start_embedded_redis()
+            os.environ["TOKENLIFE_REDIS_URL"] = url
+            click.echo(
+                f"tokenlife: started an embedded Redis at {url} (data in {development.STATE_DIR}/)",
+                err=True,
+            )
+    except TokenlifeError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        schedule = str(development.STATE_DIR / "celerybeat-schedule")
+        _start_worker(True, ("--schedule", schedule, *celery_args))
+    finally:
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(timeout=10)
+
+
+def _start_worker(beat: bool, celery_args: tuple[str, ...]) -> None:
+    # Import late: the worker module reads the settings when imported, and `run` may
+    # have just set them.
+    from tokenlife import worker as worker_module
+
+    try:
+        worker_module.configure()
+    except TokenlifeError as exc:
+        click.echo(f"tokenlife: refusing to start: {exc}", err=True)
+        sys.exit(2)
+    argv = ["worker", "--loglevel", "INFO", *(["--beat"] if beat else []), *celery_args]
+    worker_module.app.worker_main(argv)

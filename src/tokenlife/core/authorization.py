@@ -1,0 +1,87 @@
+"""The authorization request (RFC 6749 §4.1.1) and what we remember about it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from tokenlife.core import pkce
+from tokenlife.core.integration import Integration
+
+# Parameters that identify one attempt rather than describe what was asked for;
+# the diagnosis and the events do not need them.
+_PER_ATTEMPT = ("state", "code_challenge")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAuthorization:
+    """Kept under the state until the user comes back; everything the exchange needs."""
+
+    integration: str
+    connection_id: str
+    redirect_uri: str
+    params: Mapping[str, str]  # the exact parameters sent, minus per-attempt values
+    created_at: float
+    verifier: str | None = field(default=None, repr=False)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(self.params.get("scope", "").split())
+
+    def public_dict(self) -> dict[str, Any]:
+        """Everything but the PKCE verifier, which the store encrypts separately."""
+        return {
+            "integration": self.integration,
+            "connection_id": self.connection_id,
+            "redirect_uri": self.redirect_uri,
+            "params": dict(self.params),
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    url: str
+    state: str
+    pending: PendingAuthorization
+
+
+def build_authorization_request(
+    integration: Integration,
+    connection_id: str,
+    state: str,
+    verifier: str | None,
+    now: float,
+) -> AuthorizationRequest:
+    """The URL to send a user to; `verifier` is ignored when the integration turns PKCE off."""
+    params: dict[str, str] = {
+        "response_type": "code",
+        "client_id": integration.client_id,
+        "redirect_uri": integration.redirect_uri,
+        "scope": " ".join(integration.scopes),
+        **integration.authorization_params,
+        "state": state,
+    }
+    if not integration.scopes:
+        del params["scope"]
+    if integration.pkce and verifier is not None:
+        params["code_challenge"] = pkce.challenge(verifier)
+        params["code_challenge_method"] = pkce.METHOD
+    else:
+        verifier = None
+    separator = "&" if "?" in integration.authorize_url else "?"
+    pending = PendingAuthorization(
+        integration=integration.name,
+        connection_id=connection_id,
+        redirect_uri=integration.redirect_uri,
+        params={k: v for k, v in params.items() if k not in _PER_ATTEMPT},
+        created_at=now,
+        verifier=verifier,
+    )
+    return AuthorizationRequest(
+        url=integration.authorize_url + separator + urlencode(params),
+        state=state,
+        pending=pending,
+    )

@@ -1,0 +1,47 @@
+"""Event types and their payloads. Documented field by field in docs/events.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+CONNECTION_AUTHORIZED = "connection.authorized"
+REFRESH_TOKEN_MISSING = "alert.refresh_token_missing"
+LIFETIME_UNKNOWN = "alert.lifetime_unknown"
+EXCHANGE_FAILED = "exchange.failed"
+
+REFRESH_TOKEN_MISSING_MESSAGE = (
+    "Refresh token is not present and access token lifetime is too short."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    data: dict[str, Any]
+
+
+def make_event(
+    type_: str,
+    *,
+    event_id: str,
+    now: float,
+    integration: str,
+    connection_id: str,
+    **fields: Any,
+) -> Event:
+    data = {
+        "event_id": event_id,
+        "occurred_at": iso8601(now),
+        "integration": integration,
+        "connection_id": connection_id,
+        **fields,
+    }
+    return Event(type=type_, data=data)
+
+
+def iso8601(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")

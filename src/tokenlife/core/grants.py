@@ -1,0 +1,40 @@
+"""Token endpoint request bodies (RFC 6749 §4.1.3 and §6), with client authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokenlife.core.client_auth import METHODS
+from tokenlife.core.integration import Integration
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    url: str
+    form: dict[str, str] = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
+
+
+def authorization_code_request(
+    integration: Integration, code: str, redirect_uri: str, verifier: str | None
+) -> TokenRequest:
+    """§4.1.3: redirect_uri must repeat the one sent in the authorization request."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if verifier is not None:
+        form["code_verifier"] = verifier  # RFC 7636 §4.5
+    return _authenticated(integration, form)
+
+
+def refresh_token_request(integration: Integration, refresh_token: str) -> TokenRequest:
+    """§6: scope is omitted, so the grant keeps the scope originally granted."""
+    return _authenticated(
+        integration, {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    )
+
+
+def _authenticated(integration: Integration, form: dict[str, str]) -> TokenRequest:
+    headers = {"Accept": "application/json"}
+    METHODS[integration.token_endpoint_auth_method](
+        integration.client_id, integration.client_secret, form, headers
+    )
+    return TokenRequest(url=integration.token_url, form=form, headers=headers)

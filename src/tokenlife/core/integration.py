@@ -1,0 +1,79 @@
+"""A configured integration with its preset applied: everything a request needs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tokenlife.core.presets import Preset
+
+# Integration names and connection ids become parts of Redis keys; `:` separates parts,
+# so integration names may not contain it. Connection ids may (e.g. "tenant:user").
+INTEGRATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+CONNECTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,199}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    name: str
+    preset: Preset
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    scopes: tuple[str, ...]
+    redirect_uri: str
+    authorize_url: str
+    token_url: str
+    authorization_params: Mapping[str, str]
+    token_endpoint_auth_method: str
+    pkce: bool
+    minimum_access_token_only_lifetime_days: float
+
+    @property
+    def provider(self) -> str:
+        return self.preset.name
+
+
+def requested_scopes(
+    preset: Preset, scopes: tuple[str, ...], extra: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Configured scopes, then extras, then the preset's offline scopes; no duplicates."""
+    merged: list[str] = []
+    for scope in (*scopes, *extra, *preset.offline_scopes):
+        if scope not in merged:
+            merged.append(scope)
+    return tuple(merged)
+
+
+def authorization_params(preset: Preset, extra: Mapping[str, str]) -> dict[str, str]:
+    """The preset's parameters, overridden by the integration's own."""
+    return {**preset.authorization_params, **extra}
+
+
+def fill_placeholders(url: str, values: Mapping[str, str]) -> str:
+    """Replace `{tenant}`-style placeholders; an unfilled one is a configuration error."""
+
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise ValueError(f"URL {url!r} needs a value for {{{key}}}")
+        return values[key]
+
+    return re.sub(r"\{([a-z_]+)\}", replace, url)
+
+
+def check_name(name: str) -> str:
+    if not INTEGRATION_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid integration name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+    return name
+
+
+def check_connection_id(connection_id: str) -> str:
+    if not CONNECTION_ID.fullmatch(connection_id):
+        raise ValueError(
+            "invalid connection id: use 1-200 letters, digits or _ . : @ + = -, "
+            "starting with a letter or digit"
+        )
+    return connection_id

@@ -1,0 +1,187 @@
+"""Every exception tokenlife raises, in one tree.
+
+::
+
+    TokenlifeError
+    ├── ConfigurationError           settings or integrations file are wrong; fix and restart
+    ├── UsageError                   the caller passed something invalid
+    │   ├── UnknownIntegrationError
+    │   ├── UnknownConnectionError
+    │   └── InvalidStateError        OAuth `state` unknown, expired or already used
+    ├── DecryptionError              no configured key decrypts a stored secret
+    ├── TransientError               retry it: the provider may answer next time
+    │   ├── TransportError           connection refused or reset, DNS failure
+    │   ├── EndpointTimeoutError
+    │   ├── ServerError              HTTP 5xx
+    │   ├── RateLimitedError         HTTP 429
+    │   └── TemporarilyUnavailableError  (also an OAuthError)
+    └── ProviderError                terminal: the provider said no, or said nonsense
+        ├── InvalidResponseError     not JSON, no access_token, bad expires_in, too large
+        └── OAuthError               RFC 6749 §5.2 / §4.1.2.1 error codes, one class each
+
+Messages never contain token values: they name fields, statuses and sizes only.
+"""
+
+from __future__ import annotations
+
+
+class TokenlifeError(Exception):
+    """Root of every error raised by tokenlife."""
+
+
+class ConfigurationError(TokenlifeError):
+    """Raised at start-up when a setting or the integrations file is invalid."""
+
+
+class UsageError(TokenlifeError):
+    """Raised when a caller passes an invalid argument."""
+
+
+class UnknownIntegrationError(UsageError):
+    """Raised when an integration name is not configured."""
+
+
+class UnknownConnectionError(UsageError):
+    """Raised when no token set is stored for an (integration, connection id)."""
+
+
+class InvalidStateError(UsageError):
+    """Raised when an OAuth `state` is unknown, expired or was already used."""
+
+
+class DecryptionError(TokenlifeError):
+    """Raised when none of the configured encryption keys decrypts a stored secret."""
+
+
+class TransientError(TokenlifeError):
+    """Raised for failures worth retrying; `retry_after` is the server's hint in seconds."""
+
+    error = "transient"
+    retry_after: float | None = None
+
+
+class TransportError(TransientError):
+    """Raised when the provider could not be reached (refused, reset, DNS)."""
+
+    error = "unreachable"
+
+
+class EndpointTimeoutError(TransientError):
+    """Raised when the provider did not answer within the configured timeout."""
+
+    error = "timeout"
+
+
+class ServerError(TransientError):
+    """Raised when the provider answered with HTTP 5xx."""
+
+    error = "server_error"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"provider answered HTTP {status}")
+        self.status = status
+
+
+class RateLimitedError(TransientError):
+    """Raised when the provider answered HTTP 429."""
+
+    error = "rate_limited"
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("provider answered HTTP 429 (rate limited)")
+        self.retry_after = retry_after
+
+
+class ProviderError(TokenlifeError):
+    """Raised when the provider refused the request or answered unusably; do not retry."""
+
+
+class InvalidResponseError(ProviderError):
+    """Raised when a token endpoint response breaks RFC 6749 §5.1 (shape, types, size)."""
+
+    error = "invalid_response"
+
+
+class OAuthError(ProviderError):
+    """Raised for an OAuth error code returned by the provider (RFC 6749 §5.2, §4.1.2.1)."""
+
+    error = "oauth_error"
+
+    def __init__(
+        self, description: str | None = None, *, error: str | None = None, uri: str | None = None
+    ) -> None:
+        if error is not None:
+            self.error = error
+        self.description = description
+        self.uri = uri
+        super().__init__(f"{self.error}: {description}" if description else self.error)
+
+
+class InvalidRequestError(OAuthError):
+    """Raised for `invalid_request`: the request was malformed."""
+
+    error = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    """Raised for `invalid_client`: client authentication failed (wrong id or secret)."""
+
+    error = "invalid_client"
+
+
+class InvalidGrantError(OAuthError):
+    """Raised for `invalid_grant`: the code or refresh token is invalid, expired or revoked."""
+
+    error = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    """Raised for `unauthorized_client`: the client may not use this grant type."""
+
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    """Raised for `unsupported_grant_type`."""
+
+    error = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    """Raised for `invalid_scope`."""
+
+    error = "invalid_scope"
+
+
+class AccessDeniedError(OAuthError):
+    """Raised for `access_denied`: the user or an admin declined on the consent screen."""
+
+    error = "access_denied"
+
+
+class TemporarilyUnavailableError(OAuthError, TransientError):
+    """Raised for `temporarily_unavailable` and `server_error`: retry later."""
+
+    error = "temporarily_unavailable"
+
+
+OAUTH_ERRORS: dict[str, type[OAuthError]] = {
+    cls.error: cls
+    for cls in (
+        InvalidRequestError,
+        InvalidClientError,
+        InvalidGrantError,
+        UnauthorizedClientError,
+        UnsupportedGrantTypeError,
+        InvalidScopeError,
+        AccessDeniedError,
+        TemporarilyUnavailableError,
+    )
+}
+OAUTH_ERRORS["server_error"] = TemporarilyUnavailableError
+
+
+def oauth_error(error: str, description: str | None = None, uri: str | None = None) -> OAuthError:
+    """Build the OAuthError subclass for an error code; unknown codes keep their code."""
+    cls = OAUTH_ERRORS.get(error, OAuthError)
+    return cls(description, error=error, uri=uri)

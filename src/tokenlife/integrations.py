@@ -1,0 +1,165 @@
+"""The integrations file: one `[integrations.NAME]` TOML table per integration.
+
+Loading validates everything that can be checked without the network; a `custom`
+integration with an `issuer` gets its endpoints from OIDC Discovery afterwards
+(see `adapters.discovery`), then `resolve` applies the preset.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tokenlife.core.integration import (
+    Integration,
+    authorization_params,
+    check_name,
+    fill_placeholders,
+    requested_scopes,
+)
+from tokenlife.core.presets import Preset
+from tokenlife.errors import ConfigurationError
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+
+
+class IntegrationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str
+    client_id: Annotated[str, Field(min_length=1)]
+    client_secret: str | None = Field(default=None, repr=False)
+    client_secret_env: str | None = None
+    scopes: tuple[str, ...] = ()
+    redirect_uri: str
+    authorize_url: str | None = None
+    token_url: str | None = None
+    issuer: str | None = None
+    extra_scopes: tuple[str, ...] = ()
+    extra_authorization_params: dict[str, str] = {}
+    token_endpoint_auth_method: AuthMethod | None = None
+    tenant: str | None = None
+    pkce: bool | None = None
+    minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IntegrationConfig:
+        if self.client_secret is not None and self.client_secret_env is not None:
+            raise ValueError("set client_secret or client_secret_env, not both")
+        for field in ("redirect_uri", "authorize_url", "token_url", "issuer"):
+            value = getattr(self, field)
+            if value is not None and not _is_http_url(value):
+                raise ValueError(f"{field} must be an absolute http(s) URL")
+        if self.provider == "custom" and self.issuer is None:
+            missing = [f for f in ("authorize_url", "token_url") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(
+                    f"a custom provider needs {' and '.join(missing)}, or an issuer to "
+                    "discover them from"
+                )
+        if self.tenant is not None and self.provider != "microsoft":
+            raise ValueError("tenant applies to provider 'microsoft' only")
+        return self
+
+
+def load_integrations_file(
+    path: Path, presets: Mapping[str, Preset], environ: Mapping[str, str]
+) -> dict[str, tuple[IntegrationConfig, str | None]]:
+    """Parse and validate the file; return each config with its resolved client secret."""
+    try:
+        document = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"integrations file {path}: {exc}") from None
+    tables = document.get("integrations")
+    if not isinstance(tables, dict):
+        raise ConfigurationError(f"integrations file {path}: no [integrations.NAME] tables")
+    loaded: dict[str, tuple[IntegrationConfig, str | None]] = {}
+    for name, table in tables.items():
+        where = f"integrations file {path}, [integrations.{name}]"
+        try:
+            check_name(name)
+            config = IntegrationConfig.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigurationError(f"{where}: {_describe(exc)}") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+        if config.provider not in presets:
+            known = ", ".join(sorted(presets))
+            raise ConfigurationError(f"{where}: unknown provider {config.provider!r} ({known})")
+        loaded[name] = (config, _client_secret(config, presets[config.provider], environ, where))
+    return loaded
+
+
+def resolve(
+    name: str,
+    config: IntegrationConfig,
+    preset: Preset,
+    client_secret: str | None,
+    default_minimum_days: float,
+    discovered: tuple[str, str] | None = None,
+) -> Integration:
+    """Apply the preset. Explicit URLs win over discovered ones, which win over the preset's."""
+    placeholders = {**preset.placeholders}
+    if config.tenant is not None:
+        placeholders["tenant"] = config.tenant
+    authorize_url = config.authorize_url or (discovered[0] if discovered else preset.authorize_url)
+    token_url = config.token_url or (discovered[1] if discovered else preset.token_url)
+    if authorize_url is None or token_url is None:
+        raise ConfigurationError(f"integration {name}: no authorize_url/token_url")
+    try:
+        authorize_url = fill_placeholders(authorize_url, placeholders)
+        token_url = fill_placeholders(token_url, placeholders)
+    except ValueError as exc:
+        raise ConfigurationError(f"integration {name}: {exc}") from None
+    days = config.minimum_access_token_only_lifetime_days
+    return Integration(
+        name=name,
+        preset=preset,
+        client_id=config.client_id,
+        client_secret=client_secret,
+        scopes=requested_scopes(preset, config.scopes, config.extra_scopes),
+        redirect_uri=config.redirect_uri,
+        authorize_url=authorize_url,
+        token_url=token_url,
+        authorization_params=authorization_params(preset, config.extra_authorization_params),
+        token_endpoint_auth_method=config.token_endpoint_auth_method
+        or preset.token_endpoint_auth_method,
+        pkce=preset.pkce if config.pkce is None else config.pkce,
+        minimum_access_token_only_lifetime_days=days if days is not None else default_minimum_days,
+    )
+
+
+def _client_secret(
+    config: IntegrationConfig, preset: Preset, environ: Mapping[str, str], where: str
+) -> str | None:
+    if config.client_secret_env is not None:
+        secret = environ.get(config.client_secret_env)
+        if not secret:
+            raise ConfigurationError(
+                f"{where}: client_secret_env names {config.client_secret_env}, which is unset"
+            )
+        return secret
+    method = config.token_endpoint_auth_method or preset.token_endpoint_auth_method
+    if config.client_secret is None and method != "none":
+        raise ConfigurationError(
+            f"{where}: set client_secret or client_secret_env "
+            '(or token_endpoint_auth_method = "none" for a public client)'
+        )
+    return config.client_secret
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'table'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )

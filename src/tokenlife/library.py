@@ -1,0 +1,59 @@
+"""The in-process interface for Python apps that share tokenlife's Redis and settings.
+
+async with await Tokenlife.from_environment() as tl:
+    url = await tl.authorize_url("google-drive", "user-42")
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from tokenlife.adapters.token_store import Connection
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings, load_settings
+
+
+class Tokenlife:
+    """Opened on the caller's event loop; close it (or use `async with`) when done."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    @classmethod
+    async def from_environment(cls, settings: Settings | None = None) -> Tokenlife:
+        config = await load_config(settings or load_settings())
+        return cls(await Runtime.open(config))
+
+    async def authorize_url(
+        self, integration: str, connection_id: str, *, now: float | None = None
+    ) -> str:
+        """The URL to send a user to; the state is stored for 10 minutes, single-use."""
+        request = await self._runtime.services.start_authorization(
+            integration, connection_id, time.time() if now is None else now
+        )
+        return request.url
+
+    async def connection(self, integration: str, connection_id: str) -> Connection:
+        """Stored metadata of a connection (status, expiry, scopes); never token values."""
+        return await self._runtime.services.connection(integration, connection_id)
+
+    async def aclose(self) -> None:
+        await self._runtime.close()
+
+    async def __aenter__(self) -> Tokenlife:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def authorize_url(integration: str, connection_id: str) -> str:
+    """One-shot form of `Tokenlife.authorize_url`, configured from the environment."""
+    async with await Tokenlife.from_environment() as tl:
+        return await tl.authorize_url(integration, connection_id)

@@ -1,0 +1,90 @@
+"""Start-up: settings + integrations file + discovery become a Config; a Runtime holds
+the clients (Redis, aiohttp) of one process, created on the loop that will use them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from redis.asyncio import Redis
+
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.discovery import discover_endpoints
+from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core.integration import Integration
+from tokenlife.core.presets import Preset
+from tokenlife.integrations import load_integrations_file, resolve
+from tokenlife.providers import load_presets
+from tokenlife.services import Services
+from tokenlife.settings import Settings, require_encryption_keys
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    settings: Settings
+    presets: Mapping[str, Preset]
+    integrations: Mapping[str, Integration]
+
+
+async def load_config(settings: Settings, environ: Mapping[str, str] | None = None) -> Config:
+    """Everything that can be wrong in the configuration fails here, before any work."""
+    require_encryption_keys(settings)
+    presets = load_presets()
+    integrations: dict[str, Integration] = {}
+    if settings.integrations_file is not None:
+        loaded = load_integrations_file(
+            settings.integrations_file, presets, os.environ if environ is None else environ
+        )
+        async with aiohttp.ClientSession() as session:
+            for name, (config, secret) in loaded.items():
+                discovered = None
+                if config.issuer and not (config.authorize_url and config.token_url):
+                    discovered = await discover_endpoints(
+                        session, config.issuer, settings.http_timeout_seconds
+                    )
+                integrations[name] = resolve(
+                    name,
+                    config,
+                    presets[config.provider],
+                    secret,
+                    settings.minimum_access_token_only_lifetime_days,
+                    discovered,
+                )
+    return Config(settings=settings, presets=presets, integrations=integrations)
+
+
+class Runtime:
+    """The clients of one process. Open it on the loop that will run the services."""
+
+    def __init__(self, config: Config, redis: Redis, http: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.redis = redis
+        self.http = http
+        settings = config.settings
+        keys = Keys(settings.key_prefix)
+        cipher = Cipher(require_encryption_keys(settings))
+        self.tokens = TokenStore(redis, keys, cipher)
+        self.services = Services(
+            integrations=config.integrations,
+            presets=config.presets,
+            pending=PendingStore(redis, keys, cipher),
+            tokens=self.tokens,
+            events=EventStream(redis, keys, settings.events_max_length),
+            http=http,
+            http_timeout=settings.http_timeout_seconds,
+        )
+
+    @classmethod
+    async def open(cls, config: Config) -> Runtime:
+        redis = Redis.from_url(config.settings.redis_url, decode_responses=True)
+        http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
+        return cls(config, redis, http)
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.redis.aclose()

@@ -1,0 +1,87 @@
+"""Settings from `TOKENLIFE_*` environment variables and an optional `.env` file.
+
+Built only in entry points (worker start, CLI), then passed down as narrow pieces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from cryptography.fernet import Fernet
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tokenlife.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOKENLIFE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None  # defaults to redis_url
+    key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "tokenlife"
+    minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] = 30
+    encryption_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    integrations_file: Path | None = None
+
+    http_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    exchange_max_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    exchange_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    exchange_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0
+    events_max_length: Annotated[int, Field(ge=1000)] = 100_000
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _valid_fernet_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                # Never echo the key itself.
+                raise ValueError(
+                    f"key #{position} is not a Fernet key (32 url-safe base64-encoded bytes; "
+                    "make one with `tokenlife generate-key`)"
+                ) from None
+        return keys
+
+    @field_validator("integrations_file")
+    @classmethod
+    def _file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist or is not a file")
+        return path
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+
+def load_settings() -> Settings:
+    """Read the environment; turn pydantic's report into one readable ConfigurationError."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "TOKENLIFE_" + "_".join(str(p) for p in error["loc"]).upper()
+            lines.append(f"  {name}: {error['msg']}")
+        raise ConfigurationError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def require_encryption_keys(settings: Settings) -> tuple[str, ...]:
+    if not settings.encryption_keys:
+        raise ConfigurationError(
+            "TOKENLIFE_ENCRYPTION_KEYS is not set: tokens can't be stored unencrypted. "
+            "Generate a key with `tokenlife generate-key`."
+        )
+    return settings.encryption_keys

@@ -1,0 +1,130 @@
+"""The Celery app, `tokenlife.worker:app`, and the one asyncio loop of each worker process.
+
+`celery -A tokenlife.worker worker` works; `tokenlife worker` does the same after checking
+the configuration. The configuration (settings, integrations, discovery) is loaded once in
+the main process at `worker_init`, so a bad setting stops the worker before it forks. Each
+child then creates its loop and clients at `worker_process_init` and keeps them: an
+`asyncio.run()` per task would close the loop under the Redis and aiohttp clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from celery import Celery, signals
+
+from tokenlife.errors import ConfigurationError
+from tokenlife.runtime import Config, Runtime, load_config
+from tokenlife.settings import Settings, load_settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _settings_or_defaults() -> tuple[Settings, ConfigurationError | None]:
+    # Importing this module must not fail (clients import it to send tasks); a bad
+    # setting is reported when a worker starts.
+    try:
+        return load_settings(), None
+    except ConfigurationError as exc:
+        return Settings.model_construct(), exc
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    # Every broker and result key lives under the key prefix too, so two deployments
+    # (or test runs) can share one Redis database without seeing each other's tasks.
+    namespace = {"global_keyprefix": f"{settings.key_prefix}:celery:"}
+    return {
+        "broker_url": settings.effective_broker_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": namespace,
+        "result_backend_transport_options": namespace,
+        "task_default_queue": settings.key_prefix,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_expires": 3600,
+        # A task is acknowledged after it ran: a crash mid-exchange redelivers it, and
+        # the state claim (bound to the task id) lets the same task resume.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": True,
+    }
+
+
+settings, settings_error = _settings_or_defaults()
+app = Celery("tokenlife", include=["tokenlife.tasks"])
+app.conf.update(celery_config(settings))
+
+_config: Config | None = None
+
+
+class ProcessRuntime:
+    """One event loop and one Runtime per process; tasks run their coroutines on it."""
+
+    def __init__(self, config: Config) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.runtime = self.loop.run_until_complete(Runtime.open(config))
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.runtime.close())
+        self.loop.close()
+
+
+_process: ProcessRuntime | None = None
+
+
+def configure() -> Config:
+    """Load and check the configuration; raise ConfigurationError with a readable message."""
+    global _config
+    if settings_error is not None:
+        raise settings_error
+    if _config is None:
+        _config = asyncio.run(load_config(settings))
+    return _config
+
+
+def process_runtime() -> ProcessRuntime:
+    global _process
+    if _process is None:
+        _process = ProcessRuntime(configure())
+    return _process
+
+
+@signals.worker_init.connect
+def _check_configuration(**_: Any) -> None:
+    try:
+        config = configure()
+    except ConfigurationError as exc:
+        print(f"tokenlife: refusing to start: {exc}", file=sys.stderr, flush=True)
+        # SystemExit passes through Celery's signal dispatcher, which logs other errors
+        # and carries on.
+        raise SystemExit(2) from None
+    log.info(
+        "tokenlife worker: %d integration(s): %s",
+        len(config.integrations),
+        ", ".join(sorted(config.integrations)) or "none",
+    )
+
+
+@signals.worker_process_init.connect
+def _start_process(**_: Any) -> None:
+    global _process
+    _process = None  # never reuse a loop inherited over fork
+    process_runtime()
+
+
+@signals.worker_process_shutdown.connect
+def _stop_process(**_: Any) -> None:
+    if _process is not None:
+        _process.close()

@@ -1,0 +1,250 @@
+"""What every fake provider shares: codes, client authentication, PKCE, scripted failures.
+
+A fake is a real aiohttp app served on 127.0.0.1. Tests read its state (codes issued,
+tokens issued, requests seen) and script its misbehaviour per authorization code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+from aiohttp import web
+
+
+@dataclass
+class Client:
+    client_id: str
+    client_secret: str | None
+    redirect_uris: tuple[str, ...]
+
+
+@dataclass
+class Grant:
+    """What the user consented to; a code points at one."""
+
+    client_id: str
+    user: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    params: dict[str, str]
+    issue_refresh_token: bool
+    code_challenge: str | None
+    used: bool = False
+
+
+@dataclass
+class Reply:
+    """A scripted answer from the token endpoint instead of the normal one."""
+
+    status: int = 200
+    body: bytes | None = None  # None: the normal token response, adjusted below
+    content_type: str = "application/json"
+    delay: float = 0.0  # the provider is slow; the client's timeout should fire
+    headers: dict[str, str] = field(default_factory=dict)
+    lifetime: int | None = None  # override expires_in
+    expires_in: Any = None  # exact value to send (e.g. "3600" or -5); "omit" drops it
+    refresh_token: bool | None = None  # force (True) or withhold (False)
+    jwt_exp: int | None = None  # access token is a JWT with this `exp`, and no expires_in
+
+
+class FakeProvider:
+    """Subclasses decide when a refresh token is issued and shape the responses."""
+
+    default_lifetime = 3600
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clients: dict[str, Client] = {}
+        self.grants: dict[str, Grant] = {}  # by code
+        self.scripts: dict[str, list[Reply]] = {}  # by code
+        self.token_requests: list[dict[str, str]] = []
+        self.issued_secrets: list[str] = []  # every access/refresh token ever issued
+        self.base_url = ""
+
+    # -- set-up from tests -------------------------------------------------------------
+    def register(self, client_id: str, secret: str | None, *redirect_uris: str) -> None:
+        self.clients[client_id] = Client(client_id, secret, redirect_uris)
+
+    def script(self, code: str, *replies: Reply) -> None:
+        """The token endpoint answers these, in order, for `code`; the last one repeats."""
+        with self.lock:
+            self.scripts[code] = list(replies)
+
+    def grant_for(self, code: str) -> Grant:
+        return self.grants[code]
+
+    # -- the vendor's policy (overridden) ------------------------------------------------
+    def refresh_token_on_consent(
+        self, client_id: str, user: str, scopes: tuple[str, ...], params: dict[str, str]
+    ) -> bool:
+        raise NotImplementedError
+
+    def granted_scope(self, grant: Grant) -> str:
+        return " ".join(grant.scopes)
+
+    def token_body(self, grant: Grant, reply: Reply) -> dict[str, Any]:
+        lifetime = reply.lifetime if reply.lifetime is not None else self.default_lifetime
+        access = self._new_secret("at")
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": self.granted_scope(grant),
+        }
+        if reply.jwt_exp is not None:
+            body["access_token"] = _unsigned_jwt({"exp": reply.jwt_exp, "sub": grant.user})
+            with self.lock:
+                self.issued_secrets.append(body["access_token"])
+            del body["expires_in"]
+        elif reply.expires_in == "omit":
+            del body["expires_in"]
+        elif reply.expires_in is not None:
+            body["expires_in"] = reply.expires_in
+        give = grant.issue_refresh_token if reply.refresh_token is None else reply.refresh_token
+        if give:
+            body["refresh_token"] = self._new_secret("rt")
+        return body
+
+    def error_body(self, error: str, description: str) -> dict[str, Any]:
+        return {"error": error, "error_description": description}
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def authorize(self, request: web.Request) -> web.StreamResponse:
+        """Consent happens at once: the user in `login_hint` (default alice) says yes."""
+        q = request.query
+        client = self.clients.get(q.get("client_id", ""))
+        if client is None or q.get("redirect_uri") not in client.redirect_uris:
+            return web.Response(status=400, text="invalid client or redirect_uri")
+        if q.get("response_type") != "code":
+            return web.Response(status=400, text="unsupported response_type")
+        redirect = q["redirect_uri"]
+        if q.get("deny") == "1":  # the user clicked "Cancel"
+            raise web.HTTPFound(
+                redirect
+                + "?"
+                + urlencode(
+                    {
+                        "error": "access_denied",
+                        "error_description": "The user denied access",
+                        "state": q.get("state", ""),
+                    }
+                )
+            )
+        user = q.get("login_hint", "alice")
+        scopes = tuple(q.get("scope", "").split())
+        params = dict(q)
+        code = self._new_code()
+        with self.lock:
+            self.grants[code] = Grant(
+                client_id=client.client_id,
+                user=user,
+                redirect_uri=redirect,
+                scopes=scopes,
+                params=params,
+                issue_refresh_token=self.refresh_token_on_consent(
+                    client.client_id, user, scopes, params
+                ),
+                code_challenge=q.get("code_challenge"),
+            )
+        raise web.HTTPFound(redirect + "?" + urlencode({"code": code, "state": q.get("state", "")}))
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        with self.lock:
+            self.token_requests.append({k: v for k, v in form.items() if k != "client_secret"})
+        client_id, secret = _client_credentials(request, form)
+        client = self.clients.get(client_id or "")
+        if client is None or (client.client_secret is not None and secret != client.client_secret):
+            return self.json(
+                401, self.error_body("invalid_client", "Client authentication failed.")
+            )
+        if form.get("grant_type") != "authorization_code":
+            return self.json(400, self.error_body("unsupported_grant_type", "Unsupported grant."))
+        code = str(form.get("code", ""))
+        reply = self._next_reply(code)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200 or reply.body is not None:
+            return web.Response(
+                status=reply.status,
+                body=reply.body or b"",
+                content_type=None,
+                headers={"Content-Type": reply.content_type, **reply.headers},
+            )
+        with self.lock:
+            grant = self.grants.get(code)
+            problem = self._check_code(grant, client, form)
+            if problem is None:
+                assert grant is not None
+                grant.used = True
+        if problem is not None:
+            return self.json(400, self.error_body("invalid_grant", problem))
+        assert grant is not None
+        return self.json(200, self.token_body(grant, reply))
+
+    def json(self, status: int, body: dict[str, Any]) -> web.Response:
+        return web.Response(
+            status=status,
+            text=json.dumps(body),
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    # -- internals -----------------------------------------------------------------------
+    def _check_code(self, grant: Grant | None, client: Client, form: dict[str, Any]) -> str | None:
+        if grant is None or grant.used:
+            return "The authorization code is invalid or was already used."
+        if grant.client_id != client.client_id:
+            return "The code was issued to another client."
+        if form.get("redirect_uri") != grant.redirect_uri:
+            return "redirect_uri does not match the authorization request."
+        if grant.code_challenge is not None:
+            verifier = str(form.get("code_verifier", ""))
+            digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            if digest.rstrip(b"=").decode() != grant.code_challenge:
+                return "PKCE verification failed."
+        return None
+
+    def _next_reply(self, code: str) -> Reply:
+        with self.lock:
+            script = self.scripts.get(code)
+            if not script:
+                return Reply()
+            return script.pop(0) if len(script) > 1 else script[0]
+
+    def _new_code(self) -> str:
+        return "code-" + secrets.token_urlsafe(16)
+
+    def _new_secret(self, kind: str) -> str:
+        value = f"{kind}-" + secrets.token_urlsafe(24)
+        with self.lock:
+            self.issued_secrets.append(value)
+        return value
+
+
+def _client_credentials(
+    request: web.Request, form: dict[str, Any]
+) -> tuple[str | None, str | None]:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Basic "):
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return unquote(user), unquote(password)
+    return form.get("client_id"), form.get("client_secret")
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig{secrets.token_hex(8)}"

@@ -1,0 +1,39 @@
+"""A generic OpenID Connect provider: refresh tokens for offline_access (OIDC Core §11),
+a discovery document, and whatever misbehaviour a test scripts per code."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tests.fakes.base import FakeProvider
+
+
+class FakeGeneric(FakeProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self.issue_refresh_tokens = True
+
+    def refresh_token_on_consent(
+        self, client_id: str, user: str, scopes: tuple[str, ...], params: dict[str, str]
+    ) -> bool:
+        return self.issue_refresh_tokens and "offline_access" in scopes
+
+    async def discovery(self, request: web.Request) -> web.Response:
+        return self.json(
+            200,
+            {
+                "issuer": self.base_url,
+                "authorization_endpoint": self.base_url + "/authorize",
+                "token_endpoint": self.base_url + "/token",
+                "scopes_supported": ["openid", "profile", "offline_access"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "code_challenge_methods_supported": ["S256"],
+            },
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/.well-known/openid-configuration", self.discovery)
+        app.router.add_get("/authorize", self.authorize)
+        app.router.add_post("/token", self.token)
+        return app

@@ -1,0 +1,169 @@
+"""Helpers the tests share: waiting by condition, the consent dance, reading events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+from celery import Celery
+from redis.asyncio import Redis
+
+from tests.fakes.generic import FakeGeneric
+from tests.fakes.google import FakeGoogle
+from tests.fakes.microsoft import FakeMicrosoft
+from tokenlife.library import Tokenlife
+from tokenlife.settings import Settings
+from tokenlife.worker import celery_config
+
+
+@dataclass
+class Fakes:
+    google: FakeGoogle
+    microsoft: FakeMicrosoft
+    generic: FakeGeneric
+    callback: str
+
+
+@dataclass
+class WorkerHandle:
+    app: Celery
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def client_app(settings: Settings) -> Celery:
+    """A Celery client as an app would build one: same broker, same namespace."""
+    app = Celery("tokenlife-test-client", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+async def consent(
+    tl: Tokenlife, integration: str, connection_id: str, **user: str
+) -> dict[str, str]:
+    """Send the user to the provider, which consents at once; return the callback query.
+
+    `user` adds query parameters the fake understands: login_hint=NAME, deny="1".
+    """
+    url = await tl.authorize_url(integration, connection_id)
+    if user:
+        url += "&" + urlencode(user)
+    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as r:
+        assert r.status == 302, f"provider answered {r.status}: {await r.text()}"
+        location = r.headers["Location"]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+async def exchange(worker: WorkerHandle, timeout: float = 60, **kwargs: Any) -> dict[str, Any]:
+    result = worker.app.send_task("tokenlife.exchange_code", kwargs=kwargs)
+    summary: dict[str, Any] = await asyncio.to_thread(result.get, timeout=timeout)
+    return summary
+
+
+async def connect(
+    tl: Tokenlife, worker: WorkerHandle, integration: str, connection_id: str, **user: str
+) -> dict[str, Any]:
+    callback = await consent(tl, integration, connection_id, **user)
+    return await exchange(worker, state=callback["state"], code=callback["code"])
+
+
+async def events_for(
+    redis: Redis, settings: Settings, connection_id: str
+) -> list[tuple[str, dict[str, Any]]]:
+    entries = cast(
+        list[tuple[str, dict[str, str]]], await redis.xrange(f"{settings.key_prefix}:events")
+    )
+    found: list[tuple[str, dict[str, Any]]] = []
+    for _, fields in entries:
+        data = json.loads(fields["data"])
+        if data.get("connection_id") == connection_id:
+            found.append((fields["type"], data))
+    return found
+
+
+def integrations_toml(fakes: Fakes, dead_port: int) -> str:
+    g, m, x = fakes.google.base_url, fakes.microsoft.base_url, fakes.generic.base_url
+    drive = '["openid", "https://www.googleapis.com/auth/drive.readonly"]'
+    mail = '["openid", "https://graph.microsoft.com/Mail.Read"]'
+    google = f'''client_id = "google-client"
+client_secret = "google-secret"
+redirect_uri = "{fakes.callback}"
+authorize_url = "{g}/o/oauth2/v2/auth"
+token_url = "{g}/token"
+scopes = {drive}
+'''
+    microsoft = f'''client_id = "ms-client"
+client_secret = "ms-secret"
+redirect_uri = "{fakes.callback}"
+scopes = {mail}
+'''
+    generic = f'''client_id = "generic-client"
+client_secret = "generic-secret"
+redirect_uri = "{fakes.callback}"
+scopes = ["openid", "profile"]
+'''
+    return f'''
+[integrations.google]
+provider = "google"
+{google}
+[integrations.google-select-account]
+provider = "google"
+extra_authorization_params = {{ prompt = "select_account" }}
+{google}
+[integrations.google-as-custom]
+provider = "custom"
+{google}
+[integrations.microsoft]
+provider = "microsoft"
+tenant = "contoso"
+authorize_url = "{m}/{{tenant}}/oauth2/v2.0/authorize"
+token_url = "{m}/{{tenant}}/oauth2/v2.0/token"
+{microsoft}
+[integrations.microsoft-as-custom]
+provider = "custom"
+authorize_url = "{m}/contoso/oauth2/v2.0/authorize"
+token_url = "{m}/contoso/oauth2/v2.0/token"
+{microsoft}
+[integrations.generic]
+provider = "custom"
+authorize_url = "{x}/authorize"
+token_url = "{x}/token"
+{generic}
+[integrations.generic-7d]
+provider = "custom"
+authorize_url = "{x}/authorize"
+token_url = "{x}/token"
+token_endpoint_auth_method = "client_secret_post"
+minimum_access_token_only_lifetime_days = 7
+{generic}
+[integrations.generic-offline]
+provider = "custom"
+issuer = "{x}"
+extra_scopes = ["offline_access"]
+extra_authorization_params = {{ prompt = "consent" }}
+{generic}
+[integrations.generic-unreachable]
+provider = "custom"
+authorize_url = "{x}/authorize"
+token_url = "http://127.0.0.1:{dead_port}/token"
+{generic}
+'''
