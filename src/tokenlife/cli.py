@@ -153,3 +153,7 @@ def _start_worker(beat: bool, celery_args: tuple[str, ...]) -> None:
         sys.exit(2)
     argv = ["worker", "--loglevel", "INFO", *(["--beat"] if beat else []), *celery_args]
     worker_module.app.worker_main(argv)
+
+
+if __name__ == "__main__":
+    main()

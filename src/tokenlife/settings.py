@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tokenlife.errors import ConfigurationError
@@ -61,6 +61,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{path} does not exist or is not a file")
         return path
 
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Settings:
+        if self.exchange_retry_max_seconds < self.exchange_retry_base_seconds:
+            raise ValueError(
+                "TOKENLIFE_EXCHANGE_RETRY_MAX_SECONDS must be at least "
+                "TOKENLIFE_EXCHANGE_RETRY_BASE_SECONDS"
+            )
+        return self
+
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url
@@ -73,8 +82,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = "TOKENLIFE_" + "_".join(str(p) for p in error["loc"]).upper()
-            lines.append(f"  {name}: {error['msg']}")
+            where = "_".join(str(p) for p in error["loc"]).upper()
+            name = f"TOKENLIFE_{where}" if where else "settings"
+            lines.append(f"  {name}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigurationError("invalid settings:\n" + "\n".join(lines)) from None
 
 

@@ -6,6 +6,7 @@ import json
 
 import aiohttp
 
+from tokenlife.adapters.token_endpoint import read_limited
 from tokenlife.errors import ConfigurationError
 
 _MAX_BYTES = 256 * 1024
@@ -18,7 +19,9 @@ async def discover_endpoints(
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            body = await response.content.read(_MAX_BYTES + 1)
+            body = await read_limited(response, _MAX_BYTES)
+            if body is None:
+                raise ConfigurationError(f"discovery {url}: document over {_MAX_BYTES} bytes")
             if response.status != 200:
                 raise ConfigurationError(f"discovery {url} answered HTTP {response.status}")
     except (TimeoutError, aiohttp.ClientError) as exc:

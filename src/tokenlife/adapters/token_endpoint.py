@@ -27,8 +27,8 @@ async def post_token_request(
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as response:
-            body = await response.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
+            body = await read_limited(response, MAX_BODY_BYTES)
+            if body is None:
                 raise InvalidResponseError(
                     f"HTTP {response.status} body is larger than {MAX_BODY_BYTES} bytes"
                 )
@@ -41,6 +41,18 @@ async def post_token_request(
         # The exception text names host and OS error only; the form is never in it.
         raise TransportError(f"token endpoint unreachable: {type(exc).__name__}: {exc}") from None
     return parse_token_response(status, content_type, body, now, retry_after)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds `limit` (the rest is never read)."""
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
