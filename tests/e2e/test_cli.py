@@ -37,7 +37,9 @@ async def test_authorize_url_prints_a_url_and_stores_the_pending_state(
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert query["access_type"] == "offline" and query["prompt"] == "consent"
     assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
-    pending = json.loads(await redis.get(f"{settings.key_prefix}:pending:{query['state']}"))
+    raw = await redis.get(f"{settings.key_prefix}:pending:{query['state']}")
+    assert raw is not None
+    pending = json.loads(raw)
     assert pending["connection_id"] == "user-cli"
     assert pending["params"]["access_type"] == "offline"
     assert "state" not in pending["params"]

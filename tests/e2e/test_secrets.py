@@ -20,15 +20,15 @@ async def dump_all_values(redis: Redis, pattern: str) -> str:
         if kind == "string":
             parts.append(str(await redis.get(key)))
         elif kind == "hash":
-            parts.extend(f"{k}={v}" for k, v in (await redis.hgetall(key)).items())
+            parts.extend(f"{k!s}={v!s}" for k, v in (await redis.hgetall(key)).items())
         elif kind == "set":
-            parts.extend(await redis.smembers(key))
+            parts.extend(map(str, await redis.smembers(key)))
         elif kind == "stream":
-            parts.extend(str(fields) for _, fields in await redis.xrange(key))
+            parts.extend(str(entry) for entry in await redis.xrange(key) or [])
         elif kind == "list":
-            parts.extend(await redis.lrange(key, 0, -1))
+            parts.extend(map(str, await redis.lrange(key, 0, -1)))
         elif kind == "zset":
-            parts.extend(await redis.zrange(key, 0, -1))
+            parts.extend(map(str, await redis.zrange(key, 0, -1)))
     return "\n".join(parts)
 
 
