@@ -147,10 +147,17 @@ def _start_worker(beat: bool, celery_args: tuple[str, ...]) -> None:
     from tokenlife import worker as worker_module
 
     try:
-        worker_module.configure()
+        config = worker_module.configure()
     except TokenlifeError as exc:
         click.echo(f"tokenlife: refusing to start: {exc}", err=True)
         sys.exit(2)
+    names = ", ".join(sorted(config.integrations))
+    click.echo(
+        f"tokenlife: integrations: {names}"
+        if names
+        else "tokenlife: no integrations configured; set TOKENLIFE_INTEGRATIONS_FILE",
+        err=True,
+    )
     argv = ["worker", "--loglevel", "INFO", *(["--beat"] if beat else []), *celery_args]
     worker_module.app.worker_main(argv)
 

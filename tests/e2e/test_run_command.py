@@ -1,0 +1,65 @@
+"""`tokenlife run` (what `make run` calls) on a machine with no Redis and no key.
+
+The test runs it in a network namespace of its own, where nothing answers on
+127.0.0.1:6379, so the embedded Redis path is exercised without touching the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import wait_for
+from tokenlife.development import development_key
+
+needs_namespaces = pytest.mark.skipif(
+    shutil.which("unshare") is None or os.geteuid() != 0,
+    reason="needs root and unshare(1) for a private network namespace",
+)
+
+
+@needs_namespaces
+def test_run_starts_an_embedded_redis_and_a_dev_key_when_none_is_configured(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLIFE_")}
+    tokenlife = str(Path(sys.executable).with_name("tokenlife"))
+    output = tmp_path / "run.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {tokenlife} run"],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: "ready." in output.read_text() or process.poll() is not None,
+                timeout=60,
+                what="the worker to be ready",
+            )
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    log = output.read_text()
+    assert "started an embedded Redis at redis://127.0.0.1:" in log, log[-3000:]
+    assert "generated a new development encryption key" in log
+    assert "ready." in log
+    state = tmp_path / ".tokenlife"
+    assert (state / "dev.key").stat().st_mode & 0o777 == 0o600
+    assert "Redis is now ready to exit" in (state / "redis.log").read_text()
+
+
+def test_development_key_is_generated_once_then_reused(tmp_path: Path) -> None:
+    key, generated = development_key(tmp_path / "state")
+    again, generated_again = development_key(tmp_path / "state")
+    assert generated and not generated_again
+    assert key == again
