@@ -173,7 +173,8 @@ async def tl(settings: Settings, fakes: Fakes) -> AsyncIterator[Tokenlife]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.failed and _worker_log is not None and _worker_log.exists():
+    uses_worker = "worker" in getattr(item, "fixturenames", ())
+    if report.failed and uses_worker and _worker_log is not None and _worker_log.exists():
         tail = _worker_log.read_text(errors="replace").splitlines()[-80:]
         report.sections.append(("celery worker log (last 80 lines)", "\n".join(tail)))
 

@@ -7,6 +7,7 @@ integration with an `issuer` gets its endpoints from OIDC Discovery afterwards
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,22 @@ from tokenlife.core.presets import Preset
 from tokenlife.errors import ConfigurationError
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+
+# tokenlife sets these itself; letting extra_authorization_params replace them would
+# break the exchange (redirect_uri must repeat, RFC 6749 §4.1.3) or drop offline scopes.
+RESERVED_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
+# A tenant id (GUID), a verified domain, or common / organizations / consumers.
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$")
 
 
 class IntegrationConfig(BaseModel):
@@ -64,6 +81,18 @@ class IntegrationConfig(BaseModel):
                 )
         if self.tenant is not None and self.provider != "microsoft":
             raise ValueError("tenant applies to provider 'microsoft' only")
+        if self.tenant is not None and not TENANT.fullmatch(self.tenant):
+            raise ValueError(
+                "tenant must be a tenant id, a domain, or common/organizations/consumers"
+            )
+        if self.issuer is not None and self.provider != "custom":
+            raise ValueError("issuer applies to provider 'custom' only")
+        reserved = sorted(RESERVED_PARAMS & set(self.extra_authorization_params))
+        if reserved:
+            raise ValueError(
+                f"extra_authorization_params may not set {', '.join(reserved)}: tokenlife sets "
+                "them (use scopes/extra_scopes for scopes)"
+            )
         return self
 
 

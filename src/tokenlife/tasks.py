@@ -47,6 +47,10 @@ def exchange_code(
             base=settings.exchange_retry_base_seconds,
             cap=settings.exchange_retry_max_seconds,
             jitter=random.random(),  # noqa: S311 - jitter, not security
-            retry_after=exc.retry_after,
+            # A user is waiting and the claim on the state expires: honour Retry-After
+            # only up to our own cap.
+            retry_after=None
+            if exc.retry_after is None
+            else min(exc.retry_after, settings.exchange_retry_max_seconds),
         )
         raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None

@@ -108,7 +108,9 @@ BAD_RESPONSES = [
         "no access_token",
         id="json-without-access-token",
     ),
-    pytest.param(Reply(expires_in=-3600), "invalid_response", "not positive", id="negative"),
+    pytest.param(
+        Reply(expires_in=-3600), "invalid_response", "not a positive number", id="negative"
+    ),
     pytest.param(Reply(expires_in=10**12), "invalid_response", "implausibly large", id="absurd"),
     pytest.param(
         Reply(body=b'{"access_token": "' + b"x" * (1024 * 1024) + b'"}'),

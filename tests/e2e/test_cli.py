@@ -42,7 +42,7 @@ async def test_authorize_url_prints_a_url_and_stores_the_pending_state(
     pending = json.loads(raw)
     assert pending["connection_id"] == "user-cli"
     assert pending["params"]["access_type"] == "offline"
-    assert "state" not in pending["params"]
+    assert pending["params"]["state"] == query["state"]  # exactly what was sent
 
 
 def test_authorize_url_for_an_unknown_integration_says_so(settings: Settings) -> None:

@@ -19,11 +19,11 @@ async def discover_endpoints(
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            if response.status != 200:
+                raise ConfigurationError(f"discovery {url} answered HTTP {response.status}")
             body = await read_limited(response, _MAX_BYTES)
             if body is None:
                 raise ConfigurationError(f"discovery {url}: document over {_MAX_BYTES} bytes")
-            if response.status != 200:
-                raise ConfigurationError(f"discovery {url} answered HTTP {response.status}")
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise ConfigurationError(f"discovery {url} failed: {type(exc).__name__}: {exc}") from None
     try:
@@ -32,10 +32,12 @@ async def discover_endpoints(
         raise ConfigurationError(f"discovery {url} did not return JSON") from None
     if not isinstance(document, dict):
         raise ConfigurationError(f"discovery {url} did not return a JSON object")
-    # OIDC Discovery §4.3: the issuer in the document must equal the one we asked.
-    if str(document.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
+    # OIDC Discovery §4.3: the issuer in the document must be exactly the one asked
+    # for; a trailing slash counts.
+    if document.get("issuer") != issuer:
         raise ConfigurationError(
-            f"discovery {url}: issuer {document.get('issuer')!r} does not match {issuer!r}"
+            f"discovery {url}: issuer {document.get('issuer')!r} does not match {issuer!r} "
+            "exactly (check for a trailing slash)"
         )
     endpoints = (document.get("authorization_endpoint"), document.get("token_endpoint"))
     if not all(isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints):

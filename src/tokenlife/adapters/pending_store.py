@@ -22,17 +22,16 @@ class PendingStore:
         self._redis = redis
         self._keys = keys
         self._cipher = cipher
+        self._put = scripts.register(redis, "put_pending")
         self._claim = scripts.register(redis, "claim_state")
 
     async def put(self, state: str, pending: PendingAuthorization) -> None:
         record = pending.public_dict()
         if pending.verifier is not None:
             record["verifier"] = self._cipher.encrypt(pending.verifier)
-        created = await self._redis.set(
-            self._keys.pending(state),
-            json.dumps(record),
-            ex=PENDING_AUTHORIZATION_TTL_SECONDS,
-            nx=True,
+        created = await self._put(
+            keys=[self._keys.pending(state), self._keys.exchanging(state)],
+            args=[json.dumps(record), PENDING_AUTHORIZATION_TTL_SECONDS],
         )
         if not created:  # 256 random bits never collide; a caller reused a state
             raise InvalidStateError("state is already pending")

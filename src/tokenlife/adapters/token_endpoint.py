@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import email.utils
-import time
+from datetime import UTC
 
 import aiohttp
 
@@ -34,7 +34,7 @@ async def post_token_request(
                 )
             status = response.status
             content_type = response.headers.get("Content-Type", "")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     except TimeoutError:
         raise EndpointTimeoutError(f"token endpoint did not answer within {timeout:g} s") from None
     except aiohttp.ClientError as exc:
@@ -60,10 +60,12 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # asctime and "-0000" forms; HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)

@@ -109,22 +109,11 @@ class TokenStore:
         return int(version)
 
     async def get(self, integration: str, connection_id: str) -> Connection:
-        raw = cast(
-            dict[str, str],
-            await self._redis.hgetall(self._keys.connection(integration, connection_id)),
-        )
-        if not raw:
-            raise UnknownConnectionError(f"no connection {connection_id!r} in {integration!r}")
-        return _connection(raw)
+        return _connection(await self._hash(integration, connection_id))
 
     async def tokens(self, integration: str, connection_id: str) -> TokenSet:
         """Decrypt the stored token set (for the token API and refreshes)."""
-        raw = cast(
-            dict[str, str],
-            await self._redis.hgetall(self._keys.connection(integration, connection_id)),
-        )
-        if not raw:
-            raise UnknownConnectionError(f"no connection {connection_id!r} in {integration!r}")
+        raw = await self._hash(integration, connection_id)
         connection = _connection(raw)
         refresh = raw.get("refresh_token")
         return TokenSet(
@@ -136,6 +125,15 @@ class TokenStore:
             lifetime_source=connection.lifetime_source,
             granted_scopes=connection.scopes_granted,
         )
+
+    async def _hash(self, integration: str, connection_id: str) -> dict[str, str]:
+        raw = cast(
+            dict[str, str],
+            await self._redis.hgetall(self._keys.connection(integration, connection_id)),
+        )
+        if not raw:
+            raise UnknownConnectionError(f"no connection {connection_id!r} in {integration!r}")
+        return raw
 
     async def list_ids(self, integration: str) -> list[str]:
         members = cast(set[str], await self._redis.smembers(self._keys.connections(integration)))

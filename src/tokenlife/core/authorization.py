@@ -10,10 +10,6 @@ from urllib.parse import urlencode
 from tokenlife.core import pkce
 from tokenlife.core.integration import Integration
 
-# Parameters that identify one attempt rather than describe what was asked for;
-# the diagnosis and the events do not need them.
-_PER_ATTEMPT = ("state", "code_challenge")
-
 
 @dataclass(frozen=True, slots=True)
 class PendingAuthorization:
@@ -22,7 +18,7 @@ class PendingAuthorization:
     integration: str
     connection_id: str
     redirect_uri: str
-    params: Mapping[str, str]  # the exact parameters sent, minus per-attempt values
+    params: Mapping[str, str]  # exactly the query parameters the URL carried
     created_at: float
     verifier: str | None = field(default=None, repr=False)
 
@@ -76,7 +72,7 @@ def build_authorization_request(
         integration=integration.name,
         connection_id=connection_id,
         redirect_uri=integration.redirect_uri,
-        params={k: v for k, v in params.items() if k not in _PER_ATTEMPT},
+        params=dict(params),
         created_at=now,
         verifier=verifier,
     )

@@ -19,7 +19,7 @@ def compute_backoff(
     """
     if attempt < 0 or base <= 0 or cap < base or not 0 <= jitter < 1:
         raise ValueError("attempt >= 0, 0 < base <= cap and 0 <= jitter < 1 are required")
-    step = min(cap, base * 2.0**attempt)
+    step = min(cap, base * 2.0 ** min(attempt, 64))  # 2**1024 overflows a float
     delay = step / 2 + step / 2 * jitter
     if retry_after is not None and retry_after > delay:
         return retry_after

@@ -71,40 +71,82 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in METHODS:
         raise ValueError(f"{name}: unknown token_endpoint_auth_method {method!r}")
-    requires = tuple(_requirement(name, r) for r in data.get("requires", ()))
+    requires = data.get("requires", [])
+    if not isinstance(requires, list):
+        raise ValueError(f"{name}: `requires` must be a list of tables")
     return Preset(
         name=name,
-        title=str(data.get("title", name)),
-        authorize_url=data.get("authorize_url"),
-        token_url=data.get("token_url"),
-        hosts=tuple(data.get("hosts", ())),
-        scope_prefixes=tuple(data.get("scope_prefixes", ())),
-        authorization_params=dict(data.get("authorization_params", {})),
-        offline_scopes=tuple(data.get("offline_scopes", ())),
+        title=_string(name, data, "title", default=name),
+        authorize_url=_string(name, data, "authorize_url", default=None),
+        token_url=_string(name, data, "token_url", default=None),
+        hosts=_strings(name, data, "hosts"),
+        scope_prefixes=_strings(name, data, "scope_prefixes"),
+        authorization_params=_table(name, data, "authorization_params"),
+        offline_scopes=_strings(name, data, "offline_scopes"),
         token_endpoint_auth_method=method,
-        pkce=bool(data.get("pkce", True)),
-        echoes_offline_scope=bool(data.get("echoes_offline_scope", True)),
-        placeholders=dict(data.get("placeholders", {})),
-        requires=requires,
-        sources=dict(data.get("sources", {})),
+        pkce=_flag(name, data, "pkce"),
+        echoes_offline_scope=_flag(name, data, "echoes_offline_scope"),
+        placeholders=_table(name, data, "placeholders"),
+        requires=tuple(_requirement(name, r) for r in requires),
+        sources=_table(name, data, "sources"),
     )
 
 
-def _requirement(preset: str, data: Mapping[str, Any]) -> Requirement:
-    if not data.get("why") or not data.get("source"):
-        raise ValueError(f"{preset}: every requirement needs `why` and a `source` URL")
-    has_scope = "scope" in data
-    has_param = "param" in data and "value" in data
-    if has_scope == has_param:
+_REQUIREMENT_FIELDS = frozenset({"why", "source", "strength", "scope", "param", "value"})
+
+
+def _requirement(preset: str, data: Any) -> Requirement:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{preset}: every entry of `requires` must be a table")
+    unknown = set(data) - _REQUIREMENT_FIELDS
+    if unknown:
+        raise ValueError(f"{preset}: unknown requirement fields: {', '.join(sorted(unknown))}")
+    why = _string(preset, data, "why", default="")
+    source = _string(preset, data, "source", default="")
+    if not why or not source.startswith("https://"):
+        raise ValueError(f"{preset}: every requirement needs `why` and a `source` (https URL)")
+    scope = _string(preset, data, "scope", default=None)
+    param = _string(preset, data, "param", default=None)
+    value = _string(preset, data, "value", default=None)
+    if (scope is None) == (param is None) or (param is None) != (value is None):
         raise ValueError(f"{preset}: a requirement names either `scope` or `param` + `value`")
     strength = data.get("strength", "required")
     if strength not in ("required", "likely"):
         raise ValueError(f"{preset}: strength must be 'required' or 'likely'")
     return Requirement(
-        why=str(data["why"]),
-        source=str(data["source"]),
-        strength=strength,
-        scope=data.get("scope"),
-        param=data.get("param"),
-        value=data.get("value"),
+        why=why, source=source, strength=strength, scope=scope, param=param, value=value
     )
+
+
+_MISSING: Any = object()
+
+
+def _string(preset: str, data: Mapping[str, Any], key: str, default: Any = _MISSING) -> Any:
+    if key not in data:
+        if default is _MISSING:
+            raise ValueError(f"{preset}: `{key}` is required")
+        return default
+    if not isinstance(data[key], str):
+        raise ValueError(f"{preset}: `{key}` must be a string")
+    return data[key]
+
+
+def _strings(preset: str, data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{preset}: `{key}` must be a list of strings")
+    return tuple(value)
+
+
+def _table(preset: str, data: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"{preset}: `{key}` must be a table of strings")
+    return dict(value)
+
+
+def _flag(preset: str, data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key, True)
+    if not isinstance(value, bool):
+        raise ValueError(f"{preset}: `{key}` must be true or false")
+    return value

@@ -88,7 +88,8 @@ def token_set_from_payload(payload: dict[str, Any], now: float) -> TokenSet:
     expires_at = now + lifetime if lifetime is not None else None
     if lifetime is None:
         exp = jwt_expiry(access_token)
-        if exp is not None:
+        # An `exp` in milliseconds (or garbage) is no lifetime: treat it as unknown.
+        if exp is not None and exp - now <= MAX_EXPIRES_IN_SECONDS:
             lifetime, source, expires_at = max(0, int(exp - now)), "jwt_exp", float(exp)
 
     return TokenSet(
@@ -115,11 +116,12 @@ def parse_expires_in(value: Any) -> int | None:
             raise InvalidResponseError("expires_in is not numeric") from None
     if not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidResponseError("expires_in is not a finite number")
-    if value <= 0:
-        raise InvalidResponseError(f"expires_in is not positive ({value})")
     if value > MAX_EXPIRES_IN_SECONDS:
         raise InvalidResponseError(f"expires_in is implausibly large ({value} s)")
-    return int(value)
+    seconds = int(value)
+    if seconds <= 0:
+        raise InvalidResponseError(f"expires_in is not a positive number of seconds ({value})")
+    return seconds
 
 
 def parse_scope(value: Any) -> tuple[str, ...] | None:

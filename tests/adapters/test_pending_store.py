@@ -1,0 +1,211 @@
+"""PendingStore against the real Redis: a state is stored once and consumed once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import (
+    EXCHANGE_CLAIM_TTL_SECONDS,
+    PENDING_AUTHORIZATION_TTL_SECONDS,
+    Keys,
+)
+from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.errors import InvalidStateError
+from tokenlife.settings import Settings
+
+NOW = 1_700_000_000.5
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_owner() -> str:
+    return f"task-{uuid.uuid4()}"
+
+
+def pending(verifier: str | None = "verifier-" + "v" * 43) -> PendingAuthorization:
+    return PendingAuthorization(
+        integration="it-" + uuid.uuid4().hex[:12],
+        connection_id="conn-" + uuid.uuid4().hex[:12],
+        redirect_uri="http://127.0.0.1:9/oauth/callback",
+        params={"response_type": "code", "client_id": "client", "scope": "openid email"},
+        created_at=NOW,
+        verifier=verifier,
+    )
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix)
+
+
+@pytest.fixture
+def store(redis: Redis, keys: Keys, settings: Settings) -> PendingStore:
+    cipher = Cipher(settings.encryption_keys or (Fernet.generate_key().decode(),))
+    return PendingStore(redis, keys, cipher)
+
+
+async def test_claim_returns_the_record_with_the_decrypted_verifier(store: PendingStore) -> None:
+    state, record = new_state(), pending()
+    await store.put(state, record)
+
+    claimed = await store.claim(state, new_owner())
+
+    assert claimed == record
+    assert claimed.verifier == record.verifier
+
+
+async def test_a_record_without_pkce_claims_without_verifier(store: PendingStore) -> None:
+    state, record = new_state(), pending(verifier=None)
+    await store.put(state, record)
+
+    assert await store.claim(state, new_owner()) == record
+
+
+async def test_the_verifier_is_never_stored_in_plaintext(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state, record = new_state(), pending(verifier="pkce-" + secrets.token_urlsafe(40))
+    assert record.verifier is not None
+    await store.put(state, record)
+
+    raw = cast(str, await redis.get(keys.pending(state)))
+    assert record.verifier not in raw
+    assert json.loads(raw)["connection_id"] == record.connection_id  # the rest is readable
+
+    await store.claim(state, new_owner())
+    claim = cast(dict[str, str], await redis.hgetall(keys.exchanging(state)))
+    assert claim, "the claim left no exchanging record"
+    for name, value in claim.items():
+        assert record.verifier not in value, f"plaintext verifier in claim field {name!r}"
+
+
+async def test_a_claim_by_another_owner_is_a_replay(store: PendingStore) -> None:
+    state = new_state()
+    await store.put(state, pending())
+    await store.claim(state, new_owner())
+
+    with pytest.raises(InvalidStateError):
+        await store.claim(state, new_owner())
+
+
+async def test_the_same_owner_claims_again_while_retrying(store: PendingStore) -> None:
+    state, record, owner = new_state(), pending(), new_owner()
+    await store.put(state, record)
+    await store.claim(state, owner)
+
+    assert await store.claim(state, owner) == record
+
+
+async def test_after_release_even_the_owner_gets_invalid_state(store: PendingStore) -> None:
+    state, owner = new_state(), new_owner()
+    await store.put(state, pending())
+    await store.claim(state, owner)
+
+    await store.release(state)
+
+    with pytest.raises(InvalidStateError):
+        await store.claim(state, owner)
+
+
+async def test_an_unknown_state_is_invalid(store: PendingStore) -> None:
+    with pytest.raises(InvalidStateError):
+        await store.claim(new_state(), new_owner())
+
+
+async def test_a_pending_state_lives_for_ten_minutes(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state = new_state()
+
+    await store.put(state, pending())
+
+    assert PENDING_AUTHORIZATION_TTL_SECONDS == 600
+    assert 590 <= await redis.ttl(keys.pending(state)) <= 600
+
+
+async def test_a_claim_binds_the_state_for_the_exchange_claim_ttl(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state = new_state()
+    await store.put(state, pending())
+
+    await store.claim(state, new_owner())
+
+    assert await redis.exists(keys.pending(state)) == 0
+    ttl_ms = await redis.pttl(keys.exchanging(state))
+    assert (EXCHANGE_CLAIM_TTL_SECONDS - 10) * 1000 <= ttl_ms <= EXCHANGE_CLAIM_TTL_SECONDS * 1000
+
+
+async def test_an_expired_state_is_invalid(store: PendingStore, redis: Redis, keys: Keys) -> None:
+    state = new_state()
+    await store.put(state, pending())
+    key = keys.pending(state)
+
+    await redis.pexpire(key, 1)
+    await wait_until(lambda: _is_gone(redis, key), timeout=5, what=f"{key} to expire")
+
+    with pytest.raises(InvalidStateError):
+        await store.claim(state, new_owner())
+
+
+async def _is_gone(redis: Redis, key: str) -> bool:
+    return await redis.exists(key) == 0
+
+
+async def test_putting_the_same_state_twice_is_refused(store: PendingStore) -> None:
+    state, record = new_state(), pending()
+    await store.put(state, record)
+
+    with pytest.raises(InvalidStateError):
+        await store.put(state, pending())
+    assert await store.claim(state, new_owner()) == record  # the first record is intact
+
+
+async def test_a_state_being_exchanged_cannot_be_put_again(store: PendingStore) -> None:
+    state, owner, record = new_state(), new_owner(), pending()
+    await store.put(state, record)
+    await store.claim(state, owner)
+
+    with pytest.raises(InvalidStateError):
+        await store.put(state, pending())
+    assert await store.claim(state, owner) == record  # the claim in progress survives
+
+
+async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
+    store: PendingStore,
+) -> None:
+    state, record = new_state(), pending()
+    await store.put(state, record)
+
+    results = await asyncio.gather(
+        *(store.claim(state, new_owner()) for _ in range(20)), return_exceptions=True
+    )
+
+    winners = [r for r in results if isinstance(r, PendingAuthorization)]
+    losers = [r for r in results if isinstance(r, InvalidStateError)]
+    assert winners == [record]
+    assert len(losers) == 19, f"unexpected results: {results!r}"
