@@ -3,20 +3,23 @@
 from tokenlife.errors import (
     ConfigurationError,
     InvalidStateError,
+    ReauthorizationRequiredError,
     TokenlifeError,
     UnknownConnectionError,
     UnknownIntegrationError,
     UsageError,
 )
-from tokenlife.library import Tokenlife, authorize_url
+from tokenlife.library import Tokenlife, authorize_url, get_access_token
 
 __all__ = [
     "ConfigurationError",
     "InvalidStateError",
+    "ReauthorizationRequiredError",
     "Tokenlife",
     "TokenlifeError",
     "UnknownConnectionError",
     "UnknownIntegrationError",
     "UsageError",
     "authorize_url",
+    "get_access_token",
 ]

@@ -61,7 +61,7 @@ def authorize_url(integration: str, connection_id: str) -> None:
     settings = _settings()
 
     async def use(runtime: Runtime) -> str:
-        request = await runtime.services.start_authorization(
+        request = await runtime.exchange.start_authorization(
             integration, connection_id, time.time()
         )
         return request.url
@@ -83,7 +83,7 @@ def show_connection(integration: str, connection_id: str, as_json: bool) -> None
     settings = _settings()
 
     async def use(runtime: Runtime) -> dict[str, Any]:
-        connection = await runtime.services.connection(integration, connection_id)
+        connection = await runtime.exchange.connection(integration, connection_id)
         return connection.as_json()
 
     data = _run(_with_runtime(settings, use))

@@ -9,6 +9,7 @@
     │   ├── UnknownConnectionError
     │   └── InvalidStateError        OAuth `state` unknown, expired or already used
     ├── DecryptionError              no configured key decrypts a stored secret
+    ├── ReauthorizationRequiredError the connection can't get a token until the user reconnects
     ├── TransientError               retry it: the provider may answer next time
     │   ├── TransportError           connection refused or reset, DNS failure
     │   ├── EndpointTimeoutError
@@ -51,6 +52,16 @@ class InvalidStateError(UsageError):
 
 class DecryptionError(TokenlifeError):
     """Raised when none of the configured encryption keys decrypts a stored secret."""
+
+
+class ReauthorizationRequiredError(TokenlifeError):
+    """Raised when a token is asked for a connection that needs the user to connect again."""
+
+    def __init__(self, integration: str, connection_id: str, reason: str) -> None:
+        super().__init__(f"{integration}/{connection_id} needs re-authorization: {reason}")
+        self.integration = integration
+        self.connection_id = connection_id
+        self.reason = reason
 
 
 class TransientError(TokenlifeError):

@@ -23,7 +23,9 @@ from tokenlife.core.integration import (
     fill_placeholders,
     requested_scopes,
 )
+from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
+from tokenlife.core.refresh_timing import RefreshTiming
 from tokenlife.errors import ConfigurationError
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -63,6 +65,8 @@ class IntegrationConfig(BaseModel):
     tenant: str | None = None
     pkce: bool | None = None
     minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] | None = None
+    refresh_margin_seconds: Annotated[float, Field(ge=0, le=86400)] | None = None
+    refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> IntegrationConfig:
@@ -131,6 +135,7 @@ def resolve(
     client_secret: str | None,
     default_minimum_days: float,
     discovered: tuple[str, str] | None = None,
+    default_timing: RefreshTiming = RefreshTiming(),  # noqa: B008 - frozen value object
 ) -> Integration:
     """Apply the preset. Explicit URLs win over discovered ones, which win over the preset's."""
     placeholders = {**preset.placeholders}
@@ -160,7 +165,31 @@ def resolve(
         or preset.token_endpoint_auth_method,
         pkce=preset.pkce if config.pkce is None else config.pkce,
         minimum_access_token_only_lifetime_days=days if days is not None else default_minimum_days,
+        refresh_timing=_timing(config, preset, default_timing),
     )
+
+
+def _timing(config: IntegrationConfig, preset: Preset, default: RefreshTiming) -> RefreshTiming:
+    """Integration overrides win over the preset, which wins over the settings."""
+    idle = preset.refresh_token_idle_days
+    return RefreshTiming(
+        min_margin_seconds=_first(
+            config.refresh_margin_seconds,
+            preset.refresh_margin_seconds,
+            default.min_margin_seconds,
+        ),
+        margin_fraction=_first(
+            config.refresh_margin_fraction,
+            preset.refresh_margin_fraction,
+            default.margin_fraction,
+        ),
+        jitter_fraction=default.jitter_fraction,
+        refresh_token_idle_seconds=None if idle is None else idle * SECONDS_PER_DAY,
+    )
+
+
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
 
 
 def _client_secret(

@@ -11,6 +11,7 @@ from types import TracebackType
 
 from tokenlife.adapters.token_store import Connection
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.services.access import AccessToken
 from tokenlife.settings import Settings, load_settings
 
 
@@ -29,14 +30,22 @@ class Tokenlife:
         self, integration: str, connection_id: str, *, now: float | None = None
     ) -> str:
         """The URL to send a user to; the state is stored for 10 minutes, single-use."""
-        request = await self._runtime.services.start_authorization(
+        request = await self._runtime.exchange.start_authorization(
             integration, connection_id, time.time() if now is None else now
         )
         return request.url
 
     async def connection(self, integration: str, connection_id: str) -> Connection:
         """Stored metadata of a connection (status, expiry, scopes); never token values."""
-        return await self._runtime.services.connection(integration, connection_id)
+        return await self._runtime.exchange.connection(integration, connection_id)
+
+    async def get_access_token(self, integration: str, connection_id: str) -> AccessToken:
+        """A valid access token, refreshed first when it expires within the leeway.
+
+        Raises ReauthorizationRequiredError when the user has to connect again, and
+        TransientError when the provider can't be reached right now.
+        """
+        return await self._runtime.access.get(integration, connection_id)
 
     async def aclose(self) -> None:
         await self._runtime.close()
@@ -57,3 +66,13 @@ async def authorize_url(integration: str, connection_id: str) -> str:
     """One-shot form of `Tokenlife.authorize_url`, configured from the environment."""
     async with await Tokenlife.from_environment() as tl:
         return await tl.authorize_url(integration, connection_id)
+
+
+async def get_access_token(integration: str, connection_id: str) -> AccessToken:
+    """One-shot form of `Tokenlife.get_access_token`, configured from the environment.
+
+    Apps that ask often should keep a `Tokenlife` open instead: this one loads the
+    configuration and opens connections on every call.
+    """
+    async with await Tokenlife.from_environment() as tl:
+        return await tl.get_access_token(integration, connection_id)

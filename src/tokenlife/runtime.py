@@ -14,13 +14,22 @@ from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.discovery import discover_endpoints
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
+from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
+from tokenlife.core.refresh_timing import RefreshTiming, RetryPolicy
 from tokenlife.integrations import load_integrations_file, resolve
 from tokenlife.providers import load_presets
-from tokenlife.services import Services
+from tokenlife.services.access import AccessTokens
+from tokenlife.services.engine import RefreshEngine
+from tokenlife.services.exchange import ExchangeService
+from tokenlife.services.expiry import ExpiryWatch
+from tokenlife.services.refresh import Refresher
+from tokenlife.services.scheduling import SchedulePolicy
 from tokenlife.settings import Settings, require_encryption_keys
 
 
@@ -54,6 +63,10 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
                     secret,
                     settings.minimum_access_token_only_lifetime_days,
                     discovered,
+                    RefreshTiming(
+                        min_margin_seconds=settings.refresh_margin_seconds,
+                        margin_fraction=settings.refresh_margin_fraction,
+                    ),
                 )
     return Config(settings=settings, presets=presets, integrations=integrations)
 
@@ -68,15 +81,56 @@ class Runtime:
         settings = config.settings
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
+        self.keys = keys
         self.tokens = TokenStore(redis, keys, cipher)
-        self.services = Services(
+        self.schedule = RefreshSchedule(redis, keys)
+        self.locks = Locks(redis, keys)
+        self.events = EventStream(redis, keys, settings.events_max_length)
+        policy = SchedulePolicy(
+            expiry_lead_seconds=[d * SECONDS_PER_DAY for d in settings.expiry_alert_lead_days]
+        )
+        self.exchange = ExchangeService(
             integrations=config.integrations,
             presets=config.presets,
             pending=PendingStore(redis, keys, cipher),
             tokens=self.tokens,
-            events=EventStream(redis, keys, settings.events_max_length),
+            events=self.events,
             http=http,
             http_timeout=settings.http_timeout_seconds,
+            schedule_policy=policy,
+        )
+        refresher = Refresher(
+            presets=config.presets,
+            store=self.tokens,
+            events_=self.events,
+            http=http,
+            http_timeout=settings.http_timeout_seconds,
+            retry=RetryPolicy(
+                base_seconds=settings.refresh_retry_base_seconds,
+                max_seconds=settings.refresh_retry_max_seconds,
+                max_attempts_per_hour=settings.refresh_max_attempts_per_hour,
+            ),
+            schedule_policy=policy,
+        )
+        self.engine = RefreshEngine(
+            integrations=config.integrations,
+            store=self.tokens,
+            schedule=self.schedule,
+            locks=self.locks,
+            refresher=refresher,
+            expiry=ExpiryWatch(
+                store=self.tokens, events_=self.events, lead_seconds=policy.expiry_lead_seconds
+            ),
+            provider_concurrency=settings.provider_concurrency,
+        )
+        self.access = AccessTokens(
+            integrations=config.integrations,
+            store=self.tokens,
+            locks=self.locks,
+            refresher=refresher,
+            leeway=settings.access_token_leeway_seconds,
+            # A refresh in progress takes at most one token request.
+            wait_seconds=settings.http_timeout_seconds + 5,
         )
 
     @classmethod

@@ -33,7 +33,20 @@ class Settings(BaseSettings):
     exchange_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0
     events_max_length: Annotated[int, Field(ge=1000)] = 100_000
 
-    @field_validator("encryption_keys", mode="before")
+    refresh_margin_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    refresh_due_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    refresh_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    refresh_claim_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    refresh_lease_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    refresh_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    refresh_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    refresh_max_attempts_per_hour: Annotated[int, Field(ge=1, le=3600)] = 10
+    provider_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 50
+    expiry_alert_lead_days: Annotated[tuple[float, ...], NoDecode] = (7.0, 1.0)
+    access_token_leeway_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+
+    @field_validator("encryption_keys", "expiry_alert_lead_days", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -54,6 +67,13 @@ class Settings(BaseSettings):
                 ) from None
         return keys
 
+    @field_validator("expiry_alert_lead_days")
+    @classmethod
+    def _positive_leads(cls, leads: tuple[float, ...]) -> tuple[float, ...]:
+        if any(lead <= 0 for lead in leads):
+            raise ValueError("lead times must be positive numbers of days")
+        return tuple(sorted(set(leads), reverse=True))
+
     @field_validator("integrations_file")
     @classmethod
     def _file_exists(cls, path: Path | None) -> Path | None:
@@ -63,11 +83,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
-        if self.exchange_retry_max_seconds < self.exchange_retry_base_seconds:
-            raise ValueError(
-                "TOKENLIFE_EXCHANGE_RETRY_MAX_SECONDS must be at least "
-                "TOKENLIFE_EXCHANGE_RETRY_BASE_SECONDS"
-            )
+        for kind in ("exchange", "refresh"):
+            if getattr(self, f"{kind}_retry_max_seconds") < getattr(
+                self, f"{kind}_retry_base_seconds"
+            ):
+                raise ValueError(
+                    f"TOKENLIFE_{kind.upper()}_RETRY_MAX_SECONDS must be at least "
+                    f"TOKENLIFE_{kind.upper()}_RETRY_BASE_SECONDS"
+                )
         return self
 
     @property

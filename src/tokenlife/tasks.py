@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from typing import Any
 
+from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.core.backoff import compute_backoff
 from tokenlife.errors import TransientError
-from tokenlife.services import ExchangeAttempt
+from tokenlife.services.exchange import ExchangeAttempt
 from tokenlife.worker import app, process_runtime
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name="tokenlife.exchange_code", bind=True)
@@ -32,7 +36,7 @@ def exchange_code(
     )
     try:
         return process.run(
-            process.runtime.services.exchange_code(
+            process.runtime.exchange.exchange_code(
                 state=state,
                 code=code,
                 error=error,
@@ -46,7 +50,7 @@ def exchange_code(
             retries,
             base=settings.exchange_retry_base_seconds,
             cap=settings.exchange_retry_max_seconds,
-            jitter=random.random(),  # noqa: S311 - jitter, not security
+            jitter=random.random(),
             # A user is waiting and the claim on the state expires: honour Retry-After
             # only up to our own cap.
             retry_after=None
@@ -54,3 +58,43 @@ def exchange_code(
             else min(exc.retry_after, settings.exchange_retry_max_seconds),
         )
         raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
+
+
+@app.task(name="tokenlife.refresh_due", ignore_result=True)
+def refresh_due() -> int:
+    """Beat's tick: claim what is due and hand it out in batches; returns how many."""
+    process = process_runtime()
+    settings = process.runtime.config.settings
+    batches = process.run(
+        process.runtime.engine.claim_batches(
+            time.time(),
+            lease_seconds=settings.refresh_lease_seconds,
+            limit=settings.refresh_claim_limit,
+            batch_size=settings.refresh_batch_size,
+        )
+    )
+    for batch in batches:
+        refresh_batch.delay([[d.integration, d.connection_id, d.due_at] for d in batch])
+    return sum(len(b) for b in batches)
+
+
+@app.task(name="tokenlife.refresh_batch", ignore_result=True, acks_late=True)
+def refresh_batch(items: list[list[Any]]) -> dict[str, int]:
+    """Refresh up to `refresh_batch_size` connections concurrently on the process loop."""
+    batch = [_due(item) for item in items]
+    process = process_runtime()
+    outcomes = process.run(process.runtime.engine.refresh_batch(batch, time.time))
+    log.info("refresh batch of %d: %s", len(batch), dict(outcomes))
+    return dict(outcomes)
+
+
+def _due(item: list[Any]) -> Due:
+    # Messages come from our own beat, but a queue is an input like any other.
+    if (
+        not isinstance(item, list | tuple)
+        or len(item) != 3
+        or not all(isinstance(x, str) for x in item[:2])
+        or not isinstance(item[2], int | float)
+    ):
+        raise ValueError(f"malformed refresh item: {item!r}")
+    return Due(item[0], item[1], float(item[2]))

@@ -55,6 +55,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": True,
+        "beat_schedule": {
+            "tokenlife.refresh_due": {
+                "task": "tokenlife.refresh_due",
+                "schedule": settings.refresh_due_interval_seconds,
+                # A tick nobody ran in time is stale: the next one claims the same work.
+                "options": {"expires": max(10.0, 10 * settings.refresh_due_interval_seconds)},
+            }
+        },
     }
 
 

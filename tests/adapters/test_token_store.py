@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import DecryptionError, UnknownConnectionError
@@ -62,6 +63,7 @@ async def save(
         verdict=Verdict.REFRESHABLE if tokens.refresh_token else Verdict.REFRESH_TOKEN_MISSING,
         status=Status.ACTIVE if tokens.refresh_token else Status.DEGRADED,
         scopes_requested=("openid", "email", "profile"),
+        next_check_at=None,
         now=now,
     )
 
@@ -132,6 +134,11 @@ async def test_get_reads_the_connection_without_token_values(store: TokenStore) 
         "created_at": "2023-11-14T22:13:20.250000Z",
         "updated_at": "2023-11-14T22:13:20.250000Z",
         "version": 1,
+        "next_refresh_at": None,
+        "last_refreshed_at": iso8601(NOW),
+        "consecutive_failures": 0,
+        "failing_since": None,
+        "last_error": None,
     }
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
+from typing import Any
 
 from redis.asyncio import Redis
 
 from tokenlife.adapters.keys import Keys
-from tokenlife.core.events import Event
+from tokenlife.core.events import Event, make_event
 
 
 class EventStream:
@@ -25,3 +27,18 @@ class EventStream:
             approximate=True,
         )
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def emit(
+        self, type_: str, integration: str, connection_id: str, now: float, **fields: Any
+    ) -> str:
+        """Publish an event of `type_` with the common fields filled in."""
+        return await self.publish(
+            make_event(
+                type_,
+                event_id=uuid.uuid4().hex,
+                now=now,
+                integration=integration,
+                connection_id=connection_id,
+                **fields,
+            )
+        )

@@ -9,6 +9,11 @@ PENDING_AUTHORIZATION_TTL_SECONDS = 600
 # A claimed state stays bound to the claiming task while Celery retries the exchange;
 # longer than the worst retry schedule (exchange_max_retries x exchange_retry_max_seconds).
 EXCHANGE_CLAIM_TTL_SECONDS = 3600
+# A refresh holds its connection's lock at most this long; a crashed worker's lock frees
+# itself. Longer than one token request (the HTTP timeout caps it at 300 s).
+REFRESH_LOCK_TTL_SECONDS = 330
+# A provider slot is returned when a refresh ends; this only frees slots of crashed workers.
+PROVIDER_SLOT_TTL_SECONDS = 330
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,28 @@ class Keys:
     def connections(self, integration: str) -> str:
         """A set of the connection ids of one integration, for listing without SCAN."""
         return f"{self.prefix}:conns:{integration}"
+
+    @property
+    def schedule(self) -> str:
+        """Sorted set of connections scored by when to look at them next."""
+        return f"{self.prefix}:schedule"
+
+    def lock(self, integration: str, connection_id: str) -> str:
+        return f"{self.prefix}:lock:{integration}:{connection_id}"
+
+    def provider_slots(self, provider: str) -> str:
+        """Sorted set of in-flight refresh tokens for one provider, scored by expiry."""
+        return f"{self.prefix}:slots:{provider}"
+
+    @staticmethod
+    def member(integration: str, connection_id: str) -> str:
+        # Integration names never contain ':', so the first ':' splits a member.
+        return f"{integration}:{connection_id}"
+
+    @staticmethod
+    def parse_member(member: str) -> tuple[str, str]:
+        integration, _, connection_id = member.partition(":")
+        return integration, connection_id
 
     @property
     def events(self) -> str:

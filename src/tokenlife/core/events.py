@@ -10,6 +10,11 @@ CONNECTION_AUTHORIZED = "connection.authorized"
 REFRESH_TOKEN_MISSING = "alert.refresh_token_missing"
 LIFETIME_UNKNOWN = "alert.lifetime_unknown"
 EXCHANGE_FAILED = "exchange.failed"
+TOKEN_REFRESHED = "token.refreshed"
+CONNECTION_RECOVERED = "connection.recovered"
+REAUTHORIZATION_REQUIRED = "alert.reauthorization_required"
+REFRESH_FAILING = "alert.refresh_failing"
+ACCESS_TOKEN_EXPIRING = "alert.access_token_expiring"
 
 REFRESH_TOKEN_MISSING_MESSAGE = (
     "Refresh token is not present and access token lifetime is too short."

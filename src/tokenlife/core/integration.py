@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tokenlife.core.presets import Preset
+from tokenlife.core.refresh_timing import RefreshTiming
 
 # Integration names and connection ids become parts of Redis keys; `:` separates parts,
 # so integration names may not contain it. Connection ids may (e.g. "tenant:user").
@@ -28,6 +29,7 @@ class Integration:
     token_endpoint_auth_method: str
     pkce: bool
     minimum_access_token_only_lifetime_days: float
+    refresh_timing: RefreshTiming = field(default_factory=RefreshTiming)
 
     @property
     def provider(self) -> str:

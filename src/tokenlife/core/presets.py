@@ -35,6 +35,24 @@ class Requirement:
 
 
 @dataclass(frozen=True, slots=True)
+class ReauthorizationRule:
+    """A likely cause of a refresh that failed for good, matched on the OAuth error."""
+
+    error: str
+    cause: str
+    fix: str
+    source: str
+    description_contains: str | None = None
+
+    def matches(self, error: str, description: str | None) -> bool:
+        if error != self.error:
+            return False
+        if self.description_contains is None:
+            return True
+        return self.description_contains.lower() in (description or "").lower()
+
+
+@dataclass(frozen=True, slots=True)
 class Preset:
     name: str
     title: str
@@ -50,6 +68,10 @@ class Preset:
     placeholders: Mapping[str, str] = field(default_factory=dict)
     requires: tuple[Requirement, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
+    refresh_margin_seconds: float | None = None
+    refresh_margin_fraction: float | None = None
+    refresh_token_idle_days: float | None = None
+    reauthorization: tuple[ReauthorizationRule, ...] = ()
 
     def matches_host(self, host: str) -> bool:
         host = host.lower()
@@ -72,8 +94,9 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
     if method not in METHODS:
         raise ValueError(f"{name}: unknown token_endpoint_auth_method {method!r}")
     requires = data.get("requires", [])
-    if not isinstance(requires, list):
-        raise ValueError(f"{name}: `requires` must be a list of tables")
+    reauthorization = data.get("reauthorization", [])
+    if not isinstance(requires, list) or not isinstance(reauthorization, list):
+        raise ValueError(f"{name}: `requires` and `reauthorization` must be lists of tables")
     return Preset(
         name=name,
         title=_string(name, data, "title", default=name),
@@ -89,6 +112,10 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
         placeholders=_table(name, data, "placeholders"),
         requires=tuple(_requirement(name, r) for r in requires),
         sources=_table(name, data, "sources"),
+        refresh_margin_seconds=_number(name, data, "refresh_margin_seconds"),
+        refresh_margin_fraction=_number(name, data, "refresh_margin_fraction"),
+        refresh_token_idle_days=_number(name, data, "refresh_token_idle_days"),
+        reauthorization=tuple(_reauthorization(name, r) for r in reauthorization),
     )
 
 
@@ -116,6 +143,33 @@ def _requirement(preset: str, data: Any) -> Requirement:
     return Requirement(
         why=why, source=source, strength=strength, scope=scope, param=param, value=value
     )
+
+
+_RULE_FIELDS = frozenset({"error", "description_contains", "cause", "fix", "source"})
+
+
+def _reauthorization(preset: str, data: Any) -> ReauthorizationRule:
+    if not isinstance(data, Mapping) or set(data) - _RULE_FIELDS:
+        raise ValueError(f"{preset}: a reauthorization rule is a table of {sorted(_RULE_FIELDS)}")
+    rule = ReauthorizationRule(
+        error=_string(preset, data, "error"),
+        cause=_string(preset, data, "cause"),
+        fix=_string(preset, data, "fix"),
+        source=_string(preset, data, "source"),
+        description_contains=_string(preset, data, "description_contains", default=None),
+    )
+    if not rule.source.startswith("https://"):
+        raise ValueError(f"{preset}: reauthorization rule sources must be https URLs")
+    return rule
+
+
+def _number(preset: str, data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{preset}: `{key}` must be a positive number")
+    return float(value)
 
 
 _MISSING: Any = object()

@@ -1,10 +1,9 @@
-"""Use cases: join the pure core to the adapters. Tasks, the CLI and apps call these."""
+"""Authorization: start one (state + PKCE), then exchange the code the user brings back."""
 
 from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from tokenlife.errors import (
     UnknownIntegrationError,
     UsageError,
 )
+from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ExchangeAttempt:
     final: bool
 
 
-class Services:
+class ExchangeService:
     def __init__(
         self,
         *,
@@ -61,6 +61,7 @@ class Services:
         events: EventStream,
         http: aiohttp.ClientSession,
         http_timeout: float,
+        schedule_policy: SchedulePolicy,
     ) -> None:
         self.integrations = integrations
         self._presets = presets
@@ -69,6 +70,7 @@ class Services:
         self._events = events
         self._http = http
         self._http_timeout = http_timeout
+        self._schedule_policy = schedule_policy
 
     def integration(self, name: str) -> Integration:
         try:
@@ -159,6 +161,7 @@ class Services:
     ) -> dict[str, Any]:
         verdict = classify(tokens, integration.minimum_access_token_only_lifetime_days)
         status = status_for(verdict)
+        next_check = self._schedule_policy.next_check(integration, tokens, now, sent=())
         await self._tokens.save(
             integration=integration.name,
             connection_id=pending.connection_id,
@@ -167,6 +170,7 @@ class Services:
             verdict=verdict,
             status=status,
             scopes_requested=pending.scopes,
+            next_check_at=next_check,
             now=now,
         )
         common = {
@@ -176,7 +180,7 @@ class Services:
             "access_token_lifetime_seconds": tokens.lifetime_seconds,
             "refresh_token_received": tokens.refresh_token is not None,
         }
-        await self._emit(
+        await self._events.emit(
             events.CONNECTION_AUTHORIZED,
             integration.name,
             pending.connection_id,
@@ -187,7 +191,7 @@ class Services:
         if verdict is Verdict.REFRESH_TOKEN_MISSING:
             await self._emit_refresh_token_missing(integration, pending, tokens, now, common)
         elif verdict is Verdict.LIFETIME_UNKNOWN:
-            await self._emit(
+            await self._events.emit(
                 events.LIFETIME_UNKNOWN,
                 integration.name,
                 pending.connection_id,
@@ -222,7 +226,7 @@ class Services:
             tokens.granted_scopes,
             tokens.lifetime_seconds,
         )
-        await self._emit(
+        await self._events.emit(
             events.REFRESH_TOKEN_MISSING,
             integration.name,
             pending.connection_id,
@@ -245,7 +249,7 @@ class Services:
         description: str | None,
     ) -> dict[str, Any]:
         await self._pending.release(state)
-        await self._emit(
+        await self._events.emit(
             events.EXCHANGE_FAILED,
             pending.integration,
             pending.connection_id,
@@ -263,20 +267,6 @@ class Services:
             outcome="failed",
             error=error,
             error_description=description,
-        )
-
-    async def _emit(
-        self, type_: str, integration: str, connection_id: str, now: float, **fields: Any
-    ) -> None:
-        await self._events.publish(
-            events.make_event(
-                type_,
-                event_id=uuid.uuid4().hex,
-                now=now,
-                integration=integration,
-                connection_id=connection_id,
-                **fields,
-            )
         )
 
 

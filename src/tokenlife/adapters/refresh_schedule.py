@@ -1,0 +1,53 @@
+"""The refresh schedule: a sorted set of connections scored by when to look at them.
+
+Not Celery ETA: with a Redis broker a countdown longer than the visibility timeout is
+delivered again and again. We claim due work from this set ourselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tokenlife.adapters import scripts
+from tokenlife.adapters.keys import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    integration: str
+    connection_id: str
+    due_at: float
+
+
+class RefreshSchedule:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._claim = scripts.register(redis, "claim_due")
+
+    async def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[Due]:
+        """Atomically take up to `limit` due connections, leased until now + lease."""
+        flat = await self._claim(
+            keys=[self._keys.schedule], args=[repr(now), repr(now + lease_seconds), limit]
+        )
+        claimed = []
+        for member, score in zip(flat[::2], flat[1::2], strict=True):
+            integration, connection_id = self._keys.parse_member(member)
+            claimed.append(Due(integration, connection_id, float(score)))
+        return claimed
+
+    async def due_at(self, integration: str, connection_id: str) -> float | None:
+        score = await self._redis.zscore(
+            self._keys.schedule, self._keys.member(integration, connection_id)
+        )
+        return None if score is None else float(score)
+
+    async def depth(self) -> int:
+        return int(await self._redis.zcard(self._keys.schedule))
+
+    async def reschedule(self, integration: str, connection_id: str, due_at: float) -> None:
+        await self._redis.zadd(
+            self._keys.schedule, {self._keys.member(integration, connection_id): due_at}
+        )

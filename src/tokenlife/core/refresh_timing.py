@@ -1,0 +1,110 @@
+"""When to refresh: ahead of expiry, to keep idle refresh tokens alive, after failures.
+
+All pure: `now` and random jitter come in as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenlife.core.backoff import compute_backoff
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTiming:
+    """How far ahead of expiry to refresh; presets and integrations may override."""
+
+    min_margin_seconds: float = 300.0
+    margin_fraction: float = 0.2
+    # The margin grows by up to this fraction at random, so tokens issued together
+    # don't all come due in the same second.
+    jitter_fraction: float = 0.1
+    # A refresh token that dies after this long unused gets a keep-alive refresh.
+    refresh_token_idle_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float = 5.0
+    max_seconds: float = 900.0
+    max_attempts_per_hour: int = 10
+
+
+def next_refresh_at(
+    *,
+    expires_at: float | None,
+    lifetime_seconds: int | None,
+    last_refreshed_at: float,
+    timing: RefreshTiming,
+    jitter: float,
+    now: float,
+) -> float | None:
+    """The due time of the next refresh of a token set that has a refresh token.
+
+    The margin is the larger of the minimum and the fraction of the lifetime, but never
+    more than half the lifetime: a 5-minute token refreshed 5 minutes early would be due
+    the moment it arrives, forever.
+    """
+    candidates: list[float] = []
+    if expires_at is not None:
+        lifetime = float(lifetime_seconds) if lifetime_seconds else max(0.0, expires_at - now)
+        margin = max(timing.min_margin_seconds, timing.margin_fraction * lifetime)
+        margin = min(margin * (1 + timing.jitter_fraction * jitter), lifetime / 2)
+        candidates.append(expires_at - margin)
+    if timing.refresh_token_idle_seconds:
+        # Half the idle limit: a keep-alive that fails still has the other half to succeed.
+        candidates.append(last_refreshed_at + timing.refresh_token_idle_seconds / 2)
+    if not candidates:
+        return None
+    return max(now, min(candidates))
+
+
+def needs_refresh(
+    *, expires_at: float | None, lifetime_seconds: int | None, leeway: float, now: float
+) -> bool:
+    """On demand: refresh when the token expires within the leeway (at most half its life)."""
+    if expires_at is None:
+        return False
+    if lifetime_seconds:
+        leeway = min(leeway, lifetime_seconds / 2)
+    return expires_at - now <= leeway
+
+
+@dataclass(frozen=True, slots=True)
+class FailureWindow:
+    """Transient failures of one connection in the current hour-long window."""
+
+    started_at: float
+    count: int
+
+
+def after_transient_failure(
+    *,
+    consecutive_failures: int,
+    window: FailureWindow | None,
+    policy: RetryPolicy,
+    retry_after: float | None,
+    jitter: float,
+    now: float,
+) -> tuple[float, FailureWindow]:
+    """When to try again after the `consecutive_failures`-th failure in a row (1-based).
+
+    Exponential backoff with jitter, at least the server's Retry-After, and never more
+    than `max_attempts_per_hour` attempts in one window: the rest wait for the next.
+    """
+    if window is None or now - window.started_at >= HOUR:
+        window = FailureWindow(started_at=now, count=0)
+    window = FailureWindow(started_at=window.started_at, count=window.count + 1)
+    delay = compute_backoff(
+        max(0, consecutive_failures - 1),
+        base=policy.base_seconds,
+        cap=policy.max_seconds,
+        jitter=jitter,
+        retry_after=retry_after,
+    )
+    due = now + delay
+    if window.count >= policy.max_attempts_per_hour:
+        due = max(due, window.started_at + HOUR)
+    return due, window

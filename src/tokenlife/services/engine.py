@@ -1,0 +1,122 @@
+"""The scheduled refresh: claim due connections, refresh a batch concurrently.
+
+A connection comes due once per due time: the claim hands it out with the due time it
+had, and a refresh only runs when the connection's stored `next_refresh_at` still says
+so. A batch that was delivered twice, or a lease that ran out while the batch waited in
+the queue, finds the connection already rescheduled and leaves it alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core.integration import Integration
+from tokenlife.core.policy import Status
+from tokenlife.errors import UnknownConnectionError
+from tokenlife.services.expiry import ExpiryWatch
+from tokenlife.services.refresh import Refresher
+
+log = logging.getLogger(__name__)
+
+# Two due times closer than this are the same (they went through repr() and Redis).
+_SAME_TIME = 1e-6
+
+
+class RefreshEngine:
+    def __init__(
+        self,
+        *,
+        integrations: Mapping[str, Integration],
+        store: TokenStore,
+        schedule: RefreshSchedule,
+        locks: Locks,
+        refresher: Refresher,
+        expiry: ExpiryWatch,
+        provider_concurrency: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._integrations = integrations
+        self._store = store
+        self._schedule = schedule
+        self._locks = locks
+        self._refresher = refresher
+        self._expiry = expiry
+        self._concurrency = provider_concurrency
+        self._rng = rng or random.Random()
+
+    async def claim_batches(
+        self, now: float, *, lease_seconds: float, limit: int, batch_size: int
+    ) -> list[list[Due]]:
+        claimed = await self._schedule.claim_due(now, lease_seconds, limit)
+        return [claimed[i : i + batch_size] for i in range(0, len(claimed), batch_size)]
+
+    async def refresh_batch(self, batch: Sequence[Due], clock: Callable[[], float]) -> Counter[str]:
+        """Refresh concurrently on this loop; one failure never stops the others."""
+        results = await asyncio.gather(
+            *(self.refresh_one(due, clock) for due in batch), return_exceptions=True
+        )
+        outcomes: Counter[str] = Counter()
+        for due, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                log.exception(
+                    "refresh of %s/%s crashed", due.integration, due.connection_id, exc_info=result
+                )
+                outcomes["crashed"] += 1
+            else:
+                outcomes[result] += 1
+        return outcomes
+
+    async def refresh_one(self, due: Due, clock: Callable[[], float]) -> str:
+        integration = self._integrations.get(due.integration)
+        if integration is None:
+            # Left leased: it comes back when the integration is configured again.
+            log.warning(
+                "due connection %s/%s: integration not configured",
+                due.integration,
+                due.connection_id,
+            )
+            return "unknown_integration"
+        lock = await self._locks.acquire(due.integration, due.connection_id)
+        if lock is None:
+            return "locked"  # an on-demand refresh holds it and will reschedule
+        try:
+            return await self._locked(integration, due, clock)
+        finally:
+            await self._locks.release(due.integration, due.connection_id, lock)
+
+    async def _locked(self, integration: Integration, due: Due, clock: Callable[[], float]) -> str:
+        try:
+            connection, tokens = await self._store.load(due.integration, due.connection_id)
+        except UnknownConnectionError:
+            return "gone"
+        stored_due = connection.next_refresh_at
+        if stored_due is not None and stored_due > due.due_at + _SAME_TIME:
+            return "not_due"  # refreshed and rescheduled since this claim
+        now = clock()
+        if connection.status is Status.REAUTHORIZATION_REQUIRED:
+            await self._store.update(connection, now=now, unschedule=True)
+            return "reauthorization_required"
+        if tokens.refresh_token is None:
+            return await self._expiry.check(connection, now)
+        slot = await self._locks.acquire_slot(connection.provider, self._concurrency, now)
+        if slot is None:
+            # The provider has all the refreshes it may take; try again in a moment,
+            # without counting a failure.
+            await self._schedule.reschedule(
+                due.integration, due.connection_id, now + 1 + self._rng.random()
+            )
+            return "throttled"
+        try:
+            result = await self._refresher.refresh(integration, connection, tokens, now)
+        finally:
+            await self._locks.release_slot(connection.provider, slot)
+        return result.outcome.value

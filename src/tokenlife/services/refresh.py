@@ -1,0 +1,243 @@
+"""Refreshing one connection: under its lock, saved by compare-and-set, failures sorted
+into transient (back off, alert once when the token has lapsed) and permanent
+(re-authorization required, with a diagnosis)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+import aiohttp
+
+from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.token_endpoint import post_token_request
+from tokenlife.adapters.token_store import Connection, TokenStore
+from tokenlife.core import events
+from tokenlife.core.grants import refresh_token_request
+from tokenlife.core.integration import Integration
+from tokenlife.core.policy import Status, classify, status_for
+from tokenlife.core.presets import Preset
+from tokenlife.core.reauthorization import diagnose_reauthorization
+from tokenlife.core.refresh_timing import FailureWindow, RetryPolicy, after_transient_failure
+from tokenlife.core.tokens import TokenSet
+from tokenlife.errors import OAuthError, ProviderError, TokenlifeError, TransientError
+from tokenlife.services.scheduling import SchedulePolicy
+
+log = logging.getLogger(__name__)
+
+# RFC 6749 §5.2 codes after which the same refresh token will never work again.
+PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+_FAILURE_FIELDS = (
+    "consecutive_failures", "failing_since", "refresh_failing_alerted",
+    "failure_window_start", "failure_window_count", "last_error",
+)  # fmt: skip
+
+
+class Outcome(StrEnum):
+    REFRESHED = "refreshed"
+    TRANSIENT_FAILURE = "transient_failure"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    CONFLICT = "conflict"  # a newer version was saved meanwhile; nothing written
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    error: TokenlifeError | None = None
+
+
+class Refresher:
+    """Refreshes a connection whose lock the caller holds."""
+
+    def __init__(
+        self,
+        *,
+        presets: Mapping[str, Preset],
+        store: TokenStore,
+        events_: EventStream,
+        http: aiohttp.ClientSession,
+        http_timeout: float,
+        retry: RetryPolicy,
+        schedule_policy: SchedulePolicy,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._presets = presets
+        self._store = store
+        self._events = events_
+        self._http = http
+        self._timeout = http_timeout
+        self._retry = retry
+        self._schedule = schedule_policy
+        self._rng = rng or random.Random()
+
+    async def refresh(
+        self, integration: Integration, connection: Connection, tokens: TokenSet, now: float
+    ) -> Result:
+        assert tokens.refresh_token is not None
+        request = refresh_token_request(integration, tokens.refresh_token)
+        try:
+            new = await post_token_request(self._http, request, self._timeout, now)
+        except TransientError as exc:
+            return await self._transient(connection, tokens, exc, now)
+        except OAuthError as exc:
+            if exc.error in PERMANENT_ERRORS:
+                return await self._permanent(integration, connection, exc, now)
+            return await self._transient(connection, tokens, exc, now)
+        except ProviderError as exc:
+            # An unusable answer (an HTML error page from a proxy, say) may not repeat.
+            return await self._transient(connection, tokens, exc, now)
+        return await self._refreshed(integration, connection, tokens, new, now)
+
+    async def _refreshed(
+        self,
+        integration: Integration,
+        connection: Connection,
+        old: TokenSet,
+        new: TokenSet,
+        now: float,
+    ) -> Result:
+        rotated = new.refresh_token is not None and new.refresh_token != old.refresh_token
+        if new.refresh_token is None:
+            new = replace(new, refresh_token=old.refresh_token)  # RFC 6749 §6: keep the old one
+        # Providers change behaviour, so the rule is applied to every new token set.
+        verdict = classify(new, integration.minimum_access_token_only_lifetime_days)
+        next_at = self._schedule.next_check(integration, new, now, sent=(), last_refreshed_at=now)
+        version = await self._store.update(
+            connection,
+            now=now,
+            tokens=new,
+            set_fields={
+                "status": status_for(verdict).value,
+                "verdict": verdict.value,
+                "last_refreshed_at": repr(now),
+            },
+            delete_fields=(*_FAILURE_FIELDS, "expiry_alerts_sent"),
+            schedule_at=next_at,
+            unschedule=next_at is None,
+        )
+        if version is None:
+            log.warning(
+                "refresh of %s/%s lost a race: newer tokens were saved first",
+                connection.integration,
+                connection.connection_id,
+            )
+            return Result(Outcome.CONFLICT)
+        await self._events.emit(
+            events.TOKEN_REFRESHED,
+            connection.integration,
+            connection.connection_id,
+            now,
+            provider=connection.provider,
+            expires_at=events.iso8601(new.expires_at),
+            access_token_lifetime_seconds=new.lifetime_seconds,
+            refresh_token_rotated=rotated,
+            next_refresh_at=events.iso8601(next_at),
+        )
+        if connection.consecutive_failures:
+            await self._events.emit(
+                events.CONNECTION_RECOVERED,
+                connection.integration,
+                connection.connection_id,
+                now,
+                provider=connection.provider,
+                failed_attempts=connection.consecutive_failures,
+                failing_since=events.iso8601(connection.failing_since),
+            )
+        return Result(Outcome.REFRESHED)
+
+    async def _transient(
+        self, connection: Connection, tokens: TokenSet, exc: TokenlifeError, now: float
+    ) -> Result:
+        failures = connection.consecutive_failures + 1
+        window = None
+        if connection.failure_window_start is not None:
+            window = FailureWindow(connection.failure_window_start, connection.failure_window_count)
+        due, window = after_transient_failure(
+            consecutive_failures=failures,
+            window=window,
+            policy=self._retry,
+            retry_after=getattr(exc, "retry_after", None),
+            jitter=self._rng.random(),
+            now=now,
+        )
+        error = str(getattr(exc, "error", "error"))
+        lapsed = tokens.expires_at is not None and tokens.expires_at <= now
+        alert = lapsed and not connection.refresh_failing_alerted
+        fields = {
+            "consecutive_failures": str(failures),
+            "failing_since": repr(connection.failing_since or now),
+            "failure_window_start": repr(window.started_at),
+            "failure_window_count": str(window.count),
+            "last_error": error,
+        }
+        if alert:
+            fields["refresh_failing_alerted"] = "1"
+        if (
+            await self._store.update(connection, now=now, set_fields=fields, schedule_at=due)
+            is None
+        ):
+            return Result(Outcome.CONFLICT, exc)
+        log.warning(
+            "refresh of %s/%s failed (%s, attempt %d); next try in %.0f s",
+            connection.integration,
+            connection.connection_id,
+            error,
+            failures,
+            due - now,
+        )
+        if alert:
+            await self._events.emit(
+                events.REFRESH_FAILING,
+                connection.integration,
+                connection.connection_id,
+                now,
+                provider=connection.provider,
+                error=error,
+                error_description=str(exc),
+                failing_since=events.iso8601(connection.failing_since or now),
+                failed_attempts=failures,
+                access_token_expired_at=events.iso8601(tokens.expires_at),
+                next_attempt_at=events.iso8601(due),
+            )
+        return Result(Outcome.TRANSIENT_FAILURE, exc)
+
+    async def _permanent(
+        self, integration: Integration, connection: Connection, exc: OAuthError, now: float
+    ) -> Result:
+        version = await self._store.update(
+            connection,
+            now=now,
+            unschedule=True,
+            set_fields={"status": Status.REAUTHORIZATION_REQUIRED.value, "last_error": exc.error},
+        )
+        if version is None:
+            return Result(Outcome.CONFLICT, exc)
+        idle = None if connection.last_refreshed_at is None else now - connection.last_refreshed_at
+        diagnosis = diagnose_reauthorization(
+            integration.preset,
+            self._presets["custom"],
+            error=exc.error,
+            description=exc.description,
+            idle_seconds=idle,
+        )
+        await self._events.emit(
+            events.REAUTHORIZATION_REQUIRED,
+            connection.integration,
+            connection.connection_id,
+            now,
+            provider=connection.provider,
+            message="The provider refused the refresh token; the user has to connect again.",
+            error=exc.error,
+            error_description=exc.description,
+            diagnosis=[cause.as_dict() for cause in diagnosis],
+        )
+        log.warning(
+            "connection %s/%s needs re-authorization: %s",
+            connection.integration,
+            connection.connection_id,
+            exc.error,
+        )
+        return Result(Outcome.REAUTHORIZATION_REQUIRED, exc)
