@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -167,3 +167,37 @@ authorize_url = "{x}/authorize"
 token_url = "http://127.0.0.1:{dead_port}/token"
 {generic}
 '''
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str
+) -> None:
+    """Poll an async condition until it holds; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def make_due(
+    redis: Redis, settings: Settings, integration: str, connection_id: str, **fields: str
+) -> float:
+    """What the passing of time does: the connection's due time is now. `fields` overwrite
+    stored metadata first (e.g. expires_at), as if the token were older."""
+    key = f"{settings.key_prefix}:conn:{integration}:{connection_id}"
+    now = time.time()
+    mapping: dict[str, str] = {**fields, "next_refresh_at": repr(now)}
+    await redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
+    await redis.zadd(f"{settings.key_prefix}:schedule", {f"{integration}:{connection_id}": now})
+    return now
+
+
+async def run_refresh_tick(worker: WorkerHandle) -> None:
+    """Do what beat does once a second: send tokenlife.refresh_due, and wait for it."""
+    result = worker.app.send_task("tokenlife.refresh_due", ignore_result=False)
+    await asyncio.to_thread(result.get, timeout=30)
+
+
+async def event_types(redis: Redis, settings: Settings, connection_id: str) -> list[str]:
+    return [t for t, _ in await events_for(redis, settings, connection_id)]

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -55,10 +55,26 @@ class Reply:
     jwt_exp: int | None = None  # access token is a JWT with this `exp`, and no expires_in
 
 
+@dataclass
+class Family:
+    """All refresh tokens descended from one authorization (RFC 6819 §5.2.2.3)."""
+
+    grant: Grant
+    live: str | None = None  # the one refresh token that works now
+    revoked: bool = False
+    refreshes: int = 0
+
+
 class FakeProvider:
     """Subclasses decide when a refresh token is issued and shape the responses."""
 
     default_lifetime = 3600
+    # A refresh hands out a new refresh token ...
+    rotates_refresh_tokens = False
+    # ... and the one presented stops working.
+    retires_used_refresh_tokens = False
+    # Presenting a rotated-out refresh token revokes the whole family (Auth0's rule).
+    detects_reuse = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -68,6 +84,12 @@ class FakeProvider:
         self.token_requests: list[dict[str, str]] = []
         self.issued_secrets: list[str] = []  # every access/refresh token ever issued
         self.base_url = ""
+        self.families: dict[str, Family] = {}  # by the code that started them
+        self.refresh_tokens: dict[str, str] = {}  # every refresh token -> its family
+        self.refresh_scripts: dict[str, list[Reply]] = {}  # by family
+        self.reuse_detected = 0
+        self.refreshing_now = 0
+        self.most_refreshing_at_once = 0
 
     # -- set-up from tests -------------------------------------------------------------
     def register(self, client_id: str, secret: str | None, *redirect_uris: str) -> None:
@@ -78,8 +100,38 @@ class FakeProvider:
         with self.lock:
             self.scripts[code] = list(replies)
 
+    def script_refresh(self, family: str, *replies: Reply) -> None:
+        """Refreshes of `family` answer these, in order; the last one repeats."""
+        with self.lock:
+            self.refresh_scripts[family] = list(replies)
+
     def grant_for(self, code: str) -> Grant:
         return self.grants[code]
+
+    def mint(self, client_id: str, scopes: tuple[str, ...], lifetime: int) -> dict[str, Any]:
+        """A token response as if a user had consented, without the browser dance.
+
+        For seeding thousands of connections; the family is keyed by a fresh code.
+        """
+        code = self._new_code()
+        grant = Grant(
+            client_id=client_id,
+            user=code,
+            redirect_uri="",
+            scopes=scopes,
+            params={},
+            issue_refresh_token=True,
+            code_challenge=None,
+            used=True,
+        )
+        with self.lock:
+            self.grants[code] = grant
+        body = self.token_body(grant, Reply(lifetime=lifetime), family=code)
+        body["family"] = code
+        return body
+
+    def refreshes(self, family: str) -> int:
+        return self.families[family].refreshes
 
     # -- the vendor's policy (overridden) ------------------------------------------------
     def refresh_token_on_consent(
@@ -90,7 +142,7 @@ class FakeProvider:
     def granted_scope(self, grant: Grant) -> str:
         return " ".join(grant.scopes)
 
-    def token_body(self, grant: Grant, reply: Reply) -> dict[str, Any]:
+    def token_body(self, grant: Grant, reply: Reply, family: str | None = None) -> dict[str, Any]:
         lifetime = reply.lifetime if reply.lifetime is not None else self.default_lifetime
         access = self._new_secret("at")
         body: dict[str, Any] = {
@@ -109,8 +161,12 @@ class FakeProvider:
         elif reply.expires_in is not None:
             body["expires_in"] = reply.expires_in
         give = grant.issue_refresh_token if reply.refresh_token is None else reply.refresh_token
-        if give:
-            body["refresh_token"] = self._new_secret("rt")
+        if give and family is not None:
+            refresh = self._new_secret("rt")
+            with self.lock:
+                self.families.setdefault(family, Family(grant)).live = refresh
+                self.refresh_tokens[refresh] = family
+            body["refresh_token"] = refresh
         return body
 
     def error_body(self, error: str, description: str) -> dict[str, Any]:
@@ -169,6 +225,8 @@ class FakeProvider:
             return self.json(
                 401, self.error_body("invalid_client", "Client authentication failed.")
             )
+        if form.get("grant_type") == "refresh_token":
+            return await self.refresh(client, form)
         if form.get("grant_type") != "authorization_code":
             return self.json(400, self.error_body("unsupported_grant_type", "Unsupported grant."))
         code = str(form.get("code", ""))
@@ -191,7 +249,44 @@ class FakeProvider:
         if problem is not None:
             return self.json(400, self.error_body("invalid_grant", problem))
         assert grant is not None
-        return self.json(200, self.token_body(grant, reply))
+        return self.json(200, self.token_body(grant, reply, family=code))
+
+    async def refresh(self, client: Client, form: dict[str, str]) -> web.StreamResponse:
+        """RFC 6749 §6, with rotation and reuse detection when the vendor does them."""
+        presented = form.get("refresh_token", "")
+        with self.lock:
+            family_id = self.refresh_tokens.get(presented)
+            family = self.families.get(family_id or "")
+        if family_id is None or family is None or family.grant.client_id != client.client_id:
+            return self.json(400, self.error_body("invalid_grant", "Unknown refresh token."))
+        reply = self._next_reply(family_id, self.refresh_scripts)
+        with self.lock:
+            self.refreshing_now += 1
+            self.most_refreshing_at_once = max(self.most_refreshing_at_once, self.refreshing_now)
+        try:
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+        finally:
+            with self.lock:
+                self.refreshing_now -= 1
+        if reply.status != 200 or reply.body is not None:
+            return web.Response(
+                status=reply.status,
+                body=reply.body or b"",
+                content_type=None,
+                headers={"Content-Type": reply.content_type, **reply.headers},
+            )
+        with self.lock:
+            if family.revoked:
+                return self.json(400, self.error_body("invalid_grant", "Token family revoked."))
+            if self.retires_used_refresh_tokens and presented != family.live:
+                if self.detects_reuse:
+                    family.revoked = True
+                    self.reuse_detected += 1
+                return self.json(400, self.error_body("invalid_grant", "Refresh token reused."))
+            family.refreshes += 1
+        grant = replace(family.grant, issue_refresh_token=self.rotates_refresh_tokens)
+        return self.json(200, self.token_body(grant, reply, family=family_id))
 
     def json(self, status: int, body: dict[str, Any]) -> web.Response:
         return web.Response(
@@ -216,9 +311,9 @@ class FakeProvider:
                 return "PKCE verification failed."
         return None
 
-    def _next_reply(self, code: str) -> Reply:
+    def _next_reply(self, key: str, scripts: dict[str, list[Reply]] | None = None) -> Reply:
         with self.lock:
-            script = self.scripts.get(code)
+            script = (self.scripts if scripts is None else scripts).get(key)
             if not script:
                 return Reply()
             return script.pop(0) if len(script) > 1 else script[0]

@@ -9,6 +9,10 @@ from tests.fakes.base import FakeProvider
 
 
 class FakeGeneric(FakeProvider):
+    rotates_refresh_tokens = True
+    retires_used_refresh_tokens = True
+    detects_reuse = True
+
     def __init__(self) -> None:
         super().__init__()
         self.issue_refresh_tokens = True

@@ -31,8 +31,8 @@ class FakeGoogle(FakeProvider):
         self.consented.add((client_id, user))
         return first or "consent" in params.get("prompt", "").split()
 
-    def token_body(self, grant: Grant, reply: Any) -> dict[str, Any]:
-        body = super().token_body(grant, reply)
+    def token_body(self, grant: Grant, reply: Any, family: str | None = None) -> dict[str, Any]:
+        body = super().token_body(grant, reply, family)
         if "openid" in grant.scopes:
             body["id_token"] = "eyJhbGciOiJSUzI1NiJ9.e30.sig"
         return body

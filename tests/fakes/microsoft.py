@@ -19,6 +19,11 @@ from tests.fakes.base import FakeProvider, Grant
 
 
 class FakeMicrosoft(FakeProvider):
+    # Refresh tokens replace themselves on every use, but old ones are not revoked
+    # (https://learn.microsoft.com/en-us/entra/identity-platform/refresh-tokens).
+    rotates_refresh_tokens = True
+    detects_reuse = False
+
     def __init__(self) -> None:
         super().__init__()
         self.users_refusing_offline_access: set[str] = set()
@@ -32,10 +37,10 @@ class FakeMicrosoft(FakeProvider):
     def granted_scope(self, grant: Grant) -> str:
         return " ".join(s for s in grant.scopes if s != "offline_access")
 
-    def token_body(self, grant: Grant, reply: Any) -> dict[str, Any]:
+    def token_body(self, grant: Grant, reply: Any, family: str | None = None) -> dict[str, Any]:
         if reply.lifetime is None:
             reply = replace(reply, lifetime=self._rng.randint(3600, 5400))
-        body = super().token_body(grant, reply)
+        body = super().token_body(grant, reply, family)
         body["ext_expires_in"] = body.get("expires_in", 3600)
         return body
 

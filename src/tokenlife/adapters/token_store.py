@@ -164,8 +164,11 @@ class TokenStore:
     ) -> int | None:
         """Compare-and-set against `connection.version`; None when someone got there first.
 
-        A new token set replaces every token field and bumps the version.
+        Every write bumps the version, so of two writers that read the same version only
+        one succeeds. A new token set replaces every token field.
         """
+        if schedule_at is not None and unschedule:
+            raise ValueError("schedule_at and unschedule are exclusive")
         fields = dict(set_fields or {})
         deletions = set(delete_fields)
         if tokens is not None:
@@ -183,7 +186,6 @@ class TokenStore:
             ],
             args=[
                 str(connection.version),
-                "1" if tokens is not None else "0",
                 repr(now),
                 self._keys.member(connection.integration, connection.connection_id),
                 "-" if unschedule else ("" if schedule_at is None else repr(schedule_at)),

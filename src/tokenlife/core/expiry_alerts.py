@@ -27,7 +27,13 @@ def leads_covered(lead: float, lead_times: Sequence[float]) -> set[float]:
 def next_check_at(
     *, expires_at: float, lead_times: Sequence[float], sent: Collection[float], now: float
 ) -> float:
-    """The next moment something happens: an unsent lead time is reached, or expiry."""
+    """The next moment something happens: an unsent lead time is reached, or expiry.
+
+    `now` when a lead time has been reached and not alerted yet (a token that arrives
+    with less than a day left must not wait silently until it expires).
+    """
+    if due_lead(expires_at=expires_at, lead_times=lead_times, sent=sent, now=now) is not None:
+        return now
     upcoming = [expires_at - lead for lead in lead_times if lead not in sent]
     upcoming = [t for t in upcoming if t > now]
     return min([*upcoming, expires_at])

@@ -1,0 +1,170 @@
+"""RefreshSchedule against the real Redis: due work is claimed once and leased, never twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
+from tokenlife.settings import Settings
+
+NOW = 1_700_000_000.25
+LEASE = 300.0
+
+
+def new_name(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    # A schedule of its own: no other test's members are ever due here.
+    return Keys(f"{settings.key_prefix}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def schedule(redis: Redis, keys: Keys) -> RefreshSchedule:
+    return RefreshSchedule(redis, keys)
+
+
+@pytest.fixture
+async def other_clients(settings: Settings) -> AsyncIterator[list[Redis]]:
+    """Extra connections, as separate worker processes would have."""
+    clients = [Redis.from_url(settings.redis_url, decode_responses=True) for _ in range(3)]
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+async def score(redis: Redis, keys: Keys, integration: str, connection_id: str) -> float | None:
+    value = await redis.zscore(keys.schedule, keys.member(integration, connection_id))
+    return None if value is None else float(value)
+
+
+async def test_claim_due_returns_only_due_members_with_their_due_scores(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    integration = new_name("it")
+    due_at = {"long-overdue": NOW - 3600, "just-due": NOW - 0.5, "exactly-now": NOW}
+    not_yet = {"in-a-moment": NOW + 0.5, "tomorrow": NOW + 86400}
+    for cid, at in (due_at | not_yet).items():
+        await schedule.reschedule(integration, cid, at)
+
+    claimed = await schedule.claim_due(NOW, LEASE, limit=100)
+
+    assert sorted(claimed, key=lambda d: d.due_at) == [
+        Due(integration, cid, at) for cid, at in sorted(due_at.items(), key=lambda i: i[1])
+    ]
+    for cid in due_at:
+        assert await score(redis, keys, integration, cid) == NOW + LEASE, cid
+    for cid, at in not_yet.items():
+        assert await score(redis, keys, integration, cid) == at, f"{cid} was touched"
+
+
+async def test_claim_due_takes_at_most_limit_the_longest_overdue_first(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    integration = new_name("it")
+    for i in range(10):
+        await schedule.reschedule(integration, f"conn-{i}", NOW - 100 + i)
+
+    claimed = await schedule.claim_due(NOW, LEASE, limit=4)
+
+    assert claimed == [Due(integration, f"conn-{i}", NOW - 100 + i) for i in range(4)]
+    for i in range(4, 10):
+        assert await score(redis, keys, integration, f"conn-{i}") == NOW - 100 + i
+
+
+async def test_a_second_claim_at_the_same_time_finds_nothing(schedule: RefreshSchedule) -> None:
+    integration = new_name("it")
+    for i in range(5):
+        await schedule.reschedule(integration, f"conn-{i}", NOW - i)
+    assert len(await schedule.claim_due(NOW, LEASE, limit=100)) == 5
+
+    assert await schedule.claim_due(NOW, LEASE, limit=100) == []
+    assert await schedule.claim_due(NOW + LEASE - 0.001, LEASE, limit=100) == []
+
+
+async def test_after_the_lease_the_same_members_come_due_again(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    """A worker that crashed holding a claim loses it when the lease ends."""
+    integration = new_name("it")
+    ids = [f"conn-{i}" for i in range(3)]
+    for i, cid in enumerate(ids):
+        await schedule.reschedule(integration, cid, NOW - 10 * i)
+    await schedule.claim_due(NOW, LEASE, limit=100)
+
+    later = NOW + LEASE
+    reclaimed = await schedule.claim_due(later, LEASE, limit=100)
+
+    assert sorted(reclaimed, key=lambda d: d.connection_id) == [
+        Due(integration, cid, NOW + LEASE) for cid in ids
+    ]
+    for cid in ids:
+        assert await score(redis, keys, integration, cid) == later + LEASE
+
+
+async def test_concurrent_claims_hand_out_every_member_exactly_once(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys, other_clients: list[Redis]
+) -> None:
+    integrations = [new_name("it") for _ in range(4)]
+    members = {keys.member(integrations[i % 4], f"conn-{i}"): NOW - (i % 997) for i in range(2000)}
+    await redis.zadd(keys.schedule, members)
+    schedules = [schedule, *(RefreshSchedule(client, keys) for client in other_clients)]
+
+    batches = await asyncio.gather(
+        *(schedules[i % len(schedules)].claim_due(NOW, LEASE, limit=200) for i in range(20))
+    )
+
+    assert all(len(batch) <= 200 for batch in batches)
+    counts = Counter(keys.member(d.integration, d.connection_id) for b in batches for d in b)
+    twice = [member for member, n in counts.items() if n > 1]
+    assert not twice, f"{len(twice)} members claimed more than once, e.g. {twice[:5]}"
+    assert counts.keys() == members.keys(), f"{len(members) - len(counts)} members never claimed"
+    for batch in batches:
+        for due in batch:
+            assert due.due_at == members[keys.member(due.integration, due.connection_id)]
+    leased = await redis.zrangebyscore(keys.schedule, NOW + LEASE, NOW + LEASE)
+    assert len(leased) == 2000
+
+
+async def test_reschedule_due_at_and_depth(schedule: RefreshSchedule) -> None:
+    integration = new_name("it")
+    assert await schedule.depth() == 0
+    assert await schedule.due_at(integration, "conn-a") is None
+
+    await schedule.reschedule(integration, "conn-a", NOW + 60)
+    await schedule.reschedule(integration, "conn-b", NOW + 120)
+    assert await schedule.due_at(integration, "conn-a") == NOW + 60
+    assert await schedule.depth() == 2
+
+    await schedule.reschedule(integration, "conn-a", NOW - 1)  # moves, adds nothing
+    assert await schedule.due_at(integration, "conn-a") == NOW - 1
+    assert await schedule.depth() == 2
+    assert await schedule.claim_due(NOW, LEASE, limit=100) == [Due(integration, "conn-a", NOW - 1)]
+    assert await schedule.depth() == 2  # a claim leases, it does not remove
+
+
+@pytest.mark.parametrize("connection_id", ["tenant:user:42", "plain", ":leading", "trailing:"])
+def test_member_and_parse_member_round_trip(connection_id: str) -> None:
+    member = Keys.member("it", connection_id)
+
+    assert Keys.parse_member(member) == ("it", connection_id)
+
+
+async def test_a_connection_id_with_colons_comes_back_whole_from_a_claim(
+    schedule: RefreshSchedule,
+) -> None:
+    integration = new_name("it")
+    await schedule.reschedule(integration, "tenant:user:42", NOW)
+
+    assert await schedule.claim_due(NOW, LEASE, limit=10) == [
+        Due(integration, "tenant:user:42", NOW)
+    ]

@@ -1,0 +1,515 @@
+"""Refresh timing: the margin ahead of expiry, keep-alives, on-demand leeway, retry windows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenlife.core.policy import SECONDS_PER_DAY
+from tokenlife.core.refresh_timing import (
+    FailureWindow,
+    RefreshTiming,
+    RetryPolicy,
+    after_transient_failure,
+    needs_refresh,
+    next_refresh_at,
+)
+
+NOW = 1_700_000_000.0
+DAY = float(SECONDS_PER_DAY)
+HOUR = 3600.0
+HIGH = 0.999  # the largest jitter the tables use; random.random() stays below 1
+
+DEFAULT = RefreshTiming()  # 300 s minimum, 20 % of the lifetime, up to 10 % jitter
+IDLE_90 = RefreshTiming(refresh_token_idle_seconds=90 * DAY)
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "lifetime", "last_refreshed_at", "timing", "jitter", "now", "expected"),
+    [
+        # The margin is max(300 s, 20 % of the lifetime), widened by up to 10 % jitter.
+        pytest.param(NOW + 3600, 3600, NOW, DEFAULT, 0.0, NOW, NOW + 3600 - 720, id="1h-fraction"),
+        pytest.param(
+            NOW + 3600, 3600, NOW, DEFAULT, HIGH, NOW, NOW + 3600 - 720 * 1.0999, id="1h-jitter"
+        ),
+        pytest.param(
+            NOW + 3600, 3600, NOW, DEFAULT, 0.5, NOW, NOW + 3600 - 720 * 1.05, id="1h-mid-jitter"
+        ),
+        pytest.param(
+            NOW + DAY, int(DAY), NOW, DEFAULT, 0.0, NOW, NOW + DAY - 0.2 * DAY, id="1d-fraction"
+        ),
+        pytest.param(
+            NOW + 1200, 1200, NOW, DEFAULT, 0.0, NOW, NOW + 1200 - 300, id="20min-minimum"
+        ),
+        pytest.param(
+            NOW + 1200, 1200, NOW, DEFAULT, HIGH, NOW, NOW + 1200 - 300 * 1.0999, id="20min-jitter"
+        ),
+        # 600 s: the 300 s minimum is already half the lifetime, so jitter can't widen it.
+        pytest.param(NOW + 600, 600, NOW, DEFAULT, 0.0, NOW, NOW + 300, id="10min-minimum"),
+        pytest.param(NOW + 600, 600, NOW, DEFAULT, HIGH, NOW, NOW + 300, id="10min-jitter-capped"),
+        # 300 s: the 300 s minimum would make it due on arrival; half the lifetime caps it.
+        pytest.param(NOW + 300, 300, NOW, DEFAULT, 0.0, NOW, NOW + 150, id="5min-half"),
+        pytest.param(NOW + 300, 300, NOW, DEFAULT, HIGH, NOW, NOW + 150, id="5min-half-jitter"),
+        pytest.param(NOW + 60, 60, NOW, DEFAULT, 0.0, NOW, NOW + 30, id="1min-half"),
+        pytest.param(
+            NOW + 3600,
+            3600,
+            NOW,
+            RefreshTiming(min_margin_seconds=1200),
+            0.0,
+            NOW,
+            NOW + 2400,
+            id="larger-minimum-wins",
+        ),
+        pytest.param(
+            NOW + 3600,
+            3600,
+            NOW,
+            RefreshTiming(jitter_fraction=0.5),
+            0.5,
+            NOW,
+            NOW + 3600 - 720 * 1.25,
+            id="wider-jitter-fraction",
+        ),
+        pytest.param(
+            NOW + 3600,
+            3600,
+            NOW,
+            RefreshTiming(jitter_fraction=0.0),
+            HIGH,
+            NOW,
+            NOW + 2880,
+            id="no-jitter-fraction",
+        ),
+        # Never before now: a late schedule (worker down) is due at once.
+        pytest.param(NOW + 600, 3600, NOW - 3000, DEFAULT, 0.0, NOW, NOW, id="late-due-now"),
+        pytest.param(NOW - 10, 3600, NOW - 3610, DEFAULT, 0.0, NOW, NOW, id="expired-due-now"),
+        # Unknown lifetime: what is left of it now stands in.
+        pytest.param(NOW + 3600, None, NOW, DEFAULT, 0.0, NOW, NOW + 2880, id="no-lifetime-1h"),
+        pytest.param(
+            NOW + 3600, None, NOW, DEFAULT, 0.0, NOW + 1800, NOW + 3600 - 360, id="no-lifetime-half"
+        ),
+        pytest.param(NOW + 400, None, NOW, DEFAULT, 0.0, NOW, NOW + 200, id="no-lifetime-half-cap"),
+        pytest.param(NOW - 5, None, NOW, DEFAULT, 0.0, NOW, NOW, id="no-lifetime-expired"),
+        pytest.param(NOW + 3600, 0, NOW, DEFAULT, 0.0, NOW, NOW + 2880, id="zero-lifetime-unknown"),
+        # Keep-alive: half the idle limit after the last refresh, if that comes first.
+        pytest.param(
+            NOW + 100 * DAY, int(100 * DAY), NOW, IDLE_90, 0.0, NOW, NOW + 45 * DAY, id="keep-alive"
+        ),
+        pytest.param(
+            NOW + 100 * DAY,
+            int(100 * DAY),
+            NOW,
+            IDLE_90,
+            HIGH,
+            NOW,
+            NOW + 45 * DAY,
+            id="keep-alive-no-jitter",
+        ),
+        pytest.param(
+            NOW + 60 * DAY,
+            int(60 * DAY),
+            NOW,
+            IDLE_90,
+            0.0,
+            NOW,
+            NOW + 45 * DAY,
+            id="keep-alive-before-48d-refresh",
+        ),
+        pytest.param(
+            NOW + 50 * DAY,
+            int(50 * DAY),
+            NOW,
+            IDLE_90,
+            0.0,
+            NOW,
+            NOW + 40 * DAY,
+            id="refresh-before-keep-alive",
+        ),
+        pytest.param(NOW + 3600, 3600, NOW, IDLE_90, 0.0, NOW, NOW + 2880, id="short-token-idle"),
+        pytest.param(
+            NOW + 100 * DAY,
+            int(100 * DAY),
+            NOW - 40 * DAY,
+            IDLE_90,
+            0.0,
+            NOW,
+            NOW + 5 * DAY,
+            id="keep-alive-from-last-refresh",
+        ),
+        pytest.param(
+            NOW + 100 * DAY,
+            int(100 * DAY),
+            NOW - 60 * DAY,
+            IDLE_90,
+            0.0,
+            NOW,
+            NOW,
+            id="keep-alive-overdue",
+        ),
+        pytest.param(None, None, NOW, IDLE_90, 0.0, NOW, NOW + 45 * DAY, id="no-expiry-keep-alive"),
+        pytest.param(
+            None, None, NOW - 10 * DAY, IDLE_90, HIGH, NOW, NOW + 35 * DAY, id="no-expiry-since-10d"
+        ),
+        pytest.param(None, None, NOW - 50 * DAY, IDLE_90, 0.0, NOW, NOW, id="no-expiry-overdue"),
+        pytest.param(None, 3600, NOW, DEFAULT, 0.0, NOW, None, id="no-expiry-no-idle"),
+        pytest.param(None, None, NOW, DEFAULT, HIGH, NOW, None, id="nothing-to-schedule"),
+    ],
+)
+def test_next_refresh_at(
+    expires_at: float | None,
+    lifetime: int | None,
+    last_refreshed_at: float,
+    timing: RefreshTiming,
+    jitter: float,
+    now: float,
+    expected: float | None,
+) -> None:
+    due = next_refresh_at(
+        expires_at=expires_at,
+        lifetime_seconds=lifetime,
+        last_refreshed_at=last_refreshed_at,
+        timing=timing,
+        jitter=jitter,
+        now=now,
+    )
+    if expected is None:
+        assert due is None
+    else:
+        assert due == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "lifetime", [1, 30, 60, 299, 300, 301, 599, 600, 601, 1499, 1500, 3599, 86400, 8_640_000]
+)
+@pytest.mark.parametrize("jitter", [0.0, 0.5, HIGH])
+def test_margin_bounds(lifetime: int, jitter: float) -> None:
+    """At most half the lifetime; otherwise at least the minimum, at most widened by jitter."""
+    due = next_refresh_at(
+        expires_at=NOW + lifetime,
+        lifetime_seconds=lifetime,
+        last_refreshed_at=NOW,
+        timing=DEFAULT,
+        jitter=jitter,
+        now=NOW,
+    )
+    assert due is not None
+    margin = NOW + lifetime - due
+    base = max(DEFAULT.min_margin_seconds, DEFAULT.margin_fraction * lifetime)
+    assert due > NOW  # never due the moment the token arrives
+    assert margin <= lifetime / 2 + 1e-6
+    assert margin >= min(base, lifetime / 2) - 1e-6
+    assert margin <= base * (1 + DEFAULT.jitter_fraction) + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "lifetime", "leeway", "now", "expected"),
+    [
+        pytest.param(NOW + 3600, 3600, 60.0, NOW, False, id="fresh"),
+        pytest.param(NOW + 61, 3600, 60.0, NOW, False, id="61s-left"),
+        pytest.param(NOW + 60, 3600, 60.0, NOW, True, id="60s-left"),
+        pytest.param(NOW + 59, 3600, 60.0, NOW, True, id="59s-left"),
+        pytest.param(NOW - 1, 3600, 60.0, NOW, True, id="expired"),
+        # A 60 s token: a 60 s leeway would refresh it on every read; half its life caps it.
+        pytest.param(NOW + 31, 60, 60.0, NOW, False, id="60s-token-31s-left"),
+        pytest.param(NOW + 30, 60, 60.0, NOW, True, id="60s-token-30s-left"),
+        pytest.param(NOW + 60, 60, 60.0, NOW, False, id="60s-token-fresh"),
+        pytest.param(NOW + 10, 20, 60.0, NOW, True, id="20s-token-10s-left"),
+        pytest.param(NOW + 11, 20, 60.0, NOW, False, id="20s-token-11s-left"),
+        # Unknown lifetime: the leeway applies uncapped.
+        pytest.param(NOW + 60, None, 60.0, NOW, True, id="unknown-lifetime-60s-left"),
+        pytest.param(NOW + 61, None, 60.0, NOW, False, id="unknown-lifetime-61s-left"),
+        pytest.param(NOW + 10, None, 0.0, NOW, False, id="no-leeway"),
+        pytest.param(NOW, None, 0.0, NOW, True, id="no-leeway-expiring-now"),
+        pytest.param(None, 3600, 60.0, NOW, False, id="no-expiry"),
+        pytest.param(None, None, 60.0, NOW + 10 * DAY, False, id="no-expiry-ever"),
+    ],
+)
+def test_needs_refresh(
+    expires_at: float | None, lifetime: int | None, leeway: float, now: float, expected: bool
+) -> None:
+    assert (
+        needs_refresh(expires_at=expires_at, lifetime_seconds=lifetime, leeway=leeway, now=now)
+        is expected
+    )
+
+
+RETRY = RetryPolicy()  # 5 s base, 900 s cap, 10 attempts an hour
+THREE = RetryPolicy(max_attempts_per_hour=3)
+
+
+@pytest.mark.parametrize(
+    ("failures", "window", "policy", "retry_after", "jitter", "now", "expected_due", "expected"),
+    [
+        # Exponential: step = min(900, 5 * 2**(failures - 1)), wait in [step / 2, step).
+        pytest.param(
+            1, None, RETRY, None, 0.0, NOW, NOW + 2.5, FailureWindow(NOW, 1), id="1st-low"
+        ),
+        pytest.param(
+            1, None, RETRY, None, HIGH, NOW, NOW + 4.9975, FailureWindow(NOW, 1), id="1st-high"
+        ),
+        pytest.param(
+            2,
+            FailureWindow(NOW - 5, 1),
+            RETRY,
+            None,
+            0.0,
+            NOW,
+            NOW + 5,
+            FailureWindow(NOW - 5, 2),
+            id="2nd",
+        ),
+        pytest.param(
+            4,
+            FailureWindow(NOW - 40, 3),
+            RETRY,
+            None,
+            0.5,
+            NOW,
+            NOW + 30,
+            FailureWindow(NOW - 40, 4),
+            id="4th-mid",
+        ),
+        pytest.param(
+            8,
+            FailureWindow(NOW - 1000, 7),
+            RETRY,
+            None,
+            0.0,
+            NOW,
+            NOW + 320,
+            FailureWindow(NOW - 1000, 8),
+            id="8th-below-cap",
+        ),
+        pytest.param(
+            9,
+            FailureWindow(NOW - 2000, 3),
+            RETRY,
+            None,
+            0.0,
+            NOW,
+            NOW + 450,
+            FailureWindow(NOW - 2000, 4),
+            id="9th-capped-low",
+        ),
+        pytest.param(
+            40,
+            FailureWindow(NOW - 100, 2),
+            RETRY,
+            None,
+            HIGH,
+            NOW,
+            NOW + 899.55,
+            FailureWindow(NOW - 100, 3),
+            id="40th-capped-high",
+        ),
+        # consecutive_failures counts 1-based; 0 is treated like the first.
+        pytest.param(
+            0, None, RETRY, None, 0.0, NOW, NOW + 2.5, FailureWindow(NOW, 1), id="0th-as-1st"
+        ),
+        pytest.param(
+            1,
+            None,
+            RetryPolicy(base_seconds=60, max_seconds=60),
+            None,
+            0.0,
+            NOW,
+            NOW + 30,
+            FailureWindow(NOW, 1),
+            id="base-equals-cap",
+        ),
+        # Retry-After is a floor, and not capped.
+        pytest.param(
+            1, None, RETRY, 120.0, 0.0, NOW, NOW + 120, FailureWindow(NOW, 1), id="retry-after"
+        ),
+        pytest.param(
+            4,
+            FailureWindow(NOW - 40, 3),
+            RETRY,
+            1.0,
+            0.0,
+            NOW,
+            NOW + 20,
+            FailureWindow(NOW - 40, 4),
+            id="retry-after-below-backoff",
+        ),
+        pytest.param(
+            2,
+            FailureWindow(NOW - 5, 1),
+            RETRY,
+            3600.0,
+            0.0,
+            NOW,
+            NOW + 3600,
+            FailureWindow(NOW - 5, 2),
+            id="retry-after-above-cap",
+        ),
+        # A window lasts an hour; the failure after it opens a new one.
+        pytest.param(
+            5,
+            FailureWindow(NOW - 3599, 2),
+            RETRY,
+            None,
+            0.0,
+            NOW,
+            NOW + 40,
+            FailureWindow(NOW - 3599, 3),
+            id="window-still-open",
+        ),
+        pytest.param(
+            5,
+            FailureWindow(NOW - 3600, 9),
+            RETRY,
+            None,
+            0.0,
+            NOW,
+            NOW + 40,
+            FailureWindow(NOW, 1),
+            id="new-window-at-an-hour",
+        ),
+        pytest.param(
+            5,
+            FailureWindow(NOW - 5 * HOUR, 50),
+            RETRY,
+            None,
+            0.0,
+            NOW,
+            NOW + 40,
+            FailureWindow(NOW, 1),
+            id="new-window-long-after",
+        ),
+        # At most max_attempts_per_hour failures per window: the last waits for the next one.
+        pytest.param(
+            2,
+            FailureWindow(NOW - 3, 1),
+            THREE,
+            None,
+            0.0,
+            NOW,
+            NOW + 5,
+            FailureWindow(NOW - 3, 2),
+            id="cap-2nd-of-3",
+        ),
+        pytest.param(
+            3,
+            FailureWindow(NOW - 9, 2),
+            THREE,
+            None,
+            0.0,
+            NOW,
+            NOW - 9 + HOUR,
+            FailureWindow(NOW - 9, 3),
+            id="cap-3rd-of-3-waits-for-window",
+        ),
+        pytest.param(
+            3,
+            FailureWindow(NOW - 9, 2),
+            THREE,
+            None,
+            HIGH,
+            NOW,
+            NOW - 9 + HOUR,
+            FailureWindow(NOW - 9, 3),
+            id="cap-3rd-of-3-high-jitter",
+        ),
+        pytest.param(
+            3,
+            FailureWindow(NOW - 9, 2),
+            THREE,
+            7200.0,
+            0.0,
+            NOW,
+            NOW + 7200,
+            FailureWindow(NOW - 9, 3),
+            id="cap-retry-after-beyond-window",
+        ),
+        pytest.param(
+            12,
+            FailureWindow(NOW - 3000, 2),
+            THREE,
+            None,
+            HIGH,
+            NOW,
+            NOW + 899.55,
+            FailureWindow(NOW - 3000, 3),
+            id="cap-backoff-beyond-window",
+        ),
+        pytest.param(
+            4,
+            FailureWindow(NOW - 9, 2),
+            THREE,
+            None,
+            0.0,
+            NOW + HOUR - 9,
+            NOW + HOUR - 9 + 20,
+            FailureWindow(NOW + HOUR - 9, 1),
+            id="cap-retry-in-next-window",
+        ),
+        pytest.param(
+            6,
+            FailureWindow(NOW - 100, 7),
+            THREE,
+            None,
+            0.0,
+            NOW,
+            NOW - 100 + HOUR,
+            FailureWindow(NOW - 100, 8),
+            id="cap-count-already-over",
+        ),
+        pytest.param(
+            1,
+            None,
+            RetryPolicy(max_attempts_per_hour=1),
+            None,
+            0.0,
+            NOW,
+            NOW + HOUR,
+            FailureWindow(NOW, 1),
+            id="cap-1-defers-first",
+        ),
+    ],
+)
+def test_after_transient_failure(
+    failures: int,
+    window: FailureWindow | None,
+    policy: RetryPolicy,
+    retry_after: float | None,
+    jitter: float,
+    now: float,
+    expected_due: float,
+    expected: FailureWindow,
+) -> None:
+    due, new_window = after_transient_failure(
+        consecutive_failures=failures,
+        window=window,
+        policy=policy,
+        retry_after=retry_after,
+        jitter=jitter,
+        now=now,
+    )
+    assert due == pytest.approx(expected_due)
+    assert new_window == expected
+
+
+def test_hourly_cap_over_a_run_of_failures() -> None:
+    """Each retry fails at once: three in the first window, then the next window opens."""
+    now = NOW
+    window: FailureWindow | None = None
+    dues: list[tuple[float, float, int]] = []
+    for failures in range(1, 6):
+        due, window = after_transient_failure(
+            consecutive_failures=failures,
+            window=window,
+            policy=THREE,
+            retry_after=None,
+            jitter=0.0,
+            now=now,
+        )
+        dues.append((due - NOW, window.started_at - NOW, window.count))
+        now = due
+    assert dues == [
+        (2.5, 0.0, 1),
+        (7.5, 0.0, 2),
+        (HOUR, 0.0, 3),
+        (HOUR + 20, HOUR, 1),
+        (HOUR + 60, HOUR, 2),
+    ]
