@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +22,15 @@ from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.fakes.server import FakeServers
-from tests.support import Fakes, WorkerHandle, client_app, integrations_toml, wait_for
+from tests.support import (
+    Fakes,
+    WorkerHandle,
+    client_app,
+    integrations_toml,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -89,53 +95,13 @@ def settings(redis_db: int, fakes: Fakes, tmp_path_factory: pytest.TempPathFacto
     )
 
 
-def worker_environment(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLIFE_")}
-    env.update(
-        {
-            "TOKENLIFE_REDIS_URL": settings.redis_url,
-            "TOKENLIFE_KEY_PREFIX": settings.key_prefix,
-            "TOKENLIFE_ENCRYPTION_KEYS": ",".join(settings.encryption_keys),
-            "TOKENLIFE_INTEGRATIONS_FILE": str(settings.integrations_file),
-            "TOKENLIFE_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
-            "TOKENLIFE_EXCHANGE_MAX_RETRIES": str(settings.exchange_max_retries),
-            "TOKENLIFE_EXCHANGE_RETRY_BASE_SECONDS": str(settings.exchange_retry_base_seconds),
-            "TOKENLIFE_EXCHANGE_RETRY_MAX_SECONDS": str(settings.exchange_retry_max_seconds),
-        }
-    )
-    return env
-
-
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerHandle]:
     global _worker_log
     directory = tmp_path_factory.mktemp("worker")
     _worker_log = directory / "worker.log"
     log = _worker_log.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tokenlife.worker",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"test-{settings.key_prefix}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=worker_environment(settings),
-        cwd=directory,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_worker(settings, directory, log, f"test-{settings.key_prefix}")
     app = client_app(settings)
     try:
         wait_for(
@@ -147,11 +113,7 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             pytest.fail(f"worker exited with {process.returncode}:\n{_worker_log.read_text()}")
         yield WorkerHandle(app=app, process=process, log_path=_worker_log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_worker(process)
         log.close()
         app.close()
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
@@ -40,6 +42,51 @@ class WorkerHandle:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a worker process configured like `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLIFE_")}
+    env.update(
+        {
+            "TOKENLIFE_REDIS_URL": settings.redis_url,
+            "TOKENLIFE_KEY_PREFIX": settings.key_prefix,
+            "TOKENLIFE_ENCRYPTION_KEYS": ",".join(settings.encryption_keys),
+            "TOKENLIFE_INTEGRATIONS_FILE": str(settings.integrations_file),
+            "TOKENLIFE_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
+            "TOKENLIFE_EXCHANGE_MAX_RETRIES": str(settings.exchange_max_retries),
+            "TOKENLIFE_EXCHANGE_RETRY_BASE_SECONDS": str(settings.exchange_retry_base_seconds),
+            "TOKENLIFE_EXCHANGE_RETRY_MAX_SECONDS": str(settings.exchange_retry_max_seconds),
+            "TOKENLIFE_PROVIDER_CONCURRENCY": str(settings.provider_concurrency),
+        }
+    )
+    return env
+
+
+def start_worker(
+    settings: Settings, directory: Path, log: IO[bytes], name: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`celery -A tokenlife.worker worker` as a real process, logging to `log`."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "tokenlife.worker", "worker",
+            "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
+            "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", *extra,
+        ],
+        env=worker_environment(settings),
+        cwd=directory,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()  # warm shutdown: running tasks finish
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def client_app(settings: Settings) -> Celery:

@@ -65,7 +65,7 @@ class IntegrationConfig(BaseModel):
     tenant: str | None = None
     pkce: bool | None = None
     minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] | None = None
-    refresh_margin_seconds: Annotated[float, Field(ge=0, le=86400)] | None = None
+    refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
 
     @model_validator(mode="after")
@@ -170,7 +170,10 @@ def resolve(
 
 
 def _timing(config: IntegrationConfig, preset: Preset, default: RefreshTiming) -> RefreshTiming:
-    """Integration overrides win over the preset, which wins over the settings."""
+    """Integration overrides win over the preset, which wins over the settings.
+
+    The refresh-token idle limit is a fact about the provider, so only the preset sets it.
+    """
     idle = preset.refresh_token_idle_days
     return RefreshTiming(
         min_margin_seconds=_first(

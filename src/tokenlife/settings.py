@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     exchange_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0
     events_max_length: Annotated[int, Field(ge=1000)] = 100_000
 
-    refresh_margin_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
     refresh_due_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
     refresh_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100

@@ -10,8 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio import Redis
 
-from tests.conftest import worker_environment
-from tests.support import Fakes, WorkerHandle, connect
+from tests.support import Fakes, WorkerHandle, connect, worker_environment
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.conftest import worker_environment
+from tests.support import worker_environment
 from tokenlife.settings import Settings
 
 CUSTOM_WITHOUT_TOKEN_URL = """

@@ -50,8 +50,16 @@ def next_refresh_at(
     candidates: list[float] = []
     if expires_at is not None:
         lifetime = float(lifetime_seconds) if lifetime_seconds else max(0.0, expires_at - now)
-        margin = max(timing.min_margin_seconds, timing.margin_fraction * lifetime)
-        margin = min(margin * (1 + timing.jitter_fraction * jitter), lifetime / 2)
+        margin = min(max(timing.min_margin_seconds, timing.margin_fraction * lifetime),
+                     lifetime / 2)  # fmt: skip
+        spread = timing.jitter_fraction * jitter
+        # Widen the margin with the jitter; where that would pass half the lifetime,
+        # narrow it instead, so short tokens issued together still spread out.
+        margin = (
+            margin * (1 + spread)
+            if margin * (1 + spread) <= lifetime / 2
+            else margin * (1 - spread)
+        )
         candidates.append(expires_at - margin)
     if timing.refresh_token_idle_seconds:
         # Half the idle limit: a keep-alive that fails still has the other half to succeed.

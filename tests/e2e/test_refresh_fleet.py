@@ -1,0 +1,114 @@
+"""Two worker processes, each with its own beat, refresh the same 2,000 due connections.
+
+Every connection is refreshed exactly once, no rotated refresh token is presented twice
+(the fake provider revokes a family and counts it when that happens), and the
+per-provider concurrency limit holds across both workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support import Fakes, start_worker, stop_worker, wait_until
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import token_set_from_payload
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings
+
+CONNECTIONS = 2000
+INTEGRATION = "generic-offline"
+LIMIT = 40
+
+
+@pytest.fixture
+def fleet_settings(settings: Settings) -> Settings:
+    """The session's configuration under a prefix of its own: nothing else is due there."""
+    return settings.model_copy(
+        update={"key_prefix": f"fleet-{uuid.uuid4().hex[:8]}", "provider_concurrency": LIMIT}
+    )
+
+
+@pytest.fixture
+async def fleet_runtime(fleet_settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
+    runtime = await Runtime.open(await load_config(fleet_settings))
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture
+def two_workers_with_beats(fleet_settings: Settings, tmp_path: Path) -> Iterator[list[Path]]:
+    logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
+    handles = [log.open("wb") for log in logs]
+    processes = [
+        start_worker(fleet_settings, tmp_path, handle, f"fleet-{n}", "--beat",
+                     "--schedule", str(tmp_path / f"beat-{n}"))
+        for n, handle in enumerate(handles, start=1)
+    ]  # fmt: skip
+    yield logs
+    for process in processes:
+        stop_worker(process)
+    for handle in handles:
+        handle.close()
+
+
+async def seed(runtime: Runtime, fakes: Fakes, now: float) -> dict[str, str]:
+    """2,000 connections whose refresh is due now; returns connection id -> family."""
+    families: dict[str, str] = {}
+    for n in range(CONNECTIONS):
+        body = fakes.generic.mint("generic-client", ("openid", "offline_access"), 3600)
+        cid = f"fleet-{n}"
+        families[cid] = body.pop("family")
+        await runtime.tokens.save(
+            integration=INTEGRATION, connection_id=cid, provider="custom",
+            tokens=token_set_from_payload(body, now), verdict=Verdict.REFRESHABLE,
+            status=Status.ACTIVE, scopes_requested=("openid", "offline_access"),
+            next_check_at=now, now=now,
+        )  # fmt: skip
+    return families
+
+
+async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
+    fleet_runtime: Runtime,
+    fleet_settings: Settings,
+    fakes: Fakes,
+    redis: Redis,
+    two_workers_with_beats: list[Path],
+) -> None:
+    reuse_before = fakes.generic.reuse_detected
+    fakes.generic.most_refreshing_at_once = 0
+    families = await seed(fleet_runtime, fakes, time.time())
+    prefix = fleet_settings.key_prefix
+
+    async def all_refreshed() -> bool:
+        return all(fakes.generic.refreshes(f) >= 1 for f in families.values())
+
+    try:
+        await wait_until(all_refreshed, timeout=180, what="every connection to be refreshed")
+    except AssertionError:
+        done = sum(fakes.generic.refreshes(f) >= 1 for f in families.values())
+        tails = [log.read_text(errors="replace")[-3000:] for log in two_workers_with_beats]
+        raise AssertionError(f"{done}/{CONNECTIONS} refreshed\n" + "\n".join(tails)) from None
+
+    async def settled() -> bool:
+        # Nothing queued, nothing in flight, and every connection scheduled ahead.
+        queued = await redis.llen(f"{prefix}:celery:{prefix}")
+        unacked = await redis.hlen(f"{prefix}:celery:unacked")
+        due = await redis.zcount(f"{prefix}:schedule", "-inf", time.time() + 60)
+        return queued == 0 and unacked == 0 and due == 0
+
+    await wait_until(settled, timeout=60, what="the fleet to settle")
+    await asyncio.sleep(0)  # let the fake's last bookkeeping land in this loop's view
+
+    counts = [fakes.generic.refreshes(f) for f in families.values()]
+    assert counts.count(1) == CONNECTIONS, f"refreshed more than once: {counts.count(2)}"
+    assert fakes.generic.reuse_detected == reuse_before
+    assert fakes.generic.most_refreshing_at_once <= LIMIT
+    events = await redis.xlen(f"{prefix}:events")
+    assert events == CONNECTIONS  # one token.refreshed each, nothing else
