@@ -57,7 +57,7 @@ async def test_a_due_connection_is_refreshed_and_rescheduled_with_rotation(
     await refreshed_once_more(redis, settings, cid, worker, "token.refreshed")
 
     assert fakes.generic.refreshes(family) == 1
-    assert fakes.generic.reuse_detected == 0
+    assert fakes.generic.families[family].reuse_detected == 0
     connection = await tl.connection("generic-offline", cid)
     assert connection.version == 2 and connection.has_refresh_token
     assert connection.expires_at is not None and connection.next_refresh_at is not None
@@ -70,7 +70,8 @@ async def test_a_due_connection_is_refreshed_and_rescheduled_with_rotation(
     # The rotated token was saved: the next refresh presents it, and the fake accepts it.
     await make_due(redis, settings, "generic-offline", cid)
     await refreshed_once_more(redis, settings, cid, worker, "token.refreshed")
-    assert fakes.generic.refreshes(family) == 2 and fakes.generic.reuse_detected == 0
+    assert fakes.generic.refreshes(family) == 2
+    assert fakes.generic.families[family].reuse_detected == 0
 
 
 async def test_a_response_without_refresh_token_keeps_the_old_one(

@@ -81,7 +81,6 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
     redis: Redis,
     two_workers_with_beats: list[Path],
 ) -> None:
-    reuse_before = fakes.generic.reuse_detected
     fakes.generic.most_refreshing_at_once = 0
     families = await seed(fleet_runtime, fakes, time.time())
     prefix = fleet_settings.key_prefix
@@ -108,7 +107,8 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
 
     counts = [fakes.generic.refreshes(f) for f in families.values()]
     assert counts.count(1) == CONNECTIONS, f"refreshed more than once: {counts.count(2)}"
-    assert fakes.generic.reuse_detected == reuse_before
+    # Counted per family: a slow request of an earlier test may still land meanwhile.
+    assert sum(fakes.generic.families[f].reuse_detected for f in families.values()) == 0
     assert fakes.generic.most_refreshing_at_once <= LIMIT
     events = await redis.xlen(f"{prefix}:events")
     assert events == CONNECTIONS  # one token.refreshed each, nothing else

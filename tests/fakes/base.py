@@ -63,6 +63,7 @@ class Family:
     live: str | None = None  # the one refresh token that works now
     revoked: bool = False
     refreshes: int = 0
+    reuse_detected: int = 0
 
 
 class FakeProvider:
@@ -282,6 +283,7 @@ class FakeProvider:
             if self.retires_used_refresh_tokens and presented != family.live:
                 if self.detects_reuse:
                     family.revoked = True
+                    family.reuse_detected += 1
                     self.reuse_detected += 1
                 return self.json(400, self.error_body("invalid_grant", "Refresh token reused."))
             family.refreshes += 1
