@@ -112,3 +112,5 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
     assert fakes.generic.most_refreshing_at_once <= LIMIT
     events = await redis.xlen(f"{prefix}:events")
     assert events == CONNECTIONS  # one token.refreshed each, nothing else
+    counters = await redis.hgetall(f"{prefix}:counters")
+    assert counters["refresh:custom:refreshed"] == str(CONNECTIONS)

@@ -56,6 +56,11 @@ class Keys:
         return integration, connection_id
 
     @property
+    def counters(self) -> str:
+        """Hash of running totals (refresh outcomes by provider), read by metrics."""
+        return f"{self.prefix}:counters"
+
+    @property
     def events(self) -> str:
         return f"{self.prefix}:events"
 

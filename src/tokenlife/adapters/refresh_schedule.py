@@ -47,6 +47,15 @@ class RefreshSchedule:
     async def depth(self) -> int:
         return int(await self._redis.zcard(self._keys.schedule))
 
+    async def count(self, totals: dict[str, int]) -> None:
+        """Add to the running totals in one round trip."""
+        if not totals:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name, amount in totals.items():
+                pipe.hincrby(self._keys.counters, name, amount)
+            await pipe.execute()
+
     async def reschedule(self, integration: str, connection_id: str, due_at: float) -> None:
         await self._redis.zadd(
             self._keys.schedule, {self._keys.member(integration, connection_id): due_at}

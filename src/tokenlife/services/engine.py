@@ -63,6 +63,7 @@ class RefreshEngine:
             *(self.refresh_one(due, clock) for due in batch), return_exceptions=True
         )
         outcomes: Counter[str] = Counter()
+        totals: Counter[str] = Counter()
         for due, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -70,9 +71,12 @@ class RefreshEngine:
                 log.exception(
                     "refresh of %s/%s crashed", due.integration, due.connection_id, exc_info=result
                 )
-                outcomes["crashed"] += 1
-            else:
-                outcomes[result] += 1
+                result = "crashed"
+            outcomes[result] += 1
+            integration = self._integrations.get(due.integration)
+            provider = integration.provider if integration else "unknown"
+            totals[f"refresh:{provider}:{result}"] += 1
+        await self._schedule.count(dict(totals))
         return outcomes
 
     async def refresh_one(self, due: Due, clock: Callable[[], float]) -> str:
