@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from types import TracebackType
 
-from tokenlife.adapters.token_store import Connection
+from tokenlife.adapters.connection_record import Connection
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.access import AccessToken
 from tokenlife.settings import Settings, load_settings

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.discovery import discover_endpoints
@@ -83,6 +83,7 @@ class Runtime:
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
         self.tokens = TokenStore(redis, keys, cipher)
+        self.tokens.set_events_max_length(settings.events_max_length)
         self.schedule = RefreshSchedule(redis, keys)
         self.locks = Locks(redis, keys)
         self.events = EventStream(redis, keys, settings.events_max_length)
@@ -118,9 +119,7 @@ class Runtime:
             schedule=self.schedule,
             locks=self.locks,
             refresher=refresher,
-            expiry=ExpiryWatch(
-                store=self.tokens, events_=self.events, lead_seconds=policy.expiry_lead_seconds
-            ),
+            expiry=ExpiryWatch(store=self.tokens, lead_seconds=policy.expiry_lead_seconds),
             provider_concurrency=settings.provider_concurrency,
         )
         self.access = AccessTokens(
@@ -135,7 +134,15 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        redis = Redis.from_url(config.settings.redis_url, decode_responses=True)
+        # A blocking pool: a batch of concurrent refreshes waits for a free connection
+        # instead of failing with "Too many connections" (the default pool raises).
+        pool = BlockingConnectionPool.from_url(
+            config.settings.redis_url,
+            max_connections=config.settings.redis_max_connections,
+            timeout=config.settings.http_timeout_seconds + 10,
+            decode_responses=True,
+        )
+        redis = Redis.from_pool(pool)
         http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
         return cls(config, redis, http)
 

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     integrations_file: Path | None = None
 
     http_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    redis_max_connections: Annotated[int, Field(ge=2, le=10_000)] = 64
     exchange_max_retries: Annotated[int, Field(ge=0, le=20)] = 5
     exchange_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
     exchange_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0

@@ -1,16 +1,17 @@
-"""Locks against the real Redis: one holder per connection, at most `limit` per provider."""
+"""Locks against the real Redis: one holder per connection, released only by its holder.
+
+Provider slots are taken by `TokenStore.claim`; tests/adapters/test_claim.py covers them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import pytest
 from redis.asyncio import Redis
 
-from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
-from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.keys import REFRESH_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.locks import Lease, Locks
 from tokenlife.settings import Settings
 
 
@@ -79,70 +80,27 @@ async def test_held_is_false_for_a_lock_never_taken(locks: Locks) -> None:
     assert not await locks.held(new_name("it"), new_name("conn"))
 
 
-async def test_slots_stop_at_the_limit_and_a_release_frees_one(locks: Locks) -> None:
-    provider, now = new_name("provider"), time.time()
-
-    slots = [await locks.acquire_slot(provider, 3, now) for _ in range(3)]
-
-    assert all(slots)
-    assert len(set(slots)) == 3
-    assert await locks.acquire_slot(provider, 3, now) is None
-
-    first = slots[0]
-    assert first is not None
-    await locks.release_slot(provider, first)
-
-    assert await locks.acquire_slot(provider, 3, now) is not None
-    assert await locks.acquire_slot(provider, 3, now) is None
-
-
-async def test_slots_are_per_provider(locks: Locks) -> None:
-    now = time.time()
-    assert await locks.acquire_slot(new_name("provider"), 1, now) is not None
-
-    assert await locks.acquire_slot(new_name("provider"), 1, now) is not None
-
-
-async def test_a_slot_expires_after_the_provider_slot_ttl(
+async def test_give_back_frees_only_its_own_lock_and_only_once(
     locks: Locks, redis: Redis, keys: Keys
 ) -> None:
-    provider, now = new_name("provider"), time.time()
-
-    token = await locks.acquire_slot(provider, 1, now)
-
+    """A lease whose lock expired and was taken over must not free the new holder's."""
+    integration, cid, provider = new_name("it"), new_name("conn"), new_name("provider")
+    token = await locks.acquire(integration, cid)
     assert token is not None
-    expires = await redis.zscore(keys.provider_slots(provider), token)
-    assert expires == now + PROVIDER_SLOT_TTL_SECONDS
+    lease = Lease(integration, cid, provider, token, "slot-" + token)
+    await redis.zadd(keys.provider_slots(provider), {"slot-" + token: 1, "other-slot": 1})
 
+    await locks.give_back(lease)
 
-async def test_a_crashed_workers_expired_slot_is_reclaimed(
-    locks: Locks, redis: Redis, keys: Keys
-) -> None:
-    provider = new_name("provider")
-    long_ago = time.time() - 10 * PROVIDER_SLOT_TTL_SECONDS
-    stale = await locks.acquire_slot(provider, 1, long_ago)
-    assert stale is not None
-    assert await locks.acquire_slot(provider, 1, long_ago) is None  # live at its own time
+    assert lease.released
+    assert not await locks.held(integration, cid)
+    assert await redis.zrange(keys.provider_slots(provider), 0, -1) == ["other-slot"]
 
-    fresh = await locks.acquire_slot(provider, 1, time.time())
+    newer = await locks.acquire(integration, cid)
+    assert newer is not None
+    await locks.give_back(lease)  # already given back: a no-op
+    assert await locks.held(integration, cid)
 
-    assert fresh is not None
-    assert await redis.zrange(keys.provider_slots(provider), 0, -1) == [fresh]
-
-
-async def test_concurrent_slot_requests_never_exceed_the_limit(
-    locks: Locks, redis: Redis, keys: Keys, settings: Settings
-) -> None:
-    provider, now = new_name("provider"), time.time()
-    other = Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
-        both = [locks, Locks(other, keys)]
-        results = await asyncio.gather(
-            *(both[i % 2].acquire_slot(provider, 10, now) for i in range(50))
-        )
-    finally:
-        await other.aclose()
-
-    granted = [token for token in results if token is not None]
-    assert len(granted) == 10, f"{len(granted)} of 50 requests got a slot with limit 10"
-    assert sorted(await redis.zrange(keys.provider_slots(provider), 0, -1)) == sorted(granted)
+    lease.released = False
+    await locks.give_back(lease)  # even sent again, the wrong token frees nothing
+    assert await redis.get(keys.lock(integration, cid)) == newer

@@ -1,8 +1,10 @@
-"""TokenStore writes that touch the schedule, and the compare-and-set `update`."""
+"""TokenStore writes that touch the schedule, and the compare-and-set `update`, which also
+publishes an event when it writes and gives back the refresh's lock and slot either way."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import cast
 
@@ -10,9 +12,12 @@ import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
+from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
-from tokenlife.adapters.token_store import Connection, TokenStore
+from tokenlife.adapters.locks import Lease, Locks
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core.events import TOKEN_REFRESHED, Event
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.settings import Settings
@@ -49,6 +54,11 @@ def store(redis: Redis, keys: Keys, settings: Settings) -> TokenStore:
     return TokenStore(
         redis, keys, Cipher(settings.encryption_keys or (Fernet.generate_key().decode(),))
     )
+
+
+@pytest.fixture
+def locks(redis: Redis, keys: Keys) -> Locks:
+    return Locks(redis, keys)
 
 
 async def save(
@@ -315,3 +325,116 @@ async def test_load_reads_the_tokens_and_the_refresh_state(store: TokenStore) ->
     assert after.failure_window_start == NOW
     assert after.failure_window_count == 4
     assert after.last_error == "server_error"
+
+
+def an_event(connection: Connection) -> Event:
+    # Nested values, None and non-ASCII text: the data must come out as it went in.
+    return Event(
+        TOKEN_REFRESHED,
+        {
+            "event_id": uuid.uuid4().hex,
+            "integration": connection.integration,
+            "connection_id": connection.connection_id,
+            "refresh_token_rotated": True,
+            "next_refresh_at": None,
+            "scopes": ["openid", "email"],
+            "note": "Größe ✓",
+        },
+    )
+
+
+async def claimed(store: TokenStore) -> tuple[Connection, Lease]:
+    """A stored connection, taken for a refresh the way the engine takes it."""
+    integration, cid = new_name("it"), new_name("conn")
+    await save(store, integration, cid, token_set())
+    claim = await store.claim(integration, cid, "google", 5, NOW)
+    assert claim.kind == "ok" and claim.connection is not None and claim.lease is not None
+    assert claim.lease.slot_token is not None
+    return claim.connection, claim.lease
+
+
+async def published(redis: Redis, keys: Keys) -> list[dict[str, str]]:
+    entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(keys.events))
+    return [fields for _, fields in entries]
+
+
+async def slot_members(redis: Redis, keys: Keys) -> list[str]:
+    return cast(list[str], await redis.zrange(keys.provider_slots("google"), 0, -1))
+
+
+async def test_an_update_with_an_event_and_a_lease_writes_publishes_and_gives_back(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    connection, lease = await claimed(store)
+    event = an_event(connection)
+    assert await locks.held(connection.integration, connection.connection_id)
+    assert await slot_members(redis, keys) == [lease.slot_token]
+
+    version = await store.update(
+        connection, now=NOW + 60, tokens=token_set(), schedule_at=NOW + 6000, event=event,
+        lease=lease,
+    )  # fmt: skip
+
+    assert version == connection.version + 1
+    assert (await store.get(connection.integration, connection.connection_id)).version == version
+    entries = await published(redis, keys)
+    assert len(entries) == 1, entries
+    assert set(entries[0]) == {"type", "data"}
+    assert entries[0]["type"] == event.type
+    assert json.loads(entries[0]["data"]) == event.data
+    assert not await locks.held(connection.integration, connection.connection_id)
+    assert await slot_members(redis, keys) == []
+    assert lease.released
+
+
+async def test_a_stale_update_with_an_event_and_a_lease_only_gives_back(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    stale, lease = await claimed(store)
+    assert await store.update(stale, now=NOW + 10, set_fields={"last_error": "x"}) is not None
+    hash_before = await stored_hash(redis, keys, stale)
+    score_before = await scheduled_at(redis, keys, stale)
+
+    result = await store.update(
+        stale, now=NOW + 20, tokens=token_set(), schedule_at=NOW + 99_999,
+        event=an_event(stale), lease=lease,
+    )  # fmt: skip
+
+    assert result is None
+    assert await stored_hash(redis, keys, stale) == hash_before
+    assert await scheduled_at(redis, keys, stale) == score_before
+    assert await published(redis, keys) == []
+    assert not await locks.held(stale.integration, stale.connection_id)
+    assert await slot_members(redis, keys) == []
+    assert lease.released
+
+
+async def test_an_update_with_an_event_but_no_lease_publishes_it(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    connection, _ = await saved(store)
+    event = an_event(connection)
+
+    assert await store.update(connection, now=NOW + 5, event=event) == connection.version + 1
+
+    entries = await published(redis, keys)
+    assert [(e["type"], json.loads(e["data"])) for e in entries] == [(event.type, event.data)]
+
+
+async def test_an_update_with_an_expired_lease_leaves_the_new_holders_lock(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    """Our lock ran out and another worker took it: giving back ours must not free theirs."""
+    connection, lease = await claimed(store)
+    lock = keys.lock(connection.integration, connection.connection_id)
+    await redis.delete(lock)  # as if REFRESH_LOCK_TTL_SECONDS had passed
+    newer = await locks.acquire(connection.integration, connection.connection_id)
+    assert newer is not None and newer != lease.lock_token
+
+    version = await store.update(connection, now=NOW + 60, event=an_event(connection), lease=lease)
+
+    # The version, not the lock, decides whether the write lands.
+    assert version == connection.version + 1
+    assert await redis.get(lock) == newer
+    assert await slot_members(redis, keys) == []  # our own slot still goes back
+    assert lease.released

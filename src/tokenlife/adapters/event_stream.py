@@ -32,13 +32,16 @@ class EventStream:
         self, type_: str, integration: str, connection_id: str, now: float, **fields: Any
     ) -> str:
         """Publish an event of `type_` with the common fields filled in."""
-        return await self.publish(
-            make_event(
-                type_,
-                event_id=uuid.uuid4().hex,
-                now=now,
-                integration=integration,
-                connection_id=connection_id,
-                **fields,
-            )
-        )
+        return await self.publish(new_event(type_, integration, connection_id, now, **fields))
+
+
+def new_event(type_: str, integration: str, connection_id: str, now: float, **fields: Any) -> Event:
+    """An event with a fresh id, for publishing now or inside a store write."""
+    return make_event(
+        type_,
+        event_id=uuid.uuid4().hex,
+        now=now,
+        integration=integration,
+        connection_id=connection_id,
+        **fields,
+    )

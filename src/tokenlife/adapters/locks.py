@@ -9,11 +9,29 @@ at most its own slots, not the workers.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
-from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.keys import REFRESH_LOCK_TTL_SECONDS, Keys
+
+
+@dataclass(slots=True)
+class Lease:
+    """A connection's lock, and maybe a provider slot, held for one refresh."""
+
+    integration: str
+    connection_id: str
+    provider: str
+    lock_token: str
+    slot_token: str | None
+    released: bool = False
+
+    @classmethod
+    def new(cls, integration: str, connection_id: str, provider: str) -> Lease:
+        return cls(integration, connection_id, provider, secrets.token_hex(16),
+                   secrets.token_hex(16))  # fmt: skip
 
 
 class Locks:
@@ -21,7 +39,6 @@ class Locks:
         self._redis = redis
         self._keys = keys
         self._release = scripts.register(redis, "release_lock")
-        self._acquire_slot = scripts.register(redis, "acquire_slot")
 
     async def acquire(self, integration: str, connection_id: str) -> str | None:
         """A token proving we hold the connection's lock, or None when someone else does."""
@@ -37,16 +54,20 @@ class Locks:
     async def release(self, integration: str, connection_id: str, token: str) -> None:
         await self._release(keys=[self._keys.lock(integration, connection_id)], args=[token])
 
+    async def give_back(self, lease: Lease) -> None:
+        """Release what a lease holds, once; both in one round trip."""
+        if lease.released:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._release(
+                keys=[self._keys.lock(lease.integration, lease.connection_id)],
+                args=[lease.lock_token],
+                client=pipe,
+            )
+            if lease.slot_token is not None:
+                pipe.zrem(self._keys.provider_slots(lease.provider), lease.slot_token)
+            await pipe.execute()
+        lease.released = True
+
     async def held(self, integration: str, connection_id: str) -> bool:
         return bool(await self._redis.exists(self._keys.lock(integration, connection_id)))
-
-    async def acquire_slot(self, provider: str, limit: int, now: float) -> str | None:
-        token = secrets.token_hex(16)
-        taken = await self._acquire_slot(
-            keys=[self._keys.provider_slots(provider)],
-            args=[repr(now), repr(now + PROVIDER_SLOT_TTL_SECONDS), limit, token],
-        )
-        return token if taken else None
-
-    async def release_slot(self, provider: str, token: str) -> None:
-        await self._redis.zrem(self._keys.provider_slots(provider), token)

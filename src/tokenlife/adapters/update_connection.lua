@@ -1,25 +1,36 @@
 -- Compare-and-set on a connection's version: a stale worker can't overwrite newer tokens,
--- nor newer bookkeeping. Every write bumps the version.
--- KEYS[1] connection hash, KEYS[2] schedule.
--- ARGV[1] expected version, ARGV[2] now, ARGV[3] schedule member, ARGV[4] due time, '' to
--- leave the schedule as is, or '-' to take the connection off it, ARGV[5] JSON object of
--- fields to set, ARGV[6] JSON list of fields to delete.
+-- nor newer bookkeeping. Every write bumps the version. When the write lands, the event
+-- (if any) is published in the same step; the caller's lock and provider slot (if any)
+-- are given back either way. One round trip for the end of a refresh.
+-- KEYS: 1 connection hash, 2 schedule, 3 lock, 4 provider slots, 5 event stream.
+-- ARGV: 1 expected version, 2 now, 3 schedule member, 4 due time ('' leaves the schedule
+-- as is, '-' takes the connection off it), 5 JSON object of fields to set, 6 JSON list of
+-- fields to delete, 7 lock token or '', 8 slot token or '', 9 event type or '',
+-- 10 event data (JSON), 11 approximate length cap of the stream.
 -- Returns the new version, or -1 when the version didn't match (nothing written).
-local current = redis.call('HGET', KEYS[1], 'version')
-if current ~= ARGV[1] then
-  return -1
+local result = -1
+if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
+  result = tonumber(ARGV[1]) + 1
+  for name, value in pairs(cjson.decode(ARGV[5])) do
+    redis.call('HSET', KEYS[1], name, value)
+  end
+  for _, name in ipairs(cjson.decode(ARGV[6])) do
+    redis.call('HDEL', KEYS[1], name)
+  end
+  redis.call('HSET', KEYS[1], 'version', result, 'updated_at', ARGV[2])
+  if ARGV[4] == '-' then
+    redis.call('ZREM', KEYS[2], ARGV[3])
+  elseif ARGV[4] ~= '' then
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  end
+  if ARGV[9] ~= '' then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[11], '*', 'type', ARGV[9], 'data', ARGV[10])
+  end
 end
-local version = tonumber(current) + 1
-for name, value in pairs(cjson.decode(ARGV[5])) do
-  redis.call('HSET', KEYS[1], name, value)
+if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) == ARGV[7] then
+  redis.call('DEL', KEYS[3])
 end
-for _, name in ipairs(cjson.decode(ARGV[6])) do
-  redis.call('HDEL', KEYS[1], name)
+if ARGV[8] ~= '' then
+  redis.call('ZREM', KEYS[4], ARGV[8])
 end
-redis.call('HSET', KEYS[1], 'version', version, 'updated_at', ARGV[2])
-if ARGV[4] == '-' then
-  redis.call('ZREM', KEYS[2], ARGV[3])
-elseif ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-end
-return version
+return result

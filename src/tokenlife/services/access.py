@@ -90,8 +90,9 @@ class AccessTokens:
                     leeway=self._leeway, now=self._clock(),
                 )  # fmt: skip
                 if still_stale and connection.status is not Status.REAUTHORIZATION_REQUIRED:
+                    assert tokens.refresh_token is not None
                     result = await self._refresher.refresh(
-                        integration, connection, tokens, self._clock()
+                        integration, connection, tokens.refresh_token, self._clock()
                     )
                     if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
                         raise ReauthorizationRequiredError(

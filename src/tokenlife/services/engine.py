@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
-from tokenlife.adapters.token_store import TokenStore
+from tokenlife.adapters.token_store import Claim, TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status
-from tokenlife.errors import UnknownConnectionError
 from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.services.refresh import Refresher
 
@@ -83,44 +82,37 @@ class RefreshEngine:
         integration = self._integrations.get(due.integration)
         if integration is None:
             # Left leased: it comes back when the integration is configured again.
-            log.warning(
-                "due connection %s/%s: integration not configured",
-                due.integration,
-                due.connection_id,
-            )
+            log.warning("due connection %s/%s: integration not configured",
+                        due.integration, due.connection_id)  # fmt: skip
             return "unknown_integration"
-        lock = await self._locks.acquire(due.integration, due.connection_id)
-        if lock is None:
-            return "locked"  # an on-demand refresh holds it and will reschedule
-        try:
-            return await self._locked(integration, due, clock)
-        finally:
-            await self._locks.release(due.integration, due.connection_id, lock)
-
-    async def _locked(self, integration: Integration, due: Due, clock: Callable[[], float]) -> str:
-        try:
-            connection, tokens = await self._store.load(due.integration, due.connection_id)
-        except UnknownConnectionError:
-            return "gone"
-        stored_due = connection.next_refresh_at
-        if stored_due is not None and stored_due > due.due_at + _SAME_TIME:
-            return "not_due"  # refreshed and rescheduled since this claim
-        now = clock()
-        if connection.status is Status.REAUTHORIZATION_REQUIRED:
-            await self._store.update(connection, now=now, unschedule=True)
-            return "reauthorization_required"
-        if tokens.refresh_token is None:
-            return await self._expiry.check(connection, now)
-        slot = await self._locks.acquire_slot(connection.provider, self._concurrency, now)
-        if slot is None:
+        claim = await self._store.claim(
+            due.integration, due.connection_id, integration.provider, self._concurrency, clock()
+        )
+        if claim.kind == "throttled":
             # The provider has all the refreshes it may take; try again in a moment,
             # without counting a failure.
             await self._schedule.reschedule(
-                due.integration, due.connection_id, now + 1 + self._rng.random()
+                due.integration, due.connection_id, clock() + 1 + self._rng.random()
             )
-            return "throttled"
+        if claim.kind != "ok":
+            return claim.kind  # "locked": an on-demand refresh holds it and will reschedule
+        assert claim.connection is not None and claim.lease is not None
         try:
-            result = await self._refresher.refresh(integration, connection, tokens, now)
+            return await self._claimed(integration, due, claim, clock())
         finally:
-            await self._locks.release_slot(connection.provider, slot)
+            await self._locks.give_back(claim.lease)  # a no-op when a write gave it back
+
+    async def _claimed(self, integration: Integration, due: Due, claim: Claim, now: float) -> str:
+        connection, lease = claim.connection, claim.lease
+        assert connection is not None and lease is not None
+        stored_due = connection.next_refresh_at
+        if stored_due is not None and stored_due > due.due_at + _SAME_TIME:
+            return "not_due"  # refreshed and rescheduled since this claim
+        if connection.status is Status.REAUTHORIZATION_REQUIRED:
+            await self._store.update(connection, now=now, unschedule=True, lease=lease)
+            return "reauthorization_required"
+        if claim.refresh_ciphertext is None:
+            return await self._expiry.check(connection, now, lease)
+        refresh_token = self._store.decrypt(claim.refresh_ciphertext)
+        result = await self._refresher.refresh(integration, connection, refresh_token, now, lease)
         return result.outcome.value

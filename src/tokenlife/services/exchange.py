@@ -10,10 +10,11 @@ from typing import Any
 
 import aiohttp
 
+from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.token_endpoint import post_token_request
-from tokenlife.adapters.token_store import Connection, TokenStore
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events, pkce
 from tokenlife.core.authorization import (
     AuthorizationRequest,

@@ -12,9 +12,11 @@ from enum import StrEnum
 
 import aiohttp
 
-from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.event_stream import EventStream, new_event
+from tokenlife.adapters.locks import Lease
 from tokenlife.adapters.token_endpoint import post_token_request
-from tokenlife.adapters.token_store import Connection, TokenStore
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events
 from tokenlife.core.grants import refresh_token_request
 from tokenlife.core.integration import Integration
@@ -74,37 +76,52 @@ class Refresher:
         self._rng = rng or random.Random()
 
     async def refresh(
-        self, integration: Integration, connection: Connection, tokens: TokenSet, now: float
+        self,
+        integration: Integration,
+        connection: Connection,
+        refresh_token: str,
+        now: float,
+        lease: Lease | None = None,
     ) -> Result:
-        assert tokens.refresh_token is not None
-        request = refresh_token_request(integration, tokens.refresh_token)
+        """One refresh_token grant and its bookkeeping; `lease` is given back on every
+        path that writes (the write does it in the same round trip)."""
+        request = refresh_token_request(integration, refresh_token)
         try:
             new = await post_token_request(self._http, request, self._timeout, now)
         except TransientError as exc:
-            return await self._transient(connection, tokens, exc, now)
+            return await self._transient(connection, exc, now, lease)
         except OAuthError as exc:
             if exc.error in PERMANENT_ERRORS:
-                return await self._permanent(integration, connection, exc, now)
-            return await self._transient(connection, tokens, exc, now)
+                return await self._permanent(integration, connection, exc, now, lease)
+            return await self._transient(connection, exc, now, lease)
         except ProviderError as exc:
             # An unusable answer (an HTML error page from a proxy, say) may not repeat.
-            return await self._transient(connection, tokens, exc, now)
-        return await self._refreshed(integration, connection, tokens, new, now)
+            return await self._transient(connection, exc, now, lease)
+        return await self._refreshed(integration, connection, refresh_token, new, now, lease)
 
     async def _refreshed(
         self,
         integration: Integration,
         connection: Connection,
-        old: TokenSet,
+        old_refresh_token: str,
         new: TokenSet,
         now: float,
+        lease: Lease | None,
     ) -> Result:
-        rotated = new.refresh_token is not None and new.refresh_token != old.refresh_token
+        rotated = new.refresh_token is not None and new.refresh_token != old_refresh_token
         if new.refresh_token is None:
-            new = replace(new, refresh_token=old.refresh_token)  # RFC 6749 §6: keep the old one
+            new = replace(new, refresh_token=old_refresh_token)  # RFC 6749 §6: keep the old
         # Providers change behaviour, so the rule is applied to every new token set.
         verdict = classify(new, integration.minimum_access_token_only_lifetime_days)
         next_at = self._schedule.next_check(integration, new, now, sent=(), last_refreshed_at=now)
+        refreshed = new_event(
+            events.TOKEN_REFRESHED, connection.integration, connection.connection_id, now,
+            provider=connection.provider,
+            expires_at=events.iso8601(new.expires_at),
+            access_token_lifetime_seconds=new.lifetime_seconds,
+            refresh_token_rotated=rotated,
+            next_refresh_at=events.iso8601(next_at),
+        )  # fmt: skip
         version = await self._store.update(
             connection,
             now=now,
@@ -117,39 +134,24 @@ class Refresher:
             delete_fields=(*_FAILURE_FIELDS, "expiry_alerts_sent"),
             schedule_at=next_at,
             unschedule=next_at is None,
+            event=refreshed,
+            lease=lease,
         )
         if version is None:
-            log.warning(
-                "refresh of %s/%s lost a race: newer tokens were saved first",
-                connection.integration,
-                connection.connection_id,
-            )
+            log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
+                        connection.integration, connection.connection_id)  # fmt: skip
             return Result(Outcome.CONFLICT)
-        await self._events.emit(
-            events.TOKEN_REFRESHED,
-            connection.integration,
-            connection.connection_id,
-            now,
-            provider=connection.provider,
-            expires_at=events.iso8601(new.expires_at),
-            access_token_lifetime_seconds=new.lifetime_seconds,
-            refresh_token_rotated=rotated,
-            next_refresh_at=events.iso8601(next_at),
-        )
         if connection.consecutive_failures:
             await self._events.emit(
-                events.CONNECTION_RECOVERED,
-                connection.integration,
-                connection.connection_id,
-                now,
-                provider=connection.provider,
+                events.CONNECTION_RECOVERED, connection.integration, connection.connection_id,
+                now, provider=connection.provider,
                 failed_attempts=connection.consecutive_failures,
                 failing_since=events.iso8601(connection.failing_since),
-            )
+            )  # fmt: skip
         return Result(Outcome.REFRESHED)
 
     async def _transient(
-        self, connection: Connection, tokens: TokenSet, exc: TokenlifeError, now: float
+        self, connection: Connection, exc: TokenlifeError, now: float, lease: Lease | None
     ) -> Result:
         failures = connection.consecutive_failures + 1
         window = None
@@ -164,8 +166,8 @@ class Refresher:
             now=now,
         )
         error = str(getattr(exc, "error", "error"))
-        lapsed = tokens.expires_at is not None and tokens.expires_at <= now
-        alert = lapsed and not connection.refresh_failing_alerted
+        expires_at = connection.expires_at
+        lapsed = expires_at is not None and expires_at <= now
         fields = {
             "consecutive_failures": str(failures),
             "failing_since": repr(connection.failing_since or now),
@@ -173,48 +175,34 @@ class Refresher:
             "failure_window_count": str(window.count),
             "last_error": error,
         }
-        if alert:
+        alert = None
+        if lapsed and not connection.refresh_failing_alerted:
             fields["refresh_failing_alerted"] = "1"
-        if (
-            await self._store.update(connection, now=now, set_fields=fields, schedule_at=due)
-            is None
-        ):
-            return Result(Outcome.CONFLICT, exc)
-        log.warning(
-            "refresh of %s/%s failed (%s, attempt %d); next try in %.0f s",
-            connection.integration,
-            connection.connection_id,
-            error,
-            failures,
-            due - now,
-        )
-        if alert:
-            await self._events.emit(
-                events.REFRESH_FAILING,
-                connection.integration,
-                connection.connection_id,
-                now,
-                provider=connection.provider,
-                error=error,
-                error_description=str(exc),
+            alert = new_event(
+                events.REFRESH_FAILING, connection.integration, connection.connection_id, now,
+                provider=connection.provider, error=error, error_description=str(exc),
                 failing_since=events.iso8601(connection.failing_since or now),
-                failed_attempts=failures,
-                access_token_expired_at=events.iso8601(tokens.expires_at),
+                failed_attempts=failures, access_token_expired_at=events.iso8601(expires_at),
                 next_attempt_at=events.iso8601(due),
-            )
+            )  # fmt: skip
+        written = await self._store.update(
+            connection, now=now, set_fields=fields, schedule_at=due, event=alert, lease=lease
+        )
+        if written is None:
+            return Result(Outcome.CONFLICT, exc)
+        log.warning("refresh of %s/%s failed (%s, attempt %d); next try in %.0f s",
+                    connection.integration, connection.connection_id, error, failures,
+                    due - now)  # fmt: skip
         return Result(Outcome.TRANSIENT_FAILURE, exc)
 
     async def _permanent(
-        self, integration: Integration, connection: Connection, exc: OAuthError, now: float
+        self,
+        integration: Integration,
+        connection: Connection,
+        exc: OAuthError,
+        now: float,
+        lease: Lease | None,
     ) -> Result:
-        version = await self._store.update(
-            connection,
-            now=now,
-            unschedule=True,
-            set_fields={"status": Status.REAUTHORIZATION_REQUIRED.value, "last_error": exc.error},
-        )
-        if version is None:
-            return Result(Outcome.CONFLICT, exc)
         idle = None if connection.last_refreshed_at is None else now - connection.last_refreshed_at
         diagnosis = diagnose_reauthorization(
             integration.preset,
@@ -223,17 +211,23 @@ class Refresher:
             description=exc.description,
             idle_seconds=idle,
         )
-        await self._events.emit(
-            events.REAUTHORIZATION_REQUIRED,
-            connection.integration,
-            connection.connection_id,
-            now,
-            provider=connection.provider,
+        alert = new_event(
+            events.REAUTHORIZATION_REQUIRED, connection.integration, connection.connection_id,
+            now, provider=connection.provider,
             message="The provider refused the refresh token; the user has to connect again.",
-            error=exc.error,
-            error_description=exc.description,
+            error=exc.error, error_description=exc.description,
             diagnosis=[cause.as_dict() for cause in diagnosis],
+        )  # fmt: skip
+        version = await self._store.update(
+            connection,
+            now=now,
+            unschedule=True,
+            set_fields={"status": Status.REAUTHORIZATION_REQUIRED.value, "last_error": exc.error},
+            event=alert,
+            lease=lease,
         )
+        if version is None:
+            return Result(Outcome.CONFLICT, exc)
         log.warning(
             "connection %s/%s needs re-authorization: %s",
             connection.integration,

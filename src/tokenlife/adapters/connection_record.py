@@ -1,0 +1,126 @@
+"""A connection as stored: the hash fields, parsed; token values stay encrypted here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.core.events import iso8601
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import TokenSet
+
+# Fields that describe the token set; a new token set replaces all of them.
+TOKEN_FIELDS = (
+    "access_token", "refresh_token", "token_type", "expires_at", "lifetime_seconds",
+    "lifetime_source", "scopes_granted",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What a stored connection says about itself; never the token values."""
+
+    integration: str
+    connection_id: str
+    provider: str
+    status: Status
+    verdict: Verdict
+    token_type: str
+    expires_at: float | None
+    lifetime_seconds: int | None
+    lifetime_source: str | None
+    scopes_requested: tuple[str, ...]
+    scopes_granted: tuple[str, ...] | None
+    has_refresh_token: bool
+    created_at: float
+    updated_at: float
+    version: int
+    next_refresh_at: float | None = None
+    last_refreshed_at: float | None = None
+    consecutive_failures: int = 0
+    failing_since: float | None = None
+    refresh_failing_alerted: bool = False
+    failure_window_start: float | None = None
+    failure_window_count: int = 0
+    expiry_alerts_sent: tuple[float, ...] = ()
+    last_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "integration": self.integration,
+            "connection_id": self.connection_id,
+            "provider": self.provider,
+            "status": self.status.value,
+            "verdict": self.verdict.value,
+            "token_type": self.token_type,
+            "expires_at": iso8601(self.expires_at),
+            "access_token_lifetime_seconds": self.lifetime_seconds,
+            "lifetime_source": self.lifetime_source,
+            "scopes_requested": list(self.scopes_requested),
+            "scopes_granted": None if self.scopes_granted is None else list(self.scopes_granted),
+            "has_refresh_token": self.has_refresh_token,
+            "created_at": iso8601(self.created_at),
+            "updated_at": iso8601(self.updated_at),
+            "version": self.version,
+            "next_refresh_at": iso8601(self.next_refresh_at),
+            "last_refreshed_at": iso8601(self.last_refreshed_at),
+            "consecutive_failures": self.consecutive_failures,
+            "failing_since": iso8601(self.failing_since),
+            "last_error": self.last_error,
+        }
+
+
+def token_fields(tokens: TokenSet, cipher: Cipher) -> dict[str, str]:
+    """The hash fields of a token set; values encrypted, absent parts left out."""
+    fields = {
+        "token_type": tokens.token_type,
+        "access_token": cipher.encrypt(tokens.access_token),
+    }
+    if tokens.refresh_token is not None:
+        fields["refresh_token"] = cipher.encrypt(tokens.refresh_token)
+    if tokens.expires_at is not None:
+        fields["expires_at"] = repr(tokens.expires_at)
+    if tokens.lifetime_seconds is not None:
+        fields["lifetime_seconds"] = str(tokens.lifetime_seconds)
+    if tokens.lifetime_source is not None:
+        fields["lifetime_source"] = tokens.lifetime_source
+    if tokens.granted_scopes is not None:
+        fields["scopes_granted"] = " ".join(tokens.granted_scopes)
+    return fields
+
+
+def _float(raw: Mapping[str, str], name: str) -> float | None:
+    return float(raw[name]) if name in raw else None
+
+
+def parse_connection(raw: Mapping[str, str]) -> Connection:
+    granted = raw.get("scopes_granted")
+    sent = raw.get("expiry_alerts_sent", "")
+    return Connection(
+        integration=raw["integration"],
+        connection_id=raw["connection_id"],
+        provider=raw["provider"],
+        status=Status(raw["status"]),
+        verdict=Verdict(raw["verdict"]),
+        token_type=raw["token_type"],
+        expires_at=_float(raw, "expires_at"),
+        lifetime_seconds=int(raw["lifetime_seconds"]) if "lifetime_seconds" in raw else None,
+        lifetime_source=raw.get("lifetime_source"),
+        scopes_requested=tuple(raw.get("scopes_requested", "").split()),
+        scopes_granted=None if granted is None else tuple(granted.split()),
+        has_refresh_token="refresh_token" in raw,
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+        version=int(raw["version"]),
+        next_refresh_at=_float(raw, "next_refresh_at"),
+        last_refreshed_at=_float(raw, "last_refreshed_at"),
+        consecutive_failures=int(raw.get("consecutive_failures", "0")),
+        failing_since=_float(raw, "failing_since"),
+        refresh_failing_alerted=raw.get("refresh_failing_alerted") == "1",
+        failure_window_start=_float(raw, "failure_window_start"),
+        failure_window_count=int(raw.get("failure_window_count", "0")),
+        expiry_alerts_sent=tuple(float(x) for x in sent.split(",") if x),
+        last_error=raw.get("last_error"),
+    )

@@ -1,0 +1,269 @@
+"""`TokenStore.claim` against the real Redis: a connection's lock, its fields and, when it
+has a refresh token, one of at most `slots` per provider, all in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import cast
+
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.locks import Lease, Locks
+from tokenlife.adapters.token_store import Claim, TokenStore
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import TokenSet
+from tokenlife.settings import Settings
+
+SAVED_AT = 1_700_000_000.25
+
+
+def new_name(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def token_set(*, refresh: bool) -> TokenSet:
+    # Long, unique values: a substring search for them can't match by accident.
+    return TokenSet(
+        access_token="access-" + uuid.uuid4().hex + uuid.uuid4().hex,
+        token_type="Bearer",
+        refresh_token="refresh-" + uuid.uuid4().hex + uuid.uuid4().hex if refresh else None,
+        expires_at=SAVED_AT + 3599,
+        lifetime_seconds=3599,
+        lifetime_source="expires_in",
+        granted_scopes=("openid", "email"),
+    )
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(f"{settings.key_prefix}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def cipher(settings: Settings) -> Cipher:
+    return Cipher(settings.encryption_keys or (Fernet.generate_key().decode(),))
+
+
+@pytest.fixture
+def store(redis: Redis, keys: Keys, cipher: Cipher) -> TokenStore:
+    return TokenStore(redis, keys, cipher)
+
+
+@pytest.fixture
+def locks(redis: Redis, keys: Keys) -> Locks:
+    return Locks(redis, keys)
+
+
+async def saved(
+    store: TokenStore, provider: str, *, refresh: bool = True, integration: str | None = None
+) -> tuple[str, str, TokenSet]:
+    """A stored connection of `provider`: its integration, id and token set."""
+    integration, cid = integration or new_name("it"), new_name("conn")
+    tokens = token_set(refresh=refresh)
+    await store.save(
+        integration=integration,
+        connection_id=cid,
+        provider=provider,
+        tokens=tokens,
+        verdict=Verdict.REFRESHABLE if refresh else Verdict.LONG_LIVED,
+        status=Status.ACTIVE,
+        scopes_requested=("openid", "email"),
+        next_check_at=SAVED_AT + 3000,
+        now=SAVED_AT,
+    )
+    return integration, cid, tokens
+
+
+def lease_of(claim: Claim) -> Lease:
+    assert claim.kind == "ok", claim
+    assert claim.lease is not None
+    return claim.lease
+
+
+async def slot_members(redis: Redis, keys: Keys, provider: str) -> list[str]:
+    return sorted(cast(list[str], await redis.zrange(keys.provider_slots(provider), 0, -1)))
+
+
+async def test_claims_stop_at_the_slot_limit_and_a_throttled_claim_frees_its_lock(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    provider, now = new_name("provider"), time.time()
+    first_three = [await saved(store, provider) for _ in range(3)]
+    integration, fourth, _ = await saved(store, provider)
+
+    leases = [lease_of(await store.claim(i, cid, provider, 3, now)) for i, cid, _ in first_three]
+    throttled = await store.claim(integration, fourth, provider, 3, now)
+
+    tokens = [lease.slot_token for lease in leases]
+    assert all(tokens)
+    assert len(set(tokens)) == 3
+    assert await slot_members(redis, keys, provider) == sorted(cast(list[str], tokens))
+    assert throttled == Claim("throttled")
+    assert not await locks.held(integration, fourth)
+    # Nothing of the throttled claim stays behind: with room, it is taken at once.
+    assert (await store.claim(integration, fourth, provider, 4, now)).kind == "ok"
+
+
+async def test_give_back_frees_the_lock_and_the_slot(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    provider, now = new_name("provider"), time.time()
+    integration, cid, _ = await saved(store, provider)
+    other_integration, other, _ = await saved(store, provider)
+    lease = lease_of(await store.claim(integration, cid, provider, 1, now))
+    assert (await store.claim(other_integration, other, provider, 1, now)).kind == "throttled"
+
+    await locks.give_back(lease)
+
+    assert lease.released
+    assert not await locks.held(integration, cid)
+    assert await slot_members(redis, keys, provider) == []
+    assert (await store.claim(other_integration, other, provider, 1, now)).kind == "ok"
+    assert (await store.claim(integration, cid, provider, 2, now)).kind == "ok"
+
+
+async def test_slots_are_per_provider(store: TokenStore) -> None:
+    now = time.time()
+    one, two = new_name("provider"), new_name("provider")
+    (i1, c1, _), (i2, c2, _), (i3, c3, _) = (
+        await saved(store, one),
+        await saved(store, two),
+        await saved(store, one),
+    )
+
+    assert (await store.claim(i1, c1, one, 1, now)).kind == "ok"
+    assert (await store.claim(i2, c2, two, 1, now)).kind == "ok"
+    assert (await store.claim(i3, c3, one, 1, now)).kind == "throttled"
+
+
+async def test_a_connection_without_a_refresh_token_takes_no_slot(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    """It only gets an expiry check, no request to the provider: full slots don't stop it."""
+    provider, now = new_name("provider"), time.time()
+    i1, refreshable, _ = await saved(store, provider)
+    taken = lease_of(await store.claim(i1, refreshable, provider, 1, now))
+    integration, cid, _ = await saved(store, provider, refresh=False)
+
+    claim = await store.claim(integration, cid, provider, 1, now)
+
+    lease = lease_of(claim)
+    assert lease.slot_token is None
+    assert claim.refresh_ciphertext is None
+    assert claim.connection is not None and not claim.connection.has_refresh_token
+    assert await locks.held(integration, cid)
+    assert await slot_members(redis, keys, provider) == [taken.slot_token]
+
+
+async def test_a_locked_connection_is_not_claimed_and_takes_no_slot(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    provider, now = new_name("provider"), time.time()
+    integration, cid, _ = await saved(store, provider)
+    first = lease_of(await store.claim(integration, cid, provider, 5, now))
+
+    assert await store.claim(integration, cid, provider, 5, now) == Claim("locked")
+    assert await slot_members(redis, keys, provider) == [first.slot_token]
+    assert await redis.get(keys.lock(integration, cid)) == first.lock_token
+
+    # A lock taken outside a claim (an on-demand refresh) counts the same.
+    other_integration, other, _ = await saved(store, provider)
+    assert await locks.acquire(other_integration, other) is not None
+    assert await store.claim(other_integration, other, provider, 5, now) == Claim("locked")
+
+
+async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    provider, integration, cid = new_name("provider"), new_name("it"), new_name("conn")
+
+    assert await store.claim(integration, cid, provider, 5, time.time()) == Claim("gone")
+
+    assert not await locks.held(integration, cid)
+    assert await slot_members(redis, keys, provider) == []
+
+
+async def test_the_lock_and_the_slot_expire_after_their_ttls(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    provider, now = new_name("provider"), time.time()
+    integration, cid, _ = await saved(store, provider)
+
+    lease = lease_of(await store.claim(integration, cid, provider, 1, now))
+
+    ttl_ms = await redis.pttl(keys.lock(integration, cid))
+    assert (REFRESH_LOCK_TTL_SECONDS - 10) * 1000 <= ttl_ms <= REFRESH_LOCK_TTL_SECONDS * 1000
+    assert lease.slot_token is not None
+    expires = await redis.zscore(keys.provider_slots(provider), lease.slot_token)
+    assert expires == now + PROVIDER_SLOT_TTL_SECONDS
+
+
+async def test_a_crashed_workers_expired_slot_is_reclaimed(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    provider = new_name("provider")
+    long_ago = time.time() - 10 * PROVIDER_SLOT_TTL_SECONDS
+    (i1, crashed, _), (i2, cid, _) = await saved(store, provider), await saved(store, provider)
+    assert (await store.claim(i1, crashed, provider, 1, long_ago)).kind == "ok"
+    # Live at its own time: a claim then is throttled.
+    assert (await store.claim(i2, cid, provider, 1, long_ago)).kind == "throttled"
+
+    fresh = lease_of(await store.claim(i2, cid, provider, 1, time.time()))
+
+    assert fresh.slot_token is not None
+    assert await slot_members(redis, keys, provider) == [fresh.slot_token]
+
+
+async def test_concurrent_claims_never_exceed_the_limit(
+    store: TokenStore, cipher: Cipher, redis: Redis, keys: Keys, settings: Settings
+) -> None:
+    provider, now, integration = new_name("provider"), time.time(), new_name("it")
+    connections = [await saved(store, provider, integration=integration) for _ in range(50)]
+    other = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        both = [store, TokenStore(other, keys, cipher)]
+        claims = await asyncio.gather(
+            *(
+                both[n % 2].claim(integration, cid, provider, 10, now)
+                for n, (_, cid, _) in enumerate(connections)
+            )
+        )
+    finally:
+        await other.aclose()
+
+    kinds = [claim.kind for claim in claims]
+    assert (kinds.count("ok"), kinds.count("throttled")) == (10, 40), kinds
+    granted = [lease_of(claim).slot_token for claim in claims if claim.kind == "ok"]
+    assert all(granted)
+    assert await slot_members(redis, keys, provider) == sorted(cast(list[str], granted))
+    locked = [await redis.exists(keys.lock(integration, cid)) for _, cid, _ in connections]
+    assert locked == [int(claim.kind == "ok") for claim in claims]
+
+
+async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encrypted(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    provider = new_name("provider")
+    integration, cid, tokens = await saved(store, provider)
+    assert tokens.refresh_token is not None
+
+    claim = await store.claim(integration, cid, provider, 1, time.time())
+
+    lease = lease_of(claim)
+    assert (lease.integration, lease.connection_id, lease.provider) == (integration, cid, provider)
+    assert not lease.released
+    assert claim.connection is not None
+    assert claim.connection == await store.get(integration, cid)
+    assert claim.connection.provider == provider
+    assert claim.connection.has_refresh_token
+    ciphertext = claim.refresh_ciphertext
+    assert ciphertext is not None
+    assert tokens.refresh_token not in ciphertext
+    assert ciphertext == await redis.hget(keys.connection(integration, cid), "refresh_token")
+    assert store.decrypt(ciphertext) == tokens.refresh_token
