@@ -30,13 +30,16 @@ def naive_refresh(key: str, token_url: str) -> None:
     global _client, _session, _cipher
     if _client is None:
         _client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"], decode_responses=True)
-        _session = requests.Session()
+        # The plain variant calls requests.post (a new connection per refresh), as most
+        # first versions do; the session variant keeps connections alive.
+        _session = requests.Session() if os.environ.get("BENCH_NAIVE_SESSION") else None
         _cipher = cipher_from_env()
-    assert _session is not None and _cipher is not None
+    assert _cipher is not None
     stored = _client.hget(key, "refresh_token")
     assert isinstance(stored, str)
     refresh_token = _cipher.decrypt(stored.encode()).decode()
-    response = _session.post(
+    post = _session.post if _session is not None else requests.post
+    response = post(
         token_url,
         data={"grant_type": "refresh_token", "refresh_token": refresh_token},
         auth=("bench-client", "bench-secret"),

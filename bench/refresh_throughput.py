@@ -6,12 +6,16 @@ Everything runs on this machine: a Redis of its own on a free port, a fake token
 on 127.0.0.1 in its own process, and per measurement N connections whose refresh is due:
 
 1. pipeline: `celery -A tokenlife.worker worker --beat` (2 processes) claims and refreshes
-   them; timed from the moment they come due until the last `token.refreshed` event.
-2. raw: one asyncio loop with aiohttp and redis.asyncio doing read, decrypt, POST, encrypt,
-   store for each, 100 at a time; the least work a refresh takes.
-3. naive: one Celery task per refresh (2 processes), with requests and synchronous Redis.
+   them; timed from the first claim until the last `token.refreshed` event.
+2. raw: one event loop (the worker's kind: uvloop when installed) with aiohttp and
+   redis.asyncio doing read, decrypt, POST, encrypt, store for each, 100 at a time; the
+   least work a refresh takes.
+3. naive: one Celery task per refresh (2 processes), with `requests.post` and synchronous
+   Redis; timed from the first task sent until the last one stored.
+4. naive_session: the same with a `requests.Session` per process (kept-alive connections),
+   a stronger baseline reported alongside.
 
-The three are interleaved per run and the medians reported, with the per-run figures:
+The measurements are interleaved per run and the medians reported, with the per-run figures:
 the machine is shared and noisy, so compare ratios within one run, not across runs.
 Prints one JSON object.
 """
@@ -44,8 +48,10 @@ from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
+from tokenlife.worker import new_event_loop
 
 ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("pipeline", "raw", "naive", "naive_session")
 BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "100"))
 
 
@@ -180,8 +186,11 @@ def measure_pipeline(settings: Settings, n: int, work: Path) -> float:
     ]
     with process(argv, environment(settings), work / "pipeline.log"):
         wait_for_ping(settings)
-        started = make_all_due(client, settings, n)
+        make_all_due(client, settings, n)
         counter = f"{settings.key_prefix}:counters"
+        # The clock starts at the first claim, as the pipeline's own work begins there.
+        until(lambda: client.hexists(counter, "refresh:claimed"), timeout=60)
+        started = time.time()
         until(lambda: int(client.hget(counter, "refresh:custom:refreshed") or 0) >= n)
         last = client.xrevrange(f"{settings.key_prefix}:events", count=1)
     finished = json.loads(last[0][1]["data"])["occurred_at"]  # type: ignore[index]
@@ -194,11 +203,18 @@ def measure_raw(settings: Settings, n: int, token_url: str) -> float:
     keys = asyncio.run(seed(settings, n, due_at=1e12))
     os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
     started = time.time()
-    asyncio.run(refresh_all(settings.redis_url, keys, token_url, concurrency=100))
+    # The same event loop the worker uses (uvloop when installed), so the two compare.
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(refresh_all(settings.redis_url, keys, token_url, concurrency=100))
+    finally:
+        loop.close()
     return n / (time.time() - started)
 
 
-def measure_naive(settings: Settings, n: int, token_url: str, work: Path) -> float:
+def measure_naive(
+    settings: Settings, n: int, token_url: str, work: Path, *, session: bool
+) -> float:
     keys = asyncio.run(seed(settings, n, due_at=1e12))
     client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
     app = Celery("bench-naive-client", broker=settings.redis_url, set_as_current=False)
@@ -221,7 +237,8 @@ def measure_naive(settings: Settings, n: int, token_url: str, work: Path) -> flo
         "--queues",
         settings.key_prefix,
     ]
-    with process(argv, environment(settings), work / "naive.log"):
+    env = {**environment(settings), "BENCH_NAIVE_SESSION": "1" if session else ""}
+    with process(argv, env, work / "naive.log"):
         ping = Celery("bench-ping", broker=settings.redis_url, set_as_current=False)
         until(lambda: bool(ping.control.ping(timeout=0.5)))
         started = time.time()
@@ -243,7 +260,7 @@ def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, A
         'client_secret = "bench-secret"\nredirect_uri = "http://127.0.0.1/callback"\n'
         f'authorize_url = "http://127.0.0.1:{token_port}/authorize"\ntoken_url = "{token_url}"\n'
     )
-    results: dict[str, list[float]] = {"pipeline": [], "raw": [], "naive": []}
+    results: dict[str, list[float]] = {k: [] for k in KINDS}
     redis_argv = [
         redis_server(),
         "--port",
@@ -278,21 +295,24 @@ def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, A
                 elif kind == "raw":
                     rate = measure_raw(settings, connections, token_url)
                 else:
-                    rate = measure_naive(settings, connections, token_url, work)
+                    session = kind == "naive_session"
+                    rate = measure_naive(settings, connections, token_url, work, session=session)
                 results[kind].append(round(rate, 1))
                 print(f"run {r + 1}/{runs} {kind}: {rate:.0f}/s", file=sys.stderr, flush=True)
         client.close()
-    pipeline, raw, naive = (
-        statistics.median(results[k]) if results[k] else float("nan")
-        for k in ("pipeline", "raw", "naive")
-    )
+    median = {k: statistics.median(v) if v else None for k, v in results.items()}
+    pipeline, raw, naive = median["pipeline"], median["raw"], median["naive"]
     return {
         "connections": connections,
         "pipeline_per_s": pipeline,
         "raw_per_s": raw,
         "naive_per_s": naive,
-        "ratio_raw": round(pipeline / raw, 3),
-        "ratio_naive": round(pipeline / naive, 2),
+        "ratio_raw": round(pipeline / raw, 3) if pipeline and raw else None,
+        "ratio_naive": round(pipeline / naive, 2) if pipeline and naive else None,
+        "naive_session_per_s": median["naive_session"],
+        "ratio_naive_session": round(pipeline / median["naive_session"], 2)
+        if pipeline and median["naive_session"]
+        else None,
         "runs": results,
         "config": {"worker_processes": 2, "refresh_batch_size": BATCH_SIZE, "raw_concurrency": 100,
                    "provider_concurrency": 1000, "cores": os.cpu_count()},
@@ -304,8 +324,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--only", nargs="+", choices=["pipeline", "raw", "naive"],
-        default=["pipeline", "raw", "naive"], help="measure a subset (for tuning)",
+        "--only", nargs="+", choices=KINDS, default=list(KINDS),
+        help="measure a subset (for tuning)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.connections < 1 or args.runs < 1:

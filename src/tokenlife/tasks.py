@@ -75,7 +75,10 @@ def refresh_due() -> int:
     )
     for batch in batches:
         refresh_batch.delay([[d.integration, d.connection_id, d.due_at] for d in batch])
-    return sum(len(b) for b in batches)
+    claimed = sum(len(b) for b in batches)
+    if claimed:
+        process.run(process.runtime.schedule.count({"refresh:claimed": claimed}))
+    return claimed
 
 
 @app.task(name="tokenlife.refresh_batch", ignore_result=True, acks_late=True)

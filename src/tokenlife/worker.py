@@ -73,11 +73,20 @@ app.conf.update(celery_config(settings))
 _config: Config | None = None
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (not on Windows): the refresh path is loop-bound."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class ProcessRuntime:
     """One event loop and one Runtime per process; tasks run their coroutines on it."""
 
     def __init__(self, config: Config) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.runtime = self.loop.run_until_complete(Runtime.open(config))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -20,10 +21,12 @@ async def post_token_request(
     session: aiohttp.ClientSession, request: TokenRequest, timeout: float, now: float
 ) -> TokenSet:
     try:
+        # Encoded here rather than by aiohttp's FormData, which builds a multipart writer
+        # for every request; the body is the same application/x-www-form-urlencoded.
         async with session.post(
             request.url,
-            data=request.form,
-            headers=request.headers,
+            data=urlencode(request.form).encode("ascii"),
+            headers={**request.headers, "Content-Type": "application/x-www-form-urlencoded"},
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as response:
