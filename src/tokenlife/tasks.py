@@ -10,7 +10,7 @@ from typing import Any
 from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.core.backoff import compute_backoff
 from tokenlife.errors import TransientError
-from tokenlife.services.exchange import ExchangeAttempt
+from tokenlife.services.callback import ExchangeAttempt
 from tokenlife.worker import app, process_runtime
 
 log = logging.getLogger(__name__)

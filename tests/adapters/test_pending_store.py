@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import cast
 
 import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
+from tests.support import wait_until
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import (
     EXCHANGE_CLAIM_TTL_SECONDS,
@@ -45,16 +44,6 @@ def pending(verifier: str | None = "verifier-" + "v" * 43) -> PendingAuthorizati
         created_at=NOW,
         verifier=verifier,
     )
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

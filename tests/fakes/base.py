@@ -234,13 +234,9 @@ class FakeProvider:
         reply = self._next_reply(code)
         if reply.delay:
             await asyncio.sleep(reply.delay)
-        if reply.status != 200 or reply.body is not None:
-            return web.Response(
-                status=reply.status,
-                body=reply.body or b"",
-                content_type=None,
-                headers={"Content-Type": reply.content_type, **reply.headers},
-            )
+        scripted = self._scripted_response(reply)
+        if scripted is not None:
+            return scripted
         with self.lock:
             grant = self.grants.get(code)
             problem = self._check_code(grant, client, form)
@@ -270,13 +266,9 @@ class FakeProvider:
         finally:
             with self.lock:
                 self.refreshing_now -= 1
-        if reply.status != 200 or reply.body is not None:
-            return web.Response(
-                status=reply.status,
-                body=reply.body or b"",
-                content_type=None,
-                headers={"Content-Type": reply.content_type, **reply.headers},
-            )
+        scripted = self._scripted_response(reply)
+        if scripted is not None:
+            return scripted
         with self.lock:
             if family.revoked:
                 return self.json(400, self.error_body("invalid_grant", "Token family revoked."))
@@ -312,6 +304,17 @@ class FakeProvider:
             if digest.rstrip(b"=").decode() != grant.code_challenge:
                 return "PKCE verification failed."
         return None
+
+    def _scripted_response(self, reply: Reply) -> web.Response | None:
+        """The scripted answer itself, unless the reply only adjusts a normal one."""
+        if reply.status == 200 and reply.body is None:
+            return None
+        return web.Response(
+            status=reply.status,
+            body=reply.body or b"",
+            content_type=None,
+            headers={"Content-Type": reply.content_type, **reply.headers},
+        )
 
     def _next_reply(self, key: str, scripts: dict[str, list[Reply]] | None = None) -> Reply:
         with self.lock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -34,21 +33,16 @@ from tokenlife.errors import (
     UnknownIntegrationError,
     UsageError,
 )
+from tokenlife.services.callback import (
+    ExchangeAttempt,
+    check_callback,
+    described_params,
+    error_code,
+    summary,
+)
 from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
-
-_MAX_STATE = 512
-_MAX_CODE = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeAttempt:
-    """One run of the exchange task; a Celery retry keeps `attempt_id` (the task id)."""
-
-    attempt_id: str
-    number: int
-    final: bool
 
 
 class ExchangeService:
@@ -115,17 +109,17 @@ class ExchangeService:
 
         Raises TransientError only when a retry may help and `attempt.final` is false.
         """
-        problem = _check_callback(state, code, error)
+        problem = check_callback(state, code, error)
         if problem is not None:
             log.warning("exchange rejected: %s", problem)
-            return _summary(
+            return summary(
                 None, None, outcome="failed", error="invalid_request", error_description=problem
             )
         try:
             pending = await self._pending.claim(state, attempt.attempt_id)
         except InvalidStateError as exc:
             log.warning("exchange rejected: %s", exc)
-            return _summary(
+            return summary(
                 None, None, outcome="failed", error="invalid_state", error_description=str(exc)
             )
         integration = self.integrations.get(pending.integration)
@@ -152,10 +146,10 @@ class ExchangeService:
             return await self._fail(state, pending, now, attempt, exc.error, str(exc))
         except ProviderError as exc:
             description = getattr(exc, "description", None) or str(exc)
-            return await self._fail(state, pending, now, attempt, _error_code(exc), description)
-        summary = await self._store(integration, pending, tokens, now)
+            return await self._fail(state, pending, now, attempt, error_code(exc), description)
+        result = await self._store(integration, pending, tokens, now)
         await self._pending.release(state)
-        return summary
+        return result
 
     async def _store(
         self, integration: Integration, pending: PendingAuthorization, tokens: TokenSet, now: float
@@ -203,7 +197,7 @@ class ExchangeService:
                 **common,
             )
         log.info("connection %s/%s stored: %s", integration.name, pending.connection_id, verdict)
-        return _summary(
+        return summary(
             integration.name,
             pending.connection_id,
             outcome=verdict.value,
@@ -234,7 +228,7 @@ class ExchangeService:
             now,
             message=events.REFRESH_TOKEN_MISSING_MESSAGE,
             minimum_lifetime_days=integration.minimum_access_token_only_lifetime_days,
-            requested={"scopes": list(pending.scopes), "params": _described_params(pending)},
+            requested={"scopes": list(pending.scopes), "params": described_params(pending)},
             granted_scopes=None if tokens.granted_scopes is None else list(tokens.granted_scopes),
             diagnosis=[cause.as_dict() for cause in diagnosis],
             **common,
@@ -262,55 +256,10 @@ class ExchangeService:
         log.warning(
             "exchange for %s/%s failed: %s", pending.integration, pending.connection_id, error
         )
-        return _summary(
+        return summary(
             pending.integration,
             pending.connection_id,
             outcome="failed",
             error=error,
             error_description=description,
         )
-
-
-def _check_callback(state: object, code: object, error: object) -> str | None:
-    if not isinstance(state, str) or not 0 < len(state) <= _MAX_STATE:
-        return "state must be a non-empty string"
-    if (code is None) == (error is None):
-        return "pass exactly one of code and error"
-    if code is not None and (not isinstance(code, str) or not 0 < len(code) <= _MAX_CODE):
-        return "code must be a non-empty string"
-    if error is not None and not isinstance(error, str):
-        return "error must be a string"
-    return None
-
-
-def _error_code(exc: ProviderError) -> str:
-    return str(getattr(exc, "error", "provider_error"))
-
-
-def _described_params(pending: PendingAuthorization) -> dict[str, str]:
-    # What a person needs to see: the offline-access knobs, not client_id or redirect_uri.
-    keys = ("access_type", "prompt", "response_type", "code_challenge_method")
-    return {k: pending.params[k] for k in keys if k in pending.params}
-
-
-def _summary(
-    integration: str | None,
-    connection_id: str | None,
-    *,
-    outcome: str,
-    status: str | None = None,
-    expires_at: str | None = None,
-    refresh_token_received: bool = False,
-    error: str | None = None,
-    error_description: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "integration": integration,
-        "connection_id": connection_id,
-        "outcome": outcome,
-        "status": status,
-        "expires_at": expires_at,
-        "refresh_token_received": refresh_token_received,
-        "error": error,
-        "error_description": error_description,
-    }

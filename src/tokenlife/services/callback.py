@@ -1,0 +1,66 @@
+"""What the OAuth callback brings to the exchange task, and the summary the task returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.errors import ProviderError
+
+_MAX_STATE = 512
+_MAX_CODE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeAttempt:
+    """One run of the exchange task; a Celery retry keeps `attempt_id` (the task id)."""
+
+    attempt_id: str
+    number: int
+    final: bool
+
+
+def check_callback(state: object, code: object, error: object) -> str | None:
+    if not isinstance(state, str) or not 0 < len(state) <= _MAX_STATE:
+        return "state must be a non-empty string"
+    if (code is None) == (error is None):
+        return "pass exactly one of code and error"
+    if code is not None and (not isinstance(code, str) or not 0 < len(code) <= _MAX_CODE):
+        return "code must be a non-empty string"
+    if error is not None and not isinstance(error, str):
+        return "error must be a string"
+    return None
+
+
+def error_code(exc: ProviderError) -> str:
+    return str(getattr(exc, "error", "provider_error"))
+
+
+def described_params(pending: PendingAuthorization) -> dict[str, str]:
+    # What a person needs to see: the offline-access knobs, not client_id or redirect_uri.
+    keys = ("access_type", "prompt", "response_type", "code_challenge_method")
+    return {k: pending.params[k] for k in keys if k in pending.params}
+
+
+def summary(
+    integration: str | None,
+    connection_id: str | None,
+    *,
+    outcome: str,
+    status: str | None = None,
+    expires_at: str | None = None,
+    refresh_token_received: bool = False,
+    error: str | None = None,
+    error_description: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "integration": integration,
+        "connection_id": connection_id,
+        "outcome": outcome,
+        "status": status,
+        "expires_at": expires_at,
+        "refresh_token_received": refresh_token_received,
+        "error": error,
+        "error_description": error_description,
+    }
