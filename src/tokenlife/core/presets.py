@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tokenlife.core.client_auth import METHODS
+from tokenlife.core.provider_facts import ProviderFacts, facts_from_mapping
 
 Strength = Literal["required", "likely"]
 
@@ -72,6 +73,8 @@ class Preset:
     refresh_margin_fraction: float | None = None
     refresh_token_idle_days: float | None = None
     reauthorization: tuple[ReauthorizationRule, ...] = ()
+    revocation_url: str | None = None
+    facts: ProviderFacts = field(default_factory=ProviderFacts)
 
     def matches_host(self, host: str) -> bool:
         host = host.lower()
@@ -83,7 +86,7 @@ class Preset:
 
 def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
     """Build a Preset from a parsed TOML table; raise ValueError naming the bad field."""
-    known = set(Preset.__dataclass_fields__)
+    known = set(Preset.__dataclass_fields__) - {"revocation_url"}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"unknown preset fields: {', '.join(sorted(unknown))}")
@@ -97,7 +100,12 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
     reauthorization = data.get("reauthorization", [])
     if not isinstance(requires, list) or not isinstance(reauthorization, list):
         raise ValueError(f"{name}: `requires` and `reauthorization` must be lists of tables")
+    facts = facts_from_mapping(name, data.get("facts"))
+    pkce = _flag(name, data, "pkce") if "pkce" in data else facts.get("pkce") != "unsupported"
+    revocation = facts.get("revocation_url")
     return Preset(
+        facts=facts,
+        revocation_url=revocation if revocation.startswith("https://") else None,
         name=name,
         title=_string(name, data, "title", default=name),
         authorize_url=_string(name, data, "authorize_url", default=None),
@@ -107,7 +115,7 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
         authorization_params=_table(name, data, "authorization_params"),
         offline_scopes=_strings(name, data, "offline_scopes"),
         token_endpoint_auth_method=method,
-        pkce=_flag(name, data, "pkce"),
+        pkce=pkce,
         echoes_offline_scope=_flag(name, data, "echoes_offline_scope"),
         placeholders=_table(name, data, "placeholders"),
         requires=tuple(_requirement(name, r) for r in requires),

@@ -5,9 +5,15 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from tokenlife.core.presets import Preset, preset_from_mapping
 from tokenlife.errors import ConfigurationError
+
+
+def load_preset_file(path: Path) -> Preset:
+    """One catalogue file, validated; ValueError or TOMLDecodeError say what is wrong."""
+    return preset_from_mapping(tomllib.loads(path.read_text("utf-8")))
 
 
 @cache

@@ -1,0 +1,107 @@
+"""What the provider catalogue documents about each vendor, every fact with its source.
+
+A fact the vendor's documentation doesn't confirm is written as "unconfirmed" rather
+than guessed; only such facts may go without a source URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+UNCONFIRMED = "unconfirmed"
+
+# fact -> the values it may take (None: free text, documented in docs/providers.md)
+FACTS: dict[str, frozenset[str] | None] = {
+    "revocation_url": None,  # a URL template, "none" or "unconfirmed"
+    "scope_separator": frozenset({" ", ",", "+", UNCONFIRMED}),
+    "pkce": frozenset({"required", "supported", "unsupported", UNCONFIRMED}),
+    "issues_refresh_tokens": frozenset(
+        {"always", "on_request", "app_setting", "never", UNCONFIRMED}
+    ),
+    "rotates_refresh_tokens": frozenset({"yes", "no", "optional", UNCONFIRMED}),
+    "returns_expires_in": frozenset({"yes", "no", UNCONFIRMED}),
+    "access_token_lifetime": None,
+    "refresh_token_lifetime": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Quirk:
+    text: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFacts:
+    values: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    quirks: tuple[Quirk, ...] = ()
+    # A number where the documentation gives one; the preflight compares thresholds to it.
+    access_token_lifetime_seconds: int | None = None
+
+    def get(self, name: str) -> str:
+        return self.values.get(name, UNCONFIRMED)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{name: self.get(name) for name in FACTS},
+            "access_token_lifetime_seconds": self.access_token_lifetime_seconds,
+            "sources": dict(self.sources),
+            "quirks": [{"text": q.text, "source": q.source} for q in self.quirks],
+        }
+
+
+def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
+    """Validate a `[facts]` table: known facts, allowed values, a source for each."""
+    if data is None:
+        return ProviderFacts()
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{preset}: `facts` must be a table")
+    allowed = {*FACTS, "sources", "quirks", "access_token_lifetime_seconds"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"{preset}: unknown facts: {', '.join(sorted(unknown))}")
+    values: dict[str, str] = {}
+    for name, choices in FACTS.items():
+        value = data.get(name)
+        if value is None:
+            raise ValueError(f'{preset}: fact `{name}` is missing (write "{UNCONFIRMED}")')
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            raise ValueError(f"{preset}: fact `{name}` must be one of {sorted(choices or [])}")
+        values[name] = value
+    sources = data.get("sources", {})
+    if not isinstance(sources, Mapping):
+        raise ValueError(f"{preset}: `facts.sources` must be a table")
+    for name, value in values.items():
+        source = sources.get(name)
+        if value != UNCONFIRMED and not (isinstance(source, str) and _is_https(source)):
+            raise ValueError(f"{preset}: fact `{name}` needs an https source URL in facts.sources")
+    seconds = data.get("access_token_lifetime_seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+        raise ValueError(f"{preset}: `access_token_lifetime_seconds` must be an integer")
+    return ProviderFacts(
+        values=values,
+        sources={k: str(v) for k, v in sources.items()},
+        quirks=tuple(_quirk(preset, q) for q in _list(preset, data.get("quirks", []))),
+        access_token_lifetime_seconds=seconds,
+    )
+
+
+def _quirk(preset: str, data: Any) -> Quirk:
+    if not isinstance(data, Mapping) or set(data) != {"text", "source"}:
+        raise ValueError(f"{preset}: every quirk is a table of `text` and `source`")
+    if not isinstance(data["text"], str) or not _is_https(data["source"]):
+        raise ValueError(f"{preset}: a quirk needs text and an https source URL")
+    return Quirk(text=data["text"], source=data["source"])
+
+
+def _list(preset: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{preset}: `facts.quirks` must be a list of tables")
+    return value
+
+
+def _is_https(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("https://") and len(value) > 12
