@@ -43,8 +43,9 @@ RESERVED_PARAMS = frozenset(
         "code_challenge_method",
     }
 )
-# A tenant id (GUID), a verified domain, or common / organizations / consumers.
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$")
+# Placeholder values become parts of endpoint URLs: a tenant id (GUID), a domain, a realm
+# or an instance name, never a path or a query.
+PLACEHOLDER_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,253}$")
 
 
 class IntegrationConfig(BaseModel):
@@ -63,10 +64,19 @@ class IntegrationConfig(BaseModel):
     extra_authorization_params: dict[str, str] = {}
     token_endpoint_auth_method: AuthMethod | None = None
     tenant: str | None = None
+    placeholders: dict[str, str] = {}
     pkce: bool | None = None
     minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] | None = None
     refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
+
+    @property
+    def all_placeholders(self) -> dict[str, str]:
+        """`tenant = ...` is shorthand for `placeholders = { tenant = ... }`."""
+        given = dict(self.placeholders)
+        if self.tenant is not None:
+            given["tenant"] = self.tenant
+        return given
 
     @model_validator(mode="after")
     def _consistent(self) -> IntegrationConfig:
@@ -83,12 +93,9 @@ class IntegrationConfig(BaseModel):
                     f"a custom provider needs {' and '.join(missing)}, or an issuer to "
                     "discover them from"
                 )
-        if self.tenant is not None and self.provider != "microsoft":
-            raise ValueError("tenant applies to provider 'microsoft' only")
-        if self.tenant is not None and not TENANT.fullmatch(self.tenant):
-            raise ValueError(
-                "tenant must be a tenant id, a domain, or common/organizations/consumers"
-            )
+        for key, value in self.all_placeholders.items():
+            if not PLACEHOLDER_VALUE.fullmatch(value):
+                raise ValueError(f"{key} must be a tenant id, a domain or a name, not {value!r}")
         if self.issuer is not None and self.provider != "custom":
             raise ValueError("issuer applies to provider 'custom' only")
         reserved = sorted(RESERVED_PARAMS & set(self.extra_authorization_params))
@@ -124,6 +131,11 @@ def load_integrations_file(
         if config.provider not in presets:
             known = ", ".join(sorted(presets))
             raise ConfigurationError(f"{where}: unknown provider {config.provider!r} ({known})")
+        unused = unused_placeholders(config, presets[config.provider])
+        if unused:
+            raise ConfigurationError(
+                f"{where}: {', '.join(unused)} not used by provider {config.provider!r}'s URLs"
+            )
         loaded[name] = (config, _client_secret(config, presets[config.provider], environ, where))
     return loaded
 
@@ -138,9 +150,7 @@ def resolve(
     default_timing: RefreshTiming = RefreshTiming(),  # noqa: B008 - frozen value object
 ) -> Integration:
     """Apply the preset. Explicit URLs win over discovered ones, which win over the preset's."""
-    placeholders = {**preset.placeholders}
-    if config.tenant is not None:
-        placeholders["tenant"] = config.tenant
+    placeholders = {**preset.placeholders, **config.all_placeholders}
     authorize_url = config.authorize_url or (discovered[0] if discovered else preset.authorize_url)
     token_url = config.token_url or (discovered[1] if discovered else preset.token_url)
     if authorize_url is None or token_url is None:
@@ -193,6 +203,15 @@ def _timing(config: IntegrationConfig, preset: Preset, default: RefreshTiming) -
 
 def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
+
+
+def unused_placeholders(config: IntegrationConfig, preset: Preset) -> list[str]:
+    """Placeholders given that no URL of the integration uses: a typo, or the wrong provider."""
+    urls = " ".join(
+        u or "" for u in (config.authorize_url or preset.authorize_url,
+                          config.token_url or preset.token_url)
+    )  # fmt: skip
+    return sorted(k for k in config.all_placeholders if "{" + k + "}" not in urls)
 
 
 def _client_secret(

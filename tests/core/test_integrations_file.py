@@ -177,7 +177,7 @@ CUSTOM_URLS = (
         pytest.param(
             table(*GOOGLE, f'client_secret = "{SECRET}"', REDIRECT, 'tenant = "contoso"'),
             {},
-            "tenant applies to provider 'microsoft' only",
+            "tenant not used by provider",
             id="tenant-on-google",
         ),
         pytest.param(
@@ -190,7 +190,7 @@ CUSTOM_URLS = (
                 'tenant = "contoso"',
             ),
             {},
-            "tenant applies to provider 'microsoft' only",
+            "tenant not used by provider",
             id="tenant-on-custom",
         ),
         pytest.param(
@@ -302,7 +302,7 @@ CUSTOM_URLS = (
                 'tenant = "evil.example/x?y="',
             ),
             {},
-            "tenant must be a tenant id",
+            "tenant must be a tenant id, a domain or a name",
             id="tenant-with-path",
         ),
         pytest.param(
