@@ -248,3 +248,9 @@ async def run_refresh_tick(worker: WorkerHandle) -> None:
 
 async def event_types(redis: Redis, settings: Settings, connection_id: str) -> list[str]:
     return [t for t, _ in await events_for(redis, settings, connection_id)]
+
+
+async def stream_events(redis: Redis, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of the stream under `prefix`: (type, data)."""
+    entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(f"{prefix}:events"))
+    return [(fields["type"], json.loads(fields["data"])) for _, fields in entries]

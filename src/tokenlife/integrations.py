@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -111,6 +111,17 @@ def load_integrations_file(
     path: Path, presets: Mapping[str, Preset], environ: Mapping[str, str]
 ) -> dict[str, tuple[IntegrationConfig, str | None]]:
     """Parse and validate the file; return each config with its resolved client secret."""
+    tables = read_tables(path)
+    loaded: dict[str, tuple[IntegrationConfig, str | None]] = {}
+    for name, table in tables.items():
+        where = f"integrations file {path}, [integrations.{name}]"
+        config = validate_table(name, table, presets, where)
+        loaded[name] = (config, _client_secret(config, presets[config.provider], environ, where))
+    return loaded
+
+
+def read_tables(path: Path) -> dict[str, Any]:
+    """The `[integrations.NAME]` tables of the file, unvalidated."""
     try:
         document = tomllib.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -118,26 +129,29 @@ def load_integrations_file(
     tables = document.get("integrations")
     if not isinstance(tables, dict):
         raise ConfigurationError(f"integrations file {path}: no [integrations.NAME] tables")
-    loaded: dict[str, tuple[IntegrationConfig, str | None]] = {}
-    for name, table in tables.items():
-        where = f"integrations file {path}, [integrations.{name}]"
-        try:
-            check_name(name)
-            config = IntegrationConfig.model_validate(table)
-        except ValidationError as exc:
-            raise ConfigurationError(f"{where}: {_describe(exc)}") from None
-        except ValueError as exc:
-            raise ConfigurationError(f"{where}: {exc}") from None
-        if config.provider not in presets:
-            known = ", ".join(sorted(presets))
-            raise ConfigurationError(f"{where}: unknown provider {config.provider!r} ({known})")
-        unused = unused_placeholders(config, presets[config.provider])
-        if unused:
-            raise ConfigurationError(
-                f"{where}: {', '.join(unused)} not used by provider {config.provider!r}'s URLs"
-            )
-        loaded[name] = (config, _client_secret(config, presets[config.provider], environ, where))
-    return loaded
+    return tables
+
+
+def validate_table(
+    name: str, table: Any, presets: Mapping[str, Preset], where: str
+) -> IntegrationConfig:
+    """One table checked on its own; ConfigurationError names what is wrong."""
+    try:
+        check_name(name)
+        config = IntegrationConfig.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{where}: {_describe(exc)}") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+    if config.provider not in presets:
+        known = ", ".join(sorted(presets))
+        raise ConfigurationError(f"{where}: unknown provider {config.provider!r} ({known})")
+    unused = unused_placeholders(config, presets[config.provider])
+    if unused:
+        raise ConfigurationError(
+            f"{where}: {', '.join(unused)} not used by provider {config.provider!r}'s URLs"
+        )
+    return config
 
 
 def resolve(
@@ -176,6 +190,7 @@ def resolve(
         pkce=preset.pkce if config.pkce is None else config.pkce,
         minimum_access_token_only_lifetime_days=days if days is not None else default_minimum_days,
         refresh_timing=_timing(config, preset, default_timing),
+        scope_separator="," if preset.facts.get("scope_separator") == "," else " ",
     )
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from celery import Celery, signals
 
 from tokenlife.errors import ConfigurationError
+from tokenlife.preflight import report_at_start
 from tokenlife.runtime import Config, Runtime, load_config
 from tokenlife.settings import Settings, load_settings
 
@@ -132,6 +135,21 @@ def _check_configuration(**_: Any) -> None:
         len(config.integrations),
         ", ".join(sorted(config.integrations)) or "none",
     )
+    _preflight(config)
+
+
+def _preflight(config: Config) -> None:
+    """Findings go to the event stream as alert.configuration; they never stop the worker
+    (what would stop it was refused above), and a preflight that can't run only warns."""
+    try:
+        findings = asyncio.run(
+            report_at_start(config.settings, config.presets, os.environ, time.time())
+        )
+    except Exception as exc:
+        log.warning("preflight could not run: %s", exc)
+        return
+    for finding in findings:
+        log.warning("preflight %s %s: %s", finding.severity, finding.integration, finding.message)
 
 
 @signals.worker_process_init.connect

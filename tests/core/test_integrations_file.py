@@ -120,10 +120,13 @@ CUSTOM_URLS = (
         ),
         pytest.param(
             table(
-                'provider = "github"', 'client_id = "id"', f'client_secret = "{SECRET}"', REDIRECT
+                'provider = "nosuchvendor"',
+                'client_id = "id"',
+                f'client_secret = "{SECRET}"',
+                REDIRECT,
             ),
             {},
-            "unknown provider 'github' (custom, google, microsoft)",
+            "unknown provider 'nosuchvendor' (atlassian, auth0, ",
             id="unknown-provider",
         ),
         pytest.param(

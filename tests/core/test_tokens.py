@@ -566,3 +566,23 @@ def test_a_jwt_exp_in_milliseconds_is_no_lifetime() -> None:
     )
     tokens = token_set_from_payload({"access_token": token}, now)
     assert tokens.lifetime_seconds is None and tokens.expires_at is None
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        pytest.param(
+            b'{"error": "bad_verification_code", "error_description": "The code is wrong."}',
+            "bad_verification_code",
+            id="github-200-error",
+        ),
+        pytest.param(
+            b'{"ok": false, "error": "invalid_code"}', "invalid_code", id="slack-ok-false"
+        ),
+        pytest.param(b'{"error": "invalid_grant"}', "invalid_grant", id="known-code"),
+    ],
+)
+def test_an_error_answered_with_http_200_is_an_oauth_error(body: bytes, error: str) -> None:
+    with pytest.raises(OAuthError) as caught:
+        parse_token_response(200, "application/json", body, 1_700_000_000.0)
+    assert caught.value.error == error

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.support import Fakes, start_worker, stop_worker, wait_until
+from tests.support import Fakes, start_worker, stop_worker, stream_events, wait_until
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.runtime import Runtime, load_config
@@ -110,7 +110,10 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
     # Counted per family: a slow request of an earlier test may still land meanwhile.
     assert sum(fakes.generic.families[f].reuse_detected for f in families.values()) == 0
     assert fakes.generic.most_refreshing_at_once <= LIMIT
-    events = await redis.xlen(f"{prefix}:events")
-    assert events == CONNECTIONS  # one token.refreshed each, nothing else
+    entries = await stream_events(redis, prefix)
+    refreshed = [data for kind, data in entries if kind == "token.refreshed"]
+    assert len(refreshed) == CONNECTIONS  # one each
+    assert {data["connection_id"] for data in refreshed} == set(families)
+    assert {kind for kind, _ in entries} <= {"token.refreshed", "alert.configuration"}
     counters = await redis.hgetall(f"{prefix}:counters")
     assert counters["refresh:custom:refreshed"] == str(CONNECTIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 
@@ -16,6 +17,13 @@ async def discover_endpoints(
     session: aiohttp.ClientSession, issuer: str, timeout: float
 ) -> tuple[str, str]:
     """(authorization_endpoint, token_endpoint) from the issuer's discovery document."""
+    return endpoints_from(issuer, await fetch_discovery_document(session, issuer, timeout))
+
+
+async def fetch_discovery_document(
+    session: aiohttp.ClientSession, issuer: str, timeout: float
+) -> dict[str, Any]:
+    """The issuer's OpenID Provider Metadata, its `issuer` checked."""
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
@@ -39,6 +47,11 @@ async def discover_endpoints(
             f"discovery {url}: issuer {document.get('issuer')!r} does not match {issuer!r} "
             "exactly (check for a trailing slash)"
         )
+    return document
+
+
+def endpoints_from(issuer: str, document: dict[str, Any]) -> tuple[str, str]:
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     endpoints = (document.get("authorization_endpoint"), document.get("token_endpoint"))
     if not all(isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints):
         raise ConfigurationError(

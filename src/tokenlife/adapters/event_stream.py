@@ -29,13 +29,15 @@ class EventStream:
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def emit(
-        self, type_: str, integration: str, connection_id: str, now: float, **fields: Any
+        self, type_: str, integration: str, connection_id: str | None, now: float, **fields: Any
     ) -> str:
         """Publish an event of `type_` with the common fields filled in."""
         return await self.publish(new_event(type_, integration, connection_id, now, **fields))
 
 
-def new_event(type_: str, integration: str, connection_id: str, now: float, **fields: Any) -> Event:
+def new_event(
+    type_: str, integration: str, connection_id: str | None, now: float, **fields: Any
+) -> Event:
     """An event with a fresh id, for publishing now or inside a store write."""
     return make_event(
         type_,

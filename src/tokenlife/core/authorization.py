@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tokenlife.core import pkce
-from tokenlife.core.integration import Integration
+from tokenlife.core.integration import Integration, split_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class PendingAuthorization:
 
     @property
     def scopes(self) -> tuple[str, ...]:
-        return tuple(self.params.get("scope", "").split())
+        return split_scope(self.params.get("scope", ""))
 
     def public_dict(self) -> dict[str, Any]:
         """Everything but the PKCE verifier, which the store encrypts separately."""
@@ -56,7 +56,7 @@ def build_authorization_request(
         "response_type": "code",
         "client_id": integration.client_id,
         "redirect_uri": integration.redirect_uri,
-        "scope": " ".join(integration.scopes),
+        "scope": integration.scope_separator.join(integration.scopes),
         **integration.authorization_params,
         "state": state,
     }

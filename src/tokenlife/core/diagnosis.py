@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
-from tokenlife.core.integration import Integration
+from tokenlife.core.integration import Integration, split_scope
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset, Requirement
 
@@ -67,7 +67,7 @@ def diagnose_missing_refresh_token(
                 evidence=evidence,
             )
         )
-    scopes = tuple(sent_params.get("scope", "").split())
+    scopes = split_scope(sent_params.get("scope", ""))
     for requirement in rules.requires:
         cause = _unmet(requirement, rules, scopes, sent_params, granted_scopes)
         if cause is not None:

@@ -15,6 +15,7 @@ CONNECTION_RECOVERED = "connection.recovered"
 REAUTHORIZATION_REQUIRED = "alert.reauthorization_required"
 REFRESH_FAILING = "alert.refresh_failing"
 ACCESS_TOKEN_EXPIRING = "alert.access_token_expiring"
+CONFIGURATION = "alert.configuration"
 
 REFRESH_TOKEN_MISSING_MESSAGE = (
     "Refresh token is not present and access token lifetime is too short."
@@ -33,7 +34,7 @@ def make_event(
     event_id: str,
     now: float,
     integration: str,
-    connection_id: str,
+    connection_id: str | None,
     **fields: Any,
 ) -> Event:
     data = {

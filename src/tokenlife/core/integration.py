@@ -30,6 +30,8 @@ class Integration:
     pkce: bool
     minimum_access_token_only_lifetime_days: float
     refresh_timing: RefreshTiming = field(default_factory=RefreshTiming)
+    # RFC 6749 §3.3 says spaces; a few vendors (Slack) want commas.
+    scope_separator: str = " "
 
     @property
     def provider(self) -> str:
@@ -62,6 +64,11 @@ def fill_placeholders(url: str, values: Mapping[str, str]) -> str:
         return values[key]
 
     return re.sub(r"\{([a-z_]+)\}", replace, url)
+
+
+def split_scope(value: str) -> tuple[str, ...]:
+    """A scope parameter as sent, whichever separator the vendor uses."""
+    return tuple(value.replace(",", " ").split())
 
 
 def check_name(name: str) -> str:

@@ -57,6 +57,10 @@ def parse_token_response(
     if status >= 500:
         raise ServerError(status)
     payload = _json_object(content_type, body, status)
+    # Some vendors answer errors with HTTP 200 and an `error` field: GitHub's OAuth apps,
+    # and Slack with {"ok": false, "error": ...}. Without an access_token it is an error.
+    if status == 200 and "access_token" not in payload and isinstance(payload.get("error"), str):
+        status = 400
     if status != 200:
         error = payload.get("error")
         if not isinstance(error, str) or not error:

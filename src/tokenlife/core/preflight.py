@@ -1,0 +1,174 @@
+"""Preflight: what is wrong with an integration before any user connects an account.
+
+Pure checks over a resolved integration, what the environment said about its secret, and
+the issuer's discovery document when it has one. Each finding names a fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from tokenlife.core.diagnosis import detect_vendor
+from tokenlife.core.integration import Integration
+from tokenlife.core.policy import SECONDS_PER_DAY
+from tokenlife.core.presets import Preset
+
+Severity = Literal["error", "warning"]
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    integration: str
+    severity: Severity
+    code: str
+    message: str
+    fix: str
+    source: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_integration(
+    integration: Integration,
+    presets: Mapping[str, Preset],
+    discovery: Mapping[str, Any] | None = None,
+    default_minimum_days: float | None = None,
+) -> list[Finding]:
+    """Every finding for one resolved integration, errors first.
+
+    `default_minimum_days` is the setting's threshold: only an integration that overrides
+    it is checked against the provider's documented access-token lifetime.
+    """
+    found = [
+        *_vendor_behind_custom(integration, presets),
+        *_refresh_token_requirements(integration, presets),
+        *_redirect_uri(integration),
+        *_pkce(integration),
+        *_threshold(integration, default_minimum_days),
+        *_discovery(integration, discovery),
+    ]
+    return sorted(found, key=lambda f: f.severity != "error")
+
+
+def _finding(integration: Integration, severity: Severity, code: str, message: str,
+             fix: str, source: str | None = None) -> Finding:  # fmt: skip
+    return Finding(integration.name, severity, code, message, fix, source)
+
+
+def _vendor_behind_custom(integration: Integration, presets: Mapping[str, Preset]) -> list[Finding]:
+    vendor = detect_vendor(integration, presets)
+    if vendor is None:
+        return []
+    preset, evidence = vendor
+    return [
+        _finding(
+            integration, "error", "use_catalogued_provider",
+            f"The integration uses provider 'custom', but {evidence}: none of "
+            f"{preset.title}'s refresh-token rules are applied.",
+            f'Use provider "{preset.name}".',
+        )
+    ]  # fmt: skip
+
+
+def _refresh_token_requirements(
+    integration: Integration, presets: Mapping[str, Preset]
+) -> list[Finding]:
+    vendor = detect_vendor(integration, presets)
+    rules = vendor[0] if vendor else integration.preset
+    params = dict(integration.authorization_params)
+    found = []
+    for req in rules.requires:
+        if req.satisfied_by(integration.scopes, params):
+            continue
+        what = f"scope {req.scope}" if req.scope else f"{req.param}={req.value}"
+        fix = (
+            f"Add {req.scope} to scopes or extra_scopes."
+            if req.scope
+            else f'Set extra_authorization_params.{req.param} = "{req.value}".'
+        )
+        severity: Severity = "error" if req.strength == "required" else "warning"
+        found.append(
+            _finding(integration, severity, "refresh_token_requirement_missing",
+                     f"The authorization request lacks {what}. {req.why}", fix, req.source)
+        )  # fmt: skip
+    return found
+
+
+def _redirect_uri(integration: Integration) -> list[Finding]:
+    parts = urlsplit(integration.redirect_uri)
+    if parts.scheme == "https" or (parts.hostname or "") in LOCAL_HOSTS:
+        return []
+    return [
+        _finding(
+            integration, "error", "redirect_uri_not_https",
+            f"redirect_uri {integration.redirect_uri} is not HTTPS: the authorization code "
+            "travels in the clear, and most providers refuse it outside localhost.",
+            "Serve the callback over HTTPS and register the https:// URI.",
+            "https://www.rfc-editor.org/rfc/rfc6749#section-3.1.2.1",
+        )
+    ]  # fmt: skip
+
+
+def _pkce(integration: Integration) -> list[Finding]:
+    support = integration.preset.facts.get("pkce")
+    source = integration.preset.facts.sources.get("pkce")
+    if integration.pkce and support == "unsupported":
+        return [_finding(integration, "error", "pkce_unsupported",
+                         f"{integration.preset.title} rejects PKCE parameters, and PKCE is on.",
+                         "Set pkce = false for this integration.", source)]  # fmt: skip
+    if not integration.pkce and support == "required":
+        return [_finding(integration, "error", "pkce_required",
+                         f"{integration.preset.title} requires PKCE, and PKCE is off.",
+                         "Remove pkce = false from this integration.", source)]  # fmt: skip
+    return []
+
+
+def _threshold(integration: Integration, default_days: float | None) -> list[Finding]:
+    documented = integration.preset.facts.access_token_lifetime_seconds
+    days = integration.minimum_access_token_only_lifetime_days
+    if documented is None or days == default_days or days * SECONDS_PER_DAY > documented:
+        return []
+    return [
+        _finding(
+            integration, "error", "threshold_below_access_token_lifetime",
+            f"minimum_access_token_only_lifetime_days = "
+            f"{integration.minimum_access_token_only_lifetime_days:g} accepts an access token "
+            f"of {integration.preset.title}'s documented lifetime ({documented} s) without a "
+            "refresh token, so a missing refresh token would pass silently and the "
+            "connection would lapse.",
+            f"Raise it above {documented / SECONDS_PER_DAY:.3f} days, or remove the override.",
+            integration.preset.facts.sources.get("access_token_lifetime"),
+        )
+    ]  # fmt: skip
+
+
+def _discovery(integration: Integration, document: Mapping[str, Any] | None) -> list[Finding]:
+    if document is None:
+        return []
+    found = []
+    scopes = document.get("scopes_supported")
+    if isinstance(scopes, list) and "offline_access" not in scopes:
+        found.append(_finding(
+            integration, "warning", "discovery_without_offline_access",
+            "The issuer's discovery document does not list offline_access in "
+            "scopes_supported: requesting it may not yield a refresh token.",
+            "Check the server's client settings for offline access / refresh tokens.",
+            "https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata",
+        ))  # fmt: skip
+    grants = document.get("grant_types_supported")
+    # RFC 8414 §2: when omitted, the default is authorization_code and implicit only.
+    if not isinstance(grants, list) or "refresh_token" not in grants:
+        found.append(_finding(
+            integration, "warning", "discovery_without_refresh_token_grant",
+            "The issuer's discovery document does not advertise the refresh_token grant "
+            "type.",
+            "Enable the refresh token grant for this client at the server, or expect no "
+            "refresh tokens.",
+            "https://www.rfc-editor.org/rfc/rfc8414#section-2",
+        ))  # fmt: skip
+    return found

@@ -1,0 +1,111 @@
+"""The provider catalogue: the providers it must know, every rule with its source."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tokenlife.core.authorization import build_authorization_request
+from tokenlife.core.diagnosis import detect_vendor
+from tokenlife.core.presets import Preset
+from tokenlife.core.provider_facts import FACTS, UNCONFIRMED
+from tokenlife.integrations import IntegrationConfig, resolve
+from tokenlife.providers import load_presets
+
+PRESETS = load_presets()
+REQUIRED = {
+    "google", "microsoft", "custom", "github", "github-app", "gitlab", "bitbucket", "slack",
+    "salesforce", "atlassian", "okta", "auth0", "keycloak", "cognito", "dropbox", "box",
+    "zoom", "hubspot", "xero", "quickbooks", "linkedin", "notion", "zendesk", "spotify",
+}  # fmt: skip
+VENDORS = sorted(set(PRESETS) - {"custom"})
+
+
+def test_the_catalogue_covers_the_required_providers() -> None:
+    assert set(PRESETS) >= REQUIRED, f"missing: {sorted(REQUIRED - set(PRESETS))}"
+
+
+@pytest.mark.parametrize("name", VENDORS)
+def test_every_fact_is_sourced_or_marked_unconfirmed(name: str) -> None:
+    facts = PRESETS[name].facts
+    for fact in FACTS:
+        value = facts.get(fact)
+        assert value, f"{name}: {fact} is empty"
+        if value != UNCONFIRMED:
+            assert facts.sources.get(fact, "").startswith("https://"), f"{name}: {fact}"
+    assert all(q.source.startswith("https://") for q in facts.quirks)
+
+
+@pytest.mark.parametrize("name", VENDORS)
+def test_every_rule_names_its_source(name: str) -> None:
+    preset = PRESETS[name]
+    assert all(r.source.startswith("https://") for r in preset.requires)
+    assert all(r.source.startswith("https://") for r in preset.reauthorization)
+    assert preset.authorize_url and preset.token_url
+
+
+def fill(template: str, preset: Preset) -> str:
+    """Placeholders as a customer would fill them: the preset's default, else a domain
+    under the vendor's suffix, else a name."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key in preset.placeholders:
+            return preset.placeholders[key]
+        return f"acme.{preset.hosts[0]}" if key == "domain" and preset.hosts else "acme"
+
+    return re.sub(r"\{([a-z_]+)\}", value, template)
+
+
+@pytest.mark.parametrize("name", [n for n in VENDORS if PRESETS[n].hosts])
+def test_a_custom_integration_at_a_vendors_endpoints_is_recognised(name: str) -> None:
+    preset = PRESETS[name]
+    assert preset.authorize_url and preset.token_url
+    config = IntegrationConfig(
+        provider="custom", client_id="c", client_secret="s",
+        redirect_uri="https://app.example.com/cb",
+        authorize_url=fill(preset.authorize_url, preset),
+        token_url=fill(preset.token_url, preset),
+    )  # fmt: skip
+    integration = resolve("crm", config, PRESETS["custom"], "s", 30.0)
+    found = detect_vendor(integration, PRESETS)
+    assert found is not None and found[0].name == name
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in VENDORS if PRESETS[n].requires or PRESETS[n].authorization_params]
+)
+def test_an_authorization_url_from_the_preset_carries_what_a_refresh_token_needs(
+    name: str,
+) -> None:
+    preset = PRESETS[name]
+    urls = f"{preset.authorize_url} {preset.token_url}"
+    placeholders = {
+        k: "acme.example.com" for k in re.findall(r"\{([a-z_]+)\}", urls)
+        if k not in preset.placeholders
+    }  # fmt: skip
+    config = IntegrationConfig(
+        provider=name, client_id="c", client_secret="s",
+        redirect_uri="https://app.example.com/cb", placeholders=placeholders,
+    )  # fmt: skip
+    integration = resolve("crm", config, preset, "s", 30.0)
+    request = build_authorization_request(integration, "user-1", "state", None, 0.0)
+    sent = dict(request.pending.params)
+    scopes = tuple(sent.get("scope", "").split())
+    for requirement in preset.requires:
+        if requirement.strength == "required":
+            assert requirement.satisfied_by(scopes, sent), (name, requirement)
+    for key, value in preset.authorization_params.items():
+        assert sent[key] == value
+
+
+def test_slack_scopes_are_joined_with_commas() -> None:
+    config = IntegrationConfig(
+        provider="slack", client_id="c", client_secret="s",
+        redirect_uri="https://app.example.com/cb", scopes=("channels:read", "chat:write"),
+    )  # fmt: skip
+    integration = resolve("team", config, PRESETS["slack"], "s", 30.0)
+    request = build_authorization_request(integration, "user-1", "state", None, 0.0)
+    assert request.pending.params["scope"] == "channels:read,chat:write"
+    assert request.pending.scopes == ("channels:read", "chat:write")

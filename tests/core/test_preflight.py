@@ -1,0 +1,185 @@
+"""Preflight: each configuration mistake is found, with its fix; a correct configuration
+of every catalogued provider gives no finding at all."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tokenlife.core.preflight import Finding, check_integration
+from tokenlife.core.presets import Preset
+from tokenlife.core.provider_facts import ProviderFacts
+from tokenlife.integrations import IntegrationConfig, resolve
+from tokenlife.providers import load_presets
+
+PRESETS = load_presets()
+REDIRECT = "https://app.example.com/oauth/callback"
+
+
+def correct_config(preset: Preset, **overrides: Any) -> dict[str, Any]:
+    """What a careful operator writes: required scopes, placeholders, an HTTPS callback."""
+    urls = f"{preset.authorize_url or ''} {preset.token_url or ''}"
+    needed = set(re.findall(r"\{([a-z_]+)\}", urls)) - set(preset.placeholders)
+    config: dict[str, Any] = {
+        "provider": preset.name,
+        "client_id": "client",
+        "client_secret": "secret",
+        "redirect_uri": REDIRECT,
+        "scopes": [r.scope for r in preset.requires if r.scope],
+        "placeholders": {name: "example" for name in sorted(needed)},
+    }
+    if preset.name == "custom":
+        config |= {
+            "authorize_url": "https://idp.example.com/authorize",
+            "token_url": "https://idp.example.com/token",
+            "extra_authorization_params": {"prompt": "consent"},
+        }
+    return config | overrides
+
+
+def findings(config: dict[str, Any], preset: Preset | None = None,
+             discovery: dict[str, Any] | None = None) -> list[Finding]:  # fmt: skip
+    parsed = IntegrationConfig.model_validate(config)
+    chosen = preset or PRESETS[parsed.provider]
+    integration = resolve("crm", parsed, chosen, "secret", 30.0)
+    return check_integration(integration, PRESETS, discovery, default_minimum_days=30.0)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_correct_configuration_of_each_provider_has_no_finding(name: str) -> None:
+    assert findings(correct_config(PRESETS[name])) == []
+
+
+def codes(found: list[Finding]) -> list[tuple[str, str]]:
+    return [(f.severity, f.code) for f in found]
+
+
+GOOGLE_URLS = {
+    "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
+    "token_url": "https://oauth2.googleapis.com/token",
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        pytest.param(
+            correct_config(PRESETS["custom"], **GOOGLE_URLS),
+            [
+                ("error", "use_catalogued_provider"),
+                ("error", "refresh_token_requirement_missing"),
+            ],
+            id="custom-at-google-endpoints",
+        ),
+        pytest.param(
+            correct_config(
+                PRESETS["google"], extra_authorization_params={"prompt": "select_account"}
+            ),
+            [("error", "refresh_token_requirement_missing")],
+            id="google-prompt-select-account",
+        ),
+        pytest.param(
+            correct_config(PRESETS["google"], extra_authorization_params={"access_type": "online"}),
+            [("error", "refresh_token_requirement_missing")],
+            id="google-access-type-online",
+        ),
+        pytest.param(
+            correct_config(PRESETS["custom"], extra_authorization_params={}),
+            [("warning", "refresh_token_requirement_missing")],
+            id="custom-prompt-select-account",
+        ),
+        pytest.param(
+            correct_config(
+                PRESETS["custom"],
+                scopes=["openid"],
+                extra_scopes=["offline_access"],
+                extra_authorization_params={},
+            ),
+            [("warning", "refresh_token_requirement_missing")],
+            id="custom-offline-access-without-consent",
+        ),
+        pytest.param(
+            correct_config(PRESETS["custom"], scopes=["openid"]),
+            [("warning", "refresh_token_requirement_missing")],
+            id="custom-without-offline-access",
+        ),
+        pytest.param(
+            correct_config(PRESETS["google"], redirect_uri="http://app.example.com/cb"),
+            [("error", "redirect_uri_not_https")],
+            id="redirect-uri-http",
+        ),
+        pytest.param(
+            correct_config(PRESETS["google"], redirect_uri="http://localhost:8080/cb"),
+            [],
+            id="redirect-uri-http-localhost-is-fine",
+        ),
+        pytest.param(
+            correct_config(PRESETS["microsoft"], minimum_access_token_only_lifetime_days=0.01),
+            [("error", "threshold_below_access_token_lifetime")],
+            id="threshold-below-microsoft-lifetime",
+        ),
+        pytest.param(
+            correct_config(PRESETS["microsoft"], minimum_access_token_only_lifetime_days=7),
+            [],
+            id="threshold-above-lifetime-is-fine",
+        ),
+    ],
+)
+def test_each_mistake_is_found(config: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+    found = findings(config)
+    assert codes(found) == expected
+    assert all(f.fix and f.message for f in found)
+
+
+def test_the_custom_at_google_finding_says_use_google_first() -> None:
+    found = findings(correct_config(PRESETS["custom"], **GOOGLE_URLS))
+    assert found[0].fix == 'Use provider "google".'
+    assert "access_type=offline" in found[1].message
+
+
+def with_pkce(support: str) -> Preset:
+    custom = PRESETS["custom"]
+    facts = ProviderFacts(values={"pkce": support}, sources={"pkce": "https://example.com/pkce"})
+    return replace(custom, facts=facts)
+
+
+@pytest.mark.parametrize(
+    ("support", "pkce", "expected"),
+    [
+        ("unsupported", True, [("error", "pkce_unsupported")]),
+        ("unsupported", False, []),
+        ("required", False, [("error", "pkce_required")]),
+        ("required", True, []),
+        ("supported", False, []),
+    ],
+)
+def test_pkce_against_what_the_provider_supports(
+    support: str, pkce: bool, expected: list[tuple[str, str]]
+) -> None:
+    found = findings(correct_config(PRESETS["custom"], pkce=pkce), preset=with_pkce(support))
+    assert codes(found) == expected
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"scopes_supported": ["openid", "offline_access"],
+          "grant_types_supported": ["authorization_code", "refresh_token"]}, []),
+        ({"scopes_supported": ["openid"],
+          "grant_types_supported": ["authorization_code", "refresh_token"]},
+         [("warning", "discovery_without_offline_access")]),
+        ({"scopes_supported": ["openid", "offline_access"],
+          "grant_types_supported": ["authorization_code"]},
+         [("warning", "discovery_without_refresh_token_grant")]),
+        ({"scopes_supported": ["openid", "offline_access"]},  # RFC 8414 default excludes it
+         [("warning", "discovery_without_refresh_token_grant")]),
+    ],
+)  # fmt: skip
+def test_discovery_document_checks(
+    document: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    config = correct_config(PRESETS["custom"], scopes=["openid", "offline_access"])
+    assert codes(findings(config, discovery=document)) == expected
