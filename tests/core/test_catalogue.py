@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,8 @@ def test_slack_scopes_are_joined_with_commas() -> None:
     request = build_authorization_request(integration, "user-1", "state", None, 0.0)
     assert request.pending.params["scope"] == "channels:read,chat:write"
     assert request.pending.scopes == ("channels:read", "chat:write")
+
+
+def test_docs_list_every_provider() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
+    assert all(f"| `{name}` |" in text for name in PRESETS)
