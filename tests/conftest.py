@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
+from tests.fakes.receiver import AlertReceiver
 from tests.fakes.server import FakeServers
 from tests.support import (
     Fakes,
@@ -67,13 +68,16 @@ def redis_db() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def fakes() -> Iterator[Fakes]:
     google, microsoft, generic = FakeGoogle(), FakeMicrosoft(), FakeGeneric()
+    receiver = AlertReceiver()
     servers = FakeServers()
-    servers.start(google, microsoft, generic)
+    servers.start(google, microsoft, generic, receiver)
     callback = "http://127.0.0.1:9/oauth/callback"
     google.register("google-client", "google-secret", callback)
     microsoft.register("ms-client", "ms-secret", callback)
     generic.register("generic-client", "generic-secret", callback)
-    yield Fakes(google=google, microsoft=microsoft, generic=generic, callback=callback)
+    yield Fakes(
+        google=google, microsoft=microsoft, generic=generic, callback=callback, receiver=receiver
+    )
     servers.stop()
 
 
@@ -92,6 +96,10 @@ def settings(redis_db: int, fakes: Fakes, tmp_path_factory: pytest.TempPathFacto
         exchange_max_retries=2,
         exchange_retry_base_seconds=0.2,
         exchange_retry_max_seconds=1.0,
+        alert_webhook_urls=(f"{fakes.receiver.base_url}/session-hook",),
+        alert_webhook_secret="session-webhook-secret",
+        alert_retry_base_seconds=0.01,
+        alert_claim_idle_seconds=0,
     )
 
 

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
+from tests.fakes.receiver import AlertReceiver
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 from tokenlife.worker import celery_config
@@ -32,6 +33,7 @@ class Fakes:
     microsoft: FakeMicrosoft
     generic: FakeGeneric
     callback: str
+    receiver: AlertReceiver
 
 
 @dataclass
@@ -58,6 +60,10 @@ def worker_environment(settings: Settings) -> dict[str, str]:
             "TOKENLIFE_EXCHANGE_RETRY_BASE_SECONDS": str(settings.exchange_retry_base_seconds),
             "TOKENLIFE_EXCHANGE_RETRY_MAX_SECONDS": str(settings.exchange_retry_max_seconds),
             "TOKENLIFE_PROVIDER_CONCURRENCY": str(settings.provider_concurrency),
+            "TOKENLIFE_ALERT_WEBHOOK_URLS": ",".join(settings.alert_webhook_urls),
+            "TOKENLIFE_ALERT_WEBHOOK_SECRET": settings.alert_webhook_secret or "",
+            "TOKENLIFE_ALERT_RETRY_BASE_SECONDS": str(settings.alert_retry_base_seconds),
+            "TOKENLIFE_ALERT_CLAIM_IDLE_SECONDS": str(settings.alert_claim_idle_seconds),
         }
     )
     return env

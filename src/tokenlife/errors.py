@@ -10,6 +10,7 @@
     │   └── InvalidStateError        OAuth `state` unknown, expired or already used
     ├── DecryptionError              no configured key decrypts a stored secret
     ├── ReauthorizationRequiredError the connection can't get a token until the user reconnects
+    ├── DeliveryError                a notification target refused or could not be reached
     ├── TransientError               retry it: the provider may answer next time
     │   ├── TransportError           connection refused or reset, DNS failure
     │   ├── EndpointTimeoutError
@@ -62,6 +63,10 @@ class ReauthorizationRequiredError(TokenlifeError):
         self.integration = integration
         self.connection_id = connection_id
         self.reason = reason
+
+
+class DeliveryError(TokenlifeError):
+    """Raised when a notification target refuses a message or can't be reached."""
 
 
 class TransientError(TokenlifeError):

@@ -4,8 +4,9 @@ the clients (Redis, aiohttp) of one process, created on the loop that will use t
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -15,9 +16,11 @@ from tokenlife.adapters.discovery import discover_endpoints
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
+from tokenlife.alert_config import AlertConfig, load_alert_config
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
@@ -25,6 +28,7 @@ from tokenlife.core.refresh_timing import RefreshTiming, RetryPolicy
 from tokenlife.integrations import load_integrations_file, resolve
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
+from tokenlife.services.delivery import AlertDelivery, DeliveryPolicy
 from tokenlife.services.engine import RefreshEngine
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.expiry import ExpiryWatch
@@ -38,6 +42,7 @@ class Config:
     settings: Settings
     presets: Mapping[str, Preset]
     integrations: Mapping[str, Integration]
+    alerts: AlertConfig = field(default_factory=lambda: AlertConfig((), (), ()))
 
 
 async def load_config(settings: Settings, environ: Mapping[str, str] | None = None) -> Config:
@@ -68,7 +73,8 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
                         margin_fraction=settings.refresh_margin_fraction,
                     ),
                 )
-    return Config(settings=settings, presets=presets, integrations=integrations)
+    alerts = load_alert_config(settings, os.environ if environ is None else environ)
+    return Config(settings=settings, presets=presets, integrations=integrations, alerts=alerts)
 
 
 class Runtime:
@@ -145,6 +151,33 @@ class Runtime:
         redis = Redis.from_pool(pool)
         http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
         return cls(config, redis, http)
+
+    def alert_delivery(self) -> AlertDelivery:
+        settings = self.config.settings
+        targets: dict[str, Target] = {}
+        for spec in self.config.alerts.targets:
+            if spec.kind == "apprise":
+                targets[spec.name] = AppriseTarget(spec.name, spec.url)
+            else:
+                secret = (spec.secret or "").encode()
+                targets[spec.name] = WebhookTarget(
+                    spec.name, spec.url, secret, self.http, settings.http_timeout_seconds
+                )
+        return AlertDelivery(
+            redis=self.redis,
+            keys=self.keys,
+            targets=targets,
+            routes=self.config.alerts.routes,
+            default_targets=self.config.alerts.default_targets,
+            policy=DeliveryPolicy(
+                dedup_window_seconds=settings.alert_dedup_window_hours * 3600,
+                retries=settings.alert_retries,
+                retry_base_seconds=settings.alert_retry_base_seconds,
+                claim_idle_seconds=settings.alert_claim_idle_seconds,
+                docs_url=settings.docs_url,
+            ),
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
+        )
 
     async def close(self) -> None:
         await self.http.close()

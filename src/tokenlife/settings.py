@@ -47,7 +47,20 @@ class Settings(BaseSettings):
     expiry_alert_lead_days: Annotated[tuple[float, ...], NoDecode] = (7.0, 1.0)
     access_token_leeway_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
 
-    @field_validator("encryption_keys", "expiry_alert_lead_days", mode="before")
+    alert_urls: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
+    alert_webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    alert_webhook_secret: str | None = Field(default=None, repr=False)
+    alert_dedup_window_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 6.0
+    alert_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    alert_retry_base_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    alert_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    alert_claim_idle_seconds: Annotated[float, Field(ge=0, le=86400)] = 60.0
+    docs_url: str = "docs/troubleshooting.md"
+
+    @field_validator(
+        "encryption_keys", "expiry_alert_lead_days", "alert_urls", "alert_webhook_urls",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -92,6 +105,10 @@ class Settings(BaseSettings):
                     f"TOKENLIFE_{kind.upper()}_RETRY_MAX_SECONDS must be at least "
                     f"TOKENLIFE_{kind.upper()}_RETRY_BASE_SECONDS"
                 )
+        if self.alert_webhook_urls and not self.alert_webhook_secret:
+            raise ValueError(
+                "TOKENLIFE_ALERT_WEBHOOK_URLS needs TOKENLIFE_ALERT_WEBHOOK_SECRET to sign with"
+            )
         return self
 
     @property

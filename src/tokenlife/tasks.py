@@ -101,3 +101,13 @@ def _due(item: list[Any]) -> Due:
     ):
         raise ValueError(f"malformed refresh item: {item!r}")
     return Due(item[0], item[1], float(item[2]))
+
+
+@app.task(name="tokenlife.deliver_alerts", ignore_result=True)
+def deliver_alerts() -> dict[str, int]:
+    """Beat's tick for alerts: one delivery run (runs never overlap across the fleet)."""
+    process = process_runtime()
+    totals = process.run(process.runtime.alert_delivery().run_once(time.time()))
+    if totals.get("sent") or totals.get("dead_lettered"):
+        log.info("alert delivery: %s", dict(totals))
+    return dict(totals)

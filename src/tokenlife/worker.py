@@ -64,7 +64,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.refresh_due_interval_seconds,
                 # A tick nobody ran in time is stale: the next one claims the same work.
                 "options": {"expires": max(10.0, 10 * settings.refresh_due_interval_seconds)},
-            }
+            },
+            "tokenlife.deliver_alerts": {
+                "task": "tokenlife.deliver_alerts",
+                "schedule": settings.alert_interval_seconds,
+                "options": {"expires": max(10.0, 5 * settings.alert_interval_seconds)},
+            },
         },
     }
 

@@ -9,7 +9,7 @@ import pytest
 from tokenlife.core.diagnosis import Cause
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset, ReauthorizationRule
-from tokenlife.core.reauthorization import diagnose_reauthorization
+from tokenlife.core.reauthorization import diagnose_reauthorization, is_permanent
 from tokenlife.providers import load_presets
 
 DAY = float(SECONDS_PER_DAY)
@@ -298,3 +298,19 @@ def test_rule_order_and_duplicates(
         idle_seconds=None,
     )
     assert [c.cause for c in causes] == expected
+
+
+@pytest.mark.parametrize(
+    ("provider", "error", "permanent"),
+    [
+        ("custom", "invalid_grant", True),
+        ("custom", "unauthorized_client", True),
+        ("custom", "temporarily_unavailable", False),
+        ("custom", "invalid_refresh_token", False),
+        ("slack", "invalid_refresh_token", True),  # Slack's own code for a dead grant
+    ],
+)
+def test_vendor_codes_named_in_the_catalogue_are_permanent(
+    provider: str, error: str, permanent: bool
+) -> None:
+    assert is_permanent(error, load_presets()[provider]) is permanent

@@ -6,10 +6,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
+from typing import Protocol
 
 from aiohttp import web
 
 from tests.fakes.base import FakeProvider
+
+
+class Served(Protocol):
+    base_url: str
+
+    def app(self) -> web.Application: ...
 
 
 class FakeServers:
@@ -18,7 +25,7 @@ class FakeServers:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runners: list[web.AppRunner] = []
 
-    def start(self, *providers: FakeProvider) -> None:
+    def start(self, *providers: FakeProvider | Served) -> None:
         self._thread.start()
         for provider in providers:
             future: Future[int] = asyncio.run_coroutine_threadsafe(
@@ -27,7 +34,7 @@ class FakeServers:
             port = future.result(timeout=10)
             provider.base_url = f"http://127.0.0.1:{port}"
 
-    async def _serve(self, provider: FakeProvider) -> int:
+    async def _serve(self, provider: FakeProvider | Served) -> int:
         runner = web.AppRunner(provider.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -12,6 +12,11 @@ EXCHANGE_CLAIM_TTL_SECONDS = 3600
 # A refresh holds its connection's lock at most this long; a crashed worker's lock frees
 # itself. Longer than one token request (the HTTP timeout caps it at 300 s).
 REFRESH_LOCK_TTL_SECONDS = 330
+# A delivery run holds its lock at most this long; longer than retries of a slow target.
+ALERT_LOCK_TTL_SECONDS = 300
+# A notification delivered to a target is remembered this long, so a redelivered event
+# (a worker died before acknowledging it) is not sent twice.
+ALERT_DELIVERED_TTL_SECONDS = 7 * 86400
 # A provider slot is returned when a refresh ends; this only frees slots of crashed workers.
 PROVIDER_SLOT_TTL_SECONDS = 330
 
@@ -59,6 +64,21 @@ class Keys:
     def counters(self) -> str:
         """Hash of running totals (refresh outcomes by provider), read by metrics."""
         return f"{self.prefix}:counters"
+
+    # Alert delivery: one run at a time, dedup marks, delivered marks, the dead letters.
+    @property
+    def alerts_lock(self) -> str:
+        return f"{self.prefix}:alerts:lock"
+
+    def alert_sent(self, dedup_key: str) -> str:
+        return f"{self.prefix}:alerts:sent:{dedup_key}"
+
+    def alert_delivered(self, event_id: str, target: str) -> str:
+        return f"{self.prefix}:alerts:delivered:{event_id}:{target}"
+
+    @property
+    def alerts_dead(self) -> str:
+        return f"{self.prefix}:alerts:dead"
 
     @property
     def events(self) -> str:

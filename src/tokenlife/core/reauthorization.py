@@ -38,3 +38,13 @@ def diagnose_reauthorization(
             )
         )
     return causes
+
+
+# RFC 6749 §5.2 codes after which the same refresh token will never work again.
+PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+
+
+def is_permanent(error: str, preset: Preset) -> bool:
+    """RFC 6749's codes, plus a vendor's own codes for a dead grant (Slack's
+    invalid_refresh_token) that its catalogue entry names as a re-authorization cause."""
+    return error in PERMANENT_ERRORS or any(rule.error == error for rule in preset.reauthorization)

@@ -22,7 +22,7 @@ from tokenlife.core.grants import refresh_token_request
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, classify, status_for
 from tokenlife.core.presets import Preset
-from tokenlife.core.reauthorization import diagnose_reauthorization
+from tokenlife.core.reauthorization import diagnose_reauthorization, is_permanent
 from tokenlife.core.refresh_timing import FailureWindow, RetryPolicy, after_transient_failure
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import OAuthError, ProviderError, TokenlifeError, TransientError
@@ -30,8 +30,6 @@ from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
 
-# RFC 6749 §5.2 codes after which the same refresh token will never work again.
-PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 _FAILURE_FIELDS = (
     "consecutive_failures", "failing_since", "refresh_failing_alerted",
     "failure_window_start", "failure_window_count", "last_error",
@@ -91,7 +89,7 @@ class Refresher:
         except TransientError as exc:
             return await self._transient(connection, exc, now, lease)
         except OAuthError as exc:
-            if exc.error in PERMANENT_ERRORS:
+            if is_permanent(exc.error, integration.preset):
                 return await self._permanent(integration, connection, exc, now, lease)
             return await self._transient(connection, exc, now, lease)
         except ProviderError as exc:

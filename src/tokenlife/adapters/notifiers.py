@@ -1,0 +1,63 @@
+"""Notification targets: Apprise URLs (Slack, Teams, PagerDuty, e-mail, ntfy, ...) and a
+signed JSON webhook for machines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import apprise
+
+from tokenlife.core.notifications import sign
+from tokenlife.errors import DeliveryError
+
+
+class Target(Protocol):
+    name: str
+
+    async def send(self, title: str, body: str, payload: dict[str, Any], now: float) -> None:
+        """Deliver or raise DeliveryError."""
+
+
+@dataclass
+class AppriseTarget:
+    name: str
+    url: str = field(repr=False)  # Apprise URLs carry tokens
+
+    async def send(self, title: str, body: str, payload: dict[str, Any], now: float) -> None:
+        notifier = apprise.Apprise()
+        if not notifier.add(self.url):
+            raise DeliveryError(f"target {self.name}: not a valid Apprise URL")
+        if not await notifier.async_notify(body=body, title=title):
+            raise DeliveryError(f"target {self.name}: Apprise could not deliver")
+
+
+@dataclass
+class WebhookTarget:
+    """POSTs the notification as JSON, signed with HMAC-SHA256 (docs/alerts.md#webhooks)."""
+
+    name: str
+    url: str
+    secret: bytes = field(repr=False)
+    session: aiohttp.ClientSession = field(repr=False)
+    timeout: float = 10.0
+
+    async def send(self, title: str, body: str, payload: dict[str, Any], now: float) -> None:
+        content = json.dumps({"title": title, "text": body, **payload}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Tokenlife-Signature": sign(self.secret, int(now), content),
+            # Receivers can drop a repeat (a worker that died after sending, before acking).
+            "Idempotency-Key": str(payload.get("notification_id", "")),
+        }
+        try:
+            async with self.session.post(
+                self.url, data=content, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:  # fmt: skip
+                if response.status >= 300:
+                    raise DeliveryError(f"target {self.name}: HTTP {response.status}")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise DeliveryError(f"target {self.name}: {type(exc).__name__}") from None

@@ -1,0 +1,205 @@
+"""Alerts for people: which events are alerts, how severe, who gets them, what clears
+them, how a storm becomes one message, and how a message reads. All pure."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tokenlife.core import events
+
+Severity = Literal["critical", "warning", "info"]
+
+SEVERITY: dict[str, Severity] = {
+    events.REAUTHORIZATION_REQUIRED: "critical",
+    events.REFRESH_FAILING: "critical",
+    events.REFRESH_TOKEN_MISSING: "warning",
+    events.ACCESS_TOKEN_EXPIRING: "warning",
+    events.LIFETIME_UNKNOWN: "info",
+    events.CONFIGURATION: "warning",  # "critical" for findings of severity error
+}
+# An event of the key type clears these alerts of the same connection.
+CLEARS: dict[str, tuple[str, ...]] = {
+    events.CONNECTION_RECOVERED: (events.REFRESH_FAILING,),
+    events.CONNECTION_AUTHORIZED: (
+        events.REAUTHORIZATION_REQUIRED, events.REFRESH_FAILING, events.ACCESS_TOKEN_EXPIRING,
+    ),
+}  # fmt: skip
+TITLES = {
+    events.REAUTHORIZATION_REQUIRED: "re-authorization required",
+    events.REFRESH_FAILING: "refresh failing",
+    events.REFRESH_TOKEN_MISSING: "refresh token missing",
+    events.ACCESS_TOKEN_EXPIRING: "access token expiring",
+    events.LIFETIME_UNKNOWN: "access token lifetime unknown",
+    events.CONFIGURATION: "configuration problem",
+}
+SECTIONS = {
+    events.REAUTHORIZATION_REQUIRED: "re-authorization-required",
+    events.REFRESH_FAILING: "refreshes-keep-failing",
+    events.ACCESS_TOKEN_EXPIRING: "access-token-expiring",
+    events.CONFIGURATION: "configuration-findings",
+    events.LIFETIME_UNKNOWN: "refresh-token-is-not-present-and-access-token-lifetime-is-too-short",
+}
+PROVIDER_SECTIONS = {
+    "google": "google",
+    "microsoft": "microsoft",
+    "custom": "custom-providers",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    entry_id: str
+    type: str
+    data: Mapping[str, Any]
+
+    @property
+    def severity(self) -> Severity:
+        if self.type == events.CONFIGURATION and self.data.get("severity") == "error":
+            return "critical"
+        return SEVERITY.get(self.type, "info")
+
+    @property
+    def integration(self) -> str:
+        return str(self.data.get("integration") or "-")
+
+    @property
+    def connection_id(self) -> str | None:
+        value = self.data.get("connection_id")
+        return None if value is None else str(value)
+
+    @property
+    def event_id(self) -> str:
+        return str(self.data.get("event_id", self.entry_id))
+
+    def dedup_key(self, alert_type: str | None = None) -> str:
+        """One notification per (connection, alert type) within the window."""
+        detail = self.data.get("code", "") if self.type == events.CONFIGURATION else ""
+        return f"{self.integration}:{self.connection_id or '-'}:{alert_type or self.type}{detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    targets: tuple[str, ...]
+    types: frozenset[str] | None = None
+    severities: frozenset[str] | None = None
+    integrations: frozenset[str] | None = None
+
+    def matches(self, alert: Alert) -> bool:
+        return (
+            (self.types is None or alert.type in self.types)
+            and (self.severities is None or alert.severity in self.severities)
+            and (self.integrations is None or alert.integration in self.integrations)
+        )
+
+
+def targets_for(alert: Alert, routes: Sequence[Route], default: Sequence[str]) -> list[str]:
+    """Every matching route's targets; the default route when none matches."""
+    chosen: list[str] = []
+    for route in routes:
+        if route.matches(alert):
+            chosen += [t for t in route.targets if t not in chosen]
+    return chosen or list(default)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    target: str
+    kind: Literal["alert", "resolved"]
+    type: str
+    integration: str
+    alerts: tuple[Alert, ...] = field(default=())
+
+
+def group(items: Iterable[tuple[str, str, Alert]]) -> list[Notification]:
+    """(target, kind, alert) -> one notification per target, kind, alert type and
+    integration: a storm of a thousand connections failing together is one message."""
+    buckets: dict[tuple[str, str, str, str], list[Alert]] = {}
+    for target, kind, alert in items:
+        buckets.setdefault((target, kind, alert.type, alert.integration), []).append(alert)
+    return [
+        Notification(target, kind, type_, integration, tuple(alerts))  # type: ignore[arg-type]
+        for (target, kind, type_, integration), alerts in buckets.items()
+    ]
+
+
+def render(notification: Notification, docs_url: str) -> tuple[str, str]:
+    """(title, body) for a person: the problem, what was asked and what came back, the
+    fixes as numbered steps, and where to read more."""
+    first = notification.alerts[0]
+    what = TITLES.get(notification.type, notification.type)
+    count = len(notification.alerts)
+    who = first.connection_id or "configuration"
+    subject = f"{count} connections" if count > 1 else who
+    if notification.kind == "resolved":
+        return (f"[tokenlife] RESOLVED {notification.integration}: {what} ({subject})",
+                f"The condition cleared for {subject} of {notification.integration}.")  # fmt: skip
+    title = f"[tokenlife] {notification.integration}: {what} ({subject})"
+    lines = [str(first.data.get("message", what[:1].upper() + what[1:] + "."))]
+    lines += ["", f"Integration: {notification.integration} "
+                  f"(provider {first.data.get('provider', '-')})"]  # fmt: skip
+    if count > 1:
+        shown = ", ".join(a.connection_id or "-" for a in notification.alerts[:10])
+        more = f" and {count - 10} more" if count > 10 else ""
+        lines.append(f"Connections ({count}): {shown}{more}")
+    elif first.connection_id:
+        lines.append(f"Connection: {first.connection_id}")
+    lines += _requested_and_returned(first.data)
+    if first.data.get("error"):
+        described = first.data.get("error_description")
+        lines.append(f"Error: {first.data['error']}" + (f" ({described})" if described else ""))
+    fixes = [c.get("fix") for c in first.data.get("diagnosis") or [] if c.get("fix")]
+    if first.data.get("fix"):
+        fixes.append(first.data["fix"])
+    if fixes:
+        lines += ["", "How to fix:"] + [f"{n}. {fix}" for n, fix in enumerate(fixes, 1)]
+    lines += ["", f"More: {docs_url}#{section(first)}"]
+    return title, "\n".join(lines)
+
+
+def section(alert: Alert) -> str:
+    if alert.type == events.REFRESH_TOKEN_MISSING:
+        provider = str(alert.data.get("provider", ""))
+        return PROVIDER_SECTIONS.get(provider, "other-openid-connect-providers")
+    return SECTIONS.get(
+        alert.type, "refresh-token-is-not-present-and-access-token-lifetime-is-too-short"
+    )
+
+
+def _requested_and_returned(data: Mapping[str, Any]) -> list[str]:
+    lines = []
+    requested = data.get("requested")
+    if isinstance(requested, Mapping):
+        params = requested.get("params") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in params.items() if k in ("prompt", "access_type"))
+        lines.append(f"Requested: scopes {' '.join(requested.get('scopes') or []) or '(none)'}; "
+                     f"{shown or 'no prompt/access_type'}")  # fmt: skip
+    if "access_token_lifetime_seconds" in data:
+        lifetime = data.get("access_token_lifetime_seconds")
+        shown = "unknown" if lifetime is None else f"{lifetime} s ({lifetime / 86400:.2f} days)"
+        got = "yes" if data.get("refresh_token_received") else "no"
+        lines.append(f"Came back: access token lifetime {shown}; refresh token: {got}")
+    if "minimum_lifetime_days" in data:
+        lines.append(f"Accepted without a refresh token: {data['minimum_lifetime_days']:g} days")
+    return lines
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The `Tokenlife-Signature` header: t=<unix seconds>,v1=<HMAC-SHA256 of "t.body">."""
+    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, header: str, body: bytes, now: float, tolerance: float = 300) -> bool:
+    """What a receiver runs: the signature matches and is recent (replays are refused)."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    fresh = abs(now - timestamp) <= tolerance
+    return fresh and hmac.compare_digest(expected, parts.get("v1", ""))

@@ -1,0 +1,240 @@
+"""Alert delivery: its own consumer group on the event stream, one run at a time.
+
+A run takes back what a crashed run left unacknowledged (XAUTOCLAIM), reads what is new,
+keeps one notification per (connection, alert type) per window, groups storms, sends with
+retries, dead-letters what still fails, and acknowledges everything it handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from tokenlife.adapters.keys import ALERT_DELIVERED_TTL_SECONDS, ALERT_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.notifiers import Target
+from tokenlife.core import events
+from tokenlife.core.notifications import (
+    CLEARS,
+    SEVERITY,
+    Alert,
+    Notification,
+    Route,
+    group,
+    render,
+    targets_for,
+)
+from tokenlife.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+GROUP = "tokenlife-alerts"
+_READ_COUNT = 5000
+_PAYLOAD_EVENTS = 50  # a storm's payload carries the first few events and every id
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    dedup_window_seconds: float
+    retries: int
+    retry_base_seconds: float
+    claim_idle_seconds: float
+    docs_url: str
+
+
+class AlertDelivery:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        targets: Mapping[str, Target],
+        routes: tuple[Route, ...],
+        default_targets: tuple[str, ...],
+        policy: DeliveryPolicy,
+        consumer: str,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._targets = targets
+        self._routes = routes
+        self._default = default_targets
+        self._policy = policy
+        self._consumer = consumer
+
+    async def run_once(self, now: float) -> Counter[str]:
+        totals: Counter[str] = Counter()
+        token = secrets.token_hex(8)
+        lock_ms = int(ALERT_LOCK_TTL_SECONDS * 1000)
+        if not await self._redis.set(self._keys.alerts_lock, token, nx=True, px=lock_ms):
+            totals["skipped_locked"] += 1
+            return totals
+        try:
+            await self._ensure_group()
+            entries = await self._entries()
+            items: list[tuple[str, str, Alert]] = []
+            for entry_id, fields in entries:
+                items += await self._consider(entry_id, fields, totals)
+            for notification in group(items):
+                await self._deliver(notification, now, totals)
+            if entries:
+                await self._redis.xack(self._keys.events, GROUP, *[e for e, _ in entries])
+            totals["read"] += len(entries)
+        finally:
+            if await self._redis.get(self._keys.alerts_lock) == token:
+                await self._redis.delete(self._keys.alerts_lock)
+        if totals:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, amount in totals.items():
+                    pipe.hincrby(self._keys.counters, f"alerts:{name}", amount)
+                await pipe.execute()
+        return totals
+
+    async def _ensure_group(self) -> None:
+        try:
+            # From "$": a new deployment doesn't page for the whole history of the stream.
+            await self._redis.xgroup_create(self._keys.events, GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _entries(self) -> list[tuple[str, dict[str, str]]]:
+        """Entries a dead run left behind, this consumer's own unacknowledged ones, then new."""
+        idle_ms = int(self._policy.claim_idle_seconds * 1000)
+        claimed = await self._redis.xautoclaim(
+            self._keys.events, GROUP, self._consumer, min_idle_time=idle_ms,
+            start_id="0-0", count=_READ_COUNT,
+        )  # fmt: skip
+        own = await self._redis.xreadgroup(
+            GROUP, self._consumer, {self._keys.events: "0"}, count=_READ_COUNT
+        )
+        new = await self._redis.xreadgroup(
+            GROUP, self._consumer, {self._keys.events: ">"}, count=_READ_COUNT
+        )
+        found: dict[str, dict[str, str]] = {}
+        for entry_id, fields in [*claimed[1], *_entries_of(own), *_entries_of(new)]:
+            if fields is not None:  # an entry trimmed away since is None
+                found[entry_id] = fields
+        return list(found.items())
+
+    async def _consider(
+        self, entry_id: str, fields: Mapping[str, str], totals: Counter[str]
+    ) -> list[tuple[str, str, Alert]]:
+        kind = fields.get("type", "")
+        try:
+            data = json.loads(fields.get("data", "{}"))
+        except ValueError:
+            return []
+        alert = Alert(entry_id, kind, data)
+        if kind in SEVERITY:
+            targets = targets_for(alert, self._routes, self._default)
+            if not targets:
+                return []
+            if not await self._first_in_window(alert, targets):
+                totals["suppressed"] += 1
+                return []
+            return [(t, "alert", alert) for t in targets]
+        if kind in CLEARS and (kind != events.CONNECTION_AUTHORIZED
+                               or data.get("status") == "active"):  # fmt: skip
+            return await self._resolved(alert, kind)
+        return []
+
+    async def _first_in_window(self, alert: Alert, targets: list[str]) -> bool:
+        """Claim the (connection, alert type) for the window; a redelivered event finds its
+        own claim and goes on."""
+        key = self._keys.alert_sent(alert.dedup_key())
+        value = json.dumps({"event_id": alert.event_id, "targets": targets})
+        window = int(self._policy.dedup_window_seconds)
+        if await self._redis.set(key, value, nx=True, ex=window):
+            return True
+        held = await self._redis.get(key)
+        return held is not None and json.loads(held).get("event_id") == alert.event_id
+
+    async def _resolved(self, event: Alert, kind: str) -> list[tuple[str, str, Alert]]:
+        found = []
+        for cleared in CLEARS[kind]:
+            held = await self._redis.getdel(self._keys.alert_sent(event.dedup_key(cleared)))
+            if held is not None:
+                resolved = Alert(event.entry_id, cleared, event.data)
+                found += [(t, "resolved", resolved) for t in json.loads(held)["targets"]]
+        return found
+
+    async def _deliver(self, notification: Notification, now: float, totals: Counter[str]) -> None:
+        target = self._targets.get(notification.target)
+        pending = [a for a in notification.alerts if not await self._was_delivered(a, notification)]
+        if target is None or not pending:
+            return
+        notification = Notification(notification.target, notification.kind, notification.type,
+                                    notification.integration, tuple(pending))  # fmt: skip
+        title, body = render(notification, self._policy.docs_url)
+        payload = _payload(notification)
+        for attempt in range(self._policy.retries + 1):
+            try:
+                await target.send(title, body, payload, now)
+            except DeliveryError as exc:
+                error = str(exc)
+                if attempt < self._policy.retries:
+                    await asyncio.sleep(self._policy.retry_base_seconds * 2**attempt)
+                continue
+            await self._mark_delivered(notification)
+            totals["sent"] += 1
+            return
+        await self._dead_letter(notification, payload, error)
+        totals["dead_lettered"] += 1
+
+    async def _was_delivered(self, alert: Alert, notification: Notification) -> bool:
+        key = self._keys.alert_delivered(_delivery_id(alert, notification), notification.target)
+        return bool(await self._redis.exists(key))
+
+    async def _mark_delivered(self, notification: Notification) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for alert in notification.alerts:
+                key = self._keys.alert_delivered(
+                    _delivery_id(alert, notification), notification.target
+                )
+                pipe.set(key, "1", ex=ALERT_DELIVERED_TTL_SECONDS)
+            await pipe.execute()
+
+    async def _dead_letter(self, notification: Notification, payload: dict[str, Any],
+                           error: str) -> None:  # fmt: skip
+        log.error("alert to %s failed after %d attempts: %s", notification.target,
+                  self._policy.retries + 1, error)  # fmt: skip
+        await self._redis.xadd(
+            self._keys.alerts_dead,
+            {"target": notification.target, "error": error, "payload": json.dumps(payload)},
+            maxlen=100_000, approximate=True,
+        )  # fmt: skip
+
+
+def _delivery_id(alert: Alert, notification: Notification) -> str:
+    return f"{alert.event_id}:{notification.kind}"
+
+
+def _payload(notification: Notification) -> dict[str, Any]:
+    ids = [a.event_id for a in notification.alerts]
+    digest = hashlib.sha256(f"{notification.target}:{notification.kind}:{','.join(ids)}".encode())
+    return {
+        "notification_id": digest.hexdigest()[:32],
+        "kind": notification.kind,
+        "type": notification.type,
+        "severity": notification.alerts[0].severity,
+        "integration": notification.integration,
+        "count": len(notification.alerts),
+        "connection_ids": [a.connection_id for a in notification.alerts],
+        "events": [dict(a.data) for a in notification.alerts[:_PAYLOAD_EVENTS]],
+    }
+
+
+def _entries_of(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
+    if not reply:
+        return []
+    streams = cast(list[tuple[str, list[tuple[str, dict[str, str] | None]]]], reply)
+    return [entry for _, entries in streams for entry in entries]

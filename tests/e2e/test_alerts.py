@@ -1,0 +1,225 @@
+"""Alert delivery against real Redis and local HTTP receivers: signed webhooks and Apprise's
+json:// and form://, dedup, storms, retries, dead letters, crashes and resolutions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.fakes.receiver import AlertReceiver
+from tests.support import Fakes, WorkerHandle, connect, wait_until
+from tokenlife.core import events
+from tokenlife.core.notifications import verify
+from tokenlife.library import Tokenlife
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.services.delivery import GROUP
+from tokenlife.settings import Settings
+
+SECRET = "whsec-test"
+
+
+@dataclass
+class Alerting:
+    runtime: Runtime
+    receiver: AlertReceiver
+    prefix: str
+    paths: dict[str, str]
+
+    async def emit(self, type_: str, connection_id: str | None, **fields: Any) -> None:
+        await self.runtime.events.emit(type_, "crm", connection_id, time.time(),
+                                       provider="custom", **fields)  # fmt: skip
+
+    async def deliver(self) -> dict[str, int]:
+        return dict(await self.runtime.alert_delivery().run_once(time.time()))
+
+
+@pytest.fixture
+async def alerting(settings: Settings, fakes: Fakes) -> AsyncIterator[Alerting]:
+    """A fresh stream and three targets: the signed webhook, Apprise json:// and form://."""
+    tag = uuid.uuid4().hex[:8]
+    host = fakes.receiver.base_url.removeprefix("http://")
+    paths = {"webhook": f"/{tag}/hook", "json": f"/{tag}/json", "form": f"/{tag}/form"}
+    configured = settings.model_copy(update={
+        "key_prefix": f"alerts-{tag}",
+        "alert_webhook_urls": (fakes.receiver.base_url + paths["webhook"],),
+        "alert_webhook_secret": SECRET,
+        "alert_urls": (f"json://{host}{paths['json']}", f"form://{host}{paths['form']}"),
+        "alert_retry_base_seconds": 0.01,
+        "alert_claim_idle_seconds": 0,
+    })  # fmt: skip
+    runtime = await Runtime.open(await load_config(configured))
+    alerting = Alerting(runtime, fakes.receiver, configured.key_prefix, paths)
+    await alerting.deliver()  # creates the consumer group: alerts from here on
+    yield alerting
+    await runtime.close()
+
+
+def webhook_payloads(alerting: Alerting) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in alerting.receiver.at(alerting.paths["webhook"])]
+
+
+async def test_a_webhook_is_signed_and_the_signature_verifies(alerting: Alerting) -> None:
+    await alerting.emit(events.REFRESH_FAILING, "user-1", error="timeout")
+    await alerting.deliver()
+
+    [request] = alerting.receiver.at(alerting.paths["webhook"])
+    header = request.headers["Tokenlife-Signature"]
+    assert verify(SECRET.encode(), header, request.body, now=time.time())
+    assert not verify(b"wrong secret", header, request.body, now=time.time())
+    assert not verify(SECRET.encode(), header, request.body + b" ", now=time.time())
+    assert not verify(SECRET.encode(), header, request.body, now=time.time() + 3600)  # replay
+    payload = json.loads(request.body)
+    assert payload["type"] == "alert.refresh_failing" and payload["severity"] == "critical"
+    assert request.headers["Idempotency-Key"] == payload["notification_id"]
+
+
+async def test_one_notification_per_connection_and_type_within_the_window(
+    alerting: Alerting, redis: Redis
+) -> None:
+    for _ in range(3):
+        await alerting.emit(events.REFRESH_TOKEN_MISSING, "user-1", message="m")
+    await alerting.emit(events.REFRESH_TOKEN_MISSING, "user-2", message="m")
+    totals = await alerting.deliver()
+
+    assert totals["suppressed"] == 2
+    [payload] = webhook_payloads(alerting)
+    assert sorted(payload["connection_ids"]) == ["user-1", "user-2"]
+
+    # The window ends (what its TTL does after 6 hours): the next one is sent again.
+    await redis.delete(f"{alerting.prefix}:alerts:sent:crm:user-1:alert.refresh_token_missing")
+    await alerting.emit(events.REFRESH_TOKEN_MISSING, "user-1", message="m")
+    await alerting.deliver()
+    assert [p["connection_ids"] for p in webhook_payloads(alerting)][1:] == [["user-1"]]
+
+
+async def test_a_storm_of_1000_connections_is_one_message_per_target(alerting: Alerting) -> None:
+    for n in range(1000):
+        await alerting.emit(events.REFRESH_FAILING, f"user-{n}", error="server_error")
+    totals = await alerting.deliver()
+
+    assert totals["sent"] == 3
+    for path in alerting.paths.values():
+        assert len(alerting.receiver.at(path)) == 1, path
+    [payload] = webhook_payloads(alerting)
+    assert payload["count"] == 1000 and len(set(payload["connection_ids"])) == 1000
+    form = alerting.receiver.at(alerting.paths["form"])[0]
+    title = parse_qs(form.body.decode())["title"][0]
+    assert title == "[tokenlife] crm: refresh failing (1000 connections)"
+
+
+async def test_a_receiver_failing_twice_then_answering_gets_it_once(alerting: Alerting) -> None:
+    alerting.receiver.script(alerting.paths["webhook"], 500, 500, 200)
+    await alerting.emit(events.REAUTHORIZATION_REQUIRED, "user-1", error="invalid_grant")
+    totals = await alerting.deliver()
+
+    assert totals["sent"] == 3 and totals.get("dead_lettered", 0) == 0
+    assert len(alerting.receiver.at(alerting.paths["webhook"], status=None)) == 3
+    assert len(alerting.receiver.at(alerting.paths["webhook"])) == 1
+
+
+async def test_a_receiver_down_for_good_ends_in_the_dead_letter(
+    alerting: Alerting, redis: Redis
+) -> None:
+    alerting.receiver.script(alerting.paths["webhook"], 503)
+    await alerting.emit(events.REAUTHORIZATION_REQUIRED, "user-1", error="invalid_grant")
+    totals = await alerting.deliver()
+
+    assert totals["dead_lettered"] == 1 and totals["sent"] == 2  # the Apprise targets got it
+    dead = cast(list[tuple[str, dict[str, str]]],
+                await redis.xrange(f"{alerting.prefix}:alerts:dead"))  # fmt: skip
+    assert len(dead) == 1 and dead[0][1]["target"] == "webhook-1"
+    assert "HTTP 503" in dead[0][1]["error"]
+    counters = await redis.hgetall(f"{alerting.prefix}:counters")
+    assert counters["alerts:dead_lettered"] == "1"
+    assert await redis.xpending(f"{alerting.prefix}:events", GROUP) == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
+
+
+async def test_an_alert_read_by_a_worker_that_died_is_delivered_once_by_the_next(
+    alerting: Alerting, redis: Redis
+) -> None:
+    await alerting.emit(events.REFRESH_FAILING, "user-1", error="timeout")
+    # A run that read the entry and died before sending or acknowledging it.
+    stream = f"{alerting.prefix}:events"
+    read: Any = await redis.xreadgroup(GROUP, "worker-that-died", {stream: ">"}, count=10)
+    assert len(read[0][1]) == 1
+
+    await alerting.deliver()
+    await alerting.deliver()
+
+    assert len(webhook_payloads(alerting)) == 1
+    pending = await redis.xpending(stream, GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_recovery_sends_a_resolved_notification_on_the_same_routes(
+    alerting: Alerting,
+) -> None:
+    await alerting.emit(events.REFRESH_FAILING, "user-1", error="timeout")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=3)
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=1)
+    await alerting.deliver()  # nothing left to resolve
+
+    kinds = [p["kind"] for p in webhook_payloads(alerting)]
+    assert kinds == ["alert", "resolved"]
+    form = alerting.receiver.at(alerting.paths["form"])[-1]
+    assert parse_qs(form.body.decode())["title"][0].startswith("[tokenlife] RESOLVED crm")
+
+
+async def test_the_message_is_written_for_a_person(alerting: Alerting) -> None:
+    await alerting.emit(
+        events.REFRESH_TOKEN_MISSING, "user-1",
+        message="Refresh token is not present and access token lifetime is too short.",
+        requested={"scopes": ["openid", "profile"], "params": {"prompt": "select_account"}},
+        access_token_lifetime_seconds=3599, refresh_token_received=False,
+        minimum_lifetime_days=30,
+        diagnosis=[{"cause": "c1", "fix": "Add offline_access to scopes.", "evidence": "e"},
+                   {"cause": "c2", "fix": "Send prompt=consent.", "evidence": "e"}],
+    )  # fmt: skip
+    await alerting.deliver()
+
+    message = json.loads(alerting.receiver.at(alerting.paths["json"])[0].body)
+    body = message["message"]
+    assert "Refresh token is not present and access token lifetime is too short." in body
+    assert "Requested: scopes openid profile; prompt=select_account" in body
+    assert "Came back: access token lifetime 3599 s (0.04 days); refresh token: no" in body
+    assert "1. Add offline_access to scopes.\n2. Send prompt=consent." in body
+    assert "docs/troubleshooting.md#custom-providers" in body
+    assert message["title"] == "[tokenlife] crm: refresh token missing (user-1)"
+
+
+async def test_the_worker_delivers_a_real_alert_through_its_beat_task(
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, settings: Settings
+) -> None:
+    def deliver() -> None:
+        worker.app.send_task("tokenlife.deliver_alerts", ignore_result=False).get(timeout=60)
+
+    deliver()  # the group exists from here on
+    cid = "user-" + uuid.uuid4().hex[:12]
+    await connect(tl, worker, "google-as-custom", cid, login_hint=cid)
+    deliver()
+
+    async def received() -> bool:
+        return any(cid in json.loads(r.body)["connection_ids"]
+                   for r in fakes.receiver.at("/session-hook"))  # fmt: skip
+
+    await wait_until(received, timeout=30, what="the alert at the session webhook")
+    [payload] = [p for r in fakes.receiver.at("/session-hook")
+                 if cid in (p := json.loads(r.body))["connection_ids"]]  # fmt: skip
+    assert payload["type"] == "alert.refresh_token_missing"
+    assert 'Use provider "google"' in payload["text"]
+    assert urlsplit(fakes.receiver.base_url).hostname == "127.0.0.1"
