@@ -1,5 +1,6 @@
 """tokenlife: keep OAuth 2.0 integrations authorized, and say why when they won't stay so."""
 
+from tokenlife import events
 from tokenlife.errors import (
     ConfigurationError,
     InvalidStateError,
@@ -9,17 +10,20 @@ from tokenlife.errors import (
     UnknownIntegrationError,
     UsageError,
 )
+from tokenlife.events import ReceivedEvent
 from tokenlife.library import Tokenlife, authorize_url, get_access_token
 
 __all__ = [
     "ConfigurationError",
     "InvalidStateError",
     "ReauthorizationRequiredError",
+    "ReceivedEvent",
     "Tokenlife",
     "TokenlifeError",
     "UnknownConnectionError",
     "UnknownIntegrationError",
     "UsageError",
     "authorize_url",
+    "events",
     "get_access_token",
 ]

@@ -34,14 +34,15 @@ def event(number: int = 0) -> Event:
 async def test_publish_writes_type_and_json_data_to_the_events_stream(
     redis: Redis, settings: Settings
 ) -> None:
-    keys = Keys(settings.key_prefix)
-    # The run's shared stream: a generous cap so other tests' events are never trimmed.
+    # A stream of its own: the run's shared stream holds only events the code emitted,
+    # which tests/test_event_schemas.py validates.
+    keys = Keys(f"{settings.key_prefix}-publish-{uuid.uuid4().hex[:8]}")
     stream = EventStream(redis, keys, settings.events_max_length)
     published = event()
 
     entry_id = await stream.publish(published)
 
-    assert keys.events == f"{settings.key_prefix}:events"
+    assert keys.events == f"{keys.prefix}:events"
     assert re.fullmatch(r"\d+-\d+", entry_id), entry_id
     entries = cast(Entries, await redis.xrange(keys.events, min=entry_id, max=entry_id))
     assert len(entries) == 1

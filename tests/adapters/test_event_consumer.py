@@ -1,0 +1,265 @@
+"""tokenlife.events.subscribe against the real Redis: a consumer group with explicit ack.
+
+Each test has a key prefix of its own, so its group reads a stream no other test writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support import wait_until
+from tokenlife import events
+from tokenlife.adapters.event_consumer import EventFollower
+from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.keys import Keys
+from tokenlife.errors import UsageError
+from tokenlife.settings import Settings
+
+
+@pytest.fixture
+async def own(settings: Settings, redis: Redis) -> AsyncIterator[Settings]:
+    """The run's settings with a key prefix of this test's own."""
+    prefix = f"{settings.key_prefix}-ec-{uuid.uuid4().hex[:8]}"
+    yield settings.model_copy(update={"key_prefix": prefix})
+    await redis.delete(Keys(prefix).events)
+
+
+@pytest.fixture
+def stream(redis: Redis, own: Settings) -> EventStream:
+    return EventStream(redis, Keys(own.key_prefix), own.events_max_length)
+
+
+async def publish(stream: EventStream, *numbers: int) -> list[str]:
+    return [
+        await stream.emit(
+            "token.refreshed", "google", f"conn-{n}", time.time(), provider="google", number=n
+        )
+        for n in numbers
+    ]
+
+
+async def take(subscription: events.Subscription, n: int) -> list[events.ReceivedEvent]:
+    """The next `n` events; fails after 10 s rather than waiting for ever."""
+    taken: list[events.ReceivedEvent] = []
+    try:
+        async with asyncio.timeout(10):
+            while len(taken) < n:
+                taken.append(await anext(subscription))
+    except TimeoutError:
+        raise AssertionError(f"expected {n} events, got {len(taken)}: {taken}") from None
+    return taken
+
+
+async def pending_count(redis: Redis, own: Settings, group: str) -> int:
+    summary = await redis.xpending(Keys(own.key_prefix).events, group)
+    return int(summary["pending"])
+
+
+async def test_subscribe_receives_events_published_after_subscribing(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    await publish(stream, 0)  # before the group exists: not for it
+
+    async with events.subscribe("app", "app-1", settings=own) as subscription:
+        reading = asyncio.create_task(take(subscription, 3))
+        ids = await publish(stream, 1, 2, 3)
+        received = await reading
+        for event in received:
+            await event.ack()
+
+    assert [e.entry_id for e in received] == ids
+    assert [e.type for e in received] == ["token.refreshed"] * 3
+    assert [e.data["number"] for e in received] == [1, 2, 3]
+    assert received[0].data["connection_id"] == "conn-1"
+    assert received[0].data["event_id"] and received[0].data["occurred_at"].endswith("Z")
+    assert await pending_count(redis, own, "app") == 0
+    groups = await redis.xinfo_groups(Keys(own.key_prefix).events)
+    assert groups[0]["last-delivered-id"] == ids[-1]
+
+
+async def test_the_group_is_created_when_missing_and_reused_when_present(
+    own: Settings, stream: EventStream
+) -> None:
+    ids = await publish(stream, 1, 2)
+
+    # start="0": a new group begins with every event still in the stream.
+    async with events.subscribe("app", "a", settings=own, start="0") as first:
+        assert [e.entry_id for e in await take(first, 2)] == ids
+    # The group exists now: start is ignored, and there is no BUSYGROUP error.
+    async with events.subscribe("app", "b", settings=own, start="0") as second:
+        later = await publish(stream, 3)
+        assert [e.entry_id for e in await take(second, 1)] == later
+
+
+async def test_unacked_events_are_redelivered_to_the_same_consumer_and_acked_ones_are_not(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    async with events.subscribe("app", "app-1", settings=own) as subscription:
+        ids = await publish(stream, 1, 2, 3)
+        received = await take(subscription, 3)
+        await received[1].ack()
+
+    async with events.subscribe("app", "app-1", settings=own) as subscription:
+        newer = await publish(stream, 4)
+        again = await take(subscription, 3)
+        # Pending ones first, in stream order; then the new one.
+        assert [e.entry_id for e in again] == [ids[0], ids[2], newer[0]]
+        assert [e.data["number"] for e in again] == [1, 3, 4]
+        await subscription.ack(*(e.entry_id for e in again))
+
+    assert await pending_count(redis, own, "app") == 0
+    async with events.subscribe("app", "app-1", settings=own) as subscription:
+        newest = await publish(stream, 5)
+        assert [e.entry_id for e in await take(subscription, 1)] == newest
+
+
+async def test_another_consumer_does_not_get_pending_events_of_the_first(
+    own: Settings, stream: EventStream
+) -> None:
+    async with events.subscribe("app", "app-1", settings=own) as first:
+        await publish(stream, 1)
+        await take(first, 1)  # not acknowledged
+
+    async with events.subscribe("app", "app-2", settings=own) as second:
+        newer = await publish(stream, 2)
+        assert [e.entry_id for e in await take(second, 1)] == newer
+
+
+async def test_two_consumers_in_one_group_take_turns_each_event_to_one(
+    own: Settings, stream: EventStream
+) -> None:
+    async with (
+        events.subscribe("app", "app-1", settings=own, count=1) as one,
+        events.subscribe("app", "app-2", settings=own, count=1) as two,
+    ):
+        ids = await publish(stream, *range(6))
+        got_one, got_two = [], []
+        for _ in range(3):
+            got_one += [e.entry_id for e in await take(one, 1)]
+            got_two += [e.entry_id for e in await take(two, 1)]
+
+    assert got_one == ids[0::2]
+    assert got_two == ids[1::2]
+
+
+async def test_two_consumers_reading_at_once_split_the_events(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    received: dict[str, list[str]] = {"app-1": [], "app-2": []}
+
+    async def all_received() -> bool:
+        return sum(len(v) for v in received.values()) >= len(ids)
+
+    async def consume(subscription: events.Subscription, name: str) -> None:
+        async for event in subscription:
+            received[name].append(event.entry_id)
+            await event.ack()
+
+    async with (
+        events.subscribe("app", "app-1", settings=own, count=3) as one,
+        events.subscribe("app", "app-2", settings=own, count=3) as two,
+    ):
+        tasks = [
+            asyncio.create_task(consume(one, "app-1")),
+            asyncio.create_task(consume(two, "app-2")),
+        ]
+        ids: list[str] = []
+        for batch in range(8):
+            ids += await publish(stream, *range(batch * 5, batch * 5 + 5))
+            await asyncio.sleep(0)  # let the readers run between batches
+        try:
+            await wait_until(all_received, timeout=10, what=f"{len(ids)} events, got {received}")
+        finally:
+            await cancel(tasks)
+
+    everything = received["app-1"] + received["app-2"]
+    assert sorted(everything) == sorted(ids)  # each event once: none twice, none lost
+    assert not set(received["app-1"]) & set(received["app-2"])
+    assert await pending_count(redis, own, "app") == 0
+
+
+async def cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    done, running = await asyncio.wait(tasks, timeout=5)
+    assert not running, "a cancelled reader kept running"
+    assert all(task.cancelled() for task in done), [task.exception() for task in done]
+
+
+async def test_a_task_reading_events_stops_when_cancelled_even_mid_delivery(
+    own: Settings, stream: EventStream
+) -> None:
+    # Cancelling while a command is being sent is the race that loses the cancellation
+    # when a socket timeout is set (redis-py sends under asyncio.wait_for; CPython
+    # gh-86296). Many rounds of publishing and acknowledging make that window likely.
+    async def consume(subscription: events.Subscription) -> None:
+        async for event in subscription:
+            await event.ack()
+
+    async with events.subscribe("app", "app-1", settings=own, count=1) as subscription:
+        for round_ in range(10):
+            reader = asyncio.create_task(consume(subscription))
+            await publish(stream, *range(round_ * 10, round_ * 10 + 10))
+            await cancel([reader])
+
+
+async def test_a_pending_event_trimmed_from_the_stream_is_skipped_and_acknowledged(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    async with events.subscribe("app", "app-1", settings=own) as subscription:
+        ids = await publish(stream, 1, 2)
+        await take(subscription, 2)  # neither acknowledged
+    await redis.xdel(Keys(own.key_prefix).events, ids[0])  # as MAXLEN trimming would
+
+    async with events.subscribe("app", "app-1", settings=own) as subscription:
+        assert [e.entry_id for e in await take(subscription, 1)] == [ids[1]]
+        assert await pending_count(redis, own, "app") == 1  # only the one just delivered
+
+
+async def test_iterating_without_async_with_creates_the_group_on_first_read(
+    own: Settings, stream: EventStream
+) -> None:
+    subscription = events.subscribe("app", "app-1", settings=own, start="0")
+    try:
+        ids = await publish(stream, 1)
+        async for event in subscription:
+            assert event.entry_id == ids[0]
+            await event.ack()
+            break
+    finally:
+        await subscription.aclose()
+
+
+@pytest.mark.parametrize(
+    ("group", "consumer", "options", "message"),
+    [
+        ("", "c", {}, "non-empty"),
+        ("g", "", {}, "non-empty"),
+        ("g", "c", {"start": "latest"}, "stream entry id"),
+        ("g", "c", {"start": "1-x"}, "stream entry id"),
+        ("g", "c", {"count": 0}, "at least 1"),
+        ("g", "c", {"block_ms": 0}, "at least 1"),
+    ],
+)
+def test_subscribe_rejects_bad_arguments(
+    own: Settings, group: str, consumer: str, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        events.subscribe(group, consumer, settings=own, **options)
+
+
+async def test_follower_from_dollar_misses_nothing_published_after_it_started(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    await publish(stream, 0)
+    follower = EventFollower(redis, Keys(own.key_prefix), since="$", block_ms=1, count=100)
+    assert await follower.read() == []  # a read that times out...
+    ids = await publish(stream, 1, 2)  # ...and what arrives before the next one is kept
+    assert [e.entry_id for e in await follower.read()] == ids
