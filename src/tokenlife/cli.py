@@ -219,6 +219,45 @@ def _presets() -> dict[str, Preset]:
         raise click.ClickException(str(exc)) from None
 
 
+@main.command()
+@click.option("--host", default=None, help="Overrides TOKENLIFE_API_HOST.")
+@click.option("--port", type=int, default=None, help="Overrides TOKENLIFE_API_PORT.")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (health, readiness, the token API for apps)."""
+    from aiohttp import web
+
+    from tokenlife.web.app import create_app
+    from tokenlife.web.auth import parse_api_keys
+
+    settings = _settings()
+    try:
+        parse_api_keys(settings.api_keys)
+    except ValueError as exc:
+        raise click.ClickException(f"TOKENLIFE_API_KEYS: {exc}") from None
+    if not settings.api_keys:
+        click.echo(
+            "tokenlife: no TOKENLIFE_API_KEYS: every /api/ request will be refused", err=True
+        )
+
+    async def application() -> web.Application:
+        runtime = await Runtime.open(await load_config(settings))
+        app = create_app(runtime)
+
+        async def close(_: web.Application) -> None:
+            await runtime.close()
+
+        app.on_cleanup.append(close)
+        return app
+
+    web.run_app(
+        application(),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        access_log=None,
+        print=lambda line: click.echo(f"tokenlife: {line}", err=True),
+    )
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--beat/--no-beat", default=True, help="Run Celery beat inside the worker.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)

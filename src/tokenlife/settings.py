@@ -57,8 +57,14 @@ class Settings(BaseSettings):
     alert_claim_idle_seconds: Annotated[float, Field(ge=0, le=86400)] = 60.0
     docs_url: str = "docs/troubleshooting.md"
 
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    api_max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+
     @field_validator(
         "encryption_keys", "expiry_alert_lead_days", "alert_urls", "alert_webhook_urls",
+        "api_keys",
         mode="before",
     )  # fmt: skip
     @classmethod

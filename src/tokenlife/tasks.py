@@ -76,8 +76,7 @@ def refresh_due() -> int:
     for batch in batches:
         refresh_batch.delay([[d.integration, d.connection_id, d.due_at] for d in batch])
     claimed = sum(len(b) for b in batches)
-    if claimed:
-        process.run(process.runtime.schedule.count({"refresh:claimed": claimed}))
+    process.run(process.runtime.schedule.tick(time.time(), claimed))
     return claimed
 
 

@@ -81,6 +81,11 @@ class Keys:
         return f"{self.prefix}:alerts:dead"
 
     @property
+    def heartbeat(self) -> str:
+        """Set by every refresh_due tick: readiness sees beat and a worker alive."""
+        return f"{self.prefix}:heartbeat"
+
+    @property
     def events(self) -> str:
         return f"{self.prefix}:events"
 

@@ -56,6 +56,14 @@ class RefreshSchedule:
                 pipe.hincrby(self._keys.counters, name, amount)
             await pipe.execute()
 
+    async def tick(self, now: float, claimed: int) -> None:
+        """A beat tick ran: the heartbeat (kept a minute) and the claim count, one trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._keys.heartbeat, repr(now), ex=60)
+            if claimed:
+                pipe.hincrby(self._keys.counters, "refresh:claimed", claimed)
+            await pipe.execute()
+
     async def reschedule(self, integration: str, connection_id: str, due_at: float) -> None:
         await self._redis.zadd(
             self._keys.schedule, {self._keys.member(integration, connection_id): due_at}

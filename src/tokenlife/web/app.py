@@ -1,0 +1,183 @@
+"""The aiohttp application: health for operators, the token API for apps."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from tokenlife.errors import (
+    ReauthorizationRequiredError,
+    TokenlifeError,
+    TransientError,
+    UnknownConnectionError,
+    UnknownIntegrationError,
+    UsageError,
+)
+from tokenlife.runtime import Runtime
+from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
+
+log = logging.getLogger(__name__)
+RUNTIME = web.AppKey("runtime", Runtime)
+KEYS = web.AppKey("api_keys", list[ApiKey])
+API_KEY = web.RequestKey("api_key", ApiKey)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    settings = runtime.config.settings
+    app = web.Application(
+        client_max_size=settings.api_max_body_bytes,
+        middlewares=[errors_middleware, security_headers_middleware, auth_middleware],
+    )
+    app[RUNTIME] = runtime
+    app[KEYS] = parse_api_keys(settings.api_keys)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/integrations", list_integrations)
+    app.router.add_get("/api/connections", list_connections)
+    app.router.add_get("/api/connections/{integration}/{connection_id}", show_connection)
+    app.router.add_post("/api/connections/{integration}/{connection_id}/token", access_token)
+    return app
+
+
+def problem(http_status: int, error: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "message": message, **extra}, status=http_status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is a JSON body naming the problem; never a token, never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (UnknownIntegrationError, UnknownConnectionError) as exc:
+        return problem(404, "not_found", str(exc))
+    except UsageError as exc:
+        return problem(400, "bad_request", str(exc))
+    except TransientError as exc:
+        return problem(503, "provider_unavailable", str(exc))
+    except TokenlifeError as exc:
+        log.warning("request failed: %s", exc)
+        return problem(500, "internal_error", "the request failed; see the service log")
+
+
+@web.middleware
+async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # client_max_size applies only when a handler reads the body; refuse early instead.
+    if (request.content_length or 0) > request.app[RUNTIME].config.settings.api_max_body_bytes:
+        response: web.StreamResponse = problem(413, "too_large", "the request body is too large")
+    else:
+        response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")  # token responses, RFC 6749 §5.1
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    keys: list[ApiKey] = request.app[KEYS]
+    key = authenticate(request.headers.get("Authorization"), keys)
+    if key is None:
+        return problem(401, "unauthorized", "a valid Bearer API key is required")
+    integration = request.match_info.get("integration") or request.query.get("integration")
+    if integration is not None and not key.allows(integration):
+        return problem(403, "forbidden", f"this API key may not use integration {integration!r}")
+    request[API_KEY] = key
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    checks: dict[str, Any] = {}
+    try:
+        checks["redis"] = bool(await runtime.redis.ping())
+    except Exception as exc:
+        checks["redis"] = False
+        log.warning("readiness: Redis: %s", exc)
+    heartbeat = None
+    if checks["redis"]:
+        heartbeat = await runtime.redis.get(runtime.keys.heartbeat)
+    interval = runtime.config.settings.refresh_due_interval_seconds
+    age = None if heartbeat is None else time.time() - float(heartbeat)
+    # Beat and a worker are alive when a refresh_due tick ran lately.
+    checks["beat"] = age is not None and age <= max(30.0, 10 * interval)
+    checks["beat_last_tick_seconds_ago"] = None if age is None else round(age, 1)
+    ready = checks["redis"] and checks["beat"]
+    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+async def list_integrations(request: web.Request) -> web.Response:
+    key = request[API_KEY]
+    runtime = request.app[RUNTIME]
+    items = [
+        {"name": i.name, "provider": i.provider, "scopes": list(i.scopes)}
+        for i in runtime.config.integrations.values()
+        if key.allows(i.name)
+    ]
+    return web.json_response({"integrations": items})
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    key = request[API_KEY]
+    runtime = request.app[RUNTIME]
+    wanted = request.query.get("integration")
+    status = request.query.get("status")
+    try:
+        limit = min(500, max(1, int(request.query.get("limit", "100"))))
+        offset = max(0, int(request.query.get("cursor", "0")))
+    except ValueError:
+        return problem(400, "bad_request", "limit and cursor must be integers")
+    names = [n for n in sorted(runtime.config.integrations) if key.allows(n)]
+    if wanted is not None:
+        runtime.exchange.integration(wanted)  # 404 for an unknown one
+        names = [wanted]
+    found = []
+    for name in names:
+        for connection_id in await runtime.tokens.list_ids(name):
+            connection = await runtime.tokens.get(name, connection_id)
+            if status is None or connection.status.value == status:
+                found.append(connection.as_json())
+    page = found[offset : offset + limit]
+    more = offset + limit < len(found)
+    return web.json_response(
+        {"connections": page, "next_cursor": str(offset + limit) if more else None}
+    )
+
+
+async def show_connection(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    integration = request.match_info["integration"]
+    runtime.exchange.integration(integration)
+    connection = await runtime.tokens.get(integration, request.match_info["connection_id"])
+    return web.json_response(connection.as_json())
+
+
+async def access_token(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    integration = request.match_info["integration"]
+    connection_id = request.match_info["connection_id"]
+    try:
+        token = await runtime.access.get(integration, connection_id)
+    except ReauthorizationRequiredError as exc:
+        connection = await runtime.tokens.get(integration, connection_id)
+        return problem(
+            409, "reauthorization_required", str(exc),
+            status=connection.status.value, last_error=connection.last_error,
+        )  # fmt: skip
+    return web.json_response(
+        {"access_token": token.access_token, "token_type": token.token_type,
+         "expires_at": token.expires_at},
+    )  # fmt: skip

@@ -1,0 +1,42 @@
+"""Bearer API keys from TOKENLIFE_API_KEYS: `KEY` for every integration, or
+`KEY:integration-a|integration-b` for some. Compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    digest: bytes
+    integrations: frozenset[str] | None  # None: all
+
+    def allows(self, integration: str) -> bool:
+        return self.integrations is None or integration in self.integrations
+
+
+def parse_api_keys(values: Iterable[str]) -> list[ApiKey]:
+    keys = []
+    for value in values:
+        secret, _, scope = value.partition(":")
+        if len(secret) < 16:
+            raise ValueError("an API key must be at least 16 characters")
+        names = frozenset(n for n in scope.split("|") if n) if scope else None
+        keys.append(ApiKey(hashlib.sha256(secret.encode()).digest(), names))
+    return keys
+
+
+def authenticate(header: str | None, keys: Iterable[ApiKey]) -> ApiKey | None:
+    """The key a `Bearer` header presents, or None. Every key is compared, whatever
+    matches first, so the time taken says nothing about which key was close."""
+    if not header or not header.startswith("Bearer "):
+        return None
+    presented = hashlib.sha256(header.removeprefix("Bearer ").strip().encode()).digest()
+    found = None
+    for key in keys:
+        if hmac.compare_digest(presented, key.digest):
+            found = key
+    return found

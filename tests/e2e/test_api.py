@@ -1,0 +1,202 @@
+"""The HTTP API on 127.0.0.1 over the real services: health, readiness, auth, tokens."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from tests.support import (
+    Fakes,
+    WorkerHandle,
+    connect,
+    run_refresh_tick,
+    wait_for,
+    worker_environment,
+)
+from tokenlife.library import Tokenlife
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings
+from tokenlife.web.app import create_app
+
+FULL = "full-access-key-0123456789"
+LIMITED = "generic-only-key-0123456789"
+ROUTES = [
+    ("GET", "/api/integrations"),
+    ("GET", "/api/connections?integration=google"),
+    ("GET", "/api/connections/google/someone"),
+    ("POST", "/api/connections/google/someone/token"),
+]
+
+
+@pytest.fixture
+async def client(settings: Settings, fakes: Fakes) -> AsyncIterator[TestClient[Any, Any]]:
+    configured = settings.model_copy(update={"api_keys": (FULL, f"{LIMITED}:generic")})
+    runtime = await Runtime.open(await load_config(configured))
+    async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as test_client:
+        yield test_client
+    await runtime.close()
+
+
+def auth(key: str = FULL) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_healthz_needs_no_key(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200 and await response.json() == {"status": "ok"}
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_readyz_follows_the_beat_heartbeat(
+    client: TestClient[Any, Any], worker: WorkerHandle, redis: Redis, settings: Settings
+) -> None:
+    await redis.delete(f"{settings.key_prefix}:heartbeat")
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json())["beat"] is False
+
+    await run_refresh_tick(worker)  # what beat sends every second
+    response = await client.get("/readyz")
+    body = await response.json()
+    assert response.status == 200 and body["redis"] is True and body["beat"] is True
+
+
+REFUSALS = [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong-key-0123456789"}, 401),
+    ({"Authorization": FULL}, 401),  # not a Bearer header
+    ({"Authorization": f"Bearer {LIMITED}"}, 403),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        (method, path, headers, status)
+        for method, path in ROUTES
+        for headers, status in REFUSALS
+        # A limited key may list integrations: it sees its own (next test).
+        if not (status == 403 and path == "/api/integrations")
+    ],
+)
+async def test_every_api_route_refuses_a_missing_wrong_or_foreign_key(
+    client: TestClient[Any, Any], method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = await client.request(method, path, headers=headers)
+    assert response.status == status
+    assert (await response.json())["error"] in ("unauthorized", "forbidden")
+
+
+async def test_a_limited_key_sees_only_its_integrations(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/api/integrations", headers=auth(LIMITED))
+    names = [i["name"] for i in (await response.json())["integrations"]]
+    assert names == ["generic"]
+    response = await client.get("/api/integrations", headers=auth())
+    assert "google" in [i["name"] for i in (await response.json())["integrations"]]
+
+
+async def test_connections_are_listed_paginated_and_shown_without_tokens(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, fakes: Fakes
+) -> None:
+    cids = [f"api-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for cid in cids:
+        await connect(tl, worker, "google", cid, login_hint=cid)
+
+    seen: list[str] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        response = await client.get(
+            f"/api/connections?integration=google&status=active&limit=1&cursor={cursor}",
+            headers=auth(),
+        )
+        body = await response.json()
+        assert len(body["connections"]) <= 1
+        seen += [c["connection_id"] for c in body["connections"]]
+        cursor = body["next_cursor"]
+    assert set(cids) <= set(seen)
+
+    response = await client.get(f"/api/connections/google/{cids[0]}", headers=auth())
+    text = await response.text()
+    assert response.status == 200 and '"status": "active"' in text.replace('":"', '": "')
+    assert not any(secret in text for secret in fakes.google.issued_secrets)
+
+
+async def test_the_token_endpoint_returns_a_valid_token_and_refreshes_on_demand(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, fakes: Fakes,
+    redis: Redis, settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "google", cid, login_hint=cid)
+    url = f"/api/connections/google/{cid}/token"
+
+    first = await (await client.post(url, headers=auth())).json()
+    assert first["token_type"] == "Bearer" and first["access_token"] in fakes.google.issued_secrets
+    assert first["expires_at"] > time.time() + 3000
+
+    await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
+                     repr(time.time() + 10))  # fmt: skip
+    second = await (await client.post(url, headers=auth())).json()
+    assert second["access_token"] != first["access_token"]
+    assert second["expires_at"] > time.time() + 3000
+
+
+async def test_a_connection_needing_reauthorization_answers_409(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "google", cid, login_hint=cid)
+    key = f"{settings.key_prefix}:conn:google:{cid}"
+    await redis.hset(key, "status", "reauthorization_required")
+    await redis.hset(key, "last_error", "invalid_grant")
+    response = await client.post(f"/api/connections/google/{cid}/token", headers=auth())
+    body = await response.json()
+    assert response.status == 409
+    assert body["status"] == "reauthorization_required" and body["last_error"] == "invalid_grant"
+    assert "access_token" not in body
+
+
+async def test_unknown_things_are_404_and_large_bodies_413(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/api/connections/google/nobody", headers=auth())
+    assert response.status == 404
+    response = await client.post("/api/connections/google/nobody/token", headers=auth(),
+                                 data=b"x" * (128 * 1024))  # fmt: skip
+    assert response.status == 413
+
+
+def test_tokenlife_api_serves_on_the_configured_port(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**worker_environment(settings), "TOKENLIFE_API_KEYS": FULL}
+    log = tmp_path / "api.log"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return process.poll() is not None
+
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenlife.cli", "api", "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink,
+        )  # fmt: skip
+        try:
+            wait_for(answers, timeout=30, what="tokenlife api to answer /healthz")
+            assert process.poll() is None, log.read_text()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
