@@ -162,6 +162,7 @@ client_secret = "google-secret"
 redirect_uri = "{fakes.callback}"
 authorize_url = "{g}/o/oauth2/v2/auth"
 token_url = "{g}/token"
+revocation_url = "{g}/revoke"
 scopes = {drive}
 '''
     microsoft = f'''client_id = "ms-client"

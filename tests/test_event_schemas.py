@@ -36,6 +36,7 @@ from tests.support import (
 )
 from tokenlife.core import events
 from tokenlife.library import Tokenlife
+from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -264,6 +265,18 @@ async def refresh_refused(
     await seen(redis, settings, cid, events.REAUTHORIZATION_REQUIRED)
 
 
+async def deleted(tl: Tokenlife, worker: WorkerHandle, settings: Settings) -> None:
+    """connection.deleted, as the API's DELETE does it (revoked at the fake Google)."""
+    cid = new_id()
+    callback = await consent(tl, "google", cid)
+    await exchange(worker, state=callback["state"], code=callback["code"])
+    runtime = await Runtime.open(await load_config(settings))
+    try:
+        await runtime.removal.delete("google", cid, time.time())
+    finally:
+        await runtime.close()
+
+
 async def test_every_event_in_the_stream_matches_the_schema_of_its_type(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
@@ -274,6 +287,7 @@ async def test_every_event_in_the_stream_matches_the_schema_of_its_type(
     await access_denied(tl, worker, redis, settings)
     await failing_then_recovered(tl, worker, fakes, redis, settings)
     await refresh_refused(tl, worker, fakes, redis, settings)
+    await deleted(tl, worker, settings)
 
     entries = await stream_events(redis, settings.key_prefix)
     failures = [line for kind, data in entries for line in problems(kind, data)]

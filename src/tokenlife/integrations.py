@@ -59,6 +59,7 @@ class IntegrationConfig(BaseModel):
     redirect_uri: str
     authorize_url: str | None = None
     token_url: str | None = None
+    revocation_url: str | None = None
     issuer: str | None = None
     extra_scopes: tuple[str, ...] = ()
     extra_authorization_params: dict[str, str] = {}
@@ -82,7 +83,7 @@ class IntegrationConfig(BaseModel):
     def _consistent(self) -> IntegrationConfig:
         if self.client_secret is not None and self.client_secret_env is not None:
             raise ValueError("set client_secret or client_secret_env, not both")
-        for field in ("redirect_uri", "authorize_url", "token_url", "issuer"):
+        for field in ("redirect_uri", "authorize_url", "token_url", "revocation_url", "issuer"):
             value = getattr(self, field)
             if value is not None and not _is_http_url(value):
                 raise ValueError(f"{field} must be an absolute http(s) URL")
@@ -191,6 +192,7 @@ def resolve(
         minimum_access_token_only_lifetime_days=days if days is not None else default_minimum_days,
         refresh_timing=_timing(config, preset, default_timing),
         scope_separator="," if preset.facts.get("scope_separator") == "," else " ",
+        revocation_url=config.revocation_url or _revocation_url(preset, placeholders),
     )
 
 
@@ -214,6 +216,15 @@ def _timing(config: IntegrationConfig, preset: Preset, default: RefreshTiming) -
         jitter_fraction=default.jitter_fraction,
         refresh_token_idle_seconds=None if idle is None else idle * SECONDS_PER_DAY,
     )
+
+
+def _revocation_url(preset: Preset, placeholders: Mapping[str, str]) -> str | None:
+    if preset.revocation_url is None:
+        return None
+    try:
+        return fill_placeholders(preset.revocation_url, placeholders)
+    except ValueError:
+        return None  # a placeholder only revocation needs: revoking is best effort
 
 
 def _first(*values: float | None) -> float:

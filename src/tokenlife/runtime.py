@@ -28,6 +28,7 @@ from tokenlife.core.refresh_timing import RefreshTiming, RetryPolicy
 from tokenlife.integrations import load_integrations_file, resolve
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
+from tokenlife.services.connections import ConnectionRemoval
 from tokenlife.services.delivery import AlertDelivery, DeliveryPolicy
 from tokenlife.services.engine import RefreshEngine
 from tokenlife.services.exchange import ExchangeService
@@ -127,6 +128,13 @@ class Runtime:
             refresher=refresher,
             expiry=ExpiryWatch(store=self.tokens, lead_seconds=policy.expiry_lead_seconds),
             provider_concurrency=settings.provider_concurrency,
+        )
+        self.removal = ConnectionRemoval(
+            integrations=config.integrations,
+            store=self.tokens,
+            events_=self.events,
+            http=http,
+            http_timeout=settings.http_timeout_seconds,
         )
         self.access = AccessTokens(
             integrations=config.integrations,

@@ -61,10 +61,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     api_max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    # `return_to` of the connect flow must start with one of these (no open redirects).
+    api_return_to_allowed: Annotated[tuple[str, ...], NoDecode] = ()
+    api_callback_wait_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
 
     @field_validator(
         "encryption_keys", "expiry_alert_lead_days", "alert_urls", "alert_webhook_urls",
-        "api_keys",
+        "api_keys", "api_return_to_allowed",
         mode="before",
     )  # fmt: skip
     @classmethod

@@ -11,17 +11,22 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.support import (
     Fakes,
     WorkerHandle,
     connect,
+    event_types,
     run_refresh_tick,
     wait_for,
+    wait_until,
     worker_environment,
 )
 from tokenlife.library import Tokenlife
@@ -41,7 +46,12 @@ ROUTES = [
 
 @pytest.fixture
 async def client(settings: Settings, fakes: Fakes) -> AsyncIterator[TestClient[Any, Any]]:
-    configured = settings.model_copy(update={"api_keys": (FULL, f"{LIMITED}:generic")})
+    configured = settings.model_copy(
+        update={
+            "api_keys": (FULL, f"{LIMITED}:generic"),
+            "api_return_to_allowed": ("https://app.example.com/",),
+        }
+    )
     runtime = await Runtime.open(await load_config(configured))
     async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as test_client:
         yield test_client
@@ -200,3 +210,124 @@ def test_tokenlife_api_serves_on_the_configured_port(settings: Settings, tmp_pat
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+async def browser_flow(
+    client: TestClient[Any, Any], integration: str, cid: str, *, deny: bool = False, **query: str
+) -> tuple[int, dict[str, str], str]:
+    """Connect, follow the redirect to the fake provider, which consents, then land on our
+    callback (the fake redirects to the registered URI; the test delivers the query to the
+    server under test, as the browser would)."""
+    params = {"connection_id": cid, **query}
+    response = await client.get(f"/connect/{integration}", params=params, allow_redirects=False)
+    assert response.status == 302, await response.text()
+    user = {"login_hint": cid, **({"deny": "1"} if deny else {})}
+    provider_url = response.headers["Location"] + "&" + urlencode(user)
+    async with (
+        aiohttp.ClientSession() as browser,
+        browser.get(provider_url, allow_redirects=False) as at_provider,
+    ):
+        callback = urlsplit(at_provider.headers["Location"])
+    landed = await client.get(f"/oauth/callback?{callback.query}", allow_redirects=False)
+    return landed.status, dict(landed.headers), await landed.text()
+
+
+async def test_the_browser_flow_connects_and_returns_to_the_app(
+    client: TestClient[Any, Any], worker: WorkerHandle, fakes: Fakes
+) -> None:
+    cid = f"web-{uuid.uuid4().hex[:8]}"
+    status, headers, _ = await browser_flow(
+        client, "google", cid, return_to="https://app.example.com/done?x=1"
+    )
+    assert status == 302
+    back = urlsplit(headers["Location"])
+    assert back.netloc == "app.example.com" and back.path == "/done"
+    assert parse_qs(back.query) == {
+        "x": ["1"], "integration": ["google"], "connection_id": [cid],
+        "outcome": ["refreshable"], "status": ["active"],
+    }  # fmt: skip
+    token = await (await client.post(f"/api/connections/google/{cid}/token", headers=auth())).json()
+    assert token["access_token"] in fakes.google.issued_secrets
+
+
+async def test_a_missing_refresh_token_page_tells_the_person_what_to_pass_on(
+    client: TestClient[Any, Any], worker: WorkerHandle
+) -> None:
+    status, headers, body = await browser_flow(
+        client, "google-as-custom", f"web-{uuid.uuid4().hex[:8]}"
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "Refresh token is not present and access token lifetime is too short." in body
+    assert "Use provider &quot;google&quot;" in body  # the fix steps, HTML-escaped
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+
+
+async def test_error_pages(client: TestClient[Any, Any], worker: WorkerHandle) -> None:
+    response = await client.get("/oauth/callback?state=nope&code=x")
+    assert response.status == 400 and "expired or was already used" in await response.text()
+    response = await client.get(
+        "/connect/google", params={"connection_id": "u1", "return_to": "https://evil.example/"}
+    )
+    assert response.status == 400 and "return address is not allowed" in await response.text()
+    response = await client.get("/connect/nope", params={"connection_id": "u1"})
+    assert response.status == 400
+    status, _, body = await browser_flow(client, "generic", "web-deny", deny=True)
+    assert status == 400 and "could not be connected" in body
+
+
+async def test_delete_revokes_at_the_provider_then_forgets_the_connection(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, fakes: Fakes,
+    redis: Redis, settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "google", cid, login_hint=cid)
+
+    response = await client.delete(f"/api/connections/google/{cid}", headers=auth())
+    assert response.status == 200
+    assert await response.json() == {"deleted": True, "revoked": True, "revocation_error": None}
+    assert any(t in fakes.google.refresh_tokens for t in fakes.google.revoked_tokens)
+    assert (await client.get(f"/api/connections/google/{cid}", headers=auth())).status == 404
+    assert await redis.zscore(f"{settings.key_prefix}:schedule", f"google:{cid}") is None
+    assert "connection.deleted" in await event_types(redis, settings, cid)
+
+
+async def test_refresh_on_request_is_queued_and_done_by_the_worker(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "generic-offline", cid)
+    response = await client.post(f"/api/connections/generic-offline/{cid}/refresh", headers=auth())
+    assert response.status == 202
+
+    async def refreshed() -> bool:
+        return "token.refreshed" in await event_types(redis, settings, cid)
+
+    await wait_until(refreshed, timeout=30, what="the queued refresh")
+
+
+async def test_metrics_show_the_fleet_in_one_scrape(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "generic-offline", cid)
+    await client.post(f"/api/connections/generic-offline/{cid}/refresh", headers=auth())
+
+    async def refreshed() -> bool:
+        return "token.refreshed" in await event_types(redis, settings, cid)
+
+    await wait_until(refreshed, timeout=30, what="the refresh")
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.content_type == "text/plain"
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    refreshes = {
+        (s.labels["provider"], s.labels["outcome"]): s.value
+        for s in families["tokenlife_refreshes"].samples
+        if s.name == "tokenlife_refreshes_total"
+    }
+    assert refreshes[("custom", "refreshed")] >= 1
+    assert "tokenlife_refresh_duration_seconds" in families
+    statuses = {s.labels["status"]: s.value for s in families["tokenlife_connections"].samples}
+    assert statuses["active"] >= 1
+    assert "tokenlife_schedule_depth" in families and "tokenlife_schedule_lag_seconds" in families

@@ -21,6 +21,7 @@ class FakeGoogle(FakeProvider):
     def __init__(self) -> None:
         super().__init__()
         self.consented: set[tuple[str, str]] = set()  # (client_id, user) with offline access
+        self.revoked_tokens: list[str] = []
 
     def refresh_token_on_consent(
         self, client_id: str, user: str, scopes: tuple[str, ...], params: dict[str, str]
@@ -51,4 +52,19 @@ class FakeGoogle(FakeProvider):
         app = web.Application()
         app.router.add_get("/o/oauth2/v2/auth", self.authorize)
         app.router.add_post("/token", self.token)
+        app.router.add_post("/revoke", self.revoke)
         return app
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        """RFC 7009 (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke):
+        revoking a refresh token ends its whole grant; unknown tokens answer 400."""
+        form = await request.post()
+        token = str(form.get("token", ""))
+        with self.lock:
+            family = self.families.get(self.refresh_tokens.get(token, ""))
+            if family is not None:
+                family.revoked = True
+                self.revoked_tokens.append(token)
+        if family is None:
+            return self.json(400, {"error": "invalid_token"})
+        return web.Response(status=200)

@@ -62,7 +62,8 @@ class Keys:
 
     @property
     def counters(self) -> str:
-        """Hash of running totals (refresh outcomes by provider), read by metrics."""
+        """Hash of running totals (outcomes, latency buckets, alerts; the field families are
+        listed in adapters/fleet_metrics.py), read by GET /metrics."""
         return f"{self.prefix}:counters"
 
     # Alert delivery: one run at a time, dedup marks, delivered marks, the dead letters.

@@ -10,7 +10,12 @@ import aiohttp
 
 from tokenlife.core.grants import TokenRequest
 from tokenlife.core.tokens import TokenSet, parse_token_response
-from tokenlife.errors import EndpointTimeoutError, InvalidResponseError, TransportError
+from tokenlife.errors import (
+    EndpointTimeoutError,
+    InvalidResponseError,
+    ServerError,
+    TransportError,
+)
 
 # No token response comes near this; a bigger body is a misconfigured endpoint or an
 # attack on our memory, so stop reading instead of buffering it.
@@ -72,3 +77,28 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:  # asctime and "-0000" forms; HTTP dates are always GMT
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
+
+
+async def post_revocation(
+    session: aiohttp.ClientSession, request: TokenRequest, timeout: float
+) -> None:
+    """RFC 7009 §2.2: 200 means revoked (or already invalid); anything else is an error."""
+    try:
+        async with session.post(
+            request.url,
+            data=urlencode(request.form).encode("ascii"),
+            headers={**request.headers, "Content-Type": "application/x-www-form-urlencoded"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as response:
+            status = response.status
+    except TimeoutError:
+        raise EndpointTimeoutError(
+            f"revocation endpoint did not answer within {timeout:g} s"
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"revocation endpoint unreachable: {type(exc).__name__}") from None
+    if status >= 500:
+        raise ServerError(status)
+    if status != 200:
+        raise InvalidResponseError(f"revocation endpoint answered HTTP {status}")

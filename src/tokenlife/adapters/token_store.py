@@ -203,6 +203,15 @@ class TokenStore:
     async def tokens(self, integration: str, connection_id: str) -> TokenSet:
         return (await self.load(integration, connection_id))[1]
 
+    async def delete(self, integration: str, connection_id: str) -> bool:
+        """The hash, the schedule entry and the index entry, in one transaction."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.connection(integration, connection_id))
+            pipe.zrem(self._keys.schedule, self._keys.member(integration, connection_id))
+            pipe.srem(self._keys.connections(integration), connection_id)
+            deleted, _, _ = await pipe.execute()
+        return bool(deleted)
+
     async def list_ids(self, integration: str) -> list[str]:
         members = cast(set[str], await self._redis.smembers(self._keys.connections(integration)))
         return sorted(members)

@@ -21,6 +21,8 @@ class PendingAuthorization:
     params: Mapping[str, str]  # exactly the query parameters the URL carried
     created_at: float
     verifier: str | None = field(default=None, repr=False)
+    # Where the HTTP connect flow sends the user afterwards (checked against an allow-list).
+    return_to: str | None = None
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -34,6 +36,7 @@ class PendingAuthorization:
             "redirect_uri": self.redirect_uri,
             "params": dict(self.params),
             "created_at": self.created_at,
+            "return_to": self.return_to,
         }
 
 
@@ -50,6 +53,7 @@ def build_authorization_request(
     state: str,
     verifier: str | None,
     now: float,
+    return_to: str | None = None,
 ) -> AuthorizationRequest:
     """The URL to send a user to; `verifier` is ignored when the integration turns PKCE off."""
     params: dict[str, str] = {
@@ -75,6 +79,7 @@ def build_authorization_request(
         params=dict(params),
         created_at=now,
         verifier=verifier,
+        return_to=return_to,
     )
     return AuthorizationRequest(
         url=integration.authorize_url + separator + urlencode(params),

@@ -16,6 +16,7 @@ REAUTHORIZATION_REQUIRED = "alert.reauthorization_required"
 REFRESH_FAILING = "alert.refresh_failing"
 ACCESS_TOKEN_EXPIRING = "alert.access_token_expiring"
 CONFIGURATION = "alert.configuration"
+CONNECTION_DELETED = "connection.deleted"
 
 REFRESH_TOKEN_MISSING_MESSAGE = (
     "Refresh token is not present and access token lifetime is too short."

@@ -32,6 +32,13 @@ def refresh_token_request(integration: Integration, refresh_token: str) -> Token
     )
 
 
+def revocation_request(integration: Integration, token: str, hint: str) -> TokenRequest:
+    """RFC 7009 §2.1: the token and a hint of its type, with client authentication."""
+    assert integration.revocation_url is not None
+    request = _authenticated(integration, {"token": token, "token_type_hint": hint})
+    return TokenRequest(url=integration.revocation_url, form=request.form, headers=request.headers)
+
+
 def _authenticated(integration: Integration, form: dict[str, str]) -> TokenRequest:
     headers = {"Accept": "application/json"}
     METHODS[integration.token_endpoint_auth_method](

@@ -32,6 +32,7 @@ class Integration:
     refresh_timing: RefreshTiming = field(default_factory=RefreshTiming)
     # RFC 6749 §3.3 says spaces; a few vendors (Slack) want commas.
     scope_separator: str = " "
+    revocation_url: str | None = None  # RFC 7009, when the vendor has one
 
     @property
     def provider(self) -> str:

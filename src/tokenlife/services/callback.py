@@ -53,8 +53,13 @@ def summary(
     refresh_token_received: bool = False,
     error: str | None = None,
     error_description: str | None = None,
+    return_to: str | None = None,
+    fixes: list[str] | None = None,
 ) -> dict[str, Any]:
+    """What the exchange task returns: never a token value."""
     return {
+        "return_to": return_to,
+        "fixes": fixes or [],
         "integration": integration,
         "connection_id": connection_id,
         "outcome": outcome,

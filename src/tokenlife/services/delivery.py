@@ -135,6 +135,9 @@ class AlertDelivery:
             return []
         alert = Alert(entry_id, kind, data)
         if kind in SEVERITY:
+            # Counted for /metrics here: every alert event is read here once, routed or not,
+            # whether a store write's Lua script or EventStream.publish put it on the stream.
+            totals[f"raised:{kind}"] += 1
             targets = targets_for(alert, self._routes, self._default)
             if not targets:
                 return []

@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+from tokenlife.adapters.fleet_metrics import latency_fields
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
 from tokenlife.adapters.token_store import Claim, TokenStore
@@ -59,32 +60,42 @@ class RefreshEngine:
     async def refresh_batch(self, batch: Sequence[Due], clock: Callable[[], float]) -> Counter[str]:
         """Refresh concurrently on this loop; one failure never stops the others."""
         results = await asyncio.gather(
-            *(self.refresh_one(due, clock) for due in batch), return_exceptions=True
+            *(self._attempt(due, clock) for due in batch), return_exceptions=True
         )
         outcomes: Counter[str] = Counter()
+        # Outcome counts and latency buckets, added to the counters in one round trip.
         totals: Counter[str] = Counter()
-        for due, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
+        for due, attempt in zip(batch, results, strict=True):
+            seconds = None
+            if isinstance(attempt, BaseException):
+                if not isinstance(attempt, Exception):
+                    raise attempt
                 log.exception(
-                    "refresh of %s/%s crashed", due.integration, due.connection_id, exc_info=result
+                    "refresh of %s/%s crashed", due.integration, due.connection_id, exc_info=attempt
                 )
                 result = "crashed"
+            else:
+                result, seconds = attempt
             outcomes[result] += 1
             integration = self._integrations.get(due.integration)
             provider = integration.provider if integration else "unknown"
             totals[f"refresh:{provider}:{result}"] += 1
+            if seconds is not None:
+                totals.update(latency_fields(provider, seconds))
         await self._schedule.count(dict(totals))
         return outcomes
 
     async def refresh_one(self, due: Due, clock: Callable[[], float]) -> str:
+        return (await self._attempt(due, clock))[0]
+
+    async def _attempt(self, due: Due, clock: Callable[[], float]) -> tuple[str, float | None]:
+        """The outcome, and how long the token request and its save took when one was made."""
         integration = self._integrations.get(due.integration)
         if integration is None:
             # Left leased: it comes back when the integration is configured again.
             log.warning("due connection %s/%s: integration not configured",
                         due.integration, due.connection_id)  # fmt: skip
-            return "unknown_integration"
+            return "unknown_integration", None
         claim = await self._store.claim(
             due.integration, due.connection_id, integration.provider, self._concurrency, clock()
         )
@@ -95,24 +106,27 @@ class RefreshEngine:
                 due.integration, due.connection_id, clock() + 1 + self._rng.random()
             )
         if claim.kind != "ok":
-            return claim.kind  # "locked": an on-demand refresh holds it and will reschedule
+            return claim.kind, None  # "locked": an on-demand refresh holds it; it reschedules
         assert claim.connection is not None and claim.lease is not None
         try:
-            return await self._claimed(integration, due, claim, clock())
+            return await self._claimed(integration, due, claim, clock)
         finally:
             await self._locks.give_back(claim.lease)  # a no-op when a write gave it back
 
-    async def _claimed(self, integration: Integration, due: Due, claim: Claim, now: float) -> str:
+    async def _claimed(
+        self, integration: Integration, due: Due, claim: Claim, clock: Callable[[], float]
+    ) -> tuple[str, float | None]:
         connection, lease = claim.connection, claim.lease
         assert connection is not None and lease is not None
+        now = clock()
         stored_due = connection.next_refresh_at
         if stored_due is not None and stored_due > due.due_at + _SAME_TIME:
-            return "not_due"  # refreshed and rescheduled since this claim
+            return "not_due", None  # refreshed and rescheduled since this claim
         if connection.status is Status.REAUTHORIZATION_REQUIRED:
             await self._store.update(connection, now=now, unschedule=True, lease=lease)
-            return "reauthorization_required"
+            return "reauthorization_required", None
         if claim.refresh_ciphertext is None:
-            return await self._expiry.check(connection, now, lease)
+            return await self._expiry.check(connection, now, lease), None
         refresh_token = self._store.decrypt(claim.refresh_ciphertext)
         result = await self._refresher.refresh(integration, connection, refresh_token, now, lease)
-        return result.outcome.value
+        return result.outcome.value, clock() - now

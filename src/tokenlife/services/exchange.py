@@ -74,7 +74,7 @@ class ExchangeService:
             raise UnknownIntegrationError(f"no integration named {name!r}") from None
 
     async def start_authorization(
-        self, integration_name: str, connection_id: str, now: float
+        self, integration_name: str, connection_id: str, now: float, return_to: str | None = None
     ) -> AuthorizationRequest:
         """Store a pending authorization under a fresh state; return the URL for the user."""
         integration = self.integration(integration_name)
@@ -88,6 +88,7 @@ class ExchangeService:
             state=secrets.token_urlsafe(32),
             verifier=pkce.verifier_from_bytes(secrets.token_bytes(48)),
             now=now,
+            return_to=return_to,
         )
         await self._pending.put(request.state, request.pending)
         return request
@@ -183,8 +184,11 @@ class ExchangeService:
             verdict=verdict.value,
             **common,
         )
+        fixes: list[str] = []
         if verdict is Verdict.REFRESH_TOKEN_MISSING:
-            await self._emit_refresh_token_missing(integration, pending, tokens, now, common)
+            fixes = await self._emit_refresh_token_missing(
+                integration, pending, tokens, now, common
+            )
         elif verdict is Verdict.LIFETIME_UNKNOWN:
             await self._events.emit(
                 events.LIFETIME_UNKNOWN,
@@ -204,6 +208,8 @@ class ExchangeService:
             status=status.value,
             expires_at=events.iso8601(tokens.expires_at),
             refresh_token_received=tokens.refresh_token is not None,
+            return_to=pending.return_to,
+            fixes=fixes,
         )
 
     async def _emit_refresh_token_missing(
@@ -213,7 +219,8 @@ class ExchangeService:
         tokens: TokenSet,
         now: float,
         common: dict[str, Any],
-    ) -> None:
+    ) -> list[str]:
+        """Emit the alert; return its fix steps (the connect page shows them)."""
         diagnosis = diagnose_missing_refresh_token(
             integration,
             self._presets,
@@ -233,6 +240,7 @@ class ExchangeService:
             diagnosis=[cause.as_dict() for cause in diagnosis],
             **common,
         )
+        return [cause.fix for cause in diagnosis]
 
     async def _fail(
         self,
@@ -262,4 +270,5 @@ class ExchangeService:
             outcome="failed",
             error=error,
             error_description=description,
+            return_to=pending.return_to,
         )

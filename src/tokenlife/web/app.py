@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from celery import Celery
 
+from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.errors import (
     ReauthorizationRequiredError,
     TokenlifeError,
@@ -19,11 +21,15 @@ from tokenlife.errors import (
 )
 from tokenlife.runtime import Runtime
 from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
+from tokenlife.web.connect import callback, connect
+from tokenlife.web.metrics import METRICS, metrics
+from tokenlife.worker import celery_config
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 KEYS = web.AppKey("api_keys", list[ApiKey])
 API_KEY = web.RequestKey("api_key", ApiKey)
+CELERY = web.AppKey("celery", Celery)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -35,13 +41,35 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     app[RUNTIME] = runtime
     app[KEYS] = parse_api_keys(settings.api_keys)
+    celery = Celery("tokenlife-api", set_as_current=False)
+    celery.conf.update(celery_config(settings))
+    app[CELERY] = celery
+    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, runtime.config.integrations)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/integrations", list_integrations)
     app.router.add_get("/api/connections", list_connections)
     app.router.add_get("/api/connections/{integration}/{connection_id}", show_connection)
     app.router.add_post("/api/connections/{integration}/{connection_id}/token", access_token)
+    app.router.add_post("/api/connections/{integration}/{connection_id}/refresh", refresh_now)
+    app.router.add_delete("/api/connections/{integration}/{connection_id}", delete_connection)
+    app.router.add_get("/connect/{integration}", connect_route)
+    app.router.add_get("/oauth/callback", callback_route)
+    app.on_cleanup.append(_close_celery)
     return app
+
+
+async def _close_celery(app: web.Application) -> None:
+    app[CELERY].close()
+
+
+async def connect_route(request: web.Request) -> web.StreamResponse:
+    return await connect(request, request.app[RUNTIME])
+
+
+async def callback_route(request: web.Request) -> web.StreamResponse:
+    return await callback(request, request.app[RUNTIME], request.app[CELERY])
 
 
 def problem(http_status: int, error: str, message: str, **extra: Any) -> web.Response:
@@ -181,3 +209,28 @@ async def access_token(request: web.Request) -> web.Response:
         {"access_token": token.access_token, "token_type": token.token_type,
          "expires_at": token.expires_at},
     )  # fmt: skip
+
+
+async def refresh_now(request: web.Request) -> web.Response:
+    """Queue a refresh now; the worker does it as it does a scheduled one."""
+    runtime = request.app[RUNTIME]
+    integration = request.match_info["integration"]
+    connection_id = request.match_info["connection_id"]
+    runtime.exchange.integration(integration)
+    connection = await runtime.tokens.get(integration, connection_id)
+    if not connection.has_refresh_token:
+        return problem(409, "no_refresh_token", "this connection has no refresh token to use")
+    # The stored due time, so the worker's once-per-due-time check lets this one through.
+    due = connection.next_refresh_at if connection.next_refresh_at is not None else time.time()
+    request.app[CELERY].send_task(
+        "tokenlife.refresh_batch", args=[[[integration, connection_id, due]]]
+    )
+    return web.json_response({"queued": True}, status=202)
+
+
+async def delete_connection(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    result = await runtime.removal.delete(
+        request.match_info["integration"], request.match_info["connection_id"], time.time()
+    )
+    return web.json_response(result)

@@ -1,0 +1,66 @@
+"""Ending a connection: revoke at the provider (RFC 7009) when it can, then forget it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.token_endpoint import post_revocation
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core import events
+from tokenlife.core.grants import revocation_request
+from tokenlife.core.integration import Integration
+from tokenlife.errors import TokenlifeError, UnknownIntegrationError
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionRemoval:
+    def __init__(
+        self,
+        *,
+        integrations: Mapping[str, Integration],
+        store: TokenStore,
+        events_: EventStream,
+        http: aiohttp.ClientSession,
+        http_timeout: float,
+    ) -> None:
+        self._integrations = integrations
+        self._store = store
+        self._events = events_
+        self._http = http
+        self._timeout = http_timeout
+
+    async def delete(self, integration_name: str, connection_id: str, now: float) -> dict[str, Any]:
+        integration = self._integrations.get(integration_name)
+        if integration is None:
+            raise UnknownIntegrationError(f"no integration named {integration_name!r}")
+        tokens = await self._store.tokens(integration_name, connection_id)
+        revoked, problem = False, None
+        if integration.revocation_url is not None:
+            # Revoking the refresh token ends the whole grant at most vendors (RFC 7009 §2.1).
+            token, hint = (
+                (tokens.refresh_token, "refresh_token") if tokens.refresh_token
+                else (tokens.access_token, "access_token")
+            )  # fmt: skip
+            try:
+                await post_revocation(
+                    self._http, revocation_request(integration, token, hint), self._timeout
+                )
+                revoked = True
+            except TokenlifeError as exc:
+                # The tokens are deleted anyway: keeping them would not make revoking work.
+                problem = str(exc)
+                log.warning("revocation of %s/%s failed: %s", integration_name, connection_id, exc)
+        await self._store.delete(integration_name, connection_id)
+        await self._events.emit(
+            events.CONNECTION_DELETED, integration_name, connection_id, now,
+            provider=integration.provider, revoked=revoked,
+            revocation_supported=integration.revocation_url is not None,
+            revocation_error=problem,
+        )  # fmt: skip
+        return {"deleted": True, "revoked": revoked, "revocation_error": problem}
