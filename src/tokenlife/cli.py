@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Coroutine
@@ -268,13 +269,24 @@ def worker(beat: bool, celery_args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def up(celery_args: tuple[str, ...]) -> None:
+    """Everything on one machine: the API, and a worker with beat; an embedded Redis and a
+    development key when none is configured. This is what `make run` calls."""
+    _develop(celery_args, with_api=True)
+
+
+@main.command()
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def run(celery_args: tuple[str, ...]) -> None:
-    """Development mode: embedded Redis and a dev key when none is configured, then
-    a worker with beat. This is what `make run` calls."""
+    """Like `up` without the API: a worker with beat, embedded Redis and dev key as needed."""
+    _develop(celery_args, with_api=False)
+
+
+def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
     from tokenlife import development
 
     settings = _settings()
-    redis_process = None
+    children: list[subprocess.Popen[bytes]] = []
     try:
         if not settings.encryption_keys:
             key, generated = development.development_key()
@@ -288,20 +300,27 @@ def run(celery_args: tuple[str, ...]) -> None:
             )
         if "redis_url" not in settings.model_fields_set and not development.redis_answers():
             redis_process, url = development.start_embedded_redis()
+            children.append(redis_process)
             os.environ["TOKENLIFE_REDIS_URL"] = url
             click.echo(
                 f"tokenlife: started an embedded Redis at {url} (data in {development.STATE_DIR}/)",
                 err=True,
             )
+        if with_api:
+            # Its own process: the API's event loop stays clear of Celery's.
+            api_argv = [sys.executable, "-m", "tokenlife.cli", "api"]
+            children.append(subprocess.Popen(api_argv))  # noqa: S603 - our own command
     except TokenlifeError as exc:
+        for child in children:
+            child.terminate()
         raise click.ClickException(str(exc)) from None
     try:
         schedule = str(development.STATE_DIR / "celerybeat-schedule")
         _start_worker(True, ("--schedule", schedule, *celery_args))
     finally:
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(timeout=10)
+        for child in reversed(children):  # the API first, Redis last
+            child.terminate()
+            child.wait(timeout=10)
 
 
 def _start_worker(beat: bool, celery_args: tuple[str, ...]) -> None:
