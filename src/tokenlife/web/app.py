@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +50,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/api/integrations", list_integrations)
     app.router.add_get("/api/connections", list_connections)
     app.router.add_get("/api/connections/{integration}/{connection_id}", show_connection)
@@ -125,6 +128,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/json")
+
+
+@cache
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 document, as shipped (tests/e2e/test_openapi.py keeps it in sync)."""
+    return resources.files("tokenlife.web").joinpath("openapi.json").read_bytes()
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -34,7 +34,9 @@ def authenticate(header: str | None, keys: Iterable[ApiKey]) -> ApiKey | None:
     matches first, so the time taken says nothing about which key was close."""
     if not header or not header.startswith("Bearer "):
         return None
-    presented = hashlib.sha256(header.removeprefix("Bearer ").strip().encode()).digest()
+    # surrogateescape: undecodable bytes in the header are a wrong key (401), not a 500.
+    raw = header.removeprefix("Bearer ").strip().encode("utf-8", "surrogateescape")
+    presented = hashlib.sha256(raw).digest()
     found = None
     for key in keys:
         if hmac.compare_digest(presented, key.digest):
