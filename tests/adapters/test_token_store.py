@@ -139,6 +139,7 @@ async def test_get_reads_the_connection_without_token_values(store: TokenStore) 
         "consecutive_failures": 0,
         "failing_since": None,
         "last_error": None,
+        "last_alert": None,
     }
 
 

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from tests.fakes.base import Reply
 from tests.support import (
     Fakes,
     WorkerHandle,
@@ -331,3 +332,25 @@ async def test_metrics_show_the_fleet_in_one_scrape(
     statuses = {s.labels["status"]: s.value for s in families["tokenlife_connections"].samples}
     assert statuses["active"] >= 1
     assert "tokenlife_schedule_depth" in families and "tokenlife_schedule_lag_seconds" in families
+
+
+async def test_a_connection_shows_its_last_alert_and_a_409_names_the_fixes(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, fakes: Fakes,
+    redis: Redis, settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "google", cid, login_hint=cid)
+    refusal = b'{"error": "invalid_grant", "error_description": "Bad Request"}'
+    family = next(f for f, fam in fakes.google.families.items() if fam.grant.user == cid)
+    fakes.google.script_refresh(family, Reply(status=400, body=refusal))
+    await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
+                     repr(time.time() + 5))  # fmt: skip
+
+    response = await client.post(f"/api/connections/google/{cid}/token", headers=auth())
+    body = await response.json()
+    assert response.status == 409
+    assert body["last_alert"]["type"] == "alert.reauthorization_required"
+    assert "'Testing' publishing status" not in body["message"]
+    assert any("In production" in fix for fix in body["diagnosis"])
+    shown = await (await client.get(f"/api/connections/google/{cid}", headers=auth())).json()
+    assert shown["last_alert"]["type"] == "alert.reauthorization_required"

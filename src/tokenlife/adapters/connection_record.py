@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ class Connection:
     failure_window_count: int = 0
     expiry_alerts_sent: tuple[float, ...] = ()
     last_error: str | None = None
+    last_alert: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class Connection:
             "consecutive_failures": self.consecutive_failures,
             "failing_since": iso8601(self.failing_since),
             "last_error": self.last_error,
+            "last_alert": None if self.last_alert is None else dict(self.last_alert),
         }
 
 
@@ -123,4 +126,5 @@ def parse_connection(raw: Mapping[str, str]) -> Connection:
         failure_window_count=int(raw.get("failure_window_count", "0")),
         expiry_alerts_sent=tuple(float(x) for x in sent.split(",") if x),
         last_error=raw.get("last_error"),
+        last_alert=json.loads(raw["last_alert"]) if "last_alert" in raw else None,
     )

@@ -175,6 +175,7 @@ class TokenStore:
                 event.type if event else "",
                 json.dumps(event.data, separators=(",", ":")) if event else "",
                 self._events_max_length,
+                last_alert(event) if event else "",
             ],
         )
         if lease is not None:
@@ -203,6 +204,13 @@ class TokenStore:
     async def tokens(self, integration: str, connection_id: str) -> TokenSet:
         return (await self.load(integration, connection_id))[1]
 
+    async def note_alert(self, event: Event) -> None:
+        """Remember an alert on its connection (the API shows the last one)."""
+        value = last_alert(event)
+        if value and event.data.get("connection_id"):
+            key = self._keys.connection(event.data["integration"], event.data["connection_id"])
+            await self._redis.hset(key, "last_alert", value)
+
     async def delete(self, integration: str, connection_id: str) -> bool:
         """The hash, the schedule entry and the index entry, in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -224,3 +232,14 @@ class TokenStore:
         if not raw:
             raise UnknownConnectionError(f"no connection {connection_id!r} in {integration!r}")
         return raw
+
+
+def last_alert(event: Event) -> str:
+    """What a connection keeps of its latest alert: type, time and the fixes named."""
+    if not event.type.startswith("alert."):
+        return ""
+    fixes = [c.get("fix") for c in event.data.get("diagnosis") or [] if c.get("fix")]
+    return json.dumps(
+        {"type": event.type, "occurred_at": event.data.get("occurred_at"), "fixes": fixes},
+        separators=(",", ":"),
+    )

@@ -6,7 +6,8 @@
 -- ARGV: 1 expected version, 2 now, 3 schedule member, 4 due time ('' leaves the schedule
 -- as is, '-' takes the connection off it), 5 JSON object of fields to set, 6 JSON list of
 -- fields to delete, 7 lock token or '', 8 slot token or '', 9 event type or '',
--- 10 event data (JSON), 11 approximate length cap of the stream.
+-- 10 event data (JSON), 11 approximate length cap of the stream, 12 the connection's
+-- last alert (JSON) when the event is an alert, else ''.
 -- Returns the new version, or -1 when the version didn't match (nothing written).
 local result = -1
 if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
@@ -25,6 +26,9 @@ if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
   end
   if ARGV[9] ~= '' then
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[11], '*', 'type', ARGV[9], 'data', ARGV[10])
+  end
+  if ARGV[12] ~= '' then
+    redis.call('HSET', KEYS[1], 'last_alert', ARGV[12])
   end
 end
 if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) == ARGV[7] then

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.event_stream import EventStream, new_event
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.token_endpoint import post_token_request
 from tokenlife.adapters.token_store import TokenStore
@@ -190,7 +190,7 @@ class ExchangeService:
                 integration, pending, tokens, now, common
             )
         elif verdict is Verdict.LIFETIME_UNKNOWN:
-            await self._events.emit(
+            await self._alert(
                 events.LIFETIME_UNKNOWN,
                 integration.name,
                 pending.connection_id,
@@ -228,7 +228,7 @@ class ExchangeService:
             tokens.granted_scopes,
             tokens.lifetime_seconds,
         )
-        await self._events.emit(
+        await self._alert(
             events.REFRESH_TOKEN_MISSING,
             integration.name,
             pending.connection_id,
@@ -241,6 +241,14 @@ class ExchangeService:
             **common,
         )
         return [cause.fix for cause in diagnosis]
+
+    async def _alert(
+        self, type_: str, integration: str, connection_id: str, now: float, **fields: Any
+    ) -> None:
+        """Publish an alert and remember it on the connection (the API shows the last)."""
+        event = new_event(type_, integration, connection_id, now, **fields)
+        await self._events.publish(event)
+        await self._tokens.note_alert(event)
 
     async def _fail(
         self,

@@ -214,9 +214,11 @@ async def access_token(request: web.Request) -> web.Response:
         token = await runtime.access.get(integration, connection_id)
     except ReauthorizationRequiredError as exc:
         connection = await runtime.tokens.get(integration, connection_id)
+        alert = dict(connection.last_alert or {})
         return problem(
             409, "reauthorization_required", str(exc),
             status=connection.status.value, last_error=connection.last_error,
+            diagnosis=alert.get("fixes", []), last_alert=alert or None,
         )  # fmt: skip
     return web.json_response(
         {"access_token": token.access_token, "token_type": token.token_type,
