@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # `return_to` of the connect flow must start with one of these (no open redirects).
     api_return_to_allowed: Annotated[tuple[str, ...], NoDecode] = ()
     api_callback_wait_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    # No request holds a connection longer: a hung provider ends in a 504, not a pile-up.
+    api_request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
 
     @field_validator(
         "encryption_keys", "expiry_alert_lead_days", "alert_urls", "alert_webhook_urls",

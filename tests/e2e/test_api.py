@@ -354,3 +354,27 @@ async def test_a_connection_shows_its_last_alert_and_a_409_names_the_fixes(
     assert any("In production" in fix for fix in body["diagnosis"])
     shown = await (await client.get(f"/api/connections/google/{cid}", headers=auth())).json()
     assert shown["last_alert"]["type"] == "alert.reauthorization_required"
+
+
+async def test_a_request_that_takes_too_long_ends_in_504(
+    settings: Settings, fakes: Fakes, tl: Tokenlife, worker: WorkerHandle, redis: Redis
+) -> None:
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "generic-offline", cid, login_hint=cid)
+    family = next(f for f, fam in fakes.generic.families.items() if fam.grant.user == cid)
+    configured = settings.model_copy(
+        update={"api_keys": (FULL,), "api_request_timeout_seconds": 0.3}
+    )
+    fakes.generic.script_refresh(family, Reply(delay=2))
+    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
+                     repr(time.time() + 5))  # fmt: skip
+    runtime = await Runtime.open(await load_config(configured))
+    try:
+        async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as slow:
+            response = await slow.post(
+                f"/api/connections/generic-offline/{cid}/token", headers=auth()
+            )
+            assert response.status == 504
+            assert (await response.json())["error"] == "timeout"
+    finally:
+        await runtime.close()

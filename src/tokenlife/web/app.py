@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +40,12 @@ def create_app(runtime: Runtime) -> web.Application:
     settings = runtime.config.settings
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
-        middlewares=[errors_middleware, security_headers_middleware, auth_middleware],
+        middlewares=[
+            errors_middleware,
+            security_headers_middleware,
+            timeout_middleware,
+            auth_middleware,
+        ],
     )
     app[RUNTIME] = runtime
     app[KEYS] = parse_api_keys(settings.api_keys)
@@ -109,6 +115,16 @@ async def security_headers_middleware(request: web.Request, handler: Handler) ->
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Frame-Options", "DENY")
     return response
+
+
+@web.middleware
+async def timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limit = request.app[RUNTIME].config.settings.api_request_timeout_seconds
+    try:
+        async with asyncio.timeout(limit):
+            return await handler(request)
+    except TimeoutError:
+        return problem(504, "timeout", f"the request took longer than {limit:g} s")
 
 
 @web.middleware
