@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import urlencode
 
@@ -22,9 +23,18 @@ from tokenlife.errors import (
 MAX_BODY_BYTES = 1024 * 1024
 
 
-async def post_token_request(
-    session: aiohttp.ClientSession, request: TokenRequest, timeout: float, now: float
-) -> TokenSet:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    content_type: str
+    retry_after: str | None
+    body: bytes
+
+
+async def _post_form(
+    session: aiohttp.ClientSession, request: TokenRequest, timeout: float, endpoint: str
+) -> _Answer:
+    """POST the form; transport failures become TransientErrors naming `endpoint`."""
     try:
         # Encoded here rather than by aiohttp's FormData, which builds a multipart writer
         # for every request; the body is the same application/x-www-form-urlencoded.
@@ -40,15 +50,25 @@ async def post_token_request(
                 raise InvalidResponseError(
                     f"HTTP {response.status} body is larger than {MAX_BODY_BYTES} bytes"
                 )
-            status = response.status
-            content_type = response.headers.get("Content-Type", "")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+            return _Answer(
+                response.status,
+                response.headers.get("Content-Type", ""),
+                response.headers.get("Retry-After"),
+                body,
+            )
     except TimeoutError:
-        raise EndpointTimeoutError(f"token endpoint did not answer within {timeout:g} s") from None
+        raise EndpointTimeoutError(f"{endpoint} did not answer within {timeout:g} s") from None
     except aiohttp.ClientError as exc:
         # The exception text names host and OS error only; the form is never in it.
-        raise TransportError(f"token endpoint unreachable: {type(exc).__name__}: {exc}") from None
-    return parse_token_response(status, content_type, body, now, retry_after)
+        raise TransportError(f"{endpoint} unreachable: {type(exc).__name__}: {exc}") from None
+
+
+async def post_token_request(
+    session: aiohttp.ClientSession, request: TokenRequest, timeout: float, now: float
+) -> TokenSet:
+    answer = await _post_form(session, request, timeout, "token endpoint")
+    retry_after = parse_retry_after(answer.retry_after, now)
+    return parse_token_response(answer.status, answer.content_type, answer.body, now, retry_after)
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
@@ -83,22 +103,8 @@ async def post_revocation(
     session: aiohttp.ClientSession, request: TokenRequest, timeout: float
 ) -> None:
     """RFC 7009 §2.2: 200 means revoked (or already invalid); anything else is an error."""
-    try:
-        async with session.post(
-            request.url,
-            data=urlencode(request.form).encode("ascii"),
-            headers={**request.headers, "Content-Type": "application/x-www-form-urlencoded"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,
-        ) as response:
-            status = response.status
-    except TimeoutError:
-        raise EndpointTimeoutError(
-            f"revocation endpoint did not answer within {timeout:g} s"
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise TransportError(f"revocation endpoint unreachable: {type(exc).__name__}") from None
-    if status >= 500:
-        raise ServerError(status)
-    if status != 200:
-        raise InvalidResponseError(f"revocation endpoint answered HTTP {status}")
+    answer = await _post_form(session, request, timeout, "revocation endpoint")
+    if answer.status >= 500:
+        raise ServerError(answer.status)
+    if answer.status != 200:
+        raise InvalidResponseError(f"revocation endpoint answered HTTP {answer.status}")
