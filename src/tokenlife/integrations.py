@@ -215,6 +215,7 @@ def _timing(config: IntegrationConfig, preset: Preset, default: RefreshTiming) -
         ),
         jitter_fraction=default.jitter_fraction,
         refresh_token_idle_seconds=None if idle is None else idle * SECONDS_PER_DAY,
+        unknown_lifetime_refresh_seconds=default.unknown_lifetime_refresh_seconds,
     )
 
 

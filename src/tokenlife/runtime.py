@@ -72,6 +72,7 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
                     RefreshTiming(
                         min_margin_seconds=settings.refresh_margin_seconds,
                         margin_fraction=settings.refresh_margin_fraction,
+                        unknown_lifetime_refresh_seconds=settings.refresh_unknown_lifetime_seconds,
                     ),
                 )
     alerts = load_alert_config(settings, os.environ if environ is None else environ)

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    refresh_unknown_lifetime_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 3600.0
     refresh_due_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
     refresh_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
     refresh_claim_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 5000

@@ -20,7 +20,8 @@ HOUR = 3600.0
 HIGH = 0.999  # the largest jitter the tables use; random.random() stays below 1
 
 DEFAULT = RefreshTiming()  # 300 s minimum, 20 % of the lifetime, up to 10 % jitter
-IDLE_90 = RefreshTiming(refresh_token_idle_seconds=90 * DAY)
+IDLE_90 = RefreshTiming(refresh_token_idle_seconds=90 * DAY, unknown_lifetime_refresh_seconds=None)
+NO_PERIODIC = RefreshTiming(unknown_lifetime_refresh_seconds=None)
 
 
 @pytest.mark.parametrize(
@@ -151,8 +152,30 @@ IDLE_90 = RefreshTiming(refresh_token_idle_seconds=90 * DAY)
             None, None, NOW - 10 * DAY, IDLE_90, HIGH, NOW, NOW + 35 * DAY, id="no-expiry-since-10d"
         ),
         pytest.param(None, None, NOW - 50 * DAY, IDLE_90, 0.0, NOW, NOW, id="no-expiry-overdue"),
-        pytest.param(None, 3600, NOW, DEFAULT, 0.0, NOW, None, id="no-expiry-no-idle"),
-        pytest.param(None, None, NOW, DEFAULT, HIGH, NOW, None, id="nothing-to-schedule"),
+        pytest.param(None, 3600, NOW, NO_PERIODIC, 0.0, NOW, None, id="no-expiry-no-idle"),
+        pytest.param(None, None, NOW, NO_PERIODIC, HIGH, NOW, None, id="nothing-to-schedule"),
+        # Unknown lifetime (no expires_in, no JWT exp: Salesforce): refreshed hourly.
+        pytest.param(None, None, NOW, DEFAULT, 0.0, NOW, NOW + 3600, id="unknown-lifetime-hourly"),
+        pytest.param(
+            None,
+            None,
+            NOW - 600,
+            DEFAULT,
+            0.0,
+            NOW,
+            NOW + 3000,
+            id="unknown-lifetime-from-last-refresh",
+        ),
+        pytest.param(
+            None,
+            None,
+            NOW,
+            RefreshTiming(refresh_token_idle_seconds=90 * DAY),
+            0.0,
+            NOW,
+            NOW + 3600,
+            id="unknown-lifetime-sooner-than-keep-alive",
+        ),
     ],
 )
 def test_next_refresh_at(

@@ -89,7 +89,7 @@ SETTINGS = RefreshTiming(min_margin_seconds=900, margin_fraction=0.1)  # as if f
             integration("custom"), 30 * DAY, None, NOW + 30 * DAY - 6 * DAY * WIDE, id="custom-30d"
         ),
         pytest.param(
-            integration("custom"), None, None, None, id="custom-no-expiry-nothing-to-schedule"
+            integration("custom"), None, None, NOW + 3600, id="custom-unknown-lifetime-hourly"
         ),
         # Google: a 180-day idle limit, so a keep-alive 90 days after the last refresh.
         pytest.param(integration("google"), 3599, None, NOW + 3599 - 719.8 * WIDE, id="google-1h"),
@@ -113,7 +113,7 @@ SETTINGS = RefreshTiming(min_margin_seconds=900, margin_fraction=0.1)  # as if f
         pytest.param(
             integration("google"), 3599, NOW - 179 * DAY, NOW, id="google-keep-alive-overdue"
         ),
-        pytest.param(integration("google"), None, None, NOW + 90 * DAY, id="google-no-expiry"),
+        pytest.param(integration("google"), None, None, NOW + 3600, id="google-no-expiry-hourly"),
         # Microsoft: a 90-day idle limit, so a keep-alive after 45 days.
         pytest.param(
             integration("microsoft"), 4500, None, NOW + 4500 - 900 * WIDE, id="microsoft-75min"
@@ -126,7 +126,7 @@ SETTINGS = RefreshTiming(min_margin_seconds=900, margin_fraction=0.1)  # as if f
             id="microsoft-100d-keep-alive",
         ),
         pytest.param(
-            integration("microsoft"), None, NOW - DAY, NOW + 44 * DAY, id="microsoft-no-expiry"
+            integration("microsoft"), None, NOW - 600, NOW + 3000, id="microsoft-no-expiry-hourly"
         ),
         # Integration overrides win over the preset, which wins over the settings' defaults.
         pytest.param(

@@ -23,6 +23,9 @@ class RefreshTiming:
     jitter_fraction: float = 0.1
     # A refresh token that dies after this long unused gets a keep-alive refresh.
     refresh_token_idle_seconds: float | None = None
+    # An access token of unknown lifetime (no expires_in, no JWT exp; Salesforce) is
+    # refreshed this often, so a stored token is never older than this.
+    unknown_lifetime_refresh_seconds: float | None = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ def next_refresh_at(
     if timing.refresh_token_idle_seconds:
         # Half the idle limit: a keep-alive that fails still has the other half to succeed.
         candidates.append(last_refreshed_at + timing.refresh_token_idle_seconds / 2)
+    if expires_at is None and timing.unknown_lifetime_refresh_seconds:
+        candidates.append(last_refreshed_at + timing.unknown_lifetime_refresh_seconds)
     if not candidates:
         return None
     return max(now, min(candidates))
