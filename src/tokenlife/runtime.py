@@ -90,8 +90,7 @@ class Runtime:
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
-        self.tokens = TokenStore(redis, keys, cipher)
-        self.tokens.set_events_max_length(settings.events_max_length)
+        self.tokens = TokenStore(redis, keys, cipher, settings.events_max_length)
         self.schedule = RefreshSchedule(redis, keys)
         self.locks = Locks(redis, keys)
         self.events = EventStream(redis, keys, settings.events_max_length)

@@ -135,21 +135,21 @@ async def test_concurrent_claims_hand_out_every_member_exactly_once(
     assert len(leased) == 2000
 
 
-async def test_reschedule_due_at_and_depth(schedule: RefreshSchedule) -> None:
+async def test_reschedule_moves_a_connection_and_a_claim_keeps_it(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
     integration = new_name("it")
-    assert await schedule.depth() == 0
-    assert await schedule.due_at(integration, "conn-a") is None
-
+    member = keys.member(integration, "conn-a")
     await schedule.reschedule(integration, "conn-a", NOW + 60)
     await schedule.reschedule(integration, "conn-b", NOW + 120)
-    assert await schedule.due_at(integration, "conn-a") == NOW + 60
-    assert await schedule.depth() == 2
+    assert await redis.zscore(keys.schedule, member) == NOW + 60
+    assert await redis.zcard(keys.schedule) == 2
 
     await schedule.reschedule(integration, "conn-a", NOW - 1)  # moves, adds nothing
-    assert await schedule.due_at(integration, "conn-a") == NOW - 1
-    assert await schedule.depth() == 2
+    assert await redis.zscore(keys.schedule, member) == NOW - 1
+    assert await redis.zcard(keys.schedule) == 2
     assert await schedule.claim_due(NOW, LEASE, limit=100) == [Due(integration, "conn-a", NOW - 1)]
-    assert await schedule.depth() == 2  # a claim leases, it does not remove
+    assert await redis.zcard(keys.schedule) == 2  # a claim leases, it does not remove
 
 
 @pytest.mark.parametrize("connection_id", ["tenant:user:42", "plain", ":leading", "trailing:"])

@@ -89,7 +89,3 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
-
-    @property
-    def all_keys_pattern(self) -> str:
-        return f"{self.prefix}:*"

@@ -38,15 +38,6 @@ class RefreshSchedule:
             claimed.append(Due(integration, connection_id, float(score)))
         return claimed
 
-    async def due_at(self, integration: str, connection_id: str) -> float | None:
-        score = await self._redis.zscore(
-            self._keys.schedule, self._keys.member(integration, connection_id)
-        )
-        return None if score is None else float(score)
-
-    async def depth(self) -> int:
-        return int(await self._redis.zcard(self._keys.schedule))
-
     async def count(self, totals: dict[str, int]) -> None:
         """Add to the running totals in one round trip."""
         if not totals:

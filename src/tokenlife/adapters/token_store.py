@@ -40,17 +40,17 @@ class Claim:
 
 
 class TokenStore:
-    def __init__(self, redis: Redis, keys: Keys, cipher: Cipher) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, cipher: Cipher, events_max_length: int = 100_000
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._cipher = cipher
         self._save = scripts.register(redis, "save_connection")
         self._update = scripts.register(redis, "update_connection")
         self._claim = scripts.register(redis, "claim_connection")
-        self._events_max_length = 100_000
-
-    def set_events_max_length(self, max_length: int) -> None:
-        self._events_max_length = max_length
+        # Events published inside a write go to the same capped stream as EventStream's.
+        self._events_max_length = events_max_length
 
     async def claim(
         self, integration: str, connection_id: str, provider: str, slots: int, now: float
