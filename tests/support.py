@@ -22,6 +22,7 @@ from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.fakes.receiver import AlertReceiver
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 from tokenlife.worker import celery_config
@@ -261,3 +262,8 @@ async def stream_events(redis: Redis, prefix: str) -> list[tuple[str, dict[str, 
     """Every event of the stream under `prefix`: (type, data)."""
     entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(f"{prefix}:events"))
     return [(fields["type"], json.loads(fields["data"])) for _, fields in entries]
+
+
+async def put_on_schedule(redis: Redis, keys: Keys, integration: str, cid: str, at: float) -> None:
+    """What a save does to the schedule: the connection due at `at`."""
+    await redis.zadd(keys.schedule, {keys.member(integration, cid): at})

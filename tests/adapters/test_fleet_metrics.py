@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tests.support import Fakes
+from tests.support import Fakes, put_on_schedule
 from tokenlife.adapters import fleet_metrics
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.fleet_metrics import LATENCY_BUCKETS, FleetMetrics, latency_fields
@@ -110,9 +110,9 @@ async def test_depth_counts_everything_and_lag_only_what_is_due_and_unclaimed(
     redis: Redis, keys: Keys
 ) -> None:
     schedule = RefreshSchedule(redis, keys)
-    await schedule.reschedule("crm", "overdue-claimed", NOW - 30)
-    await schedule.reschedule("crm", "overdue", NOW - 10)
-    await schedule.reschedule("crm", "later", NOW + 100)
+    await put_on_schedule(redis, keys, "crm", "overdue-claimed", NOW - 30)
+    await put_on_schedule(redis, keys, "crm", "overdue", NOW - 10)
+    await put_on_schedule(redis, keys, "crm", "later", NOW + 100)
     claimed = await schedule.claim_due(NOW - 20, lease_seconds=300, limit=10)
     assert [d.connection_id for d in claimed] == ["overdue-claimed"]
 
@@ -252,7 +252,7 @@ async def test_a_refresh_batch_and_a_delivery_run_show_up_in_one_scrape(fleet: F
 async def test_the_handler_serves_the_text_format_and_503_without_redis(
     redis: Redis, keys: Keys
 ) -> None:
-    await RefreshSchedule(redis, keys).reschedule("crm", "c1", NOW)
+    await put_on_schedule(redis, keys, "crm", "c1", NOW)
     app = web.Application()
     app[METRICS] = FleetMetrics(redis, keys, ())
     app.router.add_get("/metrics", metrics)

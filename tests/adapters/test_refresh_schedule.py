@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from tests.support import put_on_schedule
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
 from tokenlife.settings import Settings
@@ -54,7 +55,7 @@ async def test_claim_due_returns_only_due_members_with_their_due_scores(
     due_at = {"long-overdue": NOW - 3600, "just-due": NOW - 0.5, "exactly-now": NOW}
     not_yet = {"in-a-moment": NOW + 0.5, "tomorrow": NOW + 86400}
     for cid, at in (due_at | not_yet).items():
-        await schedule.reschedule(integration, cid, at)
+        await put_on_schedule(redis, keys, integration, cid, at)
 
     claimed = await schedule.claim_due(NOW, LEASE, limit=100)
 
@@ -72,7 +73,7 @@ async def test_claim_due_takes_at_most_limit_the_longest_overdue_first(
 ) -> None:
     integration = new_name("it")
     for i in range(10):
-        await schedule.reschedule(integration, f"conn-{i}", NOW - 100 + i)
+        await put_on_schedule(redis, keys, integration, f"conn-{i}", NOW - 100 + i)
 
     claimed = await schedule.claim_due(NOW, LEASE, limit=4)
 
@@ -81,10 +82,12 @@ async def test_claim_due_takes_at_most_limit_the_longest_overdue_first(
         assert await score(redis, keys, integration, f"conn-{i}") == NOW - 100 + i
 
 
-async def test_a_second_claim_at_the_same_time_finds_nothing(schedule: RefreshSchedule) -> None:
+async def test_a_second_claim_at_the_same_time_finds_nothing(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
     integration = new_name("it")
     for i in range(5):
-        await schedule.reschedule(integration, f"conn-{i}", NOW - i)
+        await put_on_schedule(redis, keys, integration, f"conn-{i}", NOW - i)
     assert len(await schedule.claim_due(NOW, LEASE, limit=100)) == 5
 
     assert await schedule.claim_due(NOW, LEASE, limit=100) == []
@@ -98,7 +101,7 @@ async def test_after_the_lease_the_same_members_come_due_again(
     integration = new_name("it")
     ids = [f"conn-{i}" for i in range(3)]
     for i, cid in enumerate(ids):
-        await schedule.reschedule(integration, cid, NOW - 10 * i)
+        await put_on_schedule(redis, keys, integration, cid, NOW - 10 * i)
     await schedule.claim_due(NOW, LEASE, limit=100)
 
     later = NOW + LEASE
@@ -140,8 +143,8 @@ async def test_reschedule_moves_a_connection_and_a_claim_keeps_it(
 ) -> None:
     integration = new_name("it")
     member = keys.member(integration, "conn-a")
-    await schedule.reschedule(integration, "conn-a", NOW + 60)
-    await schedule.reschedule(integration, "conn-b", NOW + 120)
+    await put_on_schedule(redis, keys, integration, "conn-a", NOW + 60)
+    await put_on_schedule(redis, keys, integration, "conn-b", NOW + 120)
     assert await redis.zscore(keys.schedule, member) == NOW + 60
     assert await redis.zcard(keys.schedule) == 2
 
@@ -160,11 +163,23 @@ def test_member_and_parse_member_round_trip(connection_id: str) -> None:
 
 
 async def test_a_connection_id_with_colons_comes_back_whole_from_a_claim(
-    schedule: RefreshSchedule,
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
 ) -> None:
     integration = new_name("it")
-    await schedule.reschedule(integration, "tenant:user:42", NOW)
+    await put_on_schedule(redis, keys, integration, "tenant:user:42", NOW)
 
     assert await schedule.claim_due(NOW, LEASE, limit=10) == [
         Due(integration, "tenant:user:42", NOW)
     ]
+
+
+async def test_reschedule_never_puts_back_a_connection_taken_off_since(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    integration = new_name("it")
+    await schedule.reschedule(integration, "gone", NOW + 5)  # was never on it
+    assert await redis.zcard(keys.schedule) == 0
+    await redis.zadd(keys.schedule, {keys.member(integration, "gone"): NOW})
+    await schedule.forget(integration, "gone")
+    await schedule.reschedule(integration, "gone", NOW + 5)
+    assert await redis.zcard(keys.schedule) == 0

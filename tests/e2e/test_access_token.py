@@ -78,3 +78,17 @@ async def test_an_expired_token_without_refresh_token_raises(
 async def test_an_unknown_connection_raises(tl: Tokenlife) -> None:
     with pytest.raises(UnknownConnectionError):
         await tl.get_access_token("generic", "nobody")
+
+
+async def test_a_refresh_that_returns_an_already_short_token_is_not_repeated(
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    cid, family = await connect(tl, worker, "generic-offline")
+    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
+                     repr(time.time() + 30))  # fmt: skip
+    fakes.generic.script_refresh(family, Reply(jwt_exp=int(time.time()) - 60))
+
+    token = await tl.get_access_token("generic-offline", cid)
+
+    assert fakes.generic.refreshes(family) == 1  # one request, no loop against the provider
+    assert token.expires_at is not None and token.expires_at < time.time()

@@ -56,6 +56,12 @@ class RefreshSchedule:
             await pipe.execute()
 
     async def reschedule(self, integration: str, connection_id: str, due_at: float) -> None:
+        """Move a connection that is on the schedule; XX: never put back one that a delete
+        or an unschedule took off since it was claimed."""
         await self._redis.zadd(
-            self._keys.schedule, {self._keys.member(integration, connection_id): due_at}
+            self._keys.schedule, {self._keys.member(integration, connection_id): due_at}, xx=True
         )
+
+    async def forget(self, integration: str, connection_id: str) -> None:
+        """A claimed connection whose record is gone leaves the schedule for good."""
+        await self._redis.zrem(self._keys.schedule, self._keys.member(integration, connection_id))

@@ -60,6 +60,8 @@ class AccessTokens:
             raise UnknownIntegrationError(f"no integration named {integration_name!r}")
         deadline = self._clock() + self._wait
         while True:
+            if self._clock() > deadline:
+                raise TransientError("timed out waiting for a refresh in progress")
             connection, tokens = await self._store.load(integration_name, connection_id)
             now = self._clock()
             if connection.status is Status.REAUTHORIZATION_REQUIRED:
@@ -79,8 +81,6 @@ class AccessTokens:
             lock = await self._locks.acquire(integration_name, connection_id)
             if lock is None:
                 # Someone is refreshing it right now: wait for them, then read again.
-                if self._clock() > deadline:
-                    raise TransientError("timed out waiting for a refresh in progress")
                 await asyncio.sleep(_LOCK_POLL_SECONDS)
                 continue
             try:
@@ -100,5 +100,12 @@ class AccessTokens:
                         ) from result.error
                     if result.outcome is Outcome.TRANSIENT_FAILURE and result.error is not None:
                         raise result.error
+                    if result.outcome is Outcome.REFRESHED:
+                        # What this refresh saved is the answer, even when the provider's
+                        # new token is itself short (an expired JWT): no second request.
+                        _, tokens = await self._store.load(integration_name, connection_id)
+                        return AccessToken(
+                            tokens.access_token, tokens.token_type, tokens.expires_at
+                        )
             finally:
                 await self._locks.release(integration_name, connection_id, lock)

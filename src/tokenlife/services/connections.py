@@ -14,7 +14,7 @@ from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events
 from tokenlife.core.grants import revocation_request
 from tokenlife.core.integration import Integration
-from tokenlife.errors import TokenlifeError, UnknownIntegrationError
+from tokenlife.errors import TokenlifeError, UnknownConnectionError, UnknownIntegrationError
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ class ConnectionRemoval:
         integration = self._integrations.get(integration_name)
         if integration is None:
             raise UnknownIntegrationError(f"no integration named {integration_name!r}")
-        tokens = await self._store.tokens(integration_name, connection_id)
         revoked, problem = False, None
         if integration.revocation_url is not None:
+            tokens = await self._store.tokens(integration_name, connection_id)
             # Revoking the refresh token ends the whole grant at most vendors (RFC 7009 §2.1).
             token, hint = (
                 (tokens.refresh_token, "refresh_token") if tokens.refresh_token
@@ -56,7 +56,8 @@ class ConnectionRemoval:
                 # The tokens are deleted anyway: keeping them would not make revoking work.
                 problem = str(exc)
                 log.warning("revocation of %s/%s failed: %s", integration_name, connection_id, exc)
-        await self._store.delete(integration_name, connection_id)
+        if not await self._store.delete(integration_name, connection_id):
+            raise UnknownConnectionError(f"no connection {connection_id!r} in {integration_name!r}")
         await self._events.emit(
             events.CONNECTION_DELETED, integration_name, connection_id, now,
             provider=integration.provider, revoked=revoked,

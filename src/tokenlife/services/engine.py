@@ -85,9 +85,6 @@ class RefreshEngine:
         await self._schedule.count(dict(totals))
         return outcomes
 
-    async def refresh_one(self, due: Due, clock: Callable[[], float]) -> str:
-        return (await self._attempt(due, clock))[0]
-
     async def _attempt(self, due: Due, clock: Callable[[], float]) -> tuple[str, float | None]:
         """The outcome, and how long the token request and its save took when one was made."""
         integration = self._integrations.get(due.integration)
@@ -105,6 +102,8 @@ class RefreshEngine:
             await self._schedule.reschedule(
                 due.integration, due.connection_id, clock() + 1 + self._rng.random()
             )
+        elif claim.kind == "gone":
+            await self._schedule.forget(due.integration, due.connection_id)
         if claim.kind != "ok":
             return claim.kind, None  # "locked": an on-demand refresh holds it; it reschedules
         assert claim.connection is not None and claim.lease is not None

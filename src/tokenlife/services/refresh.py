@@ -111,7 +111,7 @@ class Refresher:
             new = replace(new, refresh_token=old_refresh_token)  # RFC 6749 §6: keep the old
         # Providers change behaviour, so the rule is applied to every new token set.
         verdict = classify(new, integration.minimum_access_token_only_lifetime_days)
-        next_at = self._schedule.next_check(integration, new, now, sent=(), last_refreshed_at=now)
+        next_at = self._schedule.next_check(integration, new, now, sent=())
         refreshed = new_event(
             events.TOKEN_REFRESHED, connection.integration, connection.connection_id, now,
             provider=connection.provider,
