@@ -310,17 +310,26 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
             # Its own process: the API's event loop stays clear of Celery's.
             api_argv = [sys.executable, "-m", "tokenlife.cli", "api"]
             children.append(subprocess.Popen(api_argv))  # noqa: S603 - our own command
-    except TokenlifeError as exc:
-        for child in children:
-            child.terminate()
+    except (TokenlifeError, OSError) as exc:
+        _stop(children)
         raise click.ClickException(str(exc)) from None
     try:
         schedule = str(development.STATE_DIR / "celerybeat-schedule")
         _start_worker(True, ("--schedule", schedule, *celery_args))
     finally:
-        for child in reversed(children):  # the API first, Redis last
-            child.terminate()
+        _stop(children)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """The API first, Redis last; one that won't stop in 10 s is killed, and the rest
+    are still stopped."""
+    for child in reversed(children):
+        child.terminate()
+        try:
             child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _start_worker(beat: bool, celery_args: tuple[str, ...]) -> None:

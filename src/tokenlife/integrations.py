@@ -27,6 +27,7 @@ from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RefreshTiming
 from tokenlife.errors import ConfigurationError
+from tokenlife.settings import Settings
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 
@@ -216,6 +217,15 @@ def _timing(config: IntegrationConfig, preset: Preset, default: RefreshTiming) -
         jitter_fraction=default.jitter_fraction,
         refresh_token_idle_seconds=None if idle is None else idle * SECONDS_PER_DAY,
         unknown_lifetime_refresh_seconds=default.unknown_lifetime_refresh_seconds,
+    )
+
+
+def default_timing(settings: Settings) -> RefreshTiming:
+    """The settings' refresh timing, which presets and integrations then override."""
+    return RefreshTiming(
+        min_margin_seconds=settings.refresh_margin_seconds,
+        margin_fraction=settings.refresh_margin_fraction,
+        unknown_lifetime_refresh_seconds=settings.refresh_unknown_lifetime_seconds,
     )
 
 

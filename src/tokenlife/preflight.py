@@ -15,9 +15,8 @@ from tokenlife.adapters.keys import Keys
 from tokenlife.core import events
 from tokenlife.core.preflight import Finding, check_integration
 from tokenlife.core.presets import Preset
-from tokenlife.core.refresh_timing import RefreshTiming
 from tokenlife.errors import ConfigurationError
-from tokenlife.integrations import read_tables, resolve, validate_table
+from tokenlife.integrations import default_timing, read_tables, resolve, validate_table
 from tokenlife.settings import Settings
 
 
@@ -76,8 +75,7 @@ async def _check_one(
         integration = resolve(
             name, config, presets[config.provider], None,
             settings.minimum_access_token_only_lifetime_days, discovered,
-            RefreshTiming(min_margin_seconds=settings.refresh_margin_seconds,
-                          margin_fraction=settings.refresh_margin_fraction),
+            default_timing(settings),
         )  # fmt: skip
     except ConfigurationError as exc:
         return [*findings, Finding(name, "error", "invalid_configuration", str(exc),

@@ -24,8 +24,8 @@ from tokenlife.alert_config import AlertConfig, load_alert_config
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
-from tokenlife.core.refresh_timing import RefreshTiming, RetryPolicy
-from tokenlife.integrations import load_integrations_file, resolve
+from tokenlife.core.refresh_timing import RetryPolicy
+from tokenlife.integrations import default_timing, load_integrations_file, resolve
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
 from tokenlife.services.connections import ConnectionRemoval
@@ -69,11 +69,7 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
                     secret,
                     settings.minimum_access_token_only_lifetime_days,
                     discovered,
-                    RefreshTiming(
-                        min_margin_seconds=settings.refresh_margin_seconds,
-                        margin_fraction=settings.refresh_margin_fraction,
-                        unknown_lifetime_refresh_seconds=settings.refresh_unknown_lifetime_seconds,
-                    ),
+                    default_timing(settings),
                 )
     alerts = load_alert_config(settings, os.environ if environ is None else environ)
     return Config(settings=settings, presets=presets, integrations=integrations, alerts=alerts)

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
                     f"TOKENLIFE_{kind.upper()}_RETRY_MAX_SECONDS must be at least "
                     f"TOKENLIFE_{kind.upper()}_RETRY_BASE_SECONDS"
                 )
+        if self.api_callback_wait_seconds >= self.api_request_timeout_seconds:
+            raise ValueError(
+                "TOKENLIFE_API_CALLBACK_WAIT_SECONDS must be below "
+                "TOKENLIFE_API_REQUEST_TIMEOUT_SECONDS, or users get a 504 for a slow exchange"
+            )
         if self.alert_webhook_urls and not self.alert_webhook_secret:
             raise ValueError(
                 "TOKENLIFE_ALERT_WEBHOOK_URLS needs TOKENLIFE_ALERT_WEBHOOK_SECRET to sign with"

@@ -34,3 +34,8 @@ def test_scopes() -> None:
 def test_short_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 16"):
         parse_api_keys(["short"])
+
+
+def test_an_empty_integration_list_is_refused_not_read_as_all() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        parse_api_keys(["a-key-of-enough-length:"])

@@ -181,6 +181,9 @@ async def test_a_connection_needing_reauthorization_answers_409(
 async def test_unknown_things_are_404_and_large_bodies_413(client: TestClient[Any, Any]) -> None:
     response = await client.get("/api/connections/google/nobody", headers=auth())
     assert response.status == 404
+    assert response.headers["Cache-Control"] == "no-store"  # errors carry the headers too
+    unknown_route = await client.get("/nowhere")
+    assert unknown_route.status == 404 and unknown_route.headers["X-Frame-Options"] == "DENY"
     response = await client.post("/api/connections/google/nobody/token", headers=auth(),
                                  data=b"x" * (128 * 1024))  # fmt: skip
     assert response.status == 413
@@ -266,10 +269,13 @@ async def test_a_missing_refresh_token_page_tells_the_person_what_to_pass_on(
 async def test_error_pages(client: TestClient[Any, Any], worker: WorkerHandle) -> None:
     response = await client.get("/oauth/callback?state=nope&code=x")
     assert response.status == 400 and "expired or was already used" in await response.text()
-    response = await client.get(
-        "/connect/google", params={"connection_id": "u1", "return_to": "https://evil.example/"}
-    )
-    assert response.status == 400 and "return address is not allowed" in await response.text()
+    for elsewhere in ("https://evil.example/", "https://app.example.com.evil.io/done",
+                      "http://app.example.com/done"):  # fmt: skip
+        response = await client.get(
+            "/connect/google", params={"connection_id": "u1", "return_to": elsewhere}
+        )
+        assert response.status == 400, elsewhere
+        assert "return address is not allowed" in await response.text()
     response = await client.get("/connect/nope", params={"connection_id": "u1"})
     assert response.status == 400
     status, _, body = await browser_flow(client, "generic", "web-deny", deny=True)
@@ -376,5 +382,22 @@ async def test_a_request_that_takes_too_long_ends_in_504(
             )
             assert response.status == 504
             assert (await response.json())["error"] == "timeout"
+    finally:
+        await runtime.close()
+
+
+async def test_a_redis_outage_is_a_json_503(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    configured = settings.model_copy(
+        update={"api_keys": (FULL,), "redis_url": f"redis://127.0.0.1:{dead}/0"}
+    )
+    runtime = await Runtime.open(await load_config(configured))
+    try:
+        async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as down:
+            response = await down.post("/api/connections/google/u1/token", headers=auth())
+            assert response.status == 503
+            assert (await response.json())["error"] == "unavailable"
     finally:
         await runtime.close()

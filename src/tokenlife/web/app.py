@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.errors import (
@@ -41,8 +43,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
         middlewares=[
-            errors_middleware,
             security_headers_middleware,
+            errors_middleware,
             timeout_middleware,
             auth_middleware,
         ],
@@ -98,22 +100,37 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return problem(400, "bad_request", str(exc))
     except TransientError as exc:
         return problem(503, "provider_unavailable", str(exc))
+    except (RedisError, OperationalError) as exc:
+        log.warning("storage or broker unavailable: %s", type(exc).__name__)
+        return problem(503, "unavailable", "storage or broker unavailable; try again")
     except TokenlifeError as exc:
         log.warning("request failed: %s", exc)
         return problem(500, "internal_error", "the request failed; see the service log")
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",  # token responses, RFC 6749 §5.1
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
 @web.middleware
 async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost, so errors, redirects and unknown routes carry the headers too."""
     # client_max_size applies only when a handler reads the body; refuse early instead.
     if (request.content_length or 0) > request.app[RUNTIME].config.settings.api_max_body_bytes:
         response: web.StreamResponse = problem(413, "too_large", "the request body is too large")
     else:
-        response = await handler(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Cache-Control", "no-store")  # token responses, RFC 6749 §5.1
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            for name, value in SECURITY_HEADERS.items():
+                exc.headers.setdefault(name, value)
+            raise
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 
@@ -204,7 +221,10 @@ async def list_connections(request: web.Request) -> web.Response:
     found = []
     for name in names:
         for connection_id in await runtime.tokens.list_ids(name):
-            connection = await runtime.tokens.get(name, connection_id)
+            try:
+                connection = await runtime.tokens.get(name, connection_id)
+            except UnknownConnectionError:
+                continue  # deleted since it was listed
             if status is None or connection.status.value == status:
                 found.append(connection.as_json())
     page = found[offset : offset + limit]
@@ -253,8 +273,11 @@ async def refresh_now(request: web.Request) -> web.Response:
         return problem(409, "no_refresh_token", "this connection has no refresh token to use")
     # The stored due time, so the worker's once-per-due-time check lets this one through.
     due = connection.next_refresh_at if connection.next_refresh_at is not None else time.time()
-    request.app[CELERY].send_task(
-        "tokenlife.refresh_batch", args=[[[integration, connection_id, due]]]
+    # Publishing is blocking broker I/O: off the event loop.
+    await asyncio.to_thread(
+        request.app[CELERY].send_task,
+        "tokenlife.refresh_batch",
+        args=[[[integration, connection_id, due]]],
     )
     return web.json_response({"queued": True}, status=202)
 

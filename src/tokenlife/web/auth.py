@@ -21,10 +21,13 @@ class ApiKey:
 def parse_api_keys(values: Iterable[str]) -> list[ApiKey]:
     keys = []
     for value in values:
-        secret, _, scope = value.partition(":")
+        secret, scoped, scope = value.partition(":")
         if len(secret) < 16:
             raise ValueError("an API key must be at least 16 characters")
-        names = frozenset(n for n in scope.split("|") if n) if scope else None
+        names = frozenset(n for n in scope.split("|") if n) if scoped else None
+        if names is not None and not names:
+            # "KEY:" with nothing after it must not quietly mean "every integration".
+            raise ValueError("an API key's integration list after ':' is empty")
         keys.append(ApiKey(hashlib.sha256(secret.encode()).digest(), names))
     return keys
 

@@ -11,7 +11,6 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from celery import Celery
-from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from tokenlife.core.events import REFRESH_TOKEN_MISSING_MESSAGE
 from tokenlife.errors import UsageError
@@ -28,7 +27,15 @@ def allowed_return_to(value: str, allowed: tuple[str, ...]) -> bool:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    return any(value.startswith(prefix) for prefix in allowed)
+    for prefix in allowed:
+        allowed_parts = urlsplit(prefix)
+        # Scheme and host compared exactly: "https://app.example.com" must not admit
+        # "https://app.example.com.evil.io".
+        if (parts.scheme, parts.netloc.lower()) == (
+            allowed_parts.scheme, allowed_parts.netloc.lower()
+        ) and parts.path.startswith(allowed_parts.path):  # fmt: skip
+            return True
+    return False
 
 
 async def connect(request: web.Request, runtime: Runtime) -> web.StreamResponse:
@@ -56,14 +63,18 @@ async def callback(request: web.Request, runtime: Runtime, celery: Celery) -> we
         kwargs |= {"error": query["error"], "error_description": query.get("error_description")}
     else:
         kwargs["code"] = query.get("code")
-    result = celery.send_task("tokenlife.exchange_code", kwargs=kwargs)
-    wait = runtime.config.settings.api_callback_wait_seconds
-    try:
-        summary: dict[str, Any] = await asyncio.to_thread(result.get, timeout=wait)
-    except CeleryTimeoutError:
-        return page(202, "Still working on it.",
-                    "The account is being connected; this page can be closed. Check back "
-                    "in a minute.")  # fmt: skip
+    result = await asyncio.to_thread(celery.send_task, "tokenlife.exchange_code", kwargs=kwargs)
+    # Poll rather than block a thread per waiting user in result.get().
+    deadline = time.monotonic() + runtime.config.settings.api_callback_wait_seconds
+    while not await asyncio.to_thread(result.ready):
+        if time.monotonic() > deadline:
+            return page(202, "Still working on it.",
+                        "The account is being connected; this page can be closed. Check back "
+                        "in a minute.")  # fmt: skip
+        await asyncio.sleep(0.1)
+    summary = await asyncio.to_thread(result.get, propagate=False)
+    if not isinstance(summary, dict):
+        return page(500, "Something went wrong.", "The exchange failed; see the worker log.")
     if summary.get("error") in ("invalid_state", "invalid_request"):
         return page(400, "This sign-in link has expired or was already used.",
                     "Start connecting the account again.")  # fmt: skip
