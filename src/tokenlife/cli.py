@@ -66,7 +66,12 @@ def generate_key() -> None:
 @click.argument("integration")
 @click.argument("connection_id")
 def authorize_url(integration: str, connection_id: str) -> None:
-    """Print the URL to send a user to (the state lives 10 minutes, single-use)."""
+    """Print the provider URL to send a user to, for trusted scripts.
+
+    It writes the pending authorization straight into Redis, so it needs the service's
+    Redis access and encryption keys (the state lives 10 minutes, single-use) and the flow
+    is not tied to a browser. Apps use connect sessions instead: POST /api/connect-sessions
+    with an API key, then send the user to the one-time `url` it returns (docs/api.md)."""
     settings = _settings()
 
     async def use(runtime: Runtime) -> str:

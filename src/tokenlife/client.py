@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from yarl import URL
@@ -37,7 +39,18 @@ from tokenlife.errors import (
 )
 from tokenlife.services.access import AccessToken
 
-__all__ = ["AccessToken", "TokenlifeClient", "error_for"]
+__all__ = ["AccessToken", "ConnectSession", "TokenlifeClient", "error_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSession:
+    """A one-time link for one user and one connection (POST /api/connect-sessions).
+    Send the user's browser to `url`; it works once, until `expires_at`."""
+
+    token: str = field(repr=False)
+    url: str = field(repr=False)  # holds the token
+    expires_at: datetime
+
 
 _USAGE = frozenset({400, 401, 403, 409, 413})
 _TRANSIENT = frozenset({429, 502, 503, 504})
@@ -144,14 +157,34 @@ class TokenlifeClient:
         body: dict[str, Any] = await self._api("DELETE", _path(integration, connection_id))
         return body
 
-    def connect_url(
-        self, integration: str, connection_id: str, return_to: str | None = None
-    ) -> str:
-        """The URL to send a user to so they connect an account; no request is made."""
-        query = {"connection_id": connection_id}
+    async def create_connect_session(
+        self,
+        integration: str,
+        connection_id: str,
+        return_to: str | None = None,
+        end_user: Mapping[str, str] | None = None,
+    ) -> ConnectSession:
+        """A one-time link that lets one user connect an account as `connection_id`.
+
+        `return_to` must start with a prefix of TOKENLIFE_API_RETURN_TO_ALLOWED; `end_user`
+        ({id, email, display_name}, id required) is kept with the authorization."""
+        body: dict[str, Any] = {"integration": integration, "connection_id": connection_id}
         if return_to is not None:
-            query["return_to"] = return_to
-        return f"{self._base}/connect/{quote(integration, safe='')}?{urlencode(query)}"
+            body["return_to"] = return_to
+        if end_user is not None:
+            body["end_user"] = dict(end_user)
+        answer = await self._api("POST", "/api/connect-sessions", json_body=body, expect=201)
+        try:
+            return ConnectSession(
+                token=str(answer["token"]),
+                url=str(answer["url"]),
+                expires_at=datetime.fromisoformat(str(answer["expires_at"])),
+            )
+        except (KeyError, ValueError):
+            # Name no values: the body holds the token.
+            raise TokenlifeError(
+                "the connect-session answer lacks token, url or expires_at"
+            ) from None
 
     async def ready(self) -> dict[str, Any]:
         """The readiness checks; a service that is not ready answers `{"ready": false, ...}`."""
@@ -166,10 +199,11 @@ class TokenlifeClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
         expect: int = 200,
         connection: tuple[str, str] | None = None,
     ) -> Any:
-        status, body, headers = await self._send(method, path, params=params)
+        status, body, headers = await self._send(method, path, params=params, json_body=json_body)
         if status != expect:
             raise error_for(status, body, headers, connection)
         if not isinstance(body, dict):
@@ -182,6 +216,7 @@ class TokenlifeClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
         authorized: bool = True,
     ) -> tuple[int, Any, Mapping[str, str]]:
         if self._session is None:
@@ -190,7 +225,8 @@ class TokenlifeClient:
         try:
             async with self._session.request(
                 method, URL(self._base + path, encoded=True), params=params, headers=headers,
-                timeout=self._timeout, allow_redirects=False, raise_for_status=False,
+                json=json_body, timeout=self._timeout, allow_redirects=False,
+                raise_for_status=False,
             ) as response:  # fmt: skip
                 text = await response.text()
                 status, answer_headers = response.status, response.headers

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     api_max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
     # `return_to` of the connect flow must start with one of these (no open redirects).
     api_return_to_allowed: Annotated[tuple[str, ...], NoDecode] = ()
+    # How long the link of a connect session (POST /api/connect-sessions) can be used.
+    connect_session_ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 1800
     api_callback_wait_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
     # No request holds a connection longer: a hung provider ends in a 504, not a pile-up.
     api_request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0

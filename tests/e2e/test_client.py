@@ -9,7 +9,9 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -211,21 +213,37 @@ async def test_ready_reports_its_checks_whether_ready_or_not(
     assert ready["ready"] is True and ready["redis"] is True
 
 
-async def test_the_connect_url_starts_the_browser_flow(
-    client: TokenlifeClient, fakes: Fakes
+async def test_a_connect_session_starts_the_browser_flow_once(
+    client: TokenlifeClient, server: TestServer, fakes: Fakes
 ) -> None:
     # "+" sent unquoted would arrive as a space, which a connection id may not hold.
-    url = client.connect_url("google", "user+1@x", return_to="https://app.example.com/done?a=b")
-    assert FULL not in url
+    session = await client.create_connect_session(
+        "google", "user+1@x", return_to="https://app.example.com/done?a=b",
+        end_user={"id": "42", "email": "ada@example.com", "display_name": "Ada"},
+    )  # fmt: skip
+    assert FULL not in session.url and session.token in session.url
+    assert session.token not in repr(session)
+    assert 1790 <= (session.expires_at - datetime.now(UTC)).total_seconds() <= 1800
+    link = urlsplit(session.url)
     async with aiohttp.ClientSession() as browser:
+        url = server.make_url(f"{link.path}?{link.query}")
         async with browser.get(url, allow_redirects=False) as response:
             assert response.status == 302, await response.text()
             assert response.headers["Location"].startswith(fakes.google.base_url)
-        async with browser.get(
-            client.connect_url("google", "u1", return_to="https://evil.example/"),
-            allow_redirects=False,
-        ) as refused:
-            assert refused.status == 400
+        async with browser.get(url, allow_redirects=False) as again:
+            assert again.status == 401  # once
+
+
+async def test_a_connect_session_refused_names_the_problem(
+    client: TokenlifeClient, server: TestServer
+) -> None:
+    with pytest.raises(UsageError, match="return_to"):
+        await client.create_connect_session("google", "u1", return_to="https://evil.example/")
+    with pytest.raises(UnknownIntegrationError):
+        await client.create_connect_session("nope", "u1")
+    async with TokenlifeClient(str(server.make_url("/")), LIMITED) as limited:
+        with pytest.raises(UsageError, match="403"):
+            await limited.create_connect_session("google", "u1")
 
 
 @pytest.mark.parametrize(

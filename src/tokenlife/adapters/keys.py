@@ -31,6 +31,14 @@ class Keys:
     def exchanging(self, state: str) -> str:
         return f"{self.prefix}:exchanging:{state}"
 
+    def connect_session(self, integration: str, token_hash: str) -> str:
+        """A connect session under the SHA-256 of its token, never the token; it lives
+        TOKENLIFE_CONNECT_SESSION_TTL_SECONDS (a setting: how long an app's link may wait in
+        an inbox is the app's call) and is deleted when used. The integration
+        is part of the key, so a token presented for another integration finds nothing and
+        leaves the session intact."""
+        return f"{self.prefix}:connect-session:{integration}:{token_hash}"
+
     def connection(self, integration: str, connection_id: str) -> str:
         return f"{self.prefix}:conn:{integration}:{connection_id}"
 

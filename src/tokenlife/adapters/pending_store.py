@@ -50,6 +50,16 @@ class PendingStore:
             **record, verifier=self._cipher.decrypt(verifier) if verifier else None
         )
 
+    async def read(self, state: str) -> PendingAuthorization | None:
+        """The record still pending under `state`, left in place; None once claimed, expired
+        or never stored. Without the PKCE verifier: only the exchange needs that."""
+        raw = await self._redis.get(self._keys.pending(state))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        record.pop("verifier", None)
+        return PendingAuthorization(**record)
+
     async def release(self, state: str) -> None:
         """The exchange is over, for good or ill; the state can never be used again."""
         await self._redis.delete(self._keys.exchanging(state))

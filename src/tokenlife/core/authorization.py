@@ -23,6 +23,12 @@ class PendingAuthorization:
     verifier: str | None = field(default=None, repr=False)
     # Where the HTTP connect flow sends the user afterwards (checked against an allow-list).
     return_to: str | None = None
+    # Who the app said is connecting (a connect session's `end_user`: id, email, display_name).
+    end_user: Mapping[str, str] | None = None
+    # SHA-256 (hex) of the nonce in the cookie /connect set in the browser that started the
+    # flow; the callback refuses a browser without it (RFC 6749 §10.12). None for flows
+    # started by `tokenlife authorize-url` or the library, which have no browser of ours.
+    browser_binding: str | None = None
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -37,6 +43,8 @@ class PendingAuthorization:
             "params": dict(self.params),
             "created_at": self.created_at,
             "return_to": self.return_to,
+            "end_user": None if self.end_user is None else dict(self.end_user),
+            "browser_binding": self.browser_binding,
         }
 
 
@@ -54,6 +62,9 @@ def build_authorization_request(
     verifier: str | None,
     now: float,
     return_to: str | None = None,
+    *,
+    end_user: Mapping[str, str] | None = None,
+    browser_binding: str | None = None,
 ) -> AuthorizationRequest:
     """The URL to send a user to; `verifier` is ignored when the integration turns PKCE off."""
     params: dict[str, str] = {
@@ -80,6 +91,8 @@ def build_authorization_request(
         created_at=now,
         verifier=verifier,
         return_to=return_to,
+        end_user=end_user,
+        browser_binding=browser_binding,
     )
     return AuthorizationRequest(
         url=integration.authorize_url + separator + urlencode(params),

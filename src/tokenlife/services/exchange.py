@@ -74,9 +74,17 @@ class ExchangeService:
             raise UnknownIntegrationError(f"no integration named {name!r}") from None
 
     async def start_authorization(
-        self, integration_name: str, connection_id: str, now: float, return_to: str | None = None
+        self,
+        integration_name: str,
+        connection_id: str,
+        now: float,
+        return_to: str | None = None,
+        *,
+        end_user: Mapping[str, str] | None = None,
+        browser_binding: str | None = None,
     ) -> AuthorizationRequest:
-        """Store a pending authorization under a fresh state; return the URL for the user."""
+        """Store a pending authorization under a fresh state; return the URL for the user.
+        `browser_binding` is the hash of the cookie nonce of a flow started at /connect."""
         integration = self.integration(integration_name)
         try:
             check_connection_id(connection_id)
@@ -89,9 +97,16 @@ class ExchangeService:
             verifier=pkce.verifier_from_bytes(secrets.token_bytes(48)),
             now=now,
             return_to=return_to,
+            end_user=end_user,
+            browser_binding=browser_binding,
         )
         await self._pending.put(request.state, request.pending)
         return request
+
+    async def pending_authorization(self, state: str) -> PendingAuthorization | None:
+        """The authorization waiting under `state`, read without consuming it, so the
+        callback can check the browser binding before the worker claims the state."""
+        return await self._pending.read(state)
 
     async def connection(self, integration: str, connection_id: str) -> Connection:
         return await self._tokens.get(integration, connection_id)

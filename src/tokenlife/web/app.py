@@ -15,6 +15,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.errors import (
     ReauthorizationRequiredError,
@@ -27,6 +28,7 @@ from tokenlife.errors import (
 from tokenlife.runtime import Runtime
 from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
+from tokenlife.web.connect_sessions import create_session
 from tokenlife.web.metrics import METRICS, metrics
 from tokenlife.worker import celery_config
 
@@ -35,6 +37,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 KEYS = web.AppKey("api_keys", list[ApiKey])
 API_KEY = web.RequestKey("api_key", ApiKey)
 CELERY = web.AppKey("celery", Celery)
+SESSIONS = web.AppKey("connect_sessions", ConnectSessions)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -54,6 +57,9 @@ def create_app(runtime: Runtime) -> web.Application:
     celery = Celery("tokenlife-api", set_as_current=False)
     celery.conf.update(celery_config(settings))
     app[CELERY] = celery
+    app[SESSIONS] = ConnectSessions(
+        runtime.redis, runtime.keys, settings.connect_session_ttl_seconds
+    )
     app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, runtime.config.integrations)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -65,6 +71,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/connections/{integration}/{connection_id}/token", access_token)
     app.router.add_post("/api/connections/{integration}/{connection_id}/refresh", refresh_now)
     app.router.add_delete("/api/connections/{integration}/{connection_id}", delete_connection)
+    app.router.add_post("/api/connect-sessions", create_session_route)
     app.router.add_get("/connect/{integration}", connect_route)
     app.router.add_get("/oauth/callback", callback_route)
     app.on_cleanup.append(_close_celery)
@@ -75,8 +82,13 @@ async def _close_celery(app: web.Application) -> None:
     app[CELERY].close()
 
 
+async def create_session_route(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    return await create_session(request, app[RUNTIME], app[SESSIONS], request[API_KEY])
+
+
 async def connect_route(request: web.Request) -> web.StreamResponse:
-    return await connect(request, request.app[RUNTIME])
+    return await connect(request, request.app[RUNTIME], request.app[SESSIONS])
 
 
 async def callback_route(request: web.Request) -> web.StreamResponse:

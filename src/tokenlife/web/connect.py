@@ -1,10 +1,19 @@
 """The browser flow: /connect sends a user to the provider, /oauth/callback brings the code
-to the worker and tells the person what happened, in words they can pass on."""
+to the worker and tells the person what happened, in words they can pass on.
+
+/connect needs the token of a connect session (POST /api/connect-sessions) in its
+`session` query parameter, and ties the flow to the browser that opened it with a cookie
+the callback checks (RFC 6749 §10.12; OAuth 2.0 Security BCP, RFC 9700 §4.7.1)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import html
+import logging
+import re
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -12,20 +21,37 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 from celery import Celery
 
+from tokenlife.adapters.connect_sessions import ConnectSessions
+from tokenlife.adapters.keys import PENDING_AUTHORIZATION_TTL_SECONDS
+from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.connect_session import plausible_token, token_hash
 from tokenlife.core.events import REFRESH_TOKEN_MISSING_MESSAGE
-from tokenlife.errors import UsageError
+from tokenlife.errors import UnknownIntegrationError, UsageError
 from tokenlife.runtime import Runtime
 
+log = logging.getLogger(__name__)
 HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
     "X-Frame-Options": "DENY",
 }
+SESSION_PARAMETER = "session"
+# One cookie per flow, named after its state, so two flows in one browser (two tabs) don't
+# overwrite each other's binding.
+BINDING_COOKIE_PREFIX = "tokenlife_flow_"
+# The states tokenlife makes (secrets.token_urlsafe); anything else is not looked up here.
+_STATE = re.compile(r"[A-Za-z0-9_-]{16,512}")
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
 
 
 def allowed_return_to(value: str, allowed: tuple[str, ...]) -> bool:
     """Only absolute http(s) URLs under a configured prefix: no open redirects."""
+    # Control characters and spaces could split the Location header; a backslash is a
+    # slash to browsers (WHATWG URL) but not to urlsplit, so "https://a.example\\@b" would
+    # be read differently by us and by the browser.
+    if _CONTROL.search(value):
+        return False
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
         return False
     for prefix in allowed:
         allowed_parts = urlsplit(prefix)
@@ -38,31 +64,102 @@ def allowed_return_to(value: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-async def connect(request: web.Request, runtime: Runtime) -> web.StreamResponse:
-    settings = runtime.config.settings
-    integration = request.match_info["integration"]
-    connection_id = request.query.get("connection_id", "")
-    return_to = request.query.get("return_to")
-    if return_to is not None and not allowed_return_to(return_to, settings.api_return_to_allowed):
-        fix = "Ask the administrator to add it to TOKENLIFE_API_RETURN_TO_ALLOWED."
-        return page(400, "This return address is not allowed.", fix)
+def binding_cookie(state: str) -> str:
+    return BINDING_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:32]
+
+
+async def connect(
+    request: web.Request, runtime: Runtime, sessions: ConnectSessions
+) -> web.StreamResponse:
     try:
-        request_ = await runtime.exchange.start_authorization(
-            integration, connection_id, time.time(), return_to=return_to
+        integration = runtime.exchange.integration(request.match_info["integration"])
+    except UnknownIntegrationError:
+        return page(404, "This connect link is not valid.", "Ask the app for a new connect link.")
+    token = request.query.get(SESSION_PARAMETER)
+    # Consumed before anything else: a link works once, whatever happens next.
+    session = await sessions.consume(integration.name, token) if plausible_token(token) else None
+    if session is None:
+        minutes = max(1, round(runtime.config.settings.connect_session_ttl_seconds / 60))
+        log.warning("connect to %s refused: no valid connect session", integration.name)
+        response = page(401, "This connect link is not valid.",
+                        f"A connect link works once, for {minutes} minutes, in the app that made "
+                        "it. Go back to the app and ask it for a new connect link.")  # fmt: skip
+        # RFC 9110 §15.5.2: a 401 names how to authenticate; here, with a connect session.
+        response.headers["WWW-Authenticate"] = 'ConnectSession realm="tokenlife"'
+        return response
+    nonce = secrets.token_urlsafe(32)
+    try:
+        started = await runtime.exchange.start_authorization(
+            session.integration,
+            session.connection_id,
+            time.time(),
+            return_to=session.return_to,
+            end_user=session.end_user,
+            browser_binding=token_hash(nonce),
         )
     except UsageError as exc:
         return page(400, "This link is not valid.", str(exc))
-    raise web.HTTPFound(request_.url)
+    callback_at = urlsplit(integration.redirect_uri)
+    response = web.Response(status=302, headers={"Location": started.url})
+    response.set_cookie(
+        binding_cookie(started.state),
+        nonce,
+        max_age=PENDING_AUTHORIZATION_TTL_SECONDS,
+        path=callback_at.path or "/",
+        # Secure whenever the browser talks https to us, also behind a TLS-ending proxy.
+        secure=request.secure or callback_at.scheme == "https",
+        httponly=True,
+        # Lax, not Strict: the provider sends the browser back with a cross-site top-level
+        # GET, which Lax cookies accompany and Strict ones don't.
+        samesite="Lax",
+    )
+    return response
+
+
+async def bound_pending(
+    request: web.Request, runtime: Runtime, state: str
+) -> tuple[PendingAuthorization | None, web.Response | None]:
+    """The pending authorization, and a refusal when it was started at /connect in another
+    browser. The state is only read: a refused callback leaves it for the rightful one."""
+    if not _STATE.fullmatch(state):
+        return None, None  # not a state we made; the worker refuses it
+    pending = await runtime.exchange.pending_authorization(state)
+    if pending is None or pending.browser_binding is None:
+        return pending, None
+    presented = request.cookies.get(binding_cookie(state))
+    if presented is not None and hmac.compare_digest(
+        token_hash(presented), pending.browser_binding
+    ):
+        return pending, None
+    log.warning(
+        "callback for %s/%s refused: not the browser that started it",
+        pending.integration, pending.connection_id,
+    )  # fmt: skip
+    return pending, page(400, "This sign-in was started in another browser.",
+                         "Open the connect link from the app again and finish signing in in "
+                         "the same browser.")  # fmt: skip
 
 
 async def callback(request: web.Request, runtime: Runtime, celery: Celery) -> web.StreamResponse:
     query = request.query
     state = query.get("state", "")
+    pending, refused = await bound_pending(request, runtime, state)
+    if refused is not None:
+        return refused
+    response = await _exchange(runtime, celery, query, state)
+    if pending is not None and pending.browser_binding is not None:
+        response.del_cookie(binding_cookie(state), path=urlsplit(pending.redirect_uri).path)
+    return response
+
+
+async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) -> web.StreamResponse:
     kwargs: dict[str, Any] = {"state": state}
     if "error" in query:
         kwargs |= {"error": query["error"], "error_description": query.get("error_description")}
     else:
         kwargs["code"] = query.get("code")
+    if "iss" in query:  # RFC 9207: the worker checks it against the integration's issuer
+        kwargs["iss"] = query["iss"]
     result = await asyncio.to_thread(celery.send_task, "tokenlife.exchange_code", kwargs=kwargs)
     # Poll rather than block a thread per waiting user in result.get().
     deadline = time.monotonic() + runtime.config.settings.api_callback_wait_seconds
@@ -84,7 +181,8 @@ async def callback(request: web.Request, runtime: Runtime, celery: Celery) -> we
                                                "status", "error")}  # fmt: skip
         separator = "&" if urlsplit(return_to).query else "?"
         shown = {k: v for k, v in outcome.items() if v is not None}
-        raise web.HTTPFound(return_to + separator + urlencode(shown))
+        return web.Response(status=302, headers={"Location": return_to + separator +
+                                                 urlencode(shown)})  # fmt: skip
     return result_page(summary)
 
 
