@@ -6,6 +6,7 @@ import asyncio
 import json
 import secrets
 import uuid
+from dataclasses import replace
 from typing import cast
 
 import pytest
@@ -196,3 +197,17 @@ async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
     losers = [r for r in results if isinstance(r, InvalidStateError)]
     assert winners == [record]
     assert len(losers) == 19, f"unexpected results: {results!r}"
+
+
+async def test_read_leaves_the_state_pending_and_shows_no_verifier(store: PendingStore) -> None:
+    state, owner = new_state(), new_owner()
+    record = replace(pending(), end_user={"id": "42"}, browser_binding="ab" * 32)
+    await store.put(state, record)
+
+    read = await store.read(state)
+
+    assert read == replace(record, verifier=None)
+    assert await store.read(state) == read  # reading consumes nothing
+    assert await store.claim(state, owner) == record  # the claim still gets all of it
+    assert await store.read(state) is None  # claimed: no longer pending
+    assert await store.read(new_state()) is None

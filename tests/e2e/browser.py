@@ -10,8 +10,23 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
+
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings
+from tokenlife.web.app import create_app
+
+
+@asynccontextmanager
+async def serving(settings: Settings, **update: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    """The app over a real Runtime on 127.0.0.1, with `update` applied to the settings."""
+    runtime = await Runtime.open(await load_config(settings.model_copy(update=update)))
+    try:
+        async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as client:
+            yield client
+    finally:
+        await runtime.close()
 
 
 async def new_session(
