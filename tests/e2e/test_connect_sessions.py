@@ -65,13 +65,13 @@ async def test_a_session_is_a_token_a_link_and_an_expiry(
 
 
 async def test_the_session_ttl_is_a_setting(settings: Settings, fakes: Fakes, redis: Redis) -> None:
+    before = await stored_sessions(redis, settings)
     async with serving(settings, api_keys=(FULL,), connect_session_ttl_seconds=60) as short:
         answer = await new_session(short, FULL, "generic", "user-42")
     expires = datetime.fromisoformat(answer["expires_at"]).timestamp()
     assert time.time() + 55 <= expires <= time.time() + 60
-    ttls = [await redis.ttl(k) async for k in redis.scan_iter(
-        f"{settings.key_prefix}:connect-session:generic:*")]  # fmt: skip
-    assert ttls and all(0 < ttl <= 60 for ttl in ttls)
+    (created,) = await stored_sessions(redis, settings) - before
+    assert 0 < await redis.ttl(created) <= 60
 
 
 @pytest.mark.parametrize(

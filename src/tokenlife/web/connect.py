@@ -68,6 +68,11 @@ def binding_cookie(state: str) -> str:
     return BINDING_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:32]
 
 
+def cookie_path(redirect_uri: str) -> str:
+    """Only the callback gets the cookie: the redirect_uri's path, as the browser sees it."""
+    return urlsplit(redirect_uri).path or "/"
+
+
 async def connect(
     request: web.Request, runtime: Runtime, sessions: ConnectSessions
 ) -> web.StreamResponse:
@@ -82,8 +87,8 @@ async def connect(
         minutes = max(1, round(runtime.config.settings.connect_session_ttl_seconds / 60))
         log.warning("connect to %s refused: no valid connect session", integration.name)
         response = page(401, "This connect link is not valid.",
-                        f"A connect link works once, for {minutes} minutes, in the app that made "
-                        "it. Go back to the app and ask it for a new connect link.")  # fmt: skip
+                        f"A connect link works once, and for {minutes} minutes only. Go back to "
+                        "the app and ask it for a new connect link.")  # fmt: skip
         # RFC 9110 §15.5.2: a 401 names how to authenticate; here, with a connect session.
         response.headers["WWW-Authenticate"] = 'ConnectSession realm="tokenlife"'
         return response
@@ -99,15 +104,14 @@ async def connect(
         )
     except UsageError as exc:
         return page(400, "This link is not valid.", str(exc))
-    callback_at = urlsplit(integration.redirect_uri)
     response = web.Response(status=302, headers={"Location": started.url})
     response.set_cookie(
         binding_cookie(started.state),
         nonce,
         max_age=PENDING_AUTHORIZATION_TTL_SECONDS,
-        path=callback_at.path or "/",
+        path=cookie_path(integration.redirect_uri),
         # Secure whenever the browser talks https to us, also behind a TLS-ending proxy.
-        secure=request.secure or callback_at.scheme == "https",
+        secure=request.secure or integration.redirect_uri.startswith("https:"),
         httponly=True,
         # Lax, not Strict: the provider sends the browser back with a cross-site top-level
         # GET, which Lax cookies accompany and Strict ones don't.
@@ -148,7 +152,7 @@ async def callback(request: web.Request, runtime: Runtime, celery: Celery) -> we
         return refused
     response = await _exchange(runtime, celery, query, state)
     if pending is not None and pending.browser_binding is not None:
-        response.del_cookie(binding_cookie(state), path=urlsplit(pending.redirect_uri).path)
+        response.del_cookie(binding_cookie(state), path=cookie_path(pending.redirect_uri))
     return response
 
 
