@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from tests.e2e.browser import browser, new_session, open_link, serving
+from tests.e2e.browser import browser, local, new_session, open_link, serving
 from tests.support import Fakes
 from tokenlife.core.integration import Integration
 from tokenlife.settings import Settings
@@ -179,3 +179,13 @@ def test_the_link_is_on_the_host_and_prefix_of_the_redirect_uri(
 ) -> None:
     integration = cast(Integration, SimpleNamespace(name="crm", redirect_uri=redirect_uri))
     assert connect_link(integration, "T0KEN") == link
+
+
+async def test_a_head_request_does_not_spend_the_session(client: TestClient[Any, Any]) -> None:
+    """Link checkers probe with HEAD; the user's GET still works afterwards."""
+    answer = await new_session(client, FULL, "generic", "user-42")
+    async with browser() as session:
+        async with session.head(local(client, answer["url"]), allow_redirects=False) as probe:
+            assert probe.status == 200 and "Set-Cookie" not in probe.headers
+        assert (await open_link(session, client, answer["url"])).status == 302
+        assert (await open_link(session, client, answer["url"])).status == 401

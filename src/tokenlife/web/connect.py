@@ -80,6 +80,9 @@ async def connect(
         integration = runtime.exchange.integration(request.match_info["integration"])
     except UnknownIntegrationError:
         return page(404, "This connect link is not valid.", "Ask the app for a new connect link.")
+    if request.method == "HEAD":
+        # Link checkers and previews probe with HEAD; only a GET spends the session.
+        return page(200, "Connect an account.", "Open this link in your browser.")
     token = request.query.get(SESSION_PARAMETER)
     # Consumed before anything else: a link works once, whatever happens next.
     session = await sessions.consume(integration.name, token) if plausible_token(token) else None
