@@ -18,7 +18,7 @@ from tokenlife.adapters.keys import (
     EXCHANGE_CLAIM_TTL_SECONDS,
     Keys,
 )
-from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.pending_store import ExchangeClaim, PendingStore
 from tokenlife.core.authorization import PendingAuthorization
 from tokenlife.errors import InvalidStateError
 from tokenlife.settings import Settings
@@ -60,7 +60,7 @@ async def test_claim_returns_the_record_with_the_decrypted_verifier(store: Pendi
     state, record = new_state(), pending()
     await store.put(state, record)
 
-    claimed = await store.claim(state, new_owner())
+    claimed = (await store.claim(state, new_owner())).pending
 
     assert claimed == record
     assert claimed.verifier == record.verifier
@@ -70,7 +70,7 @@ async def test_a_record_without_pkce_claims_without_verifier(store: PendingStore
     state, record = new_state(), pending(verifier=None)
     await store.put(state, record)
 
-    assert await store.claim(state, new_owner()) == record
+    assert (await store.claim(state, new_owner())).pending == record
 
 
 async def test_the_verifier_is_never_stored_in_plaintext(
@@ -105,7 +105,7 @@ async def test_the_same_owner_claims_again_while_retrying(store: PendingStore) -
     await store.put(state, record)
     await store.claim(state, owner)
 
-    assert await store.claim(state, owner) == record
+    assert (await store.claim(state, owner)).pending == record
 
 
 async def test_after_release_even_the_owner_gets_invalid_state(store: PendingStore) -> None:
@@ -169,7 +169,7 @@ async def test_putting_the_same_state_twice_is_refused(store: PendingStore) -> N
 
     with pytest.raises(InvalidStateError):
         await store.put(state, pending())
-    assert await store.claim(state, new_owner()) == record  # the first record is intact
+    assert (await store.claim(state, new_owner())).pending == record  # the first record is intact
 
 
 async def test_a_state_being_exchanged_cannot_be_put_again(store: PendingStore) -> None:
@@ -179,7 +179,7 @@ async def test_a_state_being_exchanged_cannot_be_put_again(store: PendingStore) 
 
     with pytest.raises(InvalidStateError):
         await store.put(state, pending())
-    assert await store.claim(state, owner) == record  # the claim in progress survives
+    assert (await store.claim(state, owner)).pending == record  # the claim in progress survives
 
 
 async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
@@ -192,7 +192,7 @@ async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
         *(store.claim(state, new_owner()) for _ in range(20)), return_exceptions=True
     )
 
-    winners = [r for r in results if isinstance(r, PendingAuthorization)]
+    winners = [r.pending for r in results if isinstance(r, ExchangeClaim)]
     losers = [r for r in results if isinstance(r, InvalidStateError)]
     assert winners == [record]
     assert len(losers) == 19, f"unexpected results: {results!r}"
