@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from tokenlife.core.integration import (
     Integration,
@@ -71,7 +78,8 @@ class IntegrationConfig(BaseModel):
     minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] | None = None
     refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
-    allow_account_change: bool = False
+    # Strict: "yes" or 1 for a security switch is a typo to report, not a True.
+    allow_account_change: StrictBool = False
 
     @property
     def all_placeholders(self) -> dict[str, str]:

@@ -14,12 +14,14 @@ from redis.asyncio import Redis
 
 from tests.support import wait_until
 from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.event_stream import new_event
 from tokenlife.adapters.keys import (
     EXCHANGE_CLAIM_TTL_SECONDS,
     Keys,
 )
 from tokenlife.adapters.pending_store import ExchangeClaim, PendingStore
 from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.events import Event
 from tokenlife.errors import InvalidStateError
 from tokenlife.settings import Settings
 
@@ -196,3 +198,51 @@ async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
     losers = [r for r in results if isinstance(r, InvalidStateError)]
     assert winners == [record]
     assert len(losers) == 19, f"unexpected results: {results!r}"
+
+
+def failed_event(record: PendingAuthorization, error: str) -> Event:
+    return new_event("exchange.failed", record.integration, record.connection_id, NOW,
+                     error=error, error_description=None, attempts=1)  # fmt: skip
+
+
+async def test_once_finished_anyone_gets_the_outcome_and_the_record_is_dropped(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state, record, owner = new_state(), pending(), new_owner()
+    await store.put(state, record)
+    await store.claim(state, owner)
+
+    kept = await store.finish(state, failed_event(record, "access_denied"), {"outcome": "failed"})
+
+    assert kept == {"outcome": "failed"}
+    for claimant in (owner, new_owner()):  # the task delivered again, or a replay
+        claim = await store.claim(state, claimant)
+        assert (claim.pending, claim.finished) == (None, {"outcome": "failed"})
+    assert not await redis.hexists(keys.exchanging(state), "pending")  # verifier gone
+
+
+async def test_the_first_outcome_wins_and_publishes_one_event(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state, record = new_state(), pending()
+    await store.put(state, record)
+    await store.claim(state, new_owner())
+    before = await redis.xlen(keys.events)
+
+    first = await store.finish(state, failed_event(record, "access_denied"), {"n": 1})
+    second = await store.finish(state, failed_event(record, "invalid_grant"), {"n": 2})
+
+    assert first == second == {"n": 1}
+    assert await redis.xlen(keys.events) == before + 1
+
+
+async def test_a_retry_of_the_owner_learns_that_the_code_was_sent(store: PendingStore) -> None:
+    state, record, owner = new_state(), pending(), new_owner()
+    await store.put(state, record)
+    assert (await store.claim(state, owner)).sent_at is None
+
+    await store.note_sent(state, NOW)
+    assert (await store.claim(state, owner)).sent_at == NOW
+
+    await store.forget_sent(state)
+    assert (await store.claim(state, owner)).sent_at is None

@@ -80,6 +80,8 @@ class FakeProvider:
     # An OpenID provider returns an ID token (with the user as `sub`) when `openid` is
     # requested (OIDC Core §3.1.3.3); Google and Microsoft do.
     issues_id_tokens = True
+    # RFC 9207: the authorization response carries `iss` (and discovery says so).
+    sends_iss = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -231,7 +233,10 @@ class FakeProvider:
                 ),
                 code_challenge=q.get("code_challenge"),
             )
-        raise web.HTTPFound(redirect + "?" + urlencode({"code": code, "state": q.get("state", "")}))
+        answer = {"code": code, "state": q.get("state", "")}
+        if self.sends_iss:
+            answer["iss"] = self.issuer
+        raise web.HTTPFound(redirect + "?" + urlencode(answer))
 
     async def token(self, request: web.Request) -> web.StreamResponse:
         form = {k: str(v) for k, v in (await request.post()).items()}

@@ -283,3 +283,29 @@ async def test_without_a_known_issuer_iss_is_accepted_as_it_comes(
     result = await run(service, callback, iss="https://accounts.google.com")
 
     assert result["outcome"] == "refreshable"
+
+
+async def test_a_server_that_promises_iss_makes_it_required(
+    settings: Settings, fakes: Fakes
+) -> None:
+    fakes.generic.sends_iss = True  # discovery advertises it, callbacks carry it
+    try:
+        runtime = await Runtime.open(await load_config(settings))
+    finally:
+        fakes.generic.sends_iss = False
+    try:
+        assert runtime.config.integrations["generic-offline"].require_iss
+        assert not runtime.config.integrations["generic"].require_iss  # no discovery there
+        service = exchange_service(runtime)
+        fakes.generic.sends_iss = True
+        try:
+            sent = await consent(service, "generic-offline", new_id(), time.time())
+            dropped = await consent(service, "generic-offline", new_id(), time.time())
+        finally:
+            fakes.generic.sends_iss = False
+
+        assert sent["iss"] == fakes.generic.base_url
+        assert (await run(service, sent, iss=sent["iss"]))["outcome"] == "refreshable"
+        assert (await run(service, dropped))["error"] == "issuer_mismatch"  # iss stripped
+    finally:
+        await runtime.close()

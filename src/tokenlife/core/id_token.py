@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tokenlife.core.integration import Integration
+from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import InvalidIdTokenError
 
 # OIDC Core §2: `sub` "MUST NOT exceed 255 ASCII characters in length".
@@ -68,6 +70,16 @@ def parse_id_token(
     if exp + EXPIRY_LEEWAY_SECONDS < now:
         raise InvalidIdTokenError("id_token has expired")
     return IdTokenClaims(subject=subject, issuer=token_issuer)
+
+
+def account_subject(integration: Integration, tokens: TokenSet, now: float) -> str | None:
+    """The account a token set belongs to (its ID token's `sub`), None when unknown."""
+    if tokens.id_token is None:
+        return None
+    claims = parse_id_token(
+        tokens.id_token, client_id=integration.client_id, issuer=integration.issuer, now=now
+    )
+    return claims.subject
 
 
 def _payload(segment: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,7 @@ from tokenlife.core.authorization import (
     build_authorization_request,
 )
 from tokenlife.core.grants import authorization_code_request
-from tokenlife.core.id_token import parse_id_token
+from tokenlife.core.id_token import account_subject
 from tokenlife.core.integration import Integration, check_connection_id
 from tokenlife.core.policy import classify, status_for
 from tokenlife.core.presets import Preset
@@ -147,14 +148,13 @@ class ExchangeService:
         if claim.finished is not None:
             log.info("exchange already ended (a task delivered again): returning its outcome")
             return claim.finished
+        assert claim.pending is not None
+        run = _Run(state, claim.pending, attempt, now)
         pending = claim.pending
-        assert pending is not None
         integration = self.integrations.get(pending.integration)
         if integration is None:
-            return await self._fail(
-                state, pending, now, attempt, "unknown_integration",
-                f"integration {pending.integration!r} is no longer configured",
-            )  # fmt: skip
+            gone = f"integration {pending.integration!r} is no longer configured"
+            return await self._fail(run, "unknown_integration", gone)
         if claim.sent_at is not None:
             # An earlier run sent the code and its answer was never stored (Redis failed,
             # or the worker died in between). A code works once (RFC 6749 §4.1.2); sent
@@ -164,78 +164,55 @@ class ExchangeService:
                 "was never stored; not sending it again",
                 pending.integration, pending.connection_id, events.iso8601(claim.sent_at),
             )  # fmt: skip
-            return await self._fail(state, pending, now, attempt, "storage_unavailable",
-                                    STORAGE_LOST)  # fmt: skip
+            return await self._fail(run, "storage_unavailable", STORAGE_LOST)
         mixed_up = issuer_problem(integration, iss)
         if mixed_up is not None:
-            return await self._fail(state, pending, now, attempt, "issuer_mismatch", mixed_up)
+            return await self._fail(run, "issuer_mismatch", mixed_up)
         if error is not None:
-            return await self._fail(state, pending, now, attempt, error, error_description)
+            return await self._fail(run, error, error_description)
         assert code is not None
-        return await self._redeem(integration, state, pending, code, attempt, now)
+        return await self._redeem(integration, run, code)
 
-    async def _redeem(
-        self,
-        integration: Integration,
-        state: str,
-        pending: PendingAuthorization,
-        code: str,
-        attempt: ExchangeAttempt,
-        now: float,
-    ) -> dict[str, Any]:
+    async def _redeem(self, integration: Integration, run: _Run, code: str) -> dict[str, Any]:
         """Send the code once, then keep the answer in memory until it is stored."""
+        pending = run.pending
         request = authorization_code_request(
             integration, code, pending.redirect_uri, pending.verifier
         )
-        await self._pending.note_sent(state, now)
+        await self._pending.note_sent(run.state, run.now)
         try:
-            tokens = await post_token_request(self._http, request, self._http_timeout, now)
+            tokens = await post_token_request(self._http, request, self._http_timeout, run.now)
         except TransientError as exc:
             # Nothing came back to lose: a retry sends the code again, as a client must
             # when it can't know whether a timed-out request was redeemed.
-            await self._pending.forget_sent(state)
-            if not attempt.final:
+            await self._pending.forget_sent(run.state)
+            if not run.attempt.final:
                 raise
-            return await self._fail(state, pending, now, attempt, exc.error, str(exc))
+            return await self._fail(run, exc.error, str(exc))
         except ProviderError as exc:
-            description = getattr(exc, "description", None) or str(exc)
-            return await self._fail(state, pending, now, attempt, error_code(exc), description)
+            return await self._fail(
+                run, error_code(exc), getattr(exc, "description", None) or str(exc)
+            )
         try:
-            subject = self._subject(integration, tokens, now)
+            subject = account_subject(integration, tokens, run.now)
         except InvalidIdTokenError as exc:
-            return await self._fail(state, pending, now, attempt, exc.error, str(exc))
+            return await self._fail(run, exc.error, str(exc))
         try:
-            return await self._store(integration, state, pending, tokens, subject, attempt, now)
+            return await self._store(integration, run, tokens, subject)
         except StorageUnavailableError:
             log.error(
                 "exchange for %s/%s: the provider issued tokens but Redis stayed unavailable "
                 "for %g s; the tokens are dropped and the user must connect again",
                 pending.integration, pending.connection_id, self._save_retry_seconds,
             )  # fmt: skip
-            if not attempt.final:
+            if not run.attempt.final:
                 raise  # the retry finds the code sent and ends in exchange.failed
-            return await self._fail(state, pending, now, attempt, "storage_unavailable",
-                                    STORAGE_LOST)  # fmt: skip
-
-    @staticmethod
-    def _subject(integration: Integration, tokens: TokenSet, now: float) -> str | None:
-        if tokens.id_token is None:
-            return None
-        claims = parse_id_token(
-            tokens.id_token, client_id=integration.client_id, issuer=integration.issuer, now=now
-        )
-        return claims.subject
+            return await self._fail(run, "storage_unavailable", STORAGE_LOST)
 
     async def _store(
-        self,
-        integration: Integration,
-        state: str,
-        pending: PendingAuthorization,
-        tokens: TokenSet,
-        subject: str | None,
-        attempt: ExchangeAttempt,
-        now: float,
+        self, integration: Integration, run: _Run, tokens: TokenSet, subject: str | None
     ) -> dict[str, Any]:
+        pending, now = run.pending, run.now
         verdict = classify(tokens, integration.minimum_access_token_only_lifetime_days)
         status = status_for(verdict)
         published, fixes = authorized_events(
@@ -251,13 +228,11 @@ class ExchangeService:
             next_check_at=self._schedule_policy.next_check(integration, tokens, now, sent=()),
             subject=subject,
         )
-        refusal = failure(
-            pending, now, error="subject_mismatch", description=SUBJECT_MISMATCH,
-            attempts=attempt.number,
-        )  # fmt: skip
+        refusal = failure(pending, now, error="subject_mismatch", description=SUBJECT_MISMATCH,
+                          attempts=run.attempt.number)  # fmt: skip
         saved = await retry_while_unavailable(
             lambda: self._exchanges.save(
-                state,
+                run.state,
                 authorized,
                 now,
                 events=published,
@@ -269,25 +244,31 @@ class ExchangeService:
         where = f"{integration.name}/{pending.connection_id}"
         if saved.outcome is SaveOutcome.SUBJECT_MISMATCH:
             log.warning("exchange for %s refused: the tokens are for another account", where)
-        elif saved.outcome is SaveOutcome.SAVED:
+        elif saved.outcome is SaveOutcome.ALREADY_DONE:
+            log.warning("exchange for %s had already ended in another run; its outcome stands "
+                        "and these tokens are dropped", where)  # fmt: skip
+        else:
             log.info("connection %s stored: %s", where, verdict)
         return saved.summary
 
-    async def _fail(
-        self,
-        state: str,
-        pending: PendingAuthorization,
-        now: float,
-        attempt: ExchangeAttempt,
-        error: str,
-        description: str | None,
-    ) -> dict[str, Any]:
-        """Publish `exchange.failed` and keep the outcome on the state, in one step."""
-        event, result = failure(
-            pending, now, error=error, description=description, attempts=attempt.number
+    async def _fail(self, run: _Run, error: str, description: str | None) -> dict[str, Any]:
+        """Publish `exchange.failed` and keep the outcome on the state, in one step; retried
+        like the save while Redis is unavailable, so a failure still ends in its event."""
+        event, result = failure(run.pending, run.now, error=error, description=description,
+                                attempts=run.attempt.number)  # fmt: skip
+        kept = await retry_while_unavailable(
+            lambda: self._pending.finish(run.state, event, result), self._save_retry_seconds
         )
-        kept = await self._pending.finish(state, event, result)
-        log.warning(
-            "exchange for %s/%s failed: %s", pending.integration, pending.connection_id, error
-        )
+        log.warning("exchange for %s/%s failed: %s",
+                    run.pending.integration, run.pending.connection_id, error)  # fmt: skip
         return kept
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One run of an exchange: the claimed state, its record, the task attempt, the time."""
+
+    state: str
+    pending: PendingAuthorization
+    attempt: ExchangeAttempt
+    now: float
