@@ -124,6 +124,22 @@ async def test_the_kept_outcome_holds_no_token_value_and_drops_the_verifier(
     assert 2 * 3600 - 60 < ttl <= 2 * 3600  # outlives the broker's 1 h visibility timeout
 
 
+async def test_the_alert_of_a_degraded_connection_is_saved_with_it_in_one_step(
+    runtime: Runtime, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    service, cid = exchange_service(runtime), new_id()
+
+    result = await connect(service, "generic", cid)  # no offline_access: no refresh token
+
+    assert result["outcome"] == "refresh_token_missing" and result["fixes"]
+    connection = await runtime.tokens.get("generic", cid)
+    assert connection.last_alert is not None
+    assert connection.last_alert["type"] == "alert.refresh_token_missing"
+    assert connection.last_alert["fixes"] == result["fixes"]
+    events = await events_for(redis, settings, cid)
+    assert [t for t, _ in events] == ["connection.authorized", "alert.refresh_token_missing"]
+
+
 # -- the account a connection is bound to ------------------------------------------------
 
 
