@@ -183,8 +183,9 @@ class ExchangeService:
         try:
             tokens = await post_token_request(self._http, request, self._http_timeout, run.now)
         except TransientError as exc:
-            # Nothing came back to lose: a retry sends the code again, as a client must
-            # when it can't know whether a timed-out request was redeemed.
+            # No token set came back, so none can be lost: a retry sends the code again.
+            # A timed-out request may have been redeemed; then the provider refuses the
+            # second one and the exchange ends in invalid_grant, as it would have anyway.
             await self._pending.forget_sent(run.state)
             if not run.attempt.final:
                 raise

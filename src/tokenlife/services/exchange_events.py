@@ -17,9 +17,9 @@ from tokenlife.core.tokens import TokenSet
 from tokenlife.services.callback import described_params, summary
 
 STORAGE_LOST = (
-    "The provider was sent the code, but its answer could not be stored (Redis was "
-    "unavailable, or the worker stopped before saving). A code works only once: connect "
-    "the account again."
+    "The code was sent to the provider (or was about to be), but no answer was stored: "
+    "Redis was unavailable, or the worker stopped before saving. A code works only once: "
+    "connect the account again."
 )
 SUBJECT_MISMATCH = (
     "The provider returned tokens for a different account than the one this connection "
