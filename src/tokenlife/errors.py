@@ -16,9 +16,11 @@
     │   ├── EndpointTimeoutError
     │   ├── ServerError              HTTP 5xx
     │   ├── RateLimitedError         HTTP 429
-    │   └── TemporarilyUnavailableError  (also an OAuthError)
+    │   ├── TemporarilyUnavailableError  (also an OAuthError)
+    │   └── StorageUnavailableError  Redis could not be reached or refused the write
     └── ProviderError                terminal: the provider said no, or said nonsense
         ├── InvalidResponseError     not JSON, no access_token, bad expires_in, too large
+        ├── InvalidIdTokenError      an id_token that is not a JWT for this client and issuer
         └── OAuthError               RFC 6749 §5.2 / §4.1.2.1 error codes, one class each
 
 Messages never contain token values: they name fields, statuses and sizes only.
@@ -108,6 +110,12 @@ class RateLimitedError(TransientError):
         self.retry_after = retry_after
 
 
+class StorageUnavailableError(TransientError):
+    """Raised when Redis could not be reached (or was loading) after the retries allowed."""
+
+    error = "storage_unavailable"
+
+
 class ProviderError(TokenlifeError):
     """Raised when the provider refused the request or answered unusably; do not retry."""
 
@@ -116,6 +124,12 @@ class InvalidResponseError(ProviderError):
     """Raised when a token endpoint response breaks RFC 6749 §5.1 (shape, types, size)."""
 
     error = "invalid_response"
+
+
+class InvalidIdTokenError(ProviderError):
+    """Raised when a token response's id_token is malformed or not for this client/issuer."""
+
+    error = "invalid_id_token"
 
 
 class OAuthError(ProviderError):

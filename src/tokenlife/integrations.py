@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from tokenlife.core.integration import (
     Integration,
@@ -71,6 +78,8 @@ class IntegrationConfig(BaseModel):
     minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] | None = None
     refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] | None = None
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
+    # Strict: "yes" or 1 for a security switch is a typo to report, not a True.
+    allow_account_change: StrictBool = False
 
     @property
     def all_placeholders(self) -> dict[str, str]:
@@ -164,8 +173,12 @@ def resolve(
     default_minimum_days: float,
     discovered: tuple[str, str] | None = None,
     default_timing: RefreshTiming = RefreshTiming(),  # noqa: B008 - frozen value object
+    require_iss: bool = False,
 ) -> Integration:
-    """Apply the preset. Explicit URLs win over discovered ones, which win over the preset's."""
+    """Apply the preset. Explicit URLs win over discovered ones, which win over the preset's.
+
+    `require_iss` is the discovery document's `authorization_response_iss_parameter_supported`.
+    """
     placeholders = {**preset.placeholders, **config.all_placeholders}
     authorize_url = config.authorize_url or (discovered[0] if discovered else preset.authorize_url)
     token_url = config.token_url or (discovered[1] if discovered else preset.token_url)
@@ -194,6 +207,9 @@ def resolve(
         refresh_timing=_timing(config, preset, default_timing),
         scope_separator="," if preset.facts.get("scope_separator") == "," else " ",
         revocation_url=config.revocation_url or _revocation_url(preset, placeholders),
+        issuer=config.issuer,
+        require_iss=require_iss,
+        allow_account_change=config.allow_account_change,
     )
 
 

@@ -12,8 +12,9 @@ import aiohttp
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.discovery import discover_endpoints
+from tokenlife.adapters.discovery import endpoints_from, fetch_discovery_document, requires_iss
 from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
@@ -57,11 +58,13 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
         )
         async with aiohttp.ClientSession() as session:
             for name, (config, secret) in loaded.items():
-                discovered = None
+                discovered, require_iss = None, False
                 if config.issuer and not (config.authorize_url and config.token_url):
-                    discovered = await discover_endpoints(
+                    document = await fetch_discovery_document(
                         session, config.issuer, settings.http_timeout_seconds
                     )
+                    discovered = endpoints_from(config.issuer, document)
+                    require_iss = requires_iss(document)
                 integrations[name] = resolve(
                     name,
                     config,
@@ -70,6 +73,7 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
                     settings.minimum_access_token_only_lifetime_days,
                     discovered,
                     default_timing(settings),
+                    require_iss=require_iss,
                 )
     alerts = load_alert_config(settings, os.environ if environ is None else environ)
     return Config(settings=settings, presets=presets, integrations=integrations, alerts=alerts)
@@ -96,12 +100,13 @@ class Runtime:
         self.exchange = ExchangeService(
             integrations=config.integrations,
             presets=config.presets,
-            pending=PendingStore(redis, keys, cipher),
+            pending=PendingStore(redis, keys, cipher, settings.events_max_length),
             tokens=self.tokens,
-            events=self.events,
+            exchanges=ExchangeStore(redis, keys, cipher, settings.events_max_length),
             http=http,
             http_timeout=settings.http_timeout_seconds,
             schedule_policy=policy,
+            save_retry_seconds=settings.exchange_save_retry_seconds,
         )
         refresher = Refresher(
             presets=config.presets,

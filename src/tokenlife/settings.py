@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     exchange_max_retries: Annotated[int, Field(ge=0, le=20)] = 5
     exchange_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
     exchange_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0
+    # How long an exchange keeps retrying to save the tokens it got while Redis is down;
+    # a user is waiting on the callback page, and the code can't be sent twice.
+    exchange_save_retry_seconds: Annotated[float, Field(ge=0, le=600)] = 20.0
     events_max_length: Annotated[int, Field(ge=1000)] = 100_000
 
     refresh_margin_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0

@@ -9,8 +9,8 @@ from typing import Any
 
 from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.core.backoff import compute_backoff
-from tokenlife.errors import TransientError
-from tokenlife.services.callback import ExchangeAttempt
+from tokenlife.errors import StorageUnavailableError, TransientError
+from tokenlife.services.callback import ExchangeAttempt, summary
 from tokenlife.worker import app, process_runtime
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,13 @@ def exchange_code(
     code: str | None = None,
     error: str | None = None,
     error_description: str | None = None,
+    iss: str | None = None,
 ) -> dict[str, Any]:
-    """Exchange an authorization code; returns a JSON summary without token values."""
+    """Exchange an authorization code; returns a JSON summary without token values.
+
+    `iss` is the callback's RFC 9207 issuer parameter, when the provider sent one. A task
+    delivered twice returns the first outcome without calling the provider again.
+    """
     process = process_runtime()
     settings = process.runtime.config.settings
     retries: int = self.request.retries
@@ -43,21 +48,35 @@ def exchange_code(
                 error_description=error_description,
                 attempt=attempt,
                 now=time.time(),
+                iss=iss,
             )
         )
+    except StorageUnavailableError as exc:
+        if attempt.final:
+            # No event can be written while Redis is down. A redelivery of this task
+            # (the broker's visibility timeout) still ends in exchange.failed.
+            log.error("exchange gave up: Redis unavailable after %d attempts: %s",
+                      attempt.number, exc)  # fmt: skip
+            return summary(None, None, outcome="failed", error=exc.error,
+                           error_description=str(exc))  # fmt: skip
+        raise self.retry(exc=exc, countdown=_countdown(retries, exc), max_retries=None) from None
     except TransientError as exc:
-        countdown = compute_backoff(
-            retries,
-            base=settings.exchange_retry_base_seconds,
-            cap=settings.exchange_retry_max_seconds,
-            jitter=random.random(),
-            # A user is waiting and the claim on the state expires: honour Retry-After
-            # only up to our own cap.
-            retry_after=None
-            if exc.retry_after is None
-            else min(exc.retry_after, settings.exchange_retry_max_seconds),
-        )
-        raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
+        raise self.retry(exc=exc, countdown=_countdown(retries, exc), max_retries=None) from None
+
+
+def _countdown(retries: int, exc: TransientError) -> float:
+    settings = process_runtime().runtime.config.settings
+    return compute_backoff(
+        retries,
+        base=settings.exchange_retry_base_seconds,
+        cap=settings.exchange_retry_max_seconds,
+        jitter=random.random(),
+        # A user is waiting and the claim on the state expires: honour Retry-After
+        # only up to our own cap.
+        retry_after=None
+        if exc.retry_after is None
+        else min(exc.retry_after, settings.exchange_retry_max_seconds),
+    )
 
 
 @app.task(name="tokenlife.refresh_due", ignore_result=True)

@@ -15,12 +15,14 @@ from redis.asyncio import Redis
 
 from tests.support import wait_until
 from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.event_stream import new_event
 from tokenlife.adapters.keys import (
     EXCHANGE_CLAIM_TTL_SECONDS,
     Keys,
 )
-from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.pending_store import ExchangeClaim, PendingStore
 from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.events import Event
 from tokenlife.errors import InvalidStateError
 from tokenlife.settings import Settings
 
@@ -61,7 +63,7 @@ async def test_claim_returns_the_record_with_the_decrypted_verifier(store: Pendi
     state, record = new_state(), pending()
     await store.put(state, record)
 
-    claimed = await store.claim(state, new_owner())
+    claimed = (await store.claim(state, new_owner())).pending
 
     assert claimed == record
     assert claimed.verifier == record.verifier
@@ -71,7 +73,7 @@ async def test_a_record_without_pkce_claims_without_verifier(store: PendingStore
     state, record = new_state(), pending(verifier=None)
     await store.put(state, record)
 
-    assert await store.claim(state, new_owner()) == record
+    assert (await store.claim(state, new_owner())).pending == record
 
 
 async def test_the_verifier_is_never_stored_in_plaintext(
@@ -106,7 +108,7 @@ async def test_the_same_owner_claims_again_while_retrying(store: PendingStore) -
     await store.put(state, record)
     await store.claim(state, owner)
 
-    assert await store.claim(state, owner) == record
+    assert (await store.claim(state, owner)).pending == record
 
 
 async def test_after_release_even_the_owner_gets_invalid_state(store: PendingStore) -> None:
@@ -170,7 +172,7 @@ async def test_putting_the_same_state_twice_is_refused(store: PendingStore) -> N
 
     with pytest.raises(InvalidStateError):
         await store.put(state, pending())
-    assert await store.claim(state, new_owner()) == record  # the first record is intact
+    assert (await store.claim(state, new_owner())).pending == record  # the first record is intact
 
 
 async def test_a_state_being_exchanged_cannot_be_put_again(store: PendingStore) -> None:
@@ -180,7 +182,7 @@ async def test_a_state_being_exchanged_cannot_be_put_again(store: PendingStore) 
 
     with pytest.raises(InvalidStateError):
         await store.put(state, pending())
-    assert await store.claim(state, owner) == record  # the claim in progress survives
+    assert (await store.claim(state, owner)).pending == record  # the claim in progress survives
 
 
 async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
@@ -193,7 +195,7 @@ async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
         *(store.claim(state, new_owner()) for _ in range(20)), return_exceptions=True
     )
 
-    winners = [r for r in results if isinstance(r, PendingAuthorization)]
+    winners = [r.pending for r in results if isinstance(r, ExchangeClaim)]
     losers = [r for r in results if isinstance(r, InvalidStateError)]
     assert winners == [record]
     assert len(losers) == 19, f"unexpected results: {results!r}"
@@ -208,6 +210,54 @@ async def test_read_leaves_the_state_pending_and_shows_no_verifier(store: Pendin
 
     assert read == replace(record, verifier=None)
     assert await store.read(state) == read  # reading consumes nothing
-    assert await store.claim(state, owner) == record  # the claim still gets all of it
+    assert (await store.claim(state, owner)).pending == record  # the claim gets all of it
     assert await store.read(state) is None  # claimed: no longer pending
     assert await store.read(new_state()) is None
+
+
+def failed_event(record: PendingAuthorization, error: str) -> Event:
+    return new_event("exchange.failed", record.integration, record.connection_id, NOW,
+                     error=error, error_description=None, attempts=1)  # fmt: skip
+
+
+async def test_once_finished_anyone_gets_the_outcome_and_the_record_is_dropped(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state, record, owner = new_state(), pending(), new_owner()
+    await store.put(state, record)
+    await store.claim(state, owner)
+
+    kept = await store.finish(state, failed_event(record, "access_denied"), {"outcome": "failed"})
+
+    assert kept == {"outcome": "failed"}
+    for claimant in (owner, new_owner()):  # the task delivered again, or a replay
+        claim = await store.claim(state, claimant)
+        assert (claim.pending, claim.finished) == (None, {"outcome": "failed"})
+    assert not await redis.hexists(keys.exchanging(state), "pending")  # verifier gone
+
+
+async def test_the_first_outcome_wins_and_publishes_one_event(
+    store: PendingStore, redis: Redis, keys: Keys
+) -> None:
+    state, record = new_state(), pending()
+    await store.put(state, record)
+    await store.claim(state, new_owner())
+    before = await redis.xlen(keys.events)
+
+    first = await store.finish(state, failed_event(record, "access_denied"), {"n": 1})
+    second = await store.finish(state, failed_event(record, "invalid_grant"), {"n": 2})
+
+    assert first == second == {"n": 1}
+    assert await redis.xlen(keys.events) == before + 1
+
+
+async def test_a_retry_of_the_owner_learns_that_the_code_was_sent(store: PendingStore) -> None:
+    state, record, owner = new_state(), pending(), new_owner()
+    await store.put(state, record)
+    assert (await store.claim(state, owner)).sent_at is None
+
+    await store.note_sent(state, NOW)
+    assert (await store.claim(state, owner)).sent_at == NOW
+
+    await store.forget_sent(state)
+    assert (await store.claim(state, owner)).sent_at is None

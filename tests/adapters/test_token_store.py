@@ -140,6 +140,7 @@ async def test_get_reads_the_connection_without_token_values(store: TokenStore) 
         "failing_since": None,
         "last_error": None,
         "last_alert": None,
+        "subject": None,
     }
 
 

@@ -470,3 +470,43 @@ def test_resolve_rejects(config: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=r"^integration crm: ") as caught:
         resolve("crm", custom(**config), load_presets()["custom"], None, 30.0)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        pytest.param("", False, id="default-off"),
+        pytest.param("allow_account_change = true", True, id="on"),
+        pytest.param("allow_account_change = false", False, id="off"),
+    ],
+)
+def test_allow_account_change_flows_into_resolve(tmp_path: Path, line: str, expected: bool) -> None:
+    text = table(*GOOGLE, f'client_secret = "{SECRET}"', REDIRECT, line)
+    config, secret = load_integrations_file(write(tmp_path, text), load_presets(), {})["crm"]
+
+    integration = resolve("crm", config, load_presets()["google"], secret, 30)
+
+    assert integration.allow_account_change is expected
+    assert (integration.issuer, integration.require_iss) == (None, False)
+
+
+def test_allow_account_change_must_be_a_boolean(tmp_path: Path) -> None:
+    text = table(*GOOGLE, f'client_secret = "{SECRET}"', REDIRECT, 'allow_account_change = "yes"')
+    with pytest.raises(ConfigurationError, match="allow_account_change"):
+        load_integrations_file(write(tmp_path, text), load_presets(), {})
+
+
+@pytest.mark.parametrize("require_iss", [True, False])
+def test_a_custom_issuer_and_its_iss_promise_flow_into_resolve(
+    tmp_path: Path, require_iss: bool
+) -> None:
+    text = table('provider = "custom"', 'client_id = "id"', f'client_secret = "{SECRET}"',
+                 REDIRECT, 'issuer = "https://idp.example.com"')  # fmt: skip
+    config, secret = load_integrations_file(write(tmp_path, text), load_presets(), {})["crm"]
+    discovered = ("https://idp.example.com/a", "https://idp.example.com/t")
+
+    integration = resolve("crm", config, load_presets()["custom"], secret, 30, discovered,
+                          require_iss=require_iss)  # fmt: skip
+
+    assert integration.issuer == "https://idp.example.com"
+    assert integration.require_iss is require_iss

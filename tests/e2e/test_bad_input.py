@@ -38,8 +38,8 @@ async def test_unknown_state_is_rejected_and_nothing_happens(worker: WorkerHandl
     assert summary["integration"] is None
 
 
-async def test_replayed_state_is_rejected_and_the_first_result_stands(
-    tl: Tokenlife, worker: WorkerHandle, redis: Redis, settings: Settings
+async def test_a_replayed_state_gets_the_first_outcome_and_sends_nothing(
+    tl: Tokenlife, worker: WorkerHandle, redis: Redis, settings: Settings, fakes: Fakes
 ) -> None:
     cid = new_id()
     callback = await consent(tl, "generic", cid)
@@ -47,7 +47,9 @@ async def test_replayed_state_is_rejected_and_the_first_result_stands(
     replay = await exchange(worker, state=callback["state"], code=callback["code"])
 
     assert first["outcome"] != "failed"
-    assert replay["error"] == "invalid_state"
+    assert replay == first  # the summary kept on the state, not a second exchange
+    codes = [r for r in fakes.generic.token_requests if r.get("code") == callback["code"]]
+    assert len(codes) == 1
     assert (await tl.connection("generic", cid)).version == 1
     types = [t for t, _ in await events_for(redis, settings, cid)]
     assert types == ["connection.authorized", "alert.refresh_token_missing"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlencode
@@ -76,6 +77,11 @@ class FakeProvider:
     retires_used_refresh_tokens = False
     # Presenting a rotated-out refresh token revokes the whole family (Auth0's rule).
     detects_reuse = False
+    # An OpenID provider returns an ID token (with the user as `sub`) when `openid` is
+    # requested (OIDC Core §3.1.3.3); Google and Microsoft do.
+    issues_id_tokens = True
+    # RFC 9207: the authorization response carries `iss` (and discovery says so).
+    sends_iss = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -161,6 +167,8 @@ class FakeProvider:
             del body["expires_in"]
         elif reply.expires_in is not None:
             body["expires_in"] = reply.expires_in
+        if self.issues_id_tokens and "openid" in grant.scopes:
+            body["id_token"] = self.id_token(grant)
         give = grant.issue_refresh_token if reply.refresh_token is None else reply.refresh_token
         if give and family is not None:
             refresh = self._new_secret("rt")
@@ -172,6 +180,17 @@ class FakeProvider:
 
     def error_body(self, error: str, description: str) -> dict[str, Any]:
         return {"error": error, "error_description": description}
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` of its ID tokens: the discovery issuer unless the vendor says otherwise."""
+        return self.base_url
+
+    def id_token(self, grant: Grant) -> str:
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": grant.user, "aud": grant.client_id,
+                  "iat": now, "exp": now + 3600}  # fmt: skip
+        return _unsigned_jwt(claims)
 
     # -- HTTP ----------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -214,7 +233,10 @@ class FakeProvider:
                 ),
                 code_challenge=q.get("code_challenge"),
             )
-        raise web.HTTPFound(redirect + "?" + urlencode({"code": code, "state": q.get("state", "")}))
+        answer = {"code": code, "state": q.get("state", "")}
+        if self.sends_iss:
+            answer["iss"] = self.issuer
+        raise web.HTTPFound(redirect + "?" + urlencode(answer))
 
     async def token(self, request: web.Request) -> web.StreamResponse:
         form = {k: str(v) for k, v in (await request.post()).items()}

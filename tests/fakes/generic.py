@@ -32,6 +32,7 @@ class FakeGeneric(FakeProvider):
                 "scopes_supported": ["openid", "profile", "offline_access"],
                 "grant_types_supported": ["authorization_code", "refresh_token"],
                 "code_challenge_methods_supported": ["S256"],
+                "authorization_response_iss_parameter_supported": self.sends_iss,
             },
         )
 

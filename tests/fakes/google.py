@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeProvider, Grant
+from tests.fakes.base import FakeProvider
 
 
 class FakeGoogle(FakeProvider):
@@ -32,11 +32,10 @@ class FakeGoogle(FakeProvider):
         self.consented.add((client_id, user))
         return first or "consent" in params.get("prompt", "").split()
 
-    def token_body(self, grant: Grant, reply: Any, family: str | None = None) -> dict[str, Any]:
-        body = super().token_body(grant, reply, family)
-        if "openid" in grant.scopes:
-            body["id_token"] = "eyJhbGciOiJSUzI1NiJ9.e30.sig"
-        return body
+    @property
+    def issuer(self) -> str:
+        # https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken
+        return "https://accounts.google.com"
 
     def error_body(self, error: str, description: str) -> dict[str, Any]:
         if error == "invalid_grant":

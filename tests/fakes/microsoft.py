@@ -44,6 +44,12 @@ class FakeMicrosoft(FakeProvider):
         body["ext_expires_in"] = body.get("expires_in", 3600)
         return body
 
+    @property
+    def issuer(self) -> str:
+        # v2.0 ID tokens name the user's tenant (here a fixed one) in `iss`:
+        # https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference
+        return "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+
     def error_body(self, error: str, description: str) -> dict[str, Any]:
         codes = {"invalid_grant": 70008, "invalid_client": 7000215}
         code = codes.get(error, 90000)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import Keys
 from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
@@ -48,6 +49,9 @@ class Connection:
     expiry_alerts_sent: tuple[float, ...] = ()
     last_error: str | None = None
     last_alert: Mapping[str, Any] | None = None
+    # The account's OIDC `sub` when the provider said (an ID token); a reconnect that
+    # brings another one is refused unless the integration allows an account change.
+    subject: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,7 @@ class Connection:
             "failing_since": iso8601(self.failing_since),
             "last_error": self.last_error,
             "last_alert": None if self.last_alert is None else dict(self.last_alert),
+            "subject": self.subject,
         }
 
 
@@ -92,6 +97,66 @@ def token_fields(tokens: TokenSet, cipher: Cipher) -> dict[str, str]:
     if tokens.granted_scopes is not None:
         fields["scopes_granted"] = " ".join(tokens.granted_scopes)
     return fields
+
+
+def connection_fields(
+    integration: str,
+    connection_id: str,
+    provider: str,
+    tokens: TokenSet,
+    cipher: Cipher,
+    *,
+    verdict: Verdict,
+    status: Status,
+    scopes_requested: tuple[str, ...],
+    next_check_at: float | None,
+    now: float,
+) -> dict[str, str]:
+    """Every field of a newly authorized connection (save_connection.lua adds the rest)."""
+    fields = {
+        "integration": integration,
+        "connection_id": connection_id,
+        "provider": provider,
+        "status": status.value,
+        "verdict": verdict.value,
+        "scopes_requested": " ".join(scopes_requested),
+        "last_refreshed_at": repr(now),
+        **token_fields(tokens, cipher),
+    }
+    if next_check_at is not None:
+        fields["next_refresh_at"] = repr(next_check_at)
+    return fields
+
+
+def save_keys(keys: Keys, integration: str, connection_id: str, state: str | None) -> list[str]:
+    """KEYS of save_connection.lua; `state` names the exchange claim to mark, if any."""
+    return [
+        keys.connection(integration, connection_id),
+        keys.connections(integration),
+        keys.schedule,
+        "-" if state is None else keys.exchanging(state),
+        keys.events,
+    ]
+
+
+def save_args(
+    keys: Keys,
+    integration: str,
+    connection_id: str,
+    now: float,
+    next_check_at: float | None,
+    fields: Mapping[str, str],
+    subject: str | None,
+) -> list[str]:
+    """The first six ARGV of save_connection.lua: what every save passes."""
+    return [
+        connection_id,
+        repr(now),
+        keys.member(integration, connection_id),
+        "" if next_check_at is None else repr(next_check_at),
+        json.dumps(dict(fields)),
+        subject or "",
+    ]
 
 
 def _float(raw: Mapping[str, str], name: str) -> float | None:
@@ -127,4 +192,5 @@ def parse_connection(raw: Mapping[str, str]) -> Connection:
         expiry_alerts_sent=tuple(float(x) for x in sent.split(",") if x),
         last_error=raw.get("last_error"),
         last_alert=json.loads(raw["last_alert"]) if "last_alert" in raw else None,
+        subject=raw.get("subject"),
     )

@@ -50,6 +50,11 @@ async def fetch_discovery_document(
     return document
 
 
+def requires_iss(document: dict[str, Any]) -> bool:
+    """RFC 9207 §3: the server always sends `iss` in authorization responses."""
+    return document.get("authorization_response_iss_parameter_supported") is True
+
+
 def endpoints_from(issuer: str, document: dict[str, Any]) -> tuple[str, str]:
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     endpoints = (document.get("authorization_endpoint"), document.get("token_endpoint"))

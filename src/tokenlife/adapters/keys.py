@@ -6,9 +6,14 @@ from dataclasses import dataclass
 
 # A user has this long to finish the consent screen before the state is forgotten.
 PENDING_AUTHORIZATION_TTL_SECONDS = 600
-# A claimed state stays bound to the claiming task while Celery retries the exchange;
-# longer than the worst retry schedule (exchange_max_retries x exchange_retry_max_seconds).
-EXCHANGE_CLAIM_TTL_SECONDS = 3600
+# A claimed state stays bound to the claiming task while Celery retries the exchange,
+# and once the exchange ends it holds the outcome (the "exchanged" mark) that a task
+# delivered again gets back instead of sending the code twice. The broker redelivers an
+# unacknowledged task after its visibility timeout (1 hour with Celery's Redis transport,
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html);
+# the mark must outlive that and the retry schedule (exchange_max_retries x
+# exchange_retry_max_seconds, 10 minutes by default), so two hours.
+EXCHANGE_CLAIM_TTL_SECONDS = 2 * 3600
 # A refresh holds its connection's lock at most this long; a crashed worker's lock frees
 # itself. Longer than one token request (the HTTP timeout caps it at 300 s).
 REFRESH_LOCK_TTL_SECONDS = 330

@@ -1,8 +1,11 @@
-"""Pending authorizations, keyed by OAuth state: stored once, consumed once."""
+"""Pending authorizations, keyed by OAuth state: stored once, consumed once, and once
+the exchange has ended, its outcome kept so a task delivered twice gets it back."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -13,17 +16,34 @@ from tokenlife.adapters.keys import (
     PENDING_AUTHORIZATION_TTL_SECONDS,
     Keys,
 )
+from tokenlife.adapters.storage_errors import storage_errors
 from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.events import Event
 from tokenlife.errors import InvalidStateError
 
 
+@dataclass(frozen=True, slots=True)
+class ExchangeClaim:
+    """A claimed state: the pending record to exchange, or the outcome of an exchange
+    that already ended (`finished`, the task's summary)."""
+
+    pending: PendingAuthorization | None = None
+    # When an earlier run of the same task sent the code (None: never sent).
+    sent_at: float | None = None
+    finished: dict[str, Any] | None = None
+
+
 class PendingStore:
-    def __init__(self, redis: Redis, keys: Keys, cipher: Cipher) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, cipher: Cipher, events_max_length: int = 100_000
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._cipher = cipher
+        self._events_max_length = events_max_length
         self._put = scripts.register(redis, "put_pending")
         self._claim = scripts.register(redis, "claim_state")
+        self._finish = scripts.register(redis, "finish_exchange")
 
     async def put(self, state: str, pending: PendingAuthorization) -> None:
         record = pending.public_dict()
@@ -36,19 +56,59 @@ class PendingStore:
         if not created:  # 256 random bits never collide; a caller reused a state
             raise InvalidStateError("state is already pending")
 
-    async def claim(self, state: str, owner: str) -> PendingAuthorization:
-        """Consume the state for `owner`; the same owner may claim again while retrying."""
-        raw = await self._claim(
-            keys=[self._keys.pending(state), self._keys.exchanging(state)],
-            args=[owner, EXCHANGE_CLAIM_TTL_SECONDS * 1000],
-        )
-        if raw is None:
+    async def claim(self, state: str, owner: str) -> ExchangeClaim:
+        """Consume the state for `owner`; the same owner may claim again while retrying.
+
+        Once the exchange has ended, anyone gets its outcome. Raises InvalidStateError for
+        an unknown, expired or foreign state; StorageUnavailableError when Redis is down.
+        """
+        async with storage_errors():
+            reply = await self._claim(
+                keys=[self._keys.pending(state), self._keys.exchanging(state)],
+                args=[owner, EXCHANGE_CLAIM_TTL_SECONDS * 1000],
+            )
+        if not reply:
             raise InvalidStateError("unknown, expired or already used state")
-        record = json.loads(raw)
+        if reply[0] == "done":
+            return ExchangeClaim(finished=json.loads(reply[1]))
+        record = json.loads(reply[1])
         verifier = record.pop("verifier", None)
-        return PendingAuthorization(
+        pending = PendingAuthorization(
             **record, verifier=self._cipher.decrypt(verifier) if verifier else None
         )
+        return ExchangeClaim(pending=pending, sent_at=float(reply[2]) if reply[2] else None)
+
+    async def note_sent(self, state: str, now: float) -> None:
+        """The code is about to go to the provider: a later run must not send it again."""
+        key = self._keys.exchanging(state)
+        async with storage_errors(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "sent_at", repr(now))
+            pipe.pexpire(key, EXCHANGE_CLAIM_TTL_SECONDS * 1000)
+            await pipe.execute()
+
+    async def forget_sent(self, state: str) -> None:
+        """The provider answered with a transient error: a retry may send the code again."""
+        async with storage_errors():
+            await self._redis.hdel(self._keys.exchanging(state), "sent_at")
+
+    async def finish(self, state: str, event: Event, summary: dict[str, Any]) -> dict[str, Any]:
+        """Publish `event` and keep `summary` as the exchange's outcome, in one step.
+
+        Returns the outcome kept: an earlier one wins (a run delivered twice).
+        """
+        async with storage_errors():
+            kept = await self._finish(
+                keys=[self._keys.exchanging(state), self._keys.events],
+                args=[
+                    event.type,
+                    json.dumps(event.data, separators=(",", ":")),
+                    json.dumps(summary),
+                    self._events_max_length,
+                    EXCHANGE_CLAIM_TTL_SECONDS * 1000,
+                ],
+            )
+        result: dict[str, Any] = json.loads(kept)
+        return result
 
     async def read(self, state: str) -> PendingAuthorization | None:
         """The record still pending under `state`, left in place; None once claimed, expired
@@ -61,5 +121,5 @@ class PendingStore:
         return PendingAuthorization(**record)
 
     async def release(self, state: str) -> None:
-        """The exchange is over, for good or ill; the state can never be used again."""
+        """Forget the state and its outcome: it can never be used again."""
         await self._redis.delete(self._keys.exchanging(state))

@@ -1,8 +1,42 @@
 -- Replace a connection's hash in one step, keeping created_at and bumping version, and
--- put it on (or take it off) the refresh schedule.
--- KEYS[1] connection hash, KEYS[2] the integration's set of ids, KEYS[3] schedule.
--- ARGV[1] connection id, ARGV[2] now, ARGV[3] schedule member, ARGV[4] due time or ''
--- (not scheduled), ARGV[5] JSON object of fields.
+-- put it on (or take it off) the refresh schedule. At the end of an exchange, the same
+-- step publishes the connection's events and marks the state's claim with the summary,
+-- so a task delivered twice finds the mark and never sends the code again.
+-- KEYS: 1 connection hash, 2 the integration's set of ids, 3 schedule, 4 the state's
+-- claim ('-' for a save outside an exchange), 5 event stream.
+-- ARGV: 1 connection id, 2 now, 3 schedule member, 4 due time or '' (not scheduled),
+-- 5 JSON object of fields, 6 the account's subject or '' (unknown), 7 '1' when another
+-- subject may replace a stored one, 8 JSON list of [type, data] events to publish,
+-- 9 the connection's last alert (JSON) or '', 10 summary (JSON) to mark the claim with,
+-- 11 JSON [type, data] of the event for a refused account change, 12 its summary,
+-- 13 stream length cap, 14 claim TTL ms.
+-- Returns {'saved', version, summary}; {'done', 0, summary} when the claim already holds
+-- an outcome; {'subject_mismatch', 0, summary} when the stored connection belongs to
+-- another account (nothing of it changes).
+local claimed = KEYS[4] ~= '-'
+if claimed then
+  local done = redis.call('HGET', KEYS[4], 'exchanged')
+  if done then
+    return {'done', 0, done}
+  end
+end
+local function publish(event)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[13], '*', 'type', event[1], 'data', event[2])
+end
+local function mark(summary)
+  if claimed then
+    redis.call('HSET', KEYS[4], 'exchanged', summary)
+    redis.call('HDEL', KEYS[4], 'pending')
+    redis.call('PEXPIRE', KEYS[4], ARGV[14])
+  end
+end
+-- Checked here, not before the call, so a concurrent exchange can't slip past.
+local stored = redis.call('HGET', KEYS[1], 'subject')
+if ARGV[6] ~= '' and stored and stored ~= ARGV[6] and ARGV[7] ~= '1' then
+  publish(cjson.decode(ARGV[11]))
+  mark(ARGV[12])
+  return {'subject_mismatch', 0, ARGV[12]}
+end
 local created = redis.call('HGET', KEYS[1], 'created_at')
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
 local fields = cjson.decode(ARGV[5])
@@ -12,10 +46,20 @@ for name, value in pairs(fields) do
 end
 redis.call('HSET', KEYS[1], 'created_at', created or ARGV[2], 'updated_at', ARGV[2],
   'version', version)
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'subject', ARGV[6])
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'last_alert', ARGV[9])
+end
 redis.call('SADD', KEYS[2], ARGV[1])
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[3])
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 end
-return version
+for _, event in ipairs(cjson.decode(ARGV[8])) do
+  publish(event)
+end
+mark(ARGV[10])
+return {'saved', version, ARGV[10]}

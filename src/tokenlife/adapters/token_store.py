@@ -17,7 +17,10 @@ from tokenlife.adapters import scripts
 from tokenlife.adapters.connection_record import (
     TOKEN_FIELDS,
     Connection,
+    connection_fields,
     parse_connection,
+    save_args,
+    save_keys,
     token_fields,
 )
 from tokenlife.adapters.crypto import Cipher
@@ -91,35 +94,27 @@ class TokenStore:
         scopes_requested: tuple[str, ...],
         next_check_at: float | None,
         now: float,
+        subject: str | None = None,
     ) -> int:
-        """Replace the connection atomically (a new authorization); return its version."""
-        fields = {
-            "integration": integration,
-            "connection_id": connection_id,
-            "provider": provider,
-            "status": status.value,
-            "verdict": verdict.value,
-            "scopes_requested": " ".join(scopes_requested),
-            "last_refreshed_at": repr(now),
-            **token_fields(tokens, self._cipher),
-        }
-        if next_check_at is not None:
-            fields["next_refresh_at"] = repr(next_check_at)
-        version = await self._save(
-            keys=[
-                self._keys.connection(integration, connection_id),
-                self._keys.connections(integration),
-                self._keys.schedule,
-            ],
+        """Replace the connection atomically (a new authorization); return its version.
+
+        An exchange saves through ExchangeStore instead, which also marks the state.
+        """
+        fields = connection_fields(
+            integration, connection_id, provider, tokens, self._cipher,
+            verdict=verdict, status=status, scopes_requested=scopes_requested,
+            next_check_at=next_check_at, now=now,
+        )  # fmt: skip
+        reply = await self._save(
+            keys=save_keys(self._keys, integration, connection_id, None),
             args=[
-                connection_id,
-                repr(now),
-                self._keys.member(integration, connection_id),
-                "" if next_check_at is None else repr(next_check_at),
-                json.dumps(fields),
+                *save_args(self._keys, integration, connection_id, now, next_check_at,
+                           fields, subject),
+                # Outside an exchange: no account check, no events, no mark.
+                "", "[]", "", "{}", "[]", "{}", self._events_max_length, 0,
             ],
-        )
-        return int(version)
+        )  # fmt: skip
+        return int(reply[1])
 
     async def update(
         self,

@@ -33,6 +33,15 @@ class Integration:
     # RFC 6749 §3.3 says spaces; a few vendors (Slack) want commas.
     scope_separator: str = " "
     revocation_url: str | None = None  # RFC 7009, when the vendor has one
+    # The authorization server's issuer identifier, when known (a custom integration's
+    # `issuer`): checked against RFC 9207 `iss` and the ID token's `iss` claim.
+    issuer: str | None = None
+    # The discovery document says `authorization_response_iss_parameter_supported`: a
+    # callback without `iss` is then refused (RFC 9207 §2.4, mix-up defence).
+    require_iss: bool = False
+    # A reconnect may bring tokens of a different account (OIDC `sub`); off by default,
+    # so a stranger's consent can't replace the account a connection is bound to.
+    allow_account_change: bool = False
 
     @property
     def provider(self) -> str:

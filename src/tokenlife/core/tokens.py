@@ -32,6 +32,9 @@ class TokenSet:
     lifetime_seconds: int | None
     lifetime_source: str | None  # "expires_in", "jwt_exp" or None when unknown
     granted_scopes: tuple[str, ...] | None  # None when the response had no `scope`
+    # OIDC Core §3.1.3.3: who the account is. Read at the exchange (core/id_token.py),
+    # never stored; None when the response had none.
+    id_token: str | None = None
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return (
@@ -104,7 +107,13 @@ def token_set_from_payload(payload: dict[str, Any], now: float) -> TokenSet:
         lifetime_seconds=lifetime,
         lifetime_source=source,
         granted_scopes=parse_scope(payload.get("scope")),
+        id_token=_id_token(payload.get("id_token")),
     )
+
+
+def _id_token(value: Any) -> str | None:
+    # Only a string can be a JWT; anything else is checked as "no ID token".
+    return value if isinstance(value, str) and value else None
 
 
 def parse_expires_in(value: Any) -> int | None:

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.integration import Integration
 from tokenlife.errors import ProviderError
 
 _MAX_STATE = 512
 _MAX_CODE = 4096
+_MAX_ISS = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +23,8 @@ class ExchangeAttempt:
     final: bool
 
 
-def check_callback(state: object, code: object, error: object) -> str | None:
+def check_callback(state: object, code: object, error: object, iss: object = None) -> str | None:
+    """What is wrong with the callback's parameters, or None."""
     if not isinstance(state, str) or not 0 < len(state) <= _MAX_STATE:
         return "state must be a non-empty string"
     if (code is None) == (error is None):
@@ -30,6 +33,31 @@ def check_callback(state: object, code: object, error: object) -> str | None:
         return "code must be a non-empty string"
     if error is not None and not isinstance(error, str):
         return "error must be a string"
+    if iss is not None and (not isinstance(iss, str) or not 0 < len(iss) <= _MAX_ISS):
+        return "iss must be a non-empty string"
+    return None
+
+
+def issuer_problem(integration: Integration, iss: str | None) -> str | None:
+    """RFC 9207 §2.4: the callback's `iss` must be exactly the integration's issuer.
+
+    A mismatch means the code may come from another authorization server (a mix-up
+    attack); a missing `iss` is refused when the server advertises that it always sends
+    one. Without a known issuer (a preset, or a custom integration with explicit URLs)
+    there is nothing to compare with, and `iss` is accepted as it comes.
+    """
+    if iss is None:
+        if integration.require_iss:
+            return (
+                "the callback has no iss, but the authorization server advertises "
+                "authorization_response_iss_parameter_supported (RFC 9207)"
+            )
+        return None
+    if integration.issuer is not None and iss != integration.issuer:
+        return (
+            "the callback's iss is not this integration's issuer: the response may come "
+            "from another authorization server (mix-up attack, RFC 9207)"
+        )
     return None
 
 

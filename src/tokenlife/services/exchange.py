@@ -1,17 +1,25 @@
-"""Authorization: start one (state + PKCE), then exchange the code the user brings back."""
+"""Authorization: start one (state + PKCE), then exchange the code the user brings back.
+
+An exchange runs once per state. Its end is one atomic step (adapters/exchange_store.py,
+adapters/pending_store.py): the connection with its events, or the `exchange.failed`
+event, together with an "exchanged" mark on the state holding the task's summary. A task
+delivered again finds the mark and returns the summary without calling the provider.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.event_stream import EventStream, new_event
+from tokenlife.adapters.exchange_store import Authorized, ExchangeStore, SaveOutcome
 from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.storage_errors import retry_while_unavailable
 from tokenlife.adapters.token_endpoint import post_token_request
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events, pkce
@@ -20,15 +28,17 @@ from tokenlife.core.authorization import (
     PendingAuthorization,
     build_authorization_request,
 )
-from tokenlife.core.diagnosis import diagnose_missing_refresh_token
 from tokenlife.core.grants import authorization_code_request
+from tokenlife.core.id_token import account_subject
 from tokenlife.core.integration import Integration, check_connection_id
-from tokenlife.core.policy import Verdict, classify, status_for
+from tokenlife.core.policy import classify, status_for
 from tokenlife.core.presets import Preset
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import (
+    InvalidIdTokenError,
     InvalidStateError,
     ProviderError,
+    StorageUnavailableError,
     TransientError,
     UnknownIntegrationError,
     UsageError,
@@ -36,9 +46,16 @@ from tokenlife.errors import (
 from tokenlife.services.callback import (
     ExchangeAttempt,
     check_callback,
-    described_params,
     error_code,
+    issuer_problem,
     summary,
+)
+from tokenlife.services.exchange_events import (
+    STORAGE_LOST,
+    SUBJECT_MISMATCH,
+    authorized_events,
+    failure,
+    stored_summary,
 )
 from tokenlife.services.scheduling import SchedulePolicy
 
@@ -53,19 +70,21 @@ class ExchangeService:
         presets: Mapping[str, Preset],
         pending: PendingStore,
         tokens: TokenStore,
-        events: EventStream,
+        exchanges: ExchangeStore,
         http: aiohttp.ClientSession,
         http_timeout: float,
         schedule_policy: SchedulePolicy,
+        save_retry_seconds: float = 20.0,
     ) -> None:
         self.integrations = integrations
         self._presets = presets
         self._pending = pending
         self._tokens = tokens
-        self._events = events
+        self._exchanges = exchanges
         self._http = http
         self._http_timeout = http_timeout
         self._schedule_policy = schedule_policy
+        self._save_retry_seconds = save_retry_seconds
 
     def integration(self, name: str) -> Integration:
         try:
@@ -120,178 +139,152 @@ class ExchangeService:
         error_description: str | None,
         attempt: ExchangeAttempt,
         now: float,
+        iss: str | None = None,
     ) -> dict[str, Any]:
         """Turn the callback into a stored token set, or an `exchange.failed` event.
 
+        Runs at most once per state: a task delivered again (by the same id or another)
+        gets the first outcome back, and the code is never sent after an answer was lost.
         Raises TransientError only when a retry may help and `attempt.final` is false.
         """
-        problem = check_callback(state, code, error)
+        problem = check_callback(state, code, error, iss)
         if problem is not None:
             log.warning("exchange rejected: %s", problem)
             return summary(
                 None, None, outcome="failed", error="invalid_request", error_description=problem
             )
         try:
-            pending = await self._pending.claim(state, attempt.attempt_id)
+            claim = await self._pending.claim(state, attempt.attempt_id)
         except InvalidStateError as exc:
             log.warning("exchange rejected: %s", exc)
             return summary(
                 None, None, outcome="failed", error="invalid_state", error_description=str(exc)
             )
+        if claim.finished is not None:
+            log.info("exchange already ended (a task delivered again): returning its outcome")
+            return claim.finished
+        assert claim.pending is not None
+        run = _Run(state, claim.pending, attempt, now)
+        pending = claim.pending
         integration = self.integrations.get(pending.integration)
         if integration is None:
-            return await self._fail(
-                state,
-                pending,
-                now,
-                attempt,
-                "unknown_integration",
-                f"integration {pending.integration!r} is no longer configured",
-            )
+            gone = f"integration {pending.integration!r} is no longer configured"
+            return await self._fail(run, "unknown_integration", gone)
+        if claim.sent_at is not None:
+            # An earlier run sent the code and its answer was never stored (Redis failed,
+            # or the worker died in between). A code works once (RFC 6749 §4.1.2); sent
+            # again, the provider refuses it and may revoke what it issued.
+            log.error(
+                "exchange for %s/%s: the code was sent to the provider at %s but the answer "
+                "was never stored; not sending it again",
+                pending.integration, pending.connection_id, events.iso8601(claim.sent_at),
+            )  # fmt: skip
+            return await self._fail(run, "storage_unavailable", STORAGE_LOST)
+        mixed_up = issuer_problem(integration, iss)
+        if mixed_up is not None:
+            return await self._fail(run, "issuer_mismatch", mixed_up)
         if error is not None:
-            return await self._fail(state, pending, now, attempt, error, error_description)
+            return await self._fail(run, error, error_description)
         assert code is not None
+        return await self._redeem(integration, run, code)
+
+    async def _redeem(self, integration: Integration, run: _Run, code: str) -> dict[str, Any]:
+        """Send the code once, then keep the answer in memory until it is stored."""
+        pending = run.pending
         request = authorization_code_request(
             integration, code, pending.redirect_uri, pending.verifier
         )
+        await self._pending.note_sent(run.state, run.now)
         try:
-            tokens = await post_token_request(self._http, request, self._http_timeout, now)
+            tokens = await post_token_request(self._http, request, self._http_timeout, run.now)
         except TransientError as exc:
-            if not attempt.final:
+            # No token set came back, so none can be lost: a retry sends the code again.
+            # A timed-out request may have been redeemed; then the provider refuses the
+            # second one and the exchange ends in invalid_grant, as it would have anyway.
+            await self._pending.forget_sent(run.state)
+            if not run.attempt.final:
                 raise
-            return await self._fail(state, pending, now, attempt, exc.error, str(exc))
+            return await self._fail(run, exc.error, str(exc))
         except ProviderError as exc:
-            description = getattr(exc, "description", None) or str(exc)
-            return await self._fail(state, pending, now, attempt, error_code(exc), description)
-        result = await self._store(integration, pending, tokens, now)
-        await self._pending.release(state)
-        return result
+            return await self._fail(
+                run, error_code(exc), getattr(exc, "description", None) or str(exc)
+            )
+        try:
+            subject = account_subject(integration, tokens, run.now)
+        except InvalidIdTokenError as exc:
+            return await self._fail(run, exc.error, str(exc))
+        try:
+            return await self._store(integration, run, tokens, subject)
+        except StorageUnavailableError:
+            log.error(
+                "exchange for %s/%s: the provider issued tokens but Redis stayed unavailable "
+                "for %g s; the tokens are dropped and the user must connect again",
+                pending.integration, pending.connection_id, self._save_retry_seconds,
+            )  # fmt: skip
+            if not run.attempt.final:
+                raise  # the retry finds the code sent and ends in exchange.failed
+            return await self._fail(run, "storage_unavailable", STORAGE_LOST)
 
     async def _store(
-        self, integration: Integration, pending: PendingAuthorization, tokens: TokenSet, now: float
+        self, integration: Integration, run: _Run, tokens: TokenSet, subject: str | None
     ) -> dict[str, Any]:
+        pending, now = run.pending, run.now
         verdict = classify(tokens, integration.minimum_access_token_only_lifetime_days)
         status = status_for(verdict)
-        next_check = self._schedule_policy.next_check(integration, tokens, now, sent=())
-        await self._tokens.save(
-            integration=integration.name,
+        published, fixes = authorized_events(
+            integration, self._presets, pending, tokens, verdict, status, now
+        )
+        authorized = Authorized(
+            integration=integration,
             connection_id=pending.connection_id,
-            provider=integration.provider,
             tokens=tokens,
             verdict=verdict,
             status=status,
             scopes_requested=pending.scopes,
-            next_check_at=next_check,
-            now=now,
+            next_check_at=self._schedule_policy.next_check(integration, tokens, now, sent=()),
+            subject=subject,
         )
-        common = {
-            "provider": integration.provider,
-            "status": status.value,
-            "expires_at": events.iso8601(tokens.expires_at),
-            "access_token_lifetime_seconds": tokens.lifetime_seconds,
-            "refresh_token_received": tokens.refresh_token is not None,
-        }
-        await self._events.emit(
-            events.CONNECTION_AUTHORIZED,
-            integration.name,
-            pending.connection_id,
-            now,
-            verdict=verdict.value,
-            **common,
-        )
-        fixes: list[str] = []
-        if verdict is Verdict.REFRESH_TOKEN_MISSING:
-            fixes = await self._emit_refresh_token_missing(
-                integration, pending, tokens, now, common
-            )
-        elif verdict is Verdict.LIFETIME_UNKNOWN:
-            await self._alert(
-                events.LIFETIME_UNKNOWN,
-                integration.name,
-                pending.connection_id,
+        refusal = failure(pending, now, error="subject_mismatch", description=SUBJECT_MISMATCH,
+                          attempts=run.attempt.number)  # fmt: skip
+        saved = await retry_while_unavailable(
+            lambda: self._exchanges.save(
+                run.state,
+                authorized,
                 now,
-                message="The access token came without a refresh token, expires_in or a JWT "
-                "exp claim, so its lifetime can't be checked.",
-                minimum_lifetime_days=integration.minimum_access_token_only_lifetime_days,
-                **common,
-            )
-        log.info("connection %s/%s stored: %s", integration.name, pending.connection_id, verdict)
-        return summary(
-            integration.name,
-            pending.connection_id,
-            outcome=verdict.value,
-            status=status.value,
-            expires_at=events.iso8601(tokens.expires_at),
-            refresh_token_received=tokens.refresh_token is not None,
-            return_to=pending.return_to,
-            fixes=fixes,
+                events=published,
+                summary=stored_summary(integration, pending, tokens, verdict, status, fixes),
+                refusal=refusal,
+            ),
+            self._save_retry_seconds,
         )
+        where = f"{integration.name}/{pending.connection_id}"
+        if saved.outcome is SaveOutcome.SUBJECT_MISMATCH:
+            log.warning("exchange for %s refused: the tokens are for another account", where)
+        elif saved.outcome is SaveOutcome.ALREADY_DONE:
+            log.warning("exchange for %s had already ended in another run; its outcome stands "
+                        "and these tokens are dropped", where)  # fmt: skip
+        else:
+            log.info("connection %s stored: %s", where, verdict)
+        return saved.summary
 
-    async def _emit_refresh_token_missing(
-        self,
-        integration: Integration,
-        pending: PendingAuthorization,
-        tokens: TokenSet,
-        now: float,
-        common: dict[str, Any],
-    ) -> list[str]:
-        """Emit the alert; return its fix steps (the connect page shows them)."""
-        diagnosis = diagnose_missing_refresh_token(
-            integration,
-            self._presets,
-            pending.params,
-            tokens.granted_scopes,
-            tokens.lifetime_seconds,
+    async def _fail(self, run: _Run, error: str, description: str | None) -> dict[str, Any]:
+        """Publish `exchange.failed` and keep the outcome on the state, in one step; retried
+        like the save while Redis is unavailable, so a failure still ends in its event."""
+        event, result = failure(run.pending, run.now, error=error, description=description,
+                                attempts=run.attempt.number)  # fmt: skip
+        kept = await retry_while_unavailable(
+            lambda: self._pending.finish(run.state, event, result), self._save_retry_seconds
         )
-        await self._alert(
-            events.REFRESH_TOKEN_MISSING,
-            integration.name,
-            pending.connection_id,
-            now,
-            message=events.REFRESH_TOKEN_MISSING_MESSAGE,
-            minimum_lifetime_days=integration.minimum_access_token_only_lifetime_days,
-            requested={"scopes": list(pending.scopes), "params": described_params(pending)},
-            granted_scopes=None if tokens.granted_scopes is None else list(tokens.granted_scopes),
-            diagnosis=[cause.as_dict() for cause in diagnosis],
-            **common,
-        )
-        return [cause.fix for cause in diagnosis]
+        log.warning("exchange for %s/%s failed: %s",
+                    run.pending.integration, run.pending.connection_id, error)  # fmt: skip
+        return kept
 
-    async def _alert(
-        self, type_: str, integration: str, connection_id: str, now: float, **fields: Any
-    ) -> None:
-        """Publish an alert and remember it on the connection (the API shows the last)."""
-        event = new_event(type_, integration, connection_id, now, **fields)
-        await self._events.publish(event)
-        await self._tokens.note_alert(event)
 
-    async def _fail(
-        self,
-        state: str,
-        pending: PendingAuthorization,
-        now: float,
-        attempt: ExchangeAttempt,
-        error: str,
-        description: str | None,
-    ) -> dict[str, Any]:
-        await self._pending.release(state)
-        await self._events.emit(
-            events.EXCHANGE_FAILED,
-            pending.integration,
-            pending.connection_id,
-            now,
-            error=error,
-            error_description=description,
-            attempts=attempt.number,
-        )
-        log.warning(
-            "exchange for %s/%s failed: %s", pending.integration, pending.connection_id, error
-        )
-        return summary(
-            pending.integration,
-            pending.connection_id,
-            outcome="failed",
-            error=error,
-            error_description=description,
-            return_to=pending.return_to,
-        )
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One run of an exchange: the claimed state, its record, the task attempt, the time."""
+
+    state: str
+    pending: PendingAuthorization
+    attempt: ExchangeAttempt
+    now: float

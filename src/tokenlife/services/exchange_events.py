@@ -1,0 +1,128 @@
+"""What an exchange publishes: the events of a stored connection, and the summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tokenlife.adapters.event_stream import new_event
+from tokenlife.core import events
+from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.diagnosis import diagnose_missing_refresh_token
+from tokenlife.core.events import Event
+from tokenlife.core.integration import Integration
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.presets import Preset
+from tokenlife.core.tokens import TokenSet
+from tokenlife.services.callback import described_params, summary
+
+STORAGE_LOST = (
+    "The code was sent to the provider (or was about to be), but no answer was stored: "
+    "Redis was unavailable, or the worker stopped before saving. A code works only once: "
+    "connect the account again."
+)
+SUBJECT_MISMATCH = (
+    "The provider returned tokens for a different account than the one this connection "
+    "is bound to; the stored connection was left unchanged. Connect with the same account, "
+    "or set allow_account_change for the integration if replacing the account is intended."
+)
+
+
+def authorized_events(
+    integration: Integration,
+    presets: Mapping[str, Preset],
+    pending: PendingAuthorization,
+    tokens: TokenSet,
+    verdict: Verdict,
+    status: Status,
+    now: float,
+) -> tuple[list[Event], list[str]]:
+    """`connection.authorized` and the alert the verdict calls for; and the fix steps the
+    connect page shows for a missing refresh token."""
+    cid = pending.connection_id
+    common = {
+        "provider": integration.provider,
+        "status": status.value,
+        "expires_at": events.iso8601(tokens.expires_at),
+        "access_token_lifetime_seconds": tokens.lifetime_seconds,
+        "refresh_token_received": tokens.refresh_token is not None,
+    }
+    published = [
+        new_event(
+            events.CONNECTION_AUTHORIZED, integration.name, cid, now,
+            verdict=verdict.value, **common,
+        )
+    ]  # fmt: skip
+    fixes: list[str] = []
+    minimum_days = integration.minimum_access_token_only_lifetime_days
+    if verdict is Verdict.REFRESH_TOKEN_MISSING:
+        diagnosis = diagnose_missing_refresh_token(
+            integration, presets, pending.params, tokens.granted_scopes, tokens.lifetime_seconds
+        )
+        fixes = [cause.fix for cause in diagnosis]
+        published.append(
+            new_event(
+                events.REFRESH_TOKEN_MISSING, integration.name, cid, now,
+                message=events.REFRESH_TOKEN_MISSING_MESSAGE,
+                minimum_lifetime_days=minimum_days,
+                requested={"scopes": list(pending.scopes), "params": described_params(pending)},
+                granted_scopes=None if tokens.granted_scopes is None
+                else list(tokens.granted_scopes),
+                diagnosis=[cause.as_dict() for cause in diagnosis],
+                **common,
+            )
+        )  # fmt: skip
+    elif verdict is Verdict.LIFETIME_UNKNOWN:
+        published.append(
+            new_event(
+                events.LIFETIME_UNKNOWN, integration.name, cid, now,
+                message="The access token came without a refresh token, expires_in or a JWT "
+                "exp claim, so its lifetime can't be checked.",
+                minimum_lifetime_days=minimum_days,
+                **common,
+            )
+        )  # fmt: skip
+    return published, fixes
+
+
+def stored_summary(
+    integration: Integration,
+    pending: PendingAuthorization,
+    tokens: TokenSet,
+    verdict: Verdict,
+    status: Status,
+    fixes: list[str],
+) -> dict[str, Any]:
+    return summary(
+        integration.name,
+        pending.connection_id,
+        outcome=verdict.value,
+        status=status.value,
+        expires_at=events.iso8601(tokens.expires_at),
+        refresh_token_received=tokens.refresh_token is not None,
+        return_to=pending.return_to,
+        fixes=fixes,
+    )
+
+
+def failure(
+    pending: PendingAuthorization,
+    now: float,
+    *,
+    error: str,
+    description: str | None,
+    attempts: int,
+) -> tuple[Event, dict[str, Any]]:
+    """The `exchange.failed` event and the task's summary for the same failure."""
+    event = new_event(
+        events.EXCHANGE_FAILED, pending.integration, pending.connection_id, now,
+        error=error, error_description=description, attempts=attempts,
+    )  # fmt: skip
+    return event, summary(
+        pending.integration,
+        pending.connection_id,
+        outcome="failed",
+        error=error,
+        error_description=description,
+        return_to=pending.return_to,
+    )
