@@ -48,6 +48,9 @@ class Connection:
     expiry_alerts_sent: tuple[float, ...] = ()
     last_error: str | None = None
     last_alert: Mapping[str, Any] | None = None
+    # Why the status is what it is, when it isn't plain: "refresh_failing" (degraded: the
+    # access token lapsed while refreshes fail), "refresh_token_may_be_lost".
+    status_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class Connection:
             "connection_id": self.connection_id,
             "provider": self.provider,
             "status": self.status.value,
+            "status_reason": self.status_reason,
             "verdict": self.verdict.value,
             "token_type": self.token_type,
             "expires_at": iso8601(self.expires_at),
@@ -127,4 +131,5 @@ def parse_connection(raw: Mapping[str, str]) -> Connection:
         expiry_alerts_sent=tuple(float(x) for x in sent.split(",") if x),
         last_error=raw.get("last_error"),
         last_alert=json.loads(raw["last_alert"]) if "last_alert" in raw else None,
+        status_reason=raw.get("status_reason"),
     )

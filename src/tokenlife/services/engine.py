@@ -52,9 +52,11 @@ class RefreshEngine:
         self._rng = rng or random.Random()
 
     async def claim_batches(
-        self, now: float, *, lease_seconds: float, limit: int, batch_size: int
+        self, *, lease_seconds: float, limit: int, batch_size: int
     ) -> list[list[Due]]:
-        claimed = await self._schedule.claim_due(now, lease_seconds, limit)
+        """What is due by Redis's clock, each leased for at most `lease_seconds` and at
+        most half the time its token has left (claim_due.lua)."""
+        claimed = await self._schedule.claim_due(lease_seconds, limit)
         return [claimed[i : i + batch_size] for i in range(0, len(claimed), batch_size)]
 
     async def refresh_batch(self, batch: Sequence[Due], clock: Callable[[], float]) -> Counter[str]:
@@ -94,7 +96,7 @@ class RefreshEngine:
                         due.integration, due.connection_id)  # fmt: skip
             return "unknown_integration", None
         claim = await self._store.claim(
-            due.integration, due.connection_id, integration.provider, self._concurrency, clock()
+            due.integration, due.connection_id, integration.provider, self._concurrency
         )
         if claim.kind == "throttled":
             # The provider has all the refreshes it may take; try again in a moment,
@@ -110,7 +112,9 @@ class RefreshEngine:
         try:
             return await self._claimed(integration, due, claim, clock)
         finally:
-            await self._locks.give_back(claim.lease)  # a no-op when a write gave it back
+            # A no-op when a write gave it back, or while a refresh owns it (this batch
+            # was cancelled; the refresh runs on and gives it back when it ends).
+            await self._locks.give_back(claim.lease)
 
     async def _claimed(
         self, integration: Integration, due: Due, claim: Claim, clock: Callable[[], float]
