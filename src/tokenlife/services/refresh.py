@@ -172,13 +172,15 @@ class Refresher:
             return await self._transient(integration, connection, exc, now, lease, False)
         return await self._refreshed(integration, connection, refresh_token, new, now, lease)
 
-    async def _write(self, connection: Connection, what: str, **update: object) -> int | None:
+    async def _write(
+        self, connection: Connection, what: str, retry: WriteRetry | None = None, **update: object
+    ) -> int | None:
         """store.update, retried through a Redis outage; one operation id for every try,
         so an attempt that landed but whose reply was lost counts as written."""
         operation = secrets.token_hex(8)
         return await write_until_saved(
             lambda: self._store.update(connection, operation=operation, **update),  # type: ignore[arg-type]
-            self._save_retry,
+            retry or self._save_retry,
             what=f"{what} of {connection.integration}/{connection.connection_id}",
             rng=self._rng,
         )
@@ -257,8 +259,10 @@ class Refresher:
         inside that grace window."""
         alert = lost_token_alert(integration, connection, now, rotated)
         try:
+            # No secret is held any more: wait for Redis at least a minute to say so.
             await self._write(
                 connection, "marking a possibly lost refresh token",
+                retry=replace(self._save_retry, seconds=max(self._save_retry.seconds, 60.0)),
                 now=now, event=alert, schedule_at=now,
                 set_fields={"status": Status.DEGRADED.value,
                             "status_reason": "refresh_token_may_be_lost",
