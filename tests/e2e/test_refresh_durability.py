@@ -178,7 +178,9 @@ async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
     rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="tokenlife.services.refresh")
-    rig.refresher._save_retry = WriteRetry(seconds=0.5, base_seconds=0.05, max_delay_seconds=0.1)
+    rig.refresher._outcomes.save_retry = WriteRetry(
+        seconds=0.5, base_seconds=0.05, max_delay_seconds=0.1
+    )
     cid, family, old = await rig.seed(fakes)
     fakes.generic.script_refresh(family, Reply(delay=0.3))
     connection = await rig.store.get(INTEGRATION, cid)
