@@ -298,3 +298,38 @@ async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encryp
     assert tokens.refresh_token not in ciphertext
     assert ciphertext == await redis.hget(keys.connection(integration, cid), "refresh_token")
     assert store.decrypt(ciphertext) == tokens.refresh_token
+
+
+@pytest.mark.parametrize(
+    ("grace", "lowest", "highest"),
+    [(30, 14.0, 15.0), (600, 299.0, 300.0),  # half the grace
+     (0, REFRESH_LOCK_TTL_SECONDS - 1, REFRESH_LOCK_TTL_SECONDS), (None, 329.0, 330.0)],
+)  # fmt: skip
+async def test_a_refresh_claim_comes_due_again_inside_the_providers_reuse_grace(
+    store: TokenStore, redis: Redis, keys: Keys, grace: int | None, lowest: float, highest: float
+) -> None:
+    """A worker that dies mid-refresh: the lock frees and the connection comes due while
+    the old refresh token still works at the provider (Okta: 30 s grace)."""
+    provider, now = new_name("provider"), time.time()
+    integration, cid, _ = await saved(store, provider, expires_in=86400)
+    member = keys.member(integration, cid)
+    await redis.zadd(keys.schedule, {member: now + 7200})  # due later: a claim moves it closer
+
+    lease_of(await store.claim(integration, cid, provider, 1, grace))
+
+    ttl = await redis.pttl(keys.lock(integration, cid)) / 1000
+    assert lowest <= ttl <= highest
+    due = await redis.zscore(keys.schedule, member)
+    assert due is not None and now + lowest - 1 <= due <= time.time() + highest + 1
+
+
+async def test_a_claim_never_puts_back_a_connection_that_is_off_the_schedule(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    provider = new_name("provider")
+    integration, cid, _ = await saved(store, provider, expires_in=86400)
+    await redis.zrem(keys.schedule, keys.member(integration, cid))
+
+    lease_of(await store.claim(integration, cid, provider, 1, 30))
+
+    assert await redis.zscore(keys.schedule, keys.member(integration, cid)) is None

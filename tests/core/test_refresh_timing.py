@@ -563,6 +563,23 @@ def test_bounded_lease(expires_in: float | None, expected: float) -> None:
 
 
 @pytest.mark.parametrize(
+    ("grace", "expires_in", "expected"),
+    [
+        (30, 3600.0, 15.0),  # Okta's default grace: due again 15 s after a crash
+        (600, 3600.0, 300.0),  # Atlassian's 10 minutes: the longest lease is inside it
+        (600, 120.0, 60.0),  # the token is the tighter bound
+        (0, 3600.0, 300.0),  # no grace (Auth0's default): nothing to aim for
+        (10, 3600.0, 15.0),  # never below the shortest
+    ],
+)
+def test_bounded_lease_with_a_reuse_grace(grace: int, expires_in: float, expected: float) -> None:
+    lease = bounded_lease(
+        expires_at=NOW + expires_in, now=NOW, longest=300, shortest=15, reuse_grace_seconds=grace
+    )
+    assert lease == expected
+
+
+@pytest.mark.parametrize(
     ("rotates", "sent", "expected"),
     [
         ("yes", True, True),

@@ -74,19 +74,31 @@ class TokenStore:
         # Events published inside a write go to the same capped stream as EventStream's.
         self._events_max_length = events_max_length
 
-    async def claim(self, integration: str, connection_id: str, provider: str, slots: int) -> Claim:
+    async def claim(
+        self,
+        integration: str,
+        connection_id: str,
+        provider: str,
+        slots: int,
+        reuse_grace_seconds: int | None = None,
+    ) -> Claim:
         """Lock the connection, read it and, when it has a refresh token, take one of the
-        provider's slots: one round trip instead of three on the hot path. The lock lives
-        half the time the token has left (claim_connection.lua); times are Redis's."""
+        provider's slots: one round trip instead of three on the hot path. The lock (and,
+        for a refresh, the schedule entry) lasts half the time the token has left and half
+        the provider's reuse grace, at least one request (claim_connection.lua); times
+        are Redis's."""
         lease = Lease.new(integration, connection_id, provider)
+        grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
         reply = await self._claim(
             keys=[
                 self._keys.lock(integration, connection_id),
                 self._keys.provider_slots(provider),
                 self._keys.connection(integration, connection_id),
+                self._keys.schedule,
             ],
             args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
-                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or ""],
+                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
+                  self._keys.member(integration, connection_id), grace],
         )  # fmt: skip
         kind = reply[0]
         if kind != "ok":

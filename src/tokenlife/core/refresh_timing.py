@@ -147,12 +147,21 @@ def unknown_outcome_retry_within(grace_seconds: int | None) -> float:
 
 
 def bounded_lease(
-    *, expires_at: float | None, now: float, longest: float, shortest: float
+    *,
+    expires_at: float | None,
+    now: float,
+    longest: float,
+    shortest: float,
+    reuse_grace_seconds: int | None = None,
 ) -> float:
-    """A claim's lease (and lock): half the time the token has left, within
-    [shortest, longest], so a crashed holder's connection comes due again before its
-    token lapses. claim_due.lua and claim_connection.lua apply the same rule on Redis's
-    clock; this is its statement, tested as a table."""
-    if expires_at is None:
-        return longest
-    return max(shortest, min(longest, (expires_at - now) / 2))
+    """A claim's lease (and lock): half the time the token has left and, once a refresh
+    goes ahead, half the provider's reuse grace, within [shortest, longest]; so a crashed
+    holder's connection comes due again before its token lapses and while the old refresh
+    token still works. claim_due.lua (without the grace) and claim_connection.lua apply
+    this on Redis's clock; here it is stated, and tested as a table."""
+    lease = longest
+    if expires_at is not None:
+        lease = min(lease, (expires_at - now) / 2)
+    if reuse_grace_seconds:
+        lease = min(lease, reuse_grace_seconds / 2)
+    return max(shortest, lease)

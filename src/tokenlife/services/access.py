@@ -106,7 +106,10 @@ class AccessTokens:
                         name, connection_id, "access token expired, no refresh token"
                     )
                 return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
-            claim = await self._store.claim(name, connection_id, integration.provider, self._slots)
+            claim = await self._store.claim(
+                name, connection_id, integration.provider, self._slots,
+                integration.preset.facts.refresh_token_reuse_grace_seconds,
+            )  # fmt: skip
             if claim.kind == "gone":
                 raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
             if claim.kind != "ok":

@@ -96,8 +96,9 @@ class RefreshEngine:
                         due.integration, due.connection_id)  # fmt: skip
             return "unknown_integration", None
         claim = await self._store.claim(
-            due.integration, due.connection_id, integration.provider, self._concurrency
-        )
+            due.integration, due.connection_id, integration.provider, self._concurrency,
+            integration.preset.facts.refresh_token_reuse_grace_seconds,
+        )  # fmt: skip
         if claim.kind == "throttled":
             # The provider has all the refreshes it may take; try again in a moment,
             # without counting a failure.
@@ -124,7 +125,10 @@ class RefreshEngine:
         now = clock()
         stored_due = connection.next_refresh_at
         if stored_due is not None and stored_due > due.due_at + _SAME_TIME:
-            return "not_due", None  # refreshed and rescheduled since this claim
+            # Refreshed and rescheduled since this claim: back to its own due time (the
+            # claim moved it closer, in case this refresh never ended).
+            await self._schedule.reschedule(due.integration, due.connection_id, stored_due)
+            return "not_due", None
         if connection.status is Status.REAUTHORIZATION_REQUIRED:
             await self._store.update(connection, now=now, unschedule=True, lease=lease)
             return "reauthorization_required", None
