@@ -99,14 +99,14 @@ class FailureBookkeeping:
         alert = None
         if lapsed and not connection.refresh_failing_alerted:
             fields["refresh_failing_alerted"] = "1"
-            extra = reuse_grace(integration) if unknown else {}
             alert = new_event(
                 events.REFRESH_FAILING, connection.integration, connection.connection_id, now,
                 provider=connection.provider, error=error, error_description=str(exc),
                 failing_since=events.iso8601(connection.failing_since or now),
                 failed_attempts=failures, access_token_expired_at=events.iso8601(expires_at),
                 next_attempt_at=events.iso8601(due),
-                **({"refresh_token_may_have_rotated": True, **extra} if unknown else {}),
+                refresh_token_may_have_rotated=unknown, refresh_token_may_be_lost=False,
+                **reuse_grace(integration),
             )  # fmt: skip
         return FailurePlan(due, fields, alert, unknown)
 
@@ -135,5 +135,5 @@ def lost_token_alert(
         failed_attempts=connection.consecutive_failures + 1,
         access_token_expired_at=events.iso8601(connection.expires_at or now),
         next_attempt_at=events.iso8601(now),
-        refresh_token_may_be_lost=rotated, **grace,
+        refresh_token_may_have_rotated=False, refresh_token_may_be_lost=rotated, **grace,
     )  # fmt: skip
