@@ -74,12 +74,20 @@ async def test_on_demand_refreshes_wait_for_a_provider_slot_within_the_bound(
     runtime: Runtime,
 ) -> None:  # fmt: skip
     cid, family = await connected(tl, worker)
-    await stale(redis, settings, cid)
+    await stale(redis, settings, cid, expires_in=5)
     taken = await fill_slots(redis, settings)
     try:
+        assert await redis.zcard(f"{settings.key_prefix}:slots:custom") >= 2
+        before = await tl.connection(INTEGRATION, cid)
+        assert before.has_refresh_token and before.expires_at is not None, before
+        assert before.expires_at < time.time() + 10, before
         started = time.monotonic()
         with pytest.raises(TransientError) as raised:
-            await runtime.access.get(INTEGRATION, cid)
+            token = await runtime.access.get(INTEGRATION, cid)
+            slots = await redis.zrange(
+                f"{settings.key_prefix}:slots:custom", 0, -1, withscores=True
+            )
+            pytest.fail(f"got a token expiring {token.expires_at}; slots {slots}")
         elapsed = time.monotonic() - started
         assert WAIT <= elapsed < WAIT + 1.0
         assert raised.value.retry_after == 2.0
@@ -109,7 +117,8 @@ async def test_the_token_api_answers_503_with_retry_after_within_the_bound(
             body: dict[str, Any] = await response.json()
     finally:
         await redis.zrem(f"{settings.key_prefix}:slots:custom", *taken)
-    assert response.status == 503 and body["error"] == "provider_unavailable"
+    assert response.status == 503, (response.status, body, elapsed)
+    assert body["error"] == "provider_unavailable"
     assert response.headers["Retry-After"] == "2"
     assert elapsed < WAIT + 1.0 < 10  # below the documented client's 10 s timeout
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.locks import Lease, Locks
 from tokenlife.adapters.token_store import Claim, TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status
@@ -72,6 +72,7 @@ class AccessTokens:
         self._wait = wait_seconds
         self._slots = provider_concurrency
         self._clock = clock
+        self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
         integration = self._integrations.get(integration_name)
@@ -120,10 +121,23 @@ class AccessTokens:
             assert claim.connection is not None and claim.lease is not None
             try:
                 token = await self._claimed(integration, claim.connection, claim)
-            finally:
-                await self._locks.give_back(claim.lease)  # a no-op once a refresh owns it
+            except BaseException:
+                # The bound ran out (or Redis failed): give the lease back without making
+                # the caller wait on Redis again; a no-op once a refresh owns it.
+                self._give_back_later(claim.lease)
+                raise
+            await self._locks.give_back(claim.lease)
             if token is not None:
                 return token
+
+    def _give_back_later(self, lease: Lease) -> None:
+        if lease.released or lease.handed_over:
+            return
+        task = asyncio.ensure_future(self._locks.give_back(lease))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        # Redis away: the lock and the slot expire by themselves.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _claimed(
         self, integration: Integration, connection: Connection, claim: Claim
