@@ -65,7 +65,9 @@ async def stale(redis: Redis, settings: Settings, cid: str, expires_in: float = 
 async def fill_slots(redis: Redis, settings: Settings) -> list[str]:
     """Two refreshes of the provider in flight elsewhere (live slots, by Redis's clock)."""
     taken = [f"elsewhere-{uuid.uuid4().hex}" for _ in range(2)]
-    await redis.zadd(f"{settings.key_prefix}:slots:custom", dict.fromkeys(taken, time.time() + 60))
+    await redis.zadd(
+        f"{settings.key_prefix}:slots:custom", dict.fromkeys(taken, time.time() + 3600)
+    )
     return taken
 
 
