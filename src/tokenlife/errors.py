@@ -82,6 +82,9 @@ class TransportError(TransientError):
     """Raised when the provider could not be reached (refused, reset, DNS)."""
 
     error = "unreachable"
+    # False when the connection was never made, so the provider can't have seen the
+    # request; a reset or a dropped answer leaves that unknown.
+    request_sent = True
 
 
 class EndpointTimeoutError(TransientError):

@@ -31,6 +31,7 @@ from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
 from tokenlife.services.connections import ConnectionRemoval
 from tokenlife.services.delivery import AlertDelivery, DeliveryPolicy
+from tokenlife.services.durable_write import WriteRetry
 from tokenlife.services.engine import RefreshEngine
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.expiry import ExpiryWatch
@@ -90,7 +91,11 @@ class Runtime:
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
-        self.tokens = TokenStore(redis, keys, cipher, settings.events_max_length)
+        self.tokens = TokenStore(
+            redis, keys, cipher, settings.events_max_length,
+            # A claim's lock outlives one token request, however little the token has left.
+            lock_min_seconds=settings.http_timeout_seconds + 5,
+        )  # fmt: skip
         self.schedule = RefreshSchedule(redis, keys)
         self.locks = Locks(redis, keys)
         self.events = EventStream(redis, keys, settings.events_max_length)
@@ -120,7 +125,11 @@ class Runtime:
                 max_attempts_per_hour=settings.refresh_max_attempts_per_hour,
             ),
             schedule_policy=policy,
+            locks=self.locks,
+            schedule=self.schedule,
+            save_retry=WriteRetry(seconds=settings.refresh_save_retry_seconds),
         )
+        self.refresher = refresher
         self.engine = RefreshEngine(
             integrations=config.integrations,
             store=self.tokens,
@@ -133,6 +142,9 @@ class Runtime:
         self.removal = ConnectionRemoval(
             integrations=config.integrations,
             store=self.tokens,
+            locks=self.locks,
+            # A refresh in progress takes at most one token request and its save.
+            lock_wait_seconds=settings.http_timeout_seconds + 5,
             events_=self.events,
             http=http,
             http_timeout=settings.http_timeout_seconds,
@@ -143,8 +155,8 @@ class Runtime:
             locks=self.locks,
             refresher=refresher,
             leeway=settings.access_token_leeway_seconds,
-            # A refresh in progress takes at most one token request.
-            wait_seconds=settings.http_timeout_seconds + 5,
+            wait_seconds=settings.api_token_wait_seconds,
+            provider_concurrency=settings.provider_concurrency,
         )
 
     @classmethod

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     refresh_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     refresh_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 900.0
     refresh_max_attempts_per_hour: Annotated[int, Field(ge=1, le=3600)] = 10
+    # How long a worker keeps retrying the save of tokens a provider just issued while
+    # Redis is unavailable (a rotated refresh token exists only in memory until then).
+    refresh_save_retry_seconds: Annotated[float, Field(ge=0, le=86400)] = 600.0
     provider_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 50
     expiry_alert_lead_days: Annotated[tuple[float, ...], NoDecode] = (7.0, 1.0)
     access_token_leeway_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
@@ -72,6 +75,9 @@ class Settings(BaseSettings):
     api_callback_wait_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
     # No request holds a connection longer: a hung provider ends in a 504, not a pile-up.
     api_request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # An access-token call answers within this long (a token, or 503 with Retry-After),
+    # below the 10 s timeout of the documented client example.
+    api_token_wait_seconds: Annotated[float, Field(gt=0, le=300)] = 8.0
 
     @field_validator(
         "encryption_keys", "expiry_alert_lead_days", "alert_urls", "alert_webhook_urls",

@@ -86,7 +86,6 @@ def refresh_due() -> int:
     settings = process.runtime.config.settings
     batches = process.run(
         process.runtime.engine.claim_batches(
-            time.time(),
             lease_seconds=settings.refresh_lease_seconds,
             limit=settings.refresh_claim_limit,
             batch_size=settings.refresh_batch_size,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 from typing import cast
 
 import pytest
@@ -61,11 +62,19 @@ def locks(redis: Redis, keys: Keys) -> Locks:
 
 
 async def saved(
-    store: TokenStore, provider: str, *, refresh: bool = True, integration: str | None = None
+    store: TokenStore,
+    provider: str,
+    *,
+    refresh: bool = True,
+    integration: str | None = None,
+    expires_in: float | None = None,
 ) -> tuple[str, str, TokenSet]:
-    """A stored connection of `provider`: its integration, id and token set."""
+    """A stored connection of `provider`: its integration, id and token set (expiring
+    `expires_in` seconds from now when given)."""
     integration, cid = integration or new_name("it"), new_name("conn")
     tokens = token_set(refresh=refresh)
+    if expires_in is not None:
+        tokens = replace(tokens, expires_at=time.time() + expires_in)
     await store.save(
         integration=integration,
         connection_id=cid,
@@ -93,12 +102,12 @@ async def slot_members(redis: Redis, keys: Keys, provider: str) -> list[str]:
 async def test_claims_stop_at_the_slot_limit_and_a_throttled_claim_frees_its_lock(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
-    provider, now = new_name("provider"), time.time()
+    provider = new_name("provider")
     first_three = [await saved(store, provider) for _ in range(3)]
     integration, fourth, _ = await saved(store, provider)
 
-    leases = [lease_of(await store.claim(i, cid, provider, 3, now)) for i, cid, _ in first_three]
-    throttled = await store.claim(integration, fourth, provider, 3, now)
+    leases = [lease_of(await store.claim(i, cid, provider, 3)) for i, cid, _ in first_three]
+    throttled = await store.claim(integration, fourth, provider, 3)
 
     tokens = [lease.slot_token for lease in leases]
     assert all(tokens)
@@ -107,29 +116,28 @@ async def test_claims_stop_at_the_slot_limit_and_a_throttled_claim_frees_its_loc
     assert throttled == Claim("throttled")
     assert not await locks.held(integration, fourth)
     # Nothing of the throttled claim stays behind: with room, it is taken at once.
-    assert (await store.claim(integration, fourth, provider, 4, now)).kind == "ok"
+    assert (await store.claim(integration, fourth, provider, 4)).kind == "ok"
 
 
 async def test_give_back_frees_the_lock_and_the_slot(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
-    provider, now = new_name("provider"), time.time()
+    provider = new_name("provider")
     integration, cid, _ = await saved(store, provider)
     other_integration, other, _ = await saved(store, provider)
-    lease = lease_of(await store.claim(integration, cid, provider, 1, now))
-    assert (await store.claim(other_integration, other, provider, 1, now)).kind == "throttled"
+    lease = lease_of(await store.claim(integration, cid, provider, 1))
+    assert (await store.claim(other_integration, other, provider, 1)).kind == "throttled"
 
     await locks.give_back(lease)
 
     assert lease.released
     assert not await locks.held(integration, cid)
     assert await slot_members(redis, keys, provider) == []
-    assert (await store.claim(other_integration, other, provider, 1, now)).kind == "ok"
-    assert (await store.claim(integration, cid, provider, 2, now)).kind == "ok"
+    assert (await store.claim(other_integration, other, provider, 1)).kind == "ok"
+    assert (await store.claim(integration, cid, provider, 2)).kind == "ok"
 
 
 async def test_slots_are_per_provider(store: TokenStore) -> None:
-    now = time.time()
     one, two = new_name("provider"), new_name("provider")
     (i1, c1, _), (i2, c2, _), (i3, c3, _) = (
         await saved(store, one),
@@ -137,21 +145,21 @@ async def test_slots_are_per_provider(store: TokenStore) -> None:
         await saved(store, one),
     )
 
-    assert (await store.claim(i1, c1, one, 1, now)).kind == "ok"
-    assert (await store.claim(i2, c2, two, 1, now)).kind == "ok"
-    assert (await store.claim(i3, c3, one, 1, now)).kind == "throttled"
+    assert (await store.claim(i1, c1, one, 1)).kind == "ok"
+    assert (await store.claim(i2, c2, two, 1)).kind == "ok"
+    assert (await store.claim(i3, c3, one, 1)).kind == "throttled"
 
 
 async def test_a_connection_without_a_refresh_token_takes_no_slot(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
     """It only gets an expiry check, no request to the provider: full slots don't stop it."""
-    provider, now = new_name("provider"), time.time()
+    provider = new_name("provider")
     i1, refreshable, _ = await saved(store, provider)
-    taken = lease_of(await store.claim(i1, refreshable, provider, 1, now))
+    taken = lease_of(await store.claim(i1, refreshable, provider, 1))
     integration, cid, _ = await saved(store, provider, refresh=False)
 
-    claim = await store.claim(integration, cid, provider, 1, now)
+    claim = await store.claim(integration, cid, provider, 1)
 
     lease = lease_of(claim)
     assert lease.slot_token is None
@@ -164,18 +172,18 @@ async def test_a_connection_without_a_refresh_token_takes_no_slot(
 async def test_a_locked_connection_is_not_claimed_and_takes_no_slot(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
-    provider, now = new_name("provider"), time.time()
+    provider = new_name("provider")
     integration, cid, _ = await saved(store, provider)
-    first = lease_of(await store.claim(integration, cid, provider, 5, now))
+    first = lease_of(await store.claim(integration, cid, provider, 5))
 
-    assert await store.claim(integration, cid, provider, 5, now) == Claim("locked")
+    assert await store.claim(integration, cid, provider, 5) == Claim("locked")
     assert await slot_members(redis, keys, provider) == [first.slot_token]
     assert await redis.get(keys.lock(integration, cid)) == first.lock_token
 
     # A lock taken outside a claim (an on-demand refresh) counts the same.
     other_integration, other, _ = await saved(store, provider)
     assert await locks.acquire(other_integration, other) is not None
-    assert await store.claim(other_integration, other, provider, 5, now) == Claim("locked")
+    assert await store.claim(other_integration, other, provider, 5) == Claim("locked")
 
 
 async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
@@ -183,7 +191,7 @@ async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
 ) -> None:
     provider, integration, cid = new_name("provider"), new_name("it"), new_name("conn")
 
-    assert await store.claim(integration, cid, provider, 5, time.time()) == Claim("gone")
+    assert await store.claim(integration, cid, provider, 5) == Claim("gone")
 
     assert not await locks.held(integration, cid)
     assert await slot_members(redis, keys, provider) == []
@@ -193,28 +201,51 @@ async def test_the_lock_and_the_slot_expire_after_their_ttls(
     store: TokenStore, redis: Redis, keys: Keys
 ) -> None:
     provider, now = new_name("provider"), time.time()
-    integration, cid, _ = await saved(store, provider)
+    integration, cid, _ = await saved(store, provider, expires_in=86400)
 
-    lease = lease_of(await store.claim(integration, cid, provider, 1, now))
+    lease = lease_of(await store.claim(integration, cid, provider, 1))
 
     ttl_ms = await redis.pttl(keys.lock(integration, cid))
     assert (REFRESH_LOCK_TTL_SECONDS - 10) * 1000 <= ttl_ms <= REFRESH_LOCK_TTL_SECONDS * 1000
     assert lease.slot_token is not None
     expires = await redis.zscore(keys.provider_slots(provider), lease.slot_token)
-    assert expires == now + PROVIDER_SLOT_TTL_SECONDS
+    assert expires is not None
+    assert now + PROVIDER_SLOT_TTL_SECONDS - 1 <= expires <= time.time() + PROVIDER_SLOT_TTL_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("token_left", "lowest", "highest"),
+    [
+        (60.0, 29.0, 30.0),  # half the time left
+        (3600.0, REFRESH_LOCK_TTL_SECONDS - 1, REFRESH_LOCK_TTL_SECONDS),  # capped
+        (20.0, 14.0, 15.0),  # never below the floor (one token request)
+        (-100.0, 14.0, 15.0),  # lapsed already
+    ],
+)
+async def test_the_lock_lives_half_the_time_the_token_has_left(
+    store: TokenStore, redis: Redis, keys: Keys, token_left: float, lowest: float, highest: float
+) -> None:
+    provider = new_name("provider")
+    integration, cid, _ = await saved(store, provider, expires_in=token_left)
+
+    lease_of(await store.claim(integration, cid, provider, 1))
+
+    ttl = await redis.pttl(keys.lock(integration, cid)) / 1000
+    assert lowest <= ttl <= highest
 
 
 async def test_a_crashed_workers_expired_slot_is_reclaimed(
     store: TokenStore, redis: Redis, keys: Keys
 ) -> None:
     provider = new_name("provider")
-    long_ago = time.time() - 10 * PROVIDER_SLOT_TTL_SECONDS
     (i1, crashed, _), (i2, cid, _) = await saved(store, provider), await saved(store, provider)
-    assert (await store.claim(i1, crashed, provider, 1, long_ago)).kind == "ok"
-    # Live at its own time: a claim then is throttled.
-    assert (await store.claim(i2, cid, provider, 1, long_ago)).kind == "throttled"
+    assert lease_of(await store.claim(i1, crashed, provider, 1)).slot_token is not None
+    assert (await store.claim(i2, cid, provider, 1)).kind == "throttled"
+    # The crashed worker's slot as it is once its TTL (by Redis's clock) has passed.
+    (stale,) = await slot_members(redis, keys, provider)
+    await redis.zadd(keys.provider_slots(provider), {stale: time.time() - 1})
 
-    fresh = lease_of(await store.claim(i2, cid, provider, 1, time.time()))
+    fresh = lease_of(await store.claim(i2, cid, provider, 1))
 
     assert fresh.slot_token is not None
     assert await slot_members(redis, keys, provider) == [fresh.slot_token]
@@ -223,14 +254,14 @@ async def test_a_crashed_workers_expired_slot_is_reclaimed(
 async def test_concurrent_claims_never_exceed_the_limit(
     store: TokenStore, cipher: Cipher, redis: Redis, keys: Keys, settings: Settings
 ) -> None:
-    provider, now, integration = new_name("provider"), time.time(), new_name("it")
+    provider, integration = new_name("provider"), new_name("it")
     connections = [await saved(store, provider, integration=integration) for _ in range(50)]
     other = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         both = [store, TokenStore(other, keys, cipher)]
         claims = await asyncio.gather(
             *(
-                both[n % 2].claim(integration, cid, provider, 10, now)
+                both[n % 2].claim(integration, cid, provider, 10)
                 for n, (_, cid, _) in enumerate(connections)
             )
         )
@@ -253,7 +284,7 @@ async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encryp
     integration, cid, tokens = await saved(store, provider)
     assert tokens.refresh_token is not None
 
-    claim = await store.claim(integration, cid, provider, 1, time.time())
+    claim = await store.claim(integration, cid, provider, 1)
 
     lease = lease_of(claim)
     assert (lease.integration, lease.connection_id, lease.provider) == (integration, cid, provider)
@@ -267,3 +298,38 @@ async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encryp
     assert tokens.refresh_token not in ciphertext
     assert ciphertext == await redis.hget(keys.connection(integration, cid), "refresh_token")
     assert store.decrypt(ciphertext) == tokens.refresh_token
+
+
+@pytest.mark.parametrize(
+    ("grace", "lowest", "highest"),
+    [(30, 14.0, 15.0), (600, 299.0, 300.0),  # half the grace
+     (0, REFRESH_LOCK_TTL_SECONDS - 1, REFRESH_LOCK_TTL_SECONDS), (None, 329.0, 330.0)],
+)  # fmt: skip
+async def test_a_refresh_claim_comes_due_again_inside_the_providers_reuse_grace(
+    store: TokenStore, redis: Redis, keys: Keys, grace: int | None, lowest: float, highest: float
+) -> None:
+    """A worker that dies mid-refresh: the lock frees and the connection comes due while
+    the old refresh token still works at the provider (Okta: 30 s grace)."""
+    provider, now = new_name("provider"), time.time()
+    integration, cid, _ = await saved(store, provider, expires_in=86400)
+    member = keys.member(integration, cid)
+    await redis.zadd(keys.schedule, {member: now + 7200})  # due later: a claim moves it closer
+
+    lease_of(await store.claim(integration, cid, provider, 1, grace))
+
+    ttl = await redis.pttl(keys.lock(integration, cid)) / 1000
+    assert lowest <= ttl <= highest
+    due = await redis.zscore(keys.schedule, member)
+    assert due is not None and now + lowest - 1 <= due <= time.time() + highest + 1
+
+
+async def test_a_claim_never_puts_back_a_connection_that_is_off_the_schedule(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    provider = new_name("provider")
+    integration, cid, _ = await saved(store, provider, expires_in=86400)
+    await redis.zrem(keys.schedule, keys.member(integration, cid))
+
+    lease_of(await store.claim(integration, cid, provider, 1, 30))
+
+    assert await redis.zscore(keys.schedule, keys.member(integration, cid)) is None

@@ -111,14 +111,14 @@ async def test_depth_counts_everything_and_lag_only_what_is_due_and_unclaimed(
 ) -> None:
     schedule = RefreshSchedule(redis, keys)
     await put_on_schedule(redis, keys, "crm", "overdue-claimed", NOW - 30)
+    claimed = await schedule.claim_due(lease_seconds=300, limit=10)  # by Redis's clock
+    assert [d.connection_id for d in claimed] == ["overdue-claimed"]
     await put_on_schedule(redis, keys, "crm", "overdue", NOW - 10)
     await put_on_schedule(redis, keys, "crm", "later", NOW + 100)
-    claimed = await schedule.claim_due(NOW - 20, lease_seconds=300, limit=10)
-    assert [d.connection_id for d in claimed] == ["overdue-claimed"]
 
     samples = await read(redis, keys)
     assert at(samples, "tokenlife_schedule_depth") == 3
-    # The claimed one is leased until NOW + 280; the oldest unclaimed was due 10 s ago.
+    # The claimed one is leased into the future; the oldest unclaimed was due 10 s ago.
     assert at(samples, "tokenlife_schedule_lag_seconds") == pytest.approx(10)
 
     await schedule.reschedule("crm", "overdue", NOW + 5)  # refreshed: nothing due now
@@ -210,7 +210,7 @@ async def test_a_refresh_batch_and_a_delivery_run_show_up_in_one_scrape(fleet: F
     # after one real token request. The other has no refresh token: an expiry check only.
     await save(runtime.tokens, "generic", Status.ACTIVE, due_at=NOW - 5)
     lapsing = await save(runtime.tokens, "generic", Status.DEGRADED, due_at=NOW - 5, refresh=False)
-    for batch in await runtime.engine.claim_batches(NOW, lease_seconds=300, limit=10, batch_size=1):
+    for batch in await runtime.engine.claim_batches(lease_seconds=300, limit=10, batch_size=1):
         # One reading after the claim, one after the save: the refresh took one step.
         await runtime.engine.refresh_batch(batch, ticking(NOW, 0.2))
     for _ in range(2):  # the second one is within the dedup window: suppressed

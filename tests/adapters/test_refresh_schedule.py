@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.support import put_on_schedule
+from tests.support import put_on_schedule, wait_until
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
 from tokenlife.settings import Settings
 
-NOW = 1_700_000_000.25
+# Claims read Redis's clock (TIME), the same machine's: due times are set relative to now.
+NOW = time.time()
 LEASE = 300.0
 
 
@@ -48,22 +51,27 @@ async def score(redis: Redis, keys: Keys, integration: str, connection_id: str) 
     return None if value is None else float(value)
 
 
+def leased(value: float | None, since: float, lease: float = LEASE) -> bool:
+    """A score that is a lease of `lease` seconds taken between `since` and now."""
+    return value is not None and since + lease - 0.01 <= value <= time.time() + lease + 0.01
+
+
 async def test_claim_due_returns_only_due_members_with_their_due_scores(
     schedule: RefreshSchedule, redis: Redis, keys: Keys
 ) -> None:
-    integration = new_name("it")
-    due_at = {"long-overdue": NOW - 3600, "just-due": NOW - 0.5, "exactly-now": NOW}
-    not_yet = {"in-a-moment": NOW + 0.5, "tomorrow": NOW + 86400}
+    integration, now = new_name("it"), time.time()
+    due_at = {"long-overdue": now - 3600, "just-due": now - 0.5, "exactly-now": now}
+    not_yet = {"in-a-minute": now + 60, "tomorrow": now + 86400}
     for cid, at in (due_at | not_yet).items():
         await put_on_schedule(redis, keys, integration, cid, at)
 
-    claimed = await schedule.claim_due(NOW, LEASE, limit=100)
+    claimed = await schedule.claim_due(LEASE, limit=100)
 
     assert sorted(claimed, key=lambda d: d.due_at) == [
         Due(integration, cid, at) for cid, at in sorted(due_at.items(), key=lambda i: i[1])
     ]
     for cid in due_at:
-        assert await score(redis, keys, integration, cid) == NOW + LEASE, cid
+        assert leased(await score(redis, keys, integration, cid), now), cid
     for cid, at in not_yet.items():
         assert await score(redis, keys, integration, cid) == at, f"{cid} was touched"
 
@@ -75,7 +83,7 @@ async def test_claim_due_takes_at_most_limit_the_longest_overdue_first(
     for i in range(10):
         await put_on_schedule(redis, keys, integration, f"conn-{i}", NOW - 100 + i)
 
-    claimed = await schedule.claim_due(NOW, LEASE, limit=4)
+    claimed = await schedule.claim_due(LEASE, limit=4)
 
     assert claimed == [Due(integration, f"conn-{i}", NOW - 100 + i) for i in range(4)]
     for i in range(4, 10):
@@ -88,10 +96,9 @@ async def test_a_second_claim_at_the_same_time_finds_nothing(
     integration = new_name("it")
     for i in range(5):
         await put_on_schedule(redis, keys, integration, f"conn-{i}", NOW - i)
-    assert len(await schedule.claim_due(NOW, LEASE, limit=100)) == 5
+    assert len(await schedule.claim_due(LEASE, limit=100)) == 5
 
-    assert await schedule.claim_due(NOW, LEASE, limit=100) == []
-    assert await schedule.claim_due(NOW + LEASE - 0.001, LEASE, limit=100) == []
+    assert await schedule.claim_due(LEASE, limit=100) == []
 
 
 async def test_after_the_lease_the_same_members_come_due_again(
@@ -102,16 +109,39 @@ async def test_after_the_lease_the_same_members_come_due_again(
     ids = [f"conn-{i}" for i in range(3)]
     for i, cid in enumerate(ids):
         await put_on_schedule(redis, keys, integration, cid, NOW - 10 * i)
-    await schedule.claim_due(NOW, LEASE, limit=100)
+    await schedule.claim_due(0.3, limit=100, min_lease_seconds=0.1)
+    assert await schedule.claim_due(0.3, limit=100, min_lease_seconds=0.1) == []
 
-    later = NOW + LEASE
-    reclaimed = await schedule.claim_due(later, LEASE, limit=100)
+    reclaimed: list[Due] = []
+    await wait_until(lambda: _claim_into(schedule, reclaimed), timeout=5, what="the lease to end")
 
-    assert sorted(reclaimed, key=lambda d: d.connection_id) == [
-        Due(integration, cid, NOW + LEASE) for cid in ids
-    ]
-    for cid in ids:
-        assert await score(redis, keys, integration, cid) == later + LEASE
+    assert sorted(d.connection_id for d in reclaimed) == ids
+    for due in reclaimed:  # handed out with the lease end as their due time
+        assert NOW < due.due_at <= time.time()
+
+
+async def _claim_into(schedule: RefreshSchedule, claimed: list[Due]) -> bool:
+    claimed += await schedule.claim_due(0.3, limit=100, min_lease_seconds=0.1)
+    return len(claimed) >= 3
+
+
+async def test_a_lease_is_half_the_time_the_token_has_left_within_bounds(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    """A connection whose worker died comes due again before its token lapses."""
+    integration, now = new_name("it"), time.time()
+    left = {"lapses-in-60s": 60.0, "lapses-in-a-day": 86400.0, "lapsed": -5.0, "unknown": None}
+    for cid, seconds in left.items():
+        await put_on_schedule(redis, keys, integration, cid, now - 1)
+        if seconds is not None:
+            await redis.zadd(keys.token_deadlines, {keys.member(integration, cid): now + seconds})
+
+    await schedule.claim_due(LEASE, limit=100, min_lease_seconds=15)
+
+    assert leased(await score(redis, keys, integration, "lapses-in-60s"), now, 30.0)
+    assert leased(await score(redis, keys, integration, "lapses-in-a-day"), now, LEASE)
+    assert leased(await score(redis, keys, integration, "lapsed"), now, 15.0)
+    assert leased(await score(redis, keys, integration, "unknown"), now, LEASE)
 
 
 async def test_concurrent_claims_hand_out_every_member_exactly_once(
@@ -123,7 +153,7 @@ async def test_concurrent_claims_hand_out_every_member_exactly_once(
     schedules = [schedule, *(RefreshSchedule(client, keys) for client in other_clients)]
 
     batches = await asyncio.gather(
-        *(schedules[i % len(schedules)].claim_due(NOW, LEASE, limit=200) for i in range(20))
+        *(schedules[i % len(schedules)].claim_due(LEASE, limit=200) for i in range(20))
     )
 
     assert all(len(batch) <= 200 for batch in batches)
@@ -134,14 +164,17 @@ async def test_concurrent_claims_hand_out_every_member_exactly_once(
     for batch in batches:
         for due in batch:
             assert due.due_at == members[keys.member(due.integration, due.connection_id)]
-    leased = await redis.zrangebyscore(keys.schedule, NOW + LEASE, NOW + LEASE)
-    assert len(leased) == 2000
+    entries = cast(
+        list[tuple[str, float]], await redis.zrange(keys.schedule, 0, -1, withscores=True)
+    )
+    scores = [score for _, score in entries]
+    assert len(scores) == 2000 and all(leased(score, NOW) for score in scores)
 
 
 async def test_reschedule_moves_a_connection_and_a_claim_keeps_it(
     schedule: RefreshSchedule, redis: Redis, keys: Keys
 ) -> None:
-    integration = new_name("it")
+    integration, NOW = new_name("it"), time.time()
     member = keys.member(integration, "conn-a")
     await put_on_schedule(redis, keys, integration, "conn-a", NOW + 60)
     await put_on_schedule(redis, keys, integration, "conn-b", NOW + 120)
@@ -151,7 +184,7 @@ async def test_reschedule_moves_a_connection_and_a_claim_keeps_it(
     await schedule.reschedule(integration, "conn-a", NOW - 1)  # moves, adds nothing
     assert await redis.zscore(keys.schedule, member) == NOW - 1
     assert await redis.zcard(keys.schedule) == 2
-    assert await schedule.claim_due(NOW, LEASE, limit=100) == [Due(integration, "conn-a", NOW - 1)]
+    assert await schedule.claim_due(LEASE, limit=100) == [Due(integration, "conn-a", NOW - 1)]
     assert await redis.zcard(keys.schedule) == 2  # a claim leases, it does not remove
 
 
@@ -168,9 +201,7 @@ async def test_a_connection_id_with_colons_comes_back_whole_from_a_claim(
     integration = new_name("it")
     await put_on_schedule(redis, keys, integration, "tenant:user:42", NOW)
 
-    assert await schedule.claim_due(NOW, LEASE, limit=10) == [
-        Due(integration, "tenant:user:42", NOW)
-    ]
+    assert await schedule.claim_due(LEASE, limit=10) == [Due(integration, "tenant:user:42", NOW)]
 
 
 async def test_reschedule_never_puts_back_a_connection_taken_off_since(

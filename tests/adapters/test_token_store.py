@@ -123,6 +123,7 @@ async def test_get_reads_the_connection_without_token_values(store: TokenStore) 
         "connection_id": cid,
         "provider": "google",
         "status": "active",
+        "status_reason": None,
         "verdict": "refreshable",
         "token_type": "Bearer",
         "expires_at": "2023-11-14T23:13:19.250000Z",

@@ -347,7 +347,7 @@ async def claimed(store: TokenStore) -> tuple[Connection, Lease]:
     """A stored connection, taken for a refresh the way the engine takes it."""
     integration, cid = new_name("it"), new_name("conn")
     await save(store, integration, cid, token_set())
-    claim = await store.claim(integration, cid, "google", 5, NOW)
+    claim = await store.claim(integration, cid, "google", 5)
     assert claim.kind == "ok" and claim.connection is not None and claim.lease is not None
     assert claim.lease.slot_token is not None
     return claim.connection, claim.lease

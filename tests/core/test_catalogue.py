@@ -10,7 +10,7 @@ import pytest
 from tokenlife.core.authorization import build_authorization_request
 from tokenlife.core.diagnosis import detect_vendor
 from tokenlife.core.presets import Preset
-from tokenlife.core.provider_facts import FACTS, UNCONFIRMED
+from tokenlife.core.provider_facts import FACTS, UNCONFIRMED, facts_from_mapping
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
 
@@ -115,3 +115,49 @@ def test_slack_scopes_are_joined_with_commas() -> None:
 def test_docs_list_every_provider() -> None:
     text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
     assert all(f"| `{name}` |" in text for name in PRESETS)
+
+
+@pytest.mark.parametrize(
+    ("name", "grace"),
+    # Atlassian: a 10-minute leeway; Okta: 0-60 s, 30 by default; Auth0: off by default.
+    [("atlassian", 600), ("okta", 30), ("auth0", 0), ("google", None)],
+)
+def test_reuse_grace_facts(name: str, grace: int | None) -> None:
+    facts = PRESETS[name].facts
+    assert facts.refresh_token_reuse_grace_seconds == grace
+    assert facts.as_dict()["refresh_token_reuse_grace_seconds"] == grace
+    if grace is not None:
+        source = facts.sources["refresh_token_reuse_grace_seconds"]
+        assert source.startswith("https://"), name
+
+
+def _facts_table(**extra: object) -> dict[str, object]:
+    table: dict[str, object] = {fact: UNCONFIRMED for fact in FACTS}
+    table.update(extra)
+    return table
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"refresh_token_reuse_grace_seconds": 30}, "needs an https source"),
+        ({"refresh_token_reuse_grace_seconds": -1}, "non-negative integer"),
+        ({"refresh_token_reuse_grace_seconds": "30"}, "non-negative integer"),
+        ({"refresh_token_reuse_grace_seconds": True}, "non-negative integer"),
+    ],
+)
+def test_a_reuse_grace_fact_is_a_sourced_number(extra: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        facts_from_mapping("vendor", _facts_table(**extra))
+
+
+def test_a_sourced_reuse_grace_fact_is_read() -> None:
+    source = "https://vendor.example/docs/rotation"
+    facts = facts_from_mapping(
+        "vendor",
+        _facts_table(
+            refresh_token_reuse_grace_seconds=45,
+            sources={"refresh_token_reuse_grace_seconds": source},
+        ),
+    )
+    assert facts.refresh_token_reuse_grace_seconds == 45

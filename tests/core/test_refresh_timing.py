@@ -10,8 +10,11 @@ from tokenlife.core.refresh_timing import (
     RefreshTiming,
     RetryPolicy,
     after_transient_failure,
+    bounded_lease,
+    may_have_rotated,
     needs_refresh,
     next_refresh_at,
+    unknown_outcome_retry_within,
 )
 
 NOW = 1_700_000_000.0
@@ -539,3 +542,79 @@ def test_hourly_cap_over_a_run_of_failures() -> None:
         (HOUR + 20, HOUR, 1),
         (HOUR + 60, HOUR, 2),
     ]
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "expected"),
+    [
+        (3600.0, 300.0),  # a long-lived token: the longest lease
+        (601.0, 300.0),
+        (120.0, 60.0),  # half the time left
+        (60.0, 30.0),  # the 60-second tokens of the crash run: due again 30 s before expiry
+        (30.0, 15.0),
+        (20.0, 15.0),  # never below the shortest lease
+        (-30.0, 15.0),  # lapsed already
+        (None, 300.0),  # no known expiry: the longest
+    ],
+)
+def test_bounded_lease(expires_in: float | None, expected: float) -> None:
+    expires_at = None if expires_in is None else NOW + expires_in
+    assert bounded_lease(expires_at=expires_at, now=NOW, longest=300, shortest=15) == expected
+
+
+@pytest.mark.parametrize(
+    ("grace", "expires_in", "expected"),
+    [
+        (30, 3600.0, 15.0),  # Okta's default grace: due again 15 s after a crash
+        (600, 3600.0, 300.0),  # Atlassian's 10 minutes: the longest lease is inside it
+        (600, 120.0, 60.0),  # the token is the tighter bound
+        (0, 3600.0, 300.0),  # no grace (Auth0's default): nothing to aim for
+        (10, 3600.0, 15.0),  # never below the shortest
+    ],
+)
+def test_bounded_lease_with_a_reuse_grace(grace: int, expires_in: float, expected: float) -> None:
+    lease = bounded_lease(
+        expires_at=NOW + expires_in, now=NOW, longest=300, shortest=15, reuse_grace_seconds=grace
+    )
+    assert lease == expected
+
+
+@pytest.mark.parametrize(
+    ("rotates", "sent", "expected"),
+    [
+        ("yes", True, True),
+        ("optional", True, True),  # may be switched on in the app's settings
+        ("unconfirmed", True, True),  # custom providers: assume the worst
+        ("no", True, False),  # Google: the same refresh token works again
+        ("yes", False, False),  # never connected: the provider can't have seen it
+    ],
+)
+def test_may_have_rotated(rotates: str, sent: bool, expected: bool) -> None:
+    assert may_have_rotated(rotates_refresh_tokens=rotates, request_sent=sent) is expected
+
+
+@pytest.mark.parametrize(
+    ("grace", "expected"),
+    [(600, 5.0), (30, 5.0), (6, 3.0), (1, 0.5), (0, 5.0), (None, 5.0)],
+)
+def test_unknown_outcome_retry_within(grace: int | None, expected: float) -> None:
+    assert unknown_outcome_retry_within(grace) == expected
+
+
+@pytest.mark.parametrize(
+    ("failures", "within", "expected"),
+    [
+        (1, None, NOW + 2.5),  # half of the 5 s base step at jitter 0
+        (4, None, NOW + 20.0),
+        (4, 5.0, NOW + 5.0),  # an unknown outcome: retried inside the window
+        (1, 5.0, NOW + 2.5),  # never later than the backoff would be
+    ],
+)
+def test_after_transient_failure_within(
+    failures: int, within: float | None, expected: float
+) -> None:
+    due, _ = after_transient_failure(
+        consecutive_failures=failures, window=None, policy=RetryPolicy(), retry_after=None,
+        jitter=0.0, now=NOW, within=within,
+    )  # fmt: skip
+    assert due == expected

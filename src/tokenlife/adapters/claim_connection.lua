@@ -1,9 +1,30 @@
 -- Take a connection for a refresh: its lock, its fields and, when it has a refresh token,
 -- one of its provider's concurrency slots. One round trip on the hot path.
--- KEYS: 1 lock, 2 provider slots, 3 connection hash.
--- ARGV: 1 lock token, 2 lock TTL ms, 3 now, 4 slot expiry, 5 slot limit, 6 slot token.
+-- The lock lives half the time the access token has left, and at most half the
+-- provider's reuse grace, within [min, max]: a crashed holder's connection is free again
+-- before its token lapses and while the old refresh token still works at the provider,
+-- and never sooner than one token request can take (a second refresh with a rotating
+-- token in flight would be reuse). When a refresh goes ahead, the connection's place on
+-- the schedule comes as close, so it comes due again then if this refresh never ends.
+-- Time is the Redis server's (TIME); scripts that call TIME before writing need effects
+-- replication, the default since Redis 5.
+-- KEYS: 1 lock, 2 provider slots, 3 connection hash, 4 schedule.
+-- ARGV: 1 lock token, 2 longest lock ms, 3 shortest lock ms, 4 slot TTL seconds,
+-- 5 slot limit, 6 slot token, 7 schedule member, 8 the provider's reuse grace in seconds
+-- ('' when none is documented).
 -- Returns {'locked'}, {'gone'}, {'throttled'} or {'ok', fields, 'slot' | 'noslot'}.
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local ttl = tonumber(ARGV[2])
+local expires_at = redis.call('HGET', KEYS[3], 'expires_at')
+if expires_at then
+  ttl = math.min(ttl, (tonumber(expires_at) - now) * 500)
+end
+if ARGV[8] ~= '' and tonumber(ARGV[8]) > 0 then
+  ttl = math.min(ttl, tonumber(ARGV[8]) * 500)
+end
+ttl = math.floor(math.max(tonumber(ARGV[3]), ttl))
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ttl) then
   return {'locked'}
 end
 local fields = redis.call('HGETALL', KEYS[3])
@@ -14,10 +35,11 @@ end
 if redis.call('HEXISTS', KEYS[3], 'refresh_token') == 0 then
   return {'ok', fields, 'noslot'}
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.6f', now))
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[1])
   return {'throttled'}
 end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[6])
+redis.call('ZADD', KEYS[2], string.format('%.6f', now + tonumber(ARGV[4])), ARGV[6])
+redis.call('ZADD', KEYS[4], 'XX', 'LT', string.format('%.6f', now + ttl / 1000), ARGV[7])
 return {'ok', fields, 'slot'}

@@ -52,6 +52,9 @@ class Connection:
     # The account's OIDC `sub` when the provider said (an ID token); a reconnect that
     # brings another one is refused unless the integration allows an account change.
     subject: str | None = None
+    # Why the status is what it is, when it isn't plain: "refresh_failing" (degraded: the
+    # access token lapsed while refreshes fail), "refresh_token_may_be_lost".
+    status_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class Connection:
             "connection_id": self.connection_id,
             "provider": self.provider,
             "status": self.status.value,
+            "status_reason": self.status_reason,
             "verdict": self.verdict.value,
             "token_type": self.token_type,
             "expires_at": iso8601(self.expires_at),
@@ -193,4 +197,5 @@ def parse_connection(raw: Mapping[str, str]) -> Connection:
         last_error=raw.get("last_error"),
         last_alert=json.loads(raw["last_alert"]) if "last_alert" in raw else None,
         subject=raw.get("subject"),
+        status_reason=raw.get("status_reason"),
     )

@@ -24,6 +24,9 @@ ALERT_LOCK_TTL_SECONDS = 300
 ALERT_DELIVERED_TTL_SECONDS = 7 * 86400
 # A provider slot is returned when a refresh ends; this only frees slots of crashed workers.
 PROVIDER_SLOT_TTL_SECONDS = 330
+# No claim lease or lock is shorter: a refresh needs a moment, and a lease shorter than a
+# beat tick or two would hand the same connection out again while its batch is queued.
+MIN_LEASE_SECONDS = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,17 @@ class Keys:
 
     def lock(self, integration: str, connection_id: str) -> str:
         return f"{self.prefix}:lock:{integration}:{connection_id}"
+
+    @property
+    def token_deadlines(self) -> str:
+        """Sorted set of scheduled connections scored by when their access token lapses;
+        claims bound their leases by it."""
+        return f"{self.prefix}:deadlines"
+
+    def backoff(self, provider: str) -> str:
+        """Sorted set of one provider's connections waiting out a failure backoff, scored
+        by their retry time; a recovery of that provider brings them forward."""
+        return f"{self.prefix}:backoff:{provider}"
 
     def provider_slots(self, provider: str) -> str:
         """Sorted set of in-flight refresh tokens for one provider, scored by expiry."""

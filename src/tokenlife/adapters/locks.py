@@ -27,6 +27,8 @@ class Lease:
     lock_token: str
     slot_token: str | None
     released: bool = False
+    # A refresh owns it while its request may be in flight: only the refresh gives it back.
+    handed_over: bool = False
 
     @classmethod
     def new(cls, integration: str, connection_id: str, provider: str) -> Lease:
@@ -55,8 +57,9 @@ class Locks:
         await self._release(keys=[self._keys.lock(integration, connection_id)], args=[token])
 
     async def give_back(self, lease: Lease) -> None:
-        """Release what a lease holds, once; both in one round trip."""
-        if lease.released:
+        """Release what a lease holds, once; both in one round trip. A no-op while a
+        refresh owns it (its caller was cancelled, the request goes on)."""
+        if lease.released or lease.handed_over:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             await self._release(

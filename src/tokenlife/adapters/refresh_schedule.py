@@ -7,11 +7,13 @@ delivered again and again. We claim due work from this set ourselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from random import Random
+from typing import cast
 
 from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
-from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.keys import MIN_LEASE_SECONDS, Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +28,17 @@ class RefreshSchedule:
         self._redis = redis
         self._keys = keys
         self._claim = scripts.register(redis, "claim_due")
+        self._pull_forward = scripts.register(redis, "pull_forward")
 
-    async def claim_due(self, now: float, lease_seconds: float, limit: int) -> list[Due]:
-        """Atomically take up to `limit` due connections, leased until now + lease."""
+    async def claim_due(
+        self, lease_seconds: float, limit: int, min_lease_seconds: float = MIN_LEASE_SECONDS
+    ) -> list[Due]:
+        """Atomically take up to `limit` connections due by Redis's clock, each leased for
+        half the time its token has left, within [min_lease_seconds, lease_seconds]."""
+        shortest = min(min_lease_seconds, lease_seconds)
         flat = await self._claim(
-            keys=[self._keys.schedule], args=[repr(now), repr(now + lease_seconds), limit]
+            keys=[self._keys.schedule, self._keys.token_deadlines],
+            args=[repr(lease_seconds), repr(shortest), limit],
         )
         claimed = []
         for member, score in zip(flat[::2], flat[1::2], strict=True):
@@ -65,3 +73,18 @@ class RefreshSchedule:
     async def forget(self, integration: str, connection_id: str) -> None:
         """A claimed connection whose record is gone leaves the schedule for good."""
         await self._redis.zrem(self._keys.schedule, self._keys.member(integration, connection_id))
+
+    async def pull_forward(self, provider: str, limit: int, spread: float, rng: Random) -> int:
+        """The provider answers again: its `limit` longest-waiting retries come due within
+        `spread` seconds (at random, so they don't arrive at once). How many moved."""
+        backoff = self._keys.backoff(provider)
+        members = cast(list[str], await self._redis.zrevrange(backoff, 0, limit - 1))
+        if not members:
+            return 0
+        keys, args = [backoff, self._keys.schedule], []
+        for member in members:
+            integration, connection_id = self._keys.parse_member(member)
+            keys += [self._keys.connection(integration, connection_id),
+                     self._keys.lock(integration, connection_id)]  # fmt: skip
+            args += [member, repr(spread * rng.random())]
+        return int(await self._pull_forward(keys=keys, args=args))

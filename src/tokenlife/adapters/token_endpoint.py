@@ -58,6 +58,11 @@ async def _post_form(
             )
     except TimeoutError:
         raise EndpointTimeoutError(f"{endpoint} did not answer within {timeout:g} s") from None
+    except aiohttp.ClientConnectorError as exc:
+        # Never connected: the provider did not see the request.
+        error = TransportError(f"{endpoint} unreachable: {type(exc).__name__}: {exc}")
+        error.request_sent = False
+        raise error from None
     except aiohttp.ClientError as exc:
         # The exception text names host and OS error only; the form is never in it.
         raise TransportError(f"{endpoint} unreachable: {type(exc).__name__}: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import cast
 
 from redis.asyncio import Redis
@@ -24,12 +25,25 @@ from tokenlife.adapters.connection_record import (
     token_fields,
 )
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.keys import (
+    MIN_LEASE_SECONDS,
+    PROVIDER_SLOT_TTL_SECONDS,
+    REFRESH_LOCK_TTL_SECONDS,
+    Keys,
+)
 from tokenlife.adapters.locks import Lease
 from tokenlife.core.events import Event
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import UnknownConnectionError
+
+
+class Backoff(StrEnum):
+    """What a write does to the connection's place among its provider's waiting retries."""
+
+    LEAVE = ""
+    ADD = "add"
+    REMOVE = "rem"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +58,19 @@ class Claim:
 
 class TokenStore:
     def __init__(
-        self, redis: Redis, keys: Keys, cipher: Cipher, events_max_length: int = 100_000
+        self,
+        redis: Redis,
+        keys: Keys,
+        cipher: Cipher,
+        events_max_length: int = 100_000,
+        *,
+        lock_min_seconds: float = MIN_LEASE_SECONDS,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._cipher = cipher
+        # A claim's lock never lives shorter than this (longer than one token request).
+        self._lock_min_ms = int(min(lock_min_seconds, REFRESH_LOCK_TTL_SECONDS) * 1000)
         self._save = scripts.register(redis, "save_connection")
         self._update = scripts.register(redis, "update_connection")
         self._claim = scripts.register(redis, "claim_connection")
@@ -56,19 +78,30 @@ class TokenStore:
         self._events_max_length = events_max_length
 
     async def claim(
-        self, integration: str, connection_id: str, provider: str, slots: int, now: float
+        self,
+        integration: str,
+        connection_id: str,
+        provider: str,
+        slots: int,
+        reuse_grace_seconds: int | None = None,
     ) -> Claim:
         """Lock the connection, read it and, when it has a refresh token, take one of the
-        provider's slots: one round trip instead of three on the hot path."""
+        provider's slots: one round trip instead of three on the hot path. The lock (and,
+        for a refresh, the schedule entry) lasts half the time the token has left and half
+        the provider's reuse grace, at least one request (claim_connection.lua); times
+        are Redis's."""
         lease = Lease.new(integration, connection_id, provider)
+        grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
         reply = await self._claim(
             keys=[
                 self._keys.lock(integration, connection_id),
                 self._keys.provider_slots(provider),
                 self._keys.connection(integration, connection_id),
+                self._keys.schedule,
             ],
-            args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, repr(now),
-                  repr(now + PROVIDER_SLOT_TTL_SECONDS), slots, lease.slot_token or ""],
+            args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
+                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
+                  self._keys.member(integration, connection_id), grace],
         )  # fmt: skip
         kind = reply[0]
         if kind != "ok":
@@ -128,12 +161,17 @@ class TokenStore:
         unschedule: bool = False,
         event: Event | None = None,
         lease: Lease | None = None,
+        operation: str = "",
+        backoff: Backoff = Backoff.LEAVE,
     ) -> int | None:
         """Compare-and-set against `connection.version`; None when someone got there first.
 
         Every write bumps the version, so of two writers that read the same version only
         one succeeds. A new token set replaces every token field. In the same step, when
         the write lands, `event` is published; and `lease` is given back either way.
+        A retry of a write whose reply was lost passes the same `operation` id: finding
+        its own write in place, it returns that version instead of None. `backoff` puts
+        the connection in (or takes it out of) its provider's set of retries waiting.
         """
         if schedule_at is not None and unschedule:
             raise ValueError("schedule_at and unschedule are exclusive")
@@ -147,6 +185,12 @@ class TokenStore:
             fields["next_refresh_at"] = repr(schedule_at)
         elif unschedule:
             deletions.add("next_refresh_at")
+        # Claims bound their leases by when the token lapses (claim_due.lua).
+        deadline = ""
+        if unschedule or (tokens is not None and tokens.expires_at is None):
+            deadline = "-"
+        elif tokens is not None and tokens.expires_at is not None:
+            deadline = repr(tokens.expires_at)
         integration, connection_id = connection.integration, connection.connection_id
         result = await self._update(
             keys=[
@@ -157,6 +201,8 @@ class TokenStore:
                 self._keys.lock(lease.integration, lease.connection_id) if lease else "-",
                 self._keys.provider_slots(lease.provider) if lease else "-",
                 self._keys.events,
+                self._keys.backoff(connection.provider),
+                self._keys.token_deadlines,
             ],
             args=[
                 str(connection.version),
@@ -171,6 +217,9 @@ class TokenStore:
                 json.dumps(event.data, separators=(",", ":")) if event else "",
                 self._events_max_length,
                 last_alert(event) if event else "",
+                operation,
+                backoff.value,
+                deadline,
             ],
         )
         if lease is not None:
@@ -206,13 +255,17 @@ class TokenStore:
             key = self._keys.connection(event.data["integration"], event.data["connection_id"])
             await self._redis.hset(key, "last_alert", value)
 
-    async def delete(self, integration: str, connection_id: str) -> bool:
-        """The hash, the schedule entry and the index entry, in one transaction."""
+    async def delete(self, integration: str, connection_id: str, provider: str = "") -> bool:
+        """The hash, its schedule entries and the index entry, in one transaction."""
+        member = self._keys.member(integration, connection_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._keys.connection(integration, connection_id))
-            pipe.zrem(self._keys.schedule, self._keys.member(integration, connection_id))
+            pipe.zrem(self._keys.schedule, member)
             pipe.srem(self._keys.connections(integration), connection_id)
-            deleted, _, _ = await pipe.execute()
+            pipe.zrem(self._keys.token_deadlines, member)
+            if provider:
+                pipe.zrem(self._keys.backoff(provider), member)
+            deleted = (await pipe.execute())[0]
         return bool(deleted)
 
     async def list_ids(self, integration: str) -> list[str]:

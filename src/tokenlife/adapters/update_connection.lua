@@ -2,15 +2,22 @@
 -- nor newer bookkeeping. Every write bumps the version. When the write lands, the event
 -- (if any) is published in the same step; the caller's lock and provider slot (if any)
 -- are given back either way. One round trip for the end of a refresh.
--- KEYS: 1 connection hash, 2 schedule, 3 lock, 4 provider slots, 5 event stream.
+-- A write may carry an operation id: when a retry finds the version one past the one it
+-- expected and that id on it, its earlier attempt landed (the reply was lost) and it
+-- counts as written, not as a conflict.
+-- KEYS: 1 connection hash, 2 schedule, 3 lock, 4 provider slots, 5 event stream,
+-- 6 the provider's set of connections in backoff, 7 token deadlines.
 -- ARGV: 1 expected version, 2 now, 3 schedule member, 4 due time ('' leaves the schedule
 -- as is, '-' takes the connection off it), 5 JSON object of fields to set, 6 JSON list of
 -- fields to delete, 7 lock token or '', 8 slot token or '', 9 event type or '',
 -- 10 event data (JSON), 11 approximate length cap of the stream, 12 the connection's
--- last alert (JSON) when the event is an alert, else ''.
+-- last alert (JSON) when the event is an alert, else '', 13 operation id or '',
+-- 14 backoff: 'add' (scored by the due time), 'rem' or '', 15 token deadline ('' leaves
+-- it, '-' removes it).
 -- Returns the new version, or -1 when the version didn't match (nothing written).
 local result = -1
-if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
+local current = redis.call('HGET', KEYS[1], 'version')
+if current == ARGV[1] then
   result = tonumber(ARGV[1]) + 1
   for name, value in pairs(cjson.decode(ARGV[5])) do
     redis.call('HSET', KEYS[1], name, value)
@@ -19,6 +26,11 @@ if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
     redis.call('HDEL', KEYS[1], name)
   end
   redis.call('HSET', KEYS[1], 'version', result, 'updated_at', ARGV[2])
+  if ARGV[13] ~= '' then
+    redis.call('HSET', KEYS[1], 'last_operation', ARGV[13])
+  else
+    redis.call('HDEL', KEYS[1], 'last_operation')
+  end
   if ARGV[4] == '-' then
     redis.call('ZREM', KEYS[2], ARGV[3])
   elseif ARGV[4] ~= '' then
@@ -30,6 +42,19 @@ if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
   if ARGV[12] ~= '' then
     redis.call('HSET', KEYS[1], 'last_alert', ARGV[12])
   end
+  if ARGV[14] == 'add' and ARGV[4] ~= '' and ARGV[4] ~= '-' then
+    redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
+  elseif ARGV[14] == 'rem' then
+    redis.call('ZREM', KEYS[6], ARGV[3])
+  end
+  if ARGV[15] == '-' then
+    redis.call('ZREM', KEYS[7], ARGV[3])
+  elseif ARGV[15] ~= '' then
+    redis.call('ZADD', KEYS[7], ARGV[15], ARGV[3])
+  end
+elseif ARGV[13] ~= '' and current and tonumber(current) == tonumber(ARGV[1]) + 1
+    and redis.call('HGET', KEYS[1], 'last_operation') == ARGV[13] then
+  result = tonumber(current)
 end
 if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) == ARGV[7] then
   redis.call('DEL', KEYS[3])

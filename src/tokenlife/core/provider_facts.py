@@ -26,6 +26,10 @@ FACTS: dict[str, frozenset[str] | None] = {
     "refresh_token_lifetime": None,
 }
 
+# Numeric facts (seconds), optional; those in _SOURCED_NUMBERS need their own source.
+_NUMBERS = ("access_token_lifetime_seconds", "refresh_token_reuse_grace_seconds")
+_SOURCED_NUMBERS = frozenset({"refresh_token_reuse_grace_seconds"})
+
 
 @dataclass(frozen=True, slots=True)
 class Quirk:
@@ -40,6 +44,10 @@ class ProviderFacts:
     quirks: tuple[Quirk, ...] = ()
     # A number where the documentation gives one; the preflight compares thresholds to it.
     access_token_lifetime_seconds: int | None = None
+    # How long a rotated-out refresh token still works (the vendor's "leeway", "grace
+    # period", "overlap"), by default; None where no such window is documented. A refresh
+    # whose answer was lost can be sent again with the old token within this window.
+    refresh_token_reuse_grace_seconds: int | None = None
 
     def get(self, name: str) -> str:
         return self.values.get(name, UNCONFIRMED)
@@ -48,6 +56,7 @@ class ProviderFacts:
         return {
             **{name: self.get(name) for name in FACTS},
             "access_token_lifetime_seconds": self.access_token_lifetime_seconds,
+            "refresh_token_reuse_grace_seconds": self.refresh_token_reuse_grace_seconds,
             "sources": dict(self.sources),
             "quirks": [{"text": q.text, "source": q.source} for q in self.quirks],
         }
@@ -59,7 +68,7 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         return ProviderFacts()
     if not isinstance(data, Mapping):
         raise ValueError(f"{preset}: `facts` must be a table")
-    allowed = {*FACTS, "sources", "quirks", "access_token_lifetime_seconds"}
+    allowed = {*FACTS, "sources", "quirks", *_NUMBERS}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{preset}: unknown facts: {', '.join(sorted(unknown))}")
@@ -78,14 +87,22 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         source = sources.get(name)
         if value != UNCONFIRMED and not (isinstance(source, str) and _is_https(source)):
             raise ValueError(f"{preset}: fact `{name}` needs an https source URL in facts.sources")
-    seconds = data.get("access_token_lifetime_seconds")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
-        raise ValueError(f"{preset}: `access_token_lifetime_seconds` must be an integer")
+    numbers: dict[str, int | None] = {}
+    for name in _NUMBERS:
+        seconds = data.get(name)
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0
+        ):
+            raise ValueError(f"{preset}: `{name}` must be a non-negative integer")
+        if seconds is not None and name in _SOURCED_NUMBERS and not _is_https(sources.get(name)):
+            raise ValueError(f"{preset}: `{name}` needs an https source URL in facts.sources")
+        numbers[name] = seconds
     return ProviderFacts(
         values=values,
         sources={k: str(v) for k, v in sources.items()},
         quirks=tuple(_quirk(preset, q) for q in _list(preset, data.get("quirks", []))),
-        access_token_lifetime_seconds=seconds,
+        access_token_lifetime_seconds=numbers["access_token_lifetime_seconds"],
+        refresh_token_reuse_grace_seconds=numbers["refresh_token_reuse_grace_seconds"],
     )
 
 

@@ -101,11 +101,13 @@ def after_transient_failure(
     retry_after: float | None,
     jitter: float,
     now: float,
+    within: float | None = None,
 ) -> tuple[float, FailureWindow]:
     """When to try again after the `consecutive_failures`-th failure in a row (1-based).
 
     Exponential backoff with jitter, at least the server's Retry-After, and never more
     than `max_attempts_per_hour` attempts in one window: the rest wait for the next.
+    `within` caps the wait (a refresh whose outcome is unknown is retried promptly).
     """
     if window is None or now - window.started_at >= HOUR:
         window = FailureWindow(started_at=now, count=0)
@@ -117,7 +119,49 @@ def after_transient_failure(
         jitter=jitter,
         retry_after=retry_after,
     )
-    due = now + delay
+    due = now + delay if within is None else now + min(delay, within)
     if window.count >= policy.max_attempts_per_hour:
         due = max(due, window.started_at + HOUR)
     return due, window
+
+
+# An unknown outcome is retried within this long, or within half the provider's reuse
+# grace when that is shorter: the stored (old) refresh token still works inside it.
+PROMPT_RETRY_SECONDS = 5.0
+
+
+def may_have_rotated(*, rotates_refresh_tokens: str, request_sent: bool) -> bool:
+    """A refresh that timed out, or broke after the request went out, may have been
+    processed by the provider: at a provider that may rotate, the refresh token we hold
+    may be dead already. The outcome is unknown; only a prompt retry can tell."""
+    return request_sent and rotates_refresh_tokens != "no"
+
+
+def unknown_outcome_retry_within(grace_seconds: int | None) -> float:
+    """How soon to retry a refresh whose outcome is unknown: inside the reuse grace
+    window where there is one (half of it, for a retry that fails too); without one, at
+    once anyway, because a retry is the only way to learn whether the old token lives."""
+    if grace_seconds is None or grace_seconds <= 0:
+        return PROMPT_RETRY_SECONDS
+    return min(grace_seconds / 2, PROMPT_RETRY_SECONDS)
+
+
+def bounded_lease(
+    *,
+    expires_at: float | None,
+    now: float,
+    longest: float,
+    shortest: float,
+    reuse_grace_seconds: int | None = None,
+) -> float:
+    """A claim's lease (and lock): half the time the token has left and, once a refresh
+    goes ahead, half the provider's reuse grace, within [shortest, longest]; so a crashed
+    holder's connection comes due again before its token lapses and while the old refresh
+    token still works. claim_due.lua (without the grace) and claim_connection.lua apply
+    this on Redis's clock; here it is stated, and tested as a table."""
+    lease = longest
+    if expires_at is not None:
+        lease = min(lease, (expires_at - now) / 2)
+    if reuse_grace_seconds:
+        lease = min(lease, reuse_grace_seconds / 2)
+    return max(shortest, lease)

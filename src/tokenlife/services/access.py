@@ -1,7 +1,11 @@
 """On demand: a valid access token now, refreshing first when it is about to expire.
 
-Single-flight with the scheduled refresh: both hold the connection's lock, so a token
-is refreshed once however many callers ask at the same moment.
+Single-flight with the scheduled refresh: both claim the connection (its lock and one of
+its provider's concurrency slots), so a token is refreshed once however many callers ask
+at the same moment, and an on-demand storm can't exceed the provider's limit. The whole
+call is bounded by `wait_seconds` (below the documented client timeout): past it the
+caller gets a TransientError with a Retry-After, while a refresh already sent runs on and
+saves what the provider answers.
 """
 
 from __future__ import annotations
@@ -11,20 +15,27 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tokenlife.adapters.locks import Locks
-from tokenlife.adapters.token_store import TokenStore
+from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.locks import Lease, Locks
+from tokenlife.adapters.token_store import Claim, TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_timing import needs_refresh
 from tokenlife.errors import (
     ReauthorizationRequiredError,
     TransientError,
+    UnknownConnectionError,
     UnknownIntegrationError,
 )
 from tokenlife.services.refresh import Outcome, Refresher
 
-# How often a caller that found the lock taken looks again, and for how long.
-_LOCK_POLL_SECONDS = 0.02
+# How often a caller that found the lock or every slot taken looks again.
+_POLL_SECONDS = 0.02
+# What a caller is told to wait when the bound ran out: a refresh in flight is done by then
+# or has given up (the HTTP timeout), and a slot has come free.
+RETRY_AFTER_SECONDS = 2.0
+# A provider failure: the scheduled retry comes first; don't hammer in between.
+PROVIDER_RETRY_AFTER_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,12 @@ class AccessToken:
     access_token: str = field(repr=False)
     token_type: str
     expires_at: float | None
+
+
+def transient(message: str, retry_after: float) -> TransientError:
+    error = TransientError(message)
+    error.retry_after = retry_after
+    return error
 
 
 class AccessTokens:
@@ -44,6 +61,7 @@ class AccessTokens:
         refresher: Refresher,
         leeway: float,
         wait_seconds: float,
+        provider_concurrency: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._integrations = integrations
@@ -52,21 +70,32 @@ class AccessTokens:
         self._refresher = refresher
         self._leeway = leeway
         self._wait = wait_seconds
+        self._slots = provider_concurrency
         self._clock = clock
+        self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
         integration = self._integrations.get(integration_name)
         if integration is None:
             raise UnknownIntegrationError(f"no integration named {integration_name!r}")
-        deadline = self._clock() + self._wait
+        try:
+            async with asyncio.timeout(self._wait):
+                return await self._get(integration, connection_id)
+        except TimeoutError:
+            raise transient(
+                f"no token within {self._wait:g} s (a refresh is in progress, the provider "
+                "is slow or storage is unavailable); try again",
+                RETRY_AFTER_SECONDS,
+            ) from None
+
+    async def _get(self, integration: Integration, connection_id: str) -> AccessToken:
+        name = integration.name
         while True:
-            if self._clock() > deadline:
-                raise TransientError("timed out waiting for a refresh in progress")
-            connection, tokens = await self._store.load(integration_name, connection_id)
+            connection, tokens = await self._store.load(name, connection_id)
             now = self._clock()
             if connection.status is Status.REAUTHORIZATION_REQUIRED:
                 raise ReauthorizationRequiredError(
-                    integration_name, connection_id, connection.last_error or "status"
+                    name, connection_id, connection.last_error or "status"
                 )
             fresh = not needs_refresh(
                 expires_at=tokens.expires_at, lifetime_seconds=tokens.lifetime_seconds,
@@ -75,37 +104,71 @@ class AccessTokens:
             if fresh or tokens.refresh_token is None:
                 if tokens.expires_at is not None and tokens.expires_at <= now:
                     raise ReauthorizationRequiredError(
-                        integration_name, connection_id, "access token expired, no refresh token"
+                        name, connection_id, "access token expired, no refresh token"
                     )
                 return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
-            lock = await self._locks.acquire(integration_name, connection_id)
-            if lock is None:
-                # Someone is refreshing it right now: wait for them, then read again.
-                await asyncio.sleep(_LOCK_POLL_SECONDS)
+            claim = await self._store.claim(
+                name, connection_id, integration.provider, self._slots,
+                integration.preset.facts.refresh_token_reuse_grace_seconds,
+            )  # fmt: skip
+            if claim.kind == "gone":
+                raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
+            if claim.kind != "ok":
+                # Someone is refreshing it, or the provider has all the refreshes it may
+                # take: wait for them, then read again.
+                await asyncio.sleep(_POLL_SECONDS)
                 continue
+            assert claim.connection is not None and claim.lease is not None
             try:
-                connection, tokens = await self._store.load(integration_name, connection_id)
-                still_stale = tokens.refresh_token is not None and needs_refresh(
-                    expires_at=tokens.expires_at, lifetime_seconds=tokens.lifetime_seconds,
-                    leeway=self._leeway, now=self._clock(),
-                )  # fmt: skip
-                if still_stale and connection.status is not Status.REAUTHORIZATION_REQUIRED:
-                    assert tokens.refresh_token is not None
-                    result = await self._refresher.refresh(
-                        integration, connection, tokens.refresh_token, self._clock()
-                    )
-                    if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
-                        raise ReauthorizationRequiredError(
-                            integration_name, connection_id, str(result.error)
-                        ) from result.error
-                    if result.outcome is Outcome.TRANSIENT_FAILURE and result.error is not None:
-                        raise result.error
-                    if result.outcome is Outcome.REFRESHED:
-                        # What this refresh saved is the answer, even when the provider's
-                        # new token is itself short (an expired JWT): no second request.
-                        _, tokens = await self._store.load(integration_name, connection_id)
-                        return AccessToken(
-                            tokens.access_token, tokens.token_type, tokens.expires_at
-                        )
-            finally:
-                await self._locks.release(integration_name, connection_id, lock)
+                token = await self._claimed(integration, claim.connection, claim)
+            except BaseException:
+                # The bound ran out (or Redis failed): give the lease back without making
+                # the caller wait on Redis again; a no-op once a refresh owns it.
+                self._give_back_later(claim.lease)
+                raise
+            await self._locks.give_back(claim.lease)
+            if token is not None:
+                return token
+
+    def _give_back_later(self, lease: Lease) -> None:
+        if lease.released or lease.handed_over:
+            return
+        task = asyncio.ensure_future(self._locks.give_back(lease))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        # Redis away: the lock and the slot expire by themselves.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _claimed(
+        self, integration: Integration, connection: Connection, claim: Claim
+    ) -> AccessToken | None:
+        """Refresh under the claim when it is still needed; None: read again."""
+        still_stale = claim.refresh_ciphertext is not None and needs_refresh(
+            expires_at=connection.expires_at, lifetime_seconds=connection.lifetime_seconds,
+            leeway=self._leeway, now=self._clock(),
+        )  # fmt: skip
+        if not still_stale or connection.status is Status.REAUTHORIZATION_REQUIRED:
+            return None
+        assert claim.refresh_ciphertext is not None
+        refresh_token = self._store.decrypt(claim.refresh_ciphertext)
+        result = await self._refresher.refresh(
+            integration, connection, refresh_token, self._clock(), claim.lease
+        )
+        name, connection_id = integration.name, connection.connection_id
+        if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
+            raise ReauthorizationRequiredError(
+                name, connection_id, str(result.error)
+            ) from result.error
+        if result.outcome is Outcome.TRANSIENT_FAILURE and result.error is not None:
+            error = result.error
+            if getattr(error, "retry_after", None) is None:
+                error = transient(str(error), PROVIDER_RETRY_AFTER_SECONDS)
+            raise error
+        if result.outcome is Outcome.SAVE_FAILED:
+            raise transient("the refreshed tokens could not be stored", RETRY_AFTER_SECONDS)
+        if result.outcome is Outcome.REFRESHED:
+            # What this refresh saved is the answer, even when the provider's new token
+            # is itself short (an expired JWT): no second request.
+            _, tokens = await self._store.load(name, connection_id)
+            return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
+        return None

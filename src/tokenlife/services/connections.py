@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -9,14 +10,21 @@ from typing import Any
 import aiohttp
 
 from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.token_endpoint import post_revocation
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events
 from tokenlife.core.grants import revocation_request
 from tokenlife.core.integration import Integration
-from tokenlife.errors import TokenlifeError, UnknownConnectionError, UnknownIntegrationError
+from tokenlife.errors import (
+    TokenlifeError,
+    TransientError,
+    UnknownConnectionError,
+    UnknownIntegrationError,
+)
 
 log = logging.getLogger(__name__)
+_LOCK_POLL_SECONDS = 0.05
 
 
 class ConnectionRemoval:
@@ -25,21 +33,53 @@ class ConnectionRemoval:
         *,
         integrations: Mapping[str, Integration],
         store: TokenStore,
+        locks: Locks,
         events_: EventStream,
         http: aiohttp.ClientSession,
         http_timeout: float,
+        lock_wait_seconds: float,
     ) -> None:
         self._integrations = integrations
         self._store = store
+        self._locks = locks
         self._events = events_
         self._http = http
         self._timeout = http_timeout
+        self._lock_wait = lock_wait_seconds
 
     async def delete(self, integration_name: str, connection_id: str, now: float) -> dict[str, Any]:
+        """Under the connection's lock: a refresh that rotates at the same moment either
+        ends before (and its new token is the one revoked) or starts after (and finds
+        the connection gone), so no live token is left at the provider."""
         integration = self._integrations.get(integration_name)
         if integration is None:
             raise UnknownIntegrationError(f"no integration named {integration_name!r}")
+        lock = await self._acquire(integration_name, connection_id)
+        try:
+            return await self._delete(integration, connection_id, now)
+        finally:
+            await self._locks.release(integration_name, connection_id, lock)
+
+    async def _acquire(self, integration: str, connection_id: str) -> str:
+        """The connection's lock, waiting a bounded time for a refresh in progress."""
+        try:
+            async with asyncio.timeout(self._lock_wait):
+                while True:
+                    lock = await self._locks.acquire(integration, connection_id)
+                    if lock is not None:
+                        return lock
+                    await asyncio.sleep(_LOCK_POLL_SECONDS)
+        except TimeoutError:
+            error = TransientError("a refresh of this connection is in progress; try again")
+            error.retry_after = 5.0
+            raise error from None
+
+    async def _delete(
+        self, integration: Integration, connection_id: str, now: float
+    ) -> dict[str, Any]:
+        integration_name = integration.name
         revoked, problem = False, None
+        connection = await self._store.get(integration_name, connection_id)
         if integration.revocation_url is not None:
             tokens = await self._store.tokens(integration_name, connection_id)
             # Revoking the refresh token ends the whole grant at most vendors (RFC 7009 §2.1).
@@ -56,7 +96,7 @@ class ConnectionRemoval:
                 # The tokens are deleted anyway: keeping them would not make revoking work.
                 problem = str(exc)
                 log.warning("revocation of %s/%s failed: %s", integration_name, connection_id, exc)
-        if not await self._store.delete(integration_name, connection_id):
+        if not await self._store.delete(integration_name, connection_id, connection.provider):
             raise UnknownConnectionError(f"no connection {connection_id!r} in {integration_name!r}")
         await self._events.emit(
             events.CONNECTION_DELETED, integration_name, connection_id, now,

@@ -52,9 +52,11 @@ class RefreshEngine:
         self._rng = rng or random.Random()
 
     async def claim_batches(
-        self, now: float, *, lease_seconds: float, limit: int, batch_size: int
+        self, *, lease_seconds: float, limit: int, batch_size: int
     ) -> list[list[Due]]:
-        claimed = await self._schedule.claim_due(now, lease_seconds, limit)
+        """What is due by Redis's clock, each leased for at most `lease_seconds` and at
+        most half the time its token has left (claim_due.lua)."""
+        claimed = await self._schedule.claim_due(lease_seconds, limit)
         return [claimed[i : i + batch_size] for i in range(0, len(claimed), batch_size)]
 
     async def refresh_batch(self, batch: Sequence[Due], clock: Callable[[], float]) -> Counter[str]:
@@ -94,8 +96,9 @@ class RefreshEngine:
                         due.integration, due.connection_id)  # fmt: skip
             return "unknown_integration", None
         claim = await self._store.claim(
-            due.integration, due.connection_id, integration.provider, self._concurrency, clock()
-        )
+            due.integration, due.connection_id, integration.provider, self._concurrency,
+            integration.preset.facts.refresh_token_reuse_grace_seconds,
+        )  # fmt: skip
         if claim.kind == "throttled":
             # The provider has all the refreshes it may take; try again in a moment,
             # without counting a failure.
@@ -110,7 +113,9 @@ class RefreshEngine:
         try:
             return await self._claimed(integration, due, claim, clock)
         finally:
-            await self._locks.give_back(claim.lease)  # a no-op when a write gave it back
+            # A no-op when a write gave it back, or while a refresh owns it (this batch
+            # was cancelled; the refresh runs on and gives it back when it ends).
+            await self._locks.give_back(claim.lease)
 
     async def _claimed(
         self, integration: Integration, due: Due, claim: Claim, clock: Callable[[], float]
@@ -120,7 +125,10 @@ class RefreshEngine:
         now = clock()
         stored_due = connection.next_refresh_at
         if stored_due is not None and stored_due > due.due_at + _SAME_TIME:
-            return "not_due", None  # refreshed and rescheduled since this claim
+            # Refreshed and rescheduled since this claim: back to its own due time (the
+            # claim moved it closer, in case this refresh never ended).
+            await self._schedule.reschedule(due.integration, due.connection_id, stored_due)
+            return "not_due", None
         if connection.status is Status.REAUTHORIZATION_REQUIRED:
             await self._store.update(connection, now=now, unschedule=True, lease=lease)
             return "reauthorization_required", None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -111,10 +112,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except UsageError as exc:
         return problem(400, "bad_request", str(exc))
     except TransientError as exc:
-        return problem(503, "provider_unavailable", str(exc))
+        response = problem(503, "provider_unavailable", str(exc))
+        # RFC 9110 §10.2.3: delay-seconds, an integer.
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 5)))
+        return response
     except (RedisError, OperationalError) as exc:
         log.warning("storage or broker unavailable: %s", type(exc).__name__)
-        return problem(503, "unavailable", "storage or broker unavailable; try again")
+        response = problem(503, "unavailable", "storage or broker unavailable; try again")
+        response.headers["Retry-After"] = "2"
+        return response
     except TokenlifeError as exc:
         log.warning("request failed: %s", exc)
         return problem(500, "internal_error", "the request failed; see the service log")

@@ -1,0 +1,235 @@
+"""What a refresh writes when it ends, one method per outcome: the new tokens (retried
+through a Redis outage, with an operation id so a landed attempt whose reply was lost
+counts), a transient failure, a refusal, and new tokens that could not be saved."""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.event_stream import EventStream, new_event
+from tokenlife.adapters.locks import Lease
+from tokenlife.adapters.refresh_schedule import RefreshSchedule
+from tokenlife.adapters.token_store import Backoff, TokenStore
+from tokenlife.core import events
+from tokenlife.core.integration import Integration
+from tokenlife.core.policy import Status, classify, status_for
+from tokenlife.core.presets import Preset
+from tokenlife.core.reauthorization import diagnose_reauthorization
+from tokenlife.core.refresh_timing import RetryPolicy
+from tokenlife.core.tokens import TokenSet
+from tokenlife.errors import OAuthError, TokenlifeError
+from tokenlife.services.durable_write import WriteRetry, write_until_saved
+from tokenlife.services.refresh_failure import FailureBookkeeping, lost_token_alert
+from tokenlife.services.scheduling import SchedulePolicy
+
+log = logging.getLogger(__name__)
+
+_FAILURE_FIELDS = (
+    "consecutive_failures", "failing_since", "refresh_failing_alerted",
+    "failure_window_start", "failure_window_count", "last_error", "status_reason",
+)  # fmt: skip
+# A recovery brings forward at most this many of the provider's waiting retries, within
+# this many seconds: bounded work per success, and each of those recoveries brings more.
+PULL_FORWARD_LIMIT = 20
+PULL_FORWARD_SPREAD_SECONDS = 2.0
+
+
+class Outcome(StrEnum):
+    REFRESHED = "refreshed"
+    TRANSIENT_FAILURE = "transient_failure"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    CONFLICT = "conflict"  # a newer version was saved meanwhile; nothing written
+    SAVE_FAILED = "save_failed"  # the provider answered; Redis stayed away past the retries
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    error: TokenlifeError | None = None
+
+
+class OutcomeWriter:
+    def __init__(
+        self,
+        *,
+        presets: Mapping[str, Preset],
+        store: TokenStore,
+        events_: EventStream,
+        retry: RetryPolicy,
+        schedule_policy: SchedulePolicy,
+        schedule: RefreshSchedule | None,
+        save_retry: WriteRetry,
+        rng: random.Random,
+    ) -> None:
+        self._presets = presets
+        self._store = store
+        self._events = events_
+        self._schedule_policy = schedule_policy
+        self._schedule = schedule
+        self.save_retry = save_retry
+        self._rng = rng
+        self._failures = FailureBookkeeping(retry, rng)
+
+    async def _write(
+        self, connection: Connection, what: str, retry: WriteRetry | None = None, **update: object
+    ) -> int | None:
+        """store.update, retried through a Redis outage; one operation id for every try,
+        so an attempt that landed but whose reply was lost counts as written."""
+        operation = secrets.token_hex(8)
+        return await write_until_saved(
+            lambda: self._store.update(connection, operation=operation, **update),  # type: ignore[arg-type]
+            retry or self.save_retry,
+            what=f"{what} of {connection.integration}/{connection.connection_id}",
+            rng=self._rng,
+        )
+
+    async def refreshed(
+        self,
+        integration: Integration,
+        connection: Connection,
+        old_refresh_token: str,
+        new: TokenSet,
+        now: float,
+        lease: Lease | None,
+    ) -> Result:
+        rotated = new.refresh_token is not None and new.refresh_token != old_refresh_token
+        if new.refresh_token is None:
+            new = replace(new, refresh_token=old_refresh_token)  # RFC 6749 §6: keep the old
+        # Providers change behaviour, so the rule is applied to every new token set.
+        verdict = classify(new, integration.minimum_access_token_only_lifetime_days)
+        next_at = self._schedule_policy.next_check(integration, new, now, sent=())
+        refreshed = new_event(
+            events.TOKEN_REFRESHED, connection.integration, connection.connection_id, now,
+            provider=connection.provider,
+            expires_at=events.iso8601(new.expires_at),
+            access_token_lifetime_seconds=new.lifetime_seconds,
+            refresh_token_rotated=rotated,
+            next_refresh_at=events.iso8601(next_at),
+        )  # fmt: skip
+        try:
+            version = await self._write(
+                connection, "saving refreshed tokens",
+                now=now, tokens=new,
+                set_fields={"status": status_for(verdict).value, "verdict": verdict.value,
+                            "last_refreshed_at": repr(now)},
+                delete_fields=(*_FAILURE_FIELDS, "expiry_alerts_sent"),
+                schedule_at=next_at, unschedule=next_at is None, event=refreshed,
+                lease=lease, backoff=Backoff.REMOVE,
+            )  # fmt: skip
+        except Exception as exc:
+            # Past the retries: the new tokens die with this process's memory.
+            log.error("refresh of %s/%s: the new tokens could not be saved (%s); a rotated "
+                      "refresh token may be lost", connection.integration,
+                      connection.connection_id, type(exc).__name__)  # fmt: skip
+            await self._mark_lost(integration, connection, now, rotated)
+            return Result(Outcome.SAVE_FAILED)
+        if version is None:
+            log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
+                        connection.integration, connection.connection_id)  # fmt: skip
+            return Result(Outcome.CONFLICT)
+        if connection.consecutive_failures:
+            await self._events.emit(
+                events.CONNECTION_RECOVERED, connection.integration, connection.connection_id,
+                now, provider=connection.provider,
+                failed_attempts=connection.consecutive_failures,
+                failing_since=events.iso8601(connection.failing_since),
+            )  # fmt: skip
+            await self._pull_forward(connection.provider)
+        return Result(Outcome.REFRESHED)
+
+    async def _pull_forward(self, provider: str) -> None:
+        """This provider answers again: its other connections' retries need not wait out
+        minutes of backoff."""
+        if self._schedule is None:
+            return
+        try:
+            await self._schedule.pull_forward(
+                provider, PULL_FORWARD_LIMIT, PULL_FORWARD_SPREAD_SECONDS, self._rng
+            )
+        except Exception:  # an optimisation: the retries come anyway
+            log.warning("could not bring forward the retries of %s", provider, exc_info=True)
+
+    async def _mark_lost(
+        self, integration: Integration, connection: Connection, now: float, rotated: bool
+    ) -> None:
+        """Say so on the connection, with the provider's reuse grace, once Redis is back;
+        the next attempt re-sends the stored (old) refresh token at once, which works
+        inside that grace window."""
+        alert = lost_token_alert(integration, connection, now, rotated)
+        try:
+            # No secret is held any more: wait for Redis at least a minute to say so.
+            await self._write(
+                connection, "marking a possibly lost refresh token",
+                retry=replace(self.save_retry, seconds=max(self.save_retry.seconds, 60.0)),
+                now=now, event=alert, schedule_at=now,
+                set_fields={"status": Status.DEGRADED.value,
+                            "status_reason": "refresh_token_may_be_lost",
+                            "last_error": "save_failed", "refresh_failing_alerted": "1"},
+            )  # fmt: skip
+        except Exception:
+            log.error("refresh of %s/%s: could not mark the connection either",
+                      connection.integration, connection.connection_id)  # fmt: skip
+
+    async def transient(
+        self,
+        integration: Integration,
+        connection: Connection,
+        exc: TokenlifeError,
+        now: float,
+        lease: Lease | None,
+        sent: bool,
+    ) -> Result:
+        plan = self._failures.plan(integration, connection, exc, now, request_sent=sent)
+        written = await self._write(
+            connection, "recording a failed refresh",
+            now=now, set_fields=plan.fields, schedule_at=plan.due, event=plan.alert,
+            lease=lease, backoff=Backoff.ADD,
+        )  # fmt: skip
+        if written is None:
+            return Result(Outcome.CONFLICT, exc)
+        unknown = ", outcome unknown" if plan.outcome_unknown else ""
+        log.warning("refresh of %s/%s failed (%s, attempt %s%s); next try in %.0f s",
+                    connection.integration, connection.connection_id, plan.fields["last_error"],
+                    plan.fields["consecutive_failures"], unknown, plan.due - now)  # fmt: skip
+        return Result(Outcome.TRANSIENT_FAILURE, exc)
+
+    async def permanent(
+        self,
+        integration: Integration,
+        connection: Connection,
+        exc: OAuthError,
+        now: float,
+        lease: Lease | None,
+    ) -> Result:
+        idle = None if connection.last_refreshed_at is None else now - connection.last_refreshed_at
+        diagnosis = diagnose_reauthorization(
+            integration.preset,
+            self._presets["custom"],
+            error=exc.error,
+            description=exc.description,
+            idle_seconds=idle,
+        )
+        alert = new_event(
+            events.REAUTHORIZATION_REQUIRED, connection.integration, connection.connection_id,
+            now, provider=connection.provider,
+            message="The provider refused the refresh token; the user has to connect again.",
+            error=exc.error, error_description=exc.description,
+            diagnosis=[cause.as_dict() for cause in diagnosis],
+        )  # fmt: skip
+        version = await self._write(
+            connection, "recording a refused refresh",
+            now=now, unschedule=True, event=alert, lease=lease, backoff=Backoff.REMOVE,
+            set_fields={"status": Status.REAUTHORIZATION_REQUIRED.value, "last_error": exc.error},
+            delete_fields=("status_reason",),
+        )  # fmt: skip
+        if version is None:
+            return Result(Outcome.CONFLICT, exc)
+        log.warning("connection %s/%s needs re-authorization: %s",
+                    connection.integration, connection.connection_id, exc.error)  # fmt: skip
+        return Result(Outcome.REAUTHORIZATION_REQUIRED, exc)

@@ -1,0 +1,173 @@
+"""The writes that end a refresh, against the real Redis: a retried write recognises its
+own earlier attempt, token deadlines follow the tokens, and a provider's recovery brings
+its waiting retries forward."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import replace
+
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.refresh_schedule import RefreshSchedule
+from tokenlife.adapters.token_store import Backoff, TokenStore
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import TokenSet
+from tokenlife.settings import Settings
+
+
+def new_name(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def token_set(expires_in: float = 3600) -> TokenSet:
+    return TokenSet(
+        access_token="access-" + uuid.uuid4().hex,
+        token_type="Bearer",
+        refresh_token="refresh-" + uuid.uuid4().hex,
+        expires_at=time.time() + expires_in,
+        lifetime_seconds=int(expires_in),
+        lifetime_source="expires_in",
+        granted_scopes=("openid",),
+    )
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(f"{settings.key_prefix}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def store(redis: Redis, keys: Keys, settings: Settings) -> TokenStore:
+    return TokenStore(
+        redis, keys, Cipher(settings.encryption_keys or (Fernet.generate_key().decode(),))
+    )
+
+
+async def saved(store: TokenStore, provider: str = "okta", due_in: float = 3000) -> tuple[str, str]:
+    integration, cid = new_name("it"), new_name("conn")
+    await store.save(
+        integration=integration, connection_id=cid, provider=provider, tokens=token_set(),
+        verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=("openid",),
+        next_check_at=time.time() + due_in, now=time.time(),
+    )  # fmt: skip
+    return integration, cid
+
+
+async def test_a_retried_write_whose_first_attempt_landed_counts_as_written(
+    store: TokenStore,
+) -> None:
+    """The EVALSHA reached Redis but its reply was lost: the retry is not a conflict."""
+    integration, cid = await saved(store)
+    before = await store.get(integration, cid)
+    new = token_set()
+
+    first = await store.update(before, now=time.time(), tokens=new, operation="op-1")
+    retry = await store.update(before, now=time.time(), tokens=new, operation="op-1")
+
+    assert first == retry == before.version + 1
+    assert (await store.tokens(integration, cid)).refresh_token == new.refresh_token
+    # Someone else's write from the same version is still a conflict, and so is ours once
+    # another write has come after it.
+    assert await store.update(before, now=time.time(), tokens=token_set(), operation="op-2") is None
+    after = await store.get(integration, cid)
+    assert await store.update(after, now=time.time(), set_fields={"last_error": "x"}) == first + 1
+    assert await store.update(before, now=time.time(), tokens=new, operation="op-1") is None
+
+
+async def test_a_write_without_an_operation_id_never_matches_an_earlier_one(
+    store: TokenStore,
+) -> None:
+    integration, cid = await saved(store)
+    before = await store.get(integration, cid)
+
+    assert await store.update(before, now=time.time(), set_fields={"last_error": "a"}) is not None
+    assert await store.update(before, now=time.time(), set_fields={"last_error": "a"}) is None
+
+
+async def test_token_deadlines_follow_the_tokens(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    integration, cid = await saved(store)
+    member = keys.member(integration, cid)
+    new = token_set(expires_in=60)
+
+    await store.update(
+        await store.get(integration, cid), now=time.time(), tokens=new,
+        schedule_at=time.time() + 30,
+    )  # fmt: skip
+    assert await redis.zscore(keys.token_deadlines, member) == new.expires_at
+
+    await store.update(await store.get(integration, cid), now=time.time(), unschedule=True)
+    assert await redis.zscore(keys.token_deadlines, member) is None
+
+    await store.update(
+        await store.get(integration, cid), now=time.time(), tokens=replace(new, expires_at=None)
+    )
+    assert await redis.zscore(keys.token_deadlines, member) is None
+
+
+async def test_a_failure_joins_the_providers_backoff_set_and_a_success_leaves_it(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    integration, cid = await saved(store, "okta")
+    member, due = keys.member(integration, cid), time.time() + 600
+
+    await store.update(
+        await store.get(integration, cid), now=time.time(), schedule_at=due,
+        set_fields={"last_error": "timeout"}, backoff=Backoff.ADD,
+    )  # fmt: skip
+    assert await redis.zscore(keys.backoff("okta"), member) == due
+
+    await store.update(
+        await store.get(integration, cid), now=time.time(), tokens=token_set(),
+        backoff=Backoff.REMOVE,
+    )  # fmt: skip
+    assert await redis.zscore(keys.backoff("okta"), member) is None
+
+
+async def test_a_recovery_brings_forward_waiting_retries_but_not_a_running_one(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    waiting = [await saved(store, provider, due_in=900) for _ in range(3)]
+    running = await saved(store, provider, due_in=900)
+    soon = await saved(store, provider, due_in=0.5)  # due before any jitter: left alone
+    for integration, cid in (*waiting, running, soon):
+        connection = await store.get(integration, cid)
+        assert connection.next_refresh_at is not None
+        await redis.zadd(
+            keys.backoff(provider), {keys.member(integration, cid): connection.next_refresh_at}
+        )
+    await redis.set(keys.lock(*running), "someone")
+    now = time.time()
+
+    moved = await schedule.pull_forward(provider, limit=10, spread=2.0, rng=random.Random(7))
+
+    assert moved == 3
+    for integration, cid in waiting:
+        due = (await store.get(integration, cid)).next_refresh_at
+        score = await redis.zscore(keys.schedule, keys.member(integration, cid))
+        assert due is not None and now <= due <= time.time() + 2.0
+        assert score == pytest.approx(due, abs=1e-6)
+    assert (await store.get(*running)).next_refresh_at == pytest.approx(now + 900, abs=5)
+    left = await redis.zrange(keys.backoff(provider), 0, -1)
+    assert left == [keys.member(*running)]  # for a later recovery
+
+
+async def test_pull_forward_does_bounded_work(store: TokenStore, redis: Redis, keys: Keys) -> None:
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    for _ in range(5):
+        integration, cid = await saved(store, provider, due_in=900)
+        await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time() + 900})
+
+    assert await schedule.pull_forward(provider, limit=2, spread=1.0, rng=random.Random(1)) == 2
+    assert await redis.zcard(keys.backoff(provider)) == 3

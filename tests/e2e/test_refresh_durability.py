@@ -1,0 +1,210 @@
+"""A rotated refresh token is never dropped: not by a cancelled caller, not by a Redis
+outage between the provider's answer and the save (issue 9 §2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import cast
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from tests.fakes.base import Reply
+from tests.redis_process import RedisProcess
+from tests.support import Fakes, WorkerHandle, consent, exchange, wait_until
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core.integration import Integration
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.refresh_timing import RetryPolicy
+from tokenlife.core.tokens import TokenSet
+from tokenlife.library import Tokenlife
+from tokenlife.providers import load_presets
+from tokenlife.runtime import load_config
+from tokenlife.services.durable_write import WriteRetry
+from tokenlife.services.refresh import Outcome, Refresher
+from tokenlife.services.scheduling import SchedulePolicy
+from tokenlife.settings import Settings
+
+INTEGRATION = "generic-offline"
+
+
+async def connected(tl: Tokenlife, worker: WorkerHandle) -> tuple[str, str]:
+    cid = "user-" + uuid.uuid4().hex[:12]
+    callback = await consent(tl, INTEGRATION, cid, login_hint=cid)
+    await exchange(worker, state=callback["state"], code=callback["code"])
+    return cid, callback["code"]
+
+
+def presented(fakes: Fakes, refresh_token: str) -> bool:
+    return any(r.get("refresh_token") == refresh_token for r in fakes.generic.token_requests)
+
+
+async def test_a_cancelled_on_demand_refresh_still_saves_the_rotated_token(
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    cid, family = await connected(tl, worker)
+    key = f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}"
+    lock = f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}"
+    await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
+    old = await tl.connection(INTEGRATION, cid)
+    fakes.generic.script_refresh(family, Reply(delay=0.5))  # slow: the caller gives up
+    call = asyncio.ensure_future(tl.get_access_token(INTEGRATION, cid))
+    live_before = fakes.generic.families[family].live
+    assert live_before is not None
+    await wait_until(
+        lambda: _true(presented(fakes, live_before)), timeout=10, what="the refresh request"
+    )
+
+    call.cancel()  # the API's request timeout, say
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await redis.exists(lock), "the lock went with the caller while the request runs"
+
+    async def saved() -> bool:
+        return (await tl.connection(INTEGRATION, cid)).version > old.version
+
+    await wait_until(saved, timeout=10, what="the rotated token to be saved")
+    stored = await _stored_refresh_token(settings, cid)
+    state = fakes.generic.families[family]
+    assert state.refreshes == 1 and stored == state.live != live_before
+    assert not state.revoked and state.reuse_detected == 0
+    assert not await redis.exists(lock)
+    # The stored token is the live one: the next refresh works.
+    await redis.hset(key, "expires_at", repr(time.time() + 30))
+    fakes.generic.script_refresh(family, Reply())
+    await tl.get_access_token(INTEGRATION, cid)
+    assert fakes.generic.families[family].refreshes == 2
+    assert fakes.generic.families[family].reuse_detected == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _stored_refresh_token(settings: Settings, cid: str) -> str | None:
+    async with await Tokenlife.from_environment(settings) as other:
+        return (await other._runtime.tokens.tokens(INTEGRATION, cid)).refresh_token
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path)
+    process.start()
+    yield process
+    process.kill()
+
+
+class Rig:
+    """A Refresher on a Redis of the test's own, against the generic fake."""
+
+    def __init__(self, redis: Redis, settings: Settings, integration: Integration) -> None:
+        keys = Keys("durable")
+        self.keys, self.redis, self.integration = keys, redis, integration
+        self.store = TokenStore(redis, keys, Cipher(settings.encryption_keys))
+        self.http = aiohttp.ClientSession()
+        self.refresher = Refresher(
+            presets=load_presets(), store=self.store, events_=EventStream(redis, keys, 10_000),
+            http=self.http, http_timeout=5.0, retry=RetryPolicy(),
+            schedule_policy=SchedulePolicy(expiry_lead_seconds=[]), locks=Locks(redis, keys),
+            save_retry=WriteRetry(seconds=30.0, base_seconds=0.05, max_delay_seconds=0.2),
+        )  # fmt: skip
+
+    async def seed(self, fakes: Fakes) -> tuple[str, str, str]:
+        """A connection minted at the fake: its id, family and refresh token."""
+        body = fakes.generic.mint("generic-client", ("openid", "offline_access"), 3600)
+        cid = "user-" + uuid.uuid4().hex[:12]
+        tokens = TokenSet(
+            access_token=body["access_token"], token_type="Bearer",
+            refresh_token=body["refresh_token"], expires_at=time.time() + 30,
+            lifetime_seconds=3600, lifetime_source="expires_in", granted_scopes=None,
+        )  # fmt: skip
+        await self.store.save(
+            integration=INTEGRATION, connection_id=cid, provider="custom", tokens=tokens,
+            verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=("openid",),
+            next_check_at=time.time(), now=time.time(),
+        )  # fmt: skip
+        return cid, body["family"], body["refresh_token"]
+
+
+@pytest.fixture
+async def rig(own_redis: RedisProcess, settings: Settings) -> AsyncIterator[Rig]:
+    config = await load_config(settings)
+    client = Redis.from_url(own_redis.url, decode_responses=True, socket_timeout=2)
+    built = Rig(client, settings, config.integrations[INTEGRATION])
+    yield built
+    await built.http.close()
+    await client.aclose()
+
+
+async def test_the_save_is_retried_through_a_redis_crash_and_restart(
+    rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tokenlife.services.durable_write")
+    cid, family, old = await rig.seed(fakes)
+    fakes.generic.script_refresh(family, Reply(delay=0.3))
+    connection = await rig.store.get(INTEGRATION, cid)
+    task = asyncio.ensure_future(
+        rig.refresher.refresh(rig.integration, connection, old, time.time())
+    )
+    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+
+    own_redis.kill()  # before the provider answers: the save finds Redis gone
+    await wait_until(
+        lambda: _true("Redis unavailable" in caplog.text), timeout=10, what="a failed save"
+    )
+    assert fakes.generic.families[family].refreshes == 1  # rotated: `old` is dead now
+    own_redis.start()  # on its AOF
+    result = await asyncio.wait_for(task, timeout=30)
+
+    assert result.outcome is Outcome.REFRESHED
+    stored = (await rig.store.tokens(INTEGRATION, cid)).refresh_token
+    state = fakes.generic.families[family]
+    lost = int(stored != state.live)
+    assert lost == 0 and not state.revoked, "the rotated refresh token was dropped"
+
+
+async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
+    rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="tokenlife.services.refresh")
+    rig.refresher._outcomes.save_retry = WriteRetry(
+        seconds=0.5, base_seconds=0.05, max_delay_seconds=0.1
+    )
+    cid, family, old = await rig.seed(fakes)
+    fakes.generic.script_refresh(family, Reply(delay=0.3))
+    connection = await rig.store.get(INTEGRATION, cid)
+    task = asyncio.ensure_future(
+        rig.refresher.refresh(rig.integration, connection, old, time.time())
+    )
+    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+    own_redis.kill()
+    await wait_until(
+        lambda: _true("could not be saved" in caplog.text), timeout=10, what="the save to give up"
+    )
+    own_redis.start()
+    result = await asyncio.wait_for(task, timeout=60)
+
+    assert result.outcome is Outcome.SAVE_FAILED
+    marked = await rig.store.get(INTEGRATION, cid)
+    assert (marked.status, marked.status_reason) == (Status.DEGRADED, "refresh_token_may_be_lost")
+    assert marked.next_refresh_at is not None and marked.next_refresh_at <= time.time()
+    entries = cast(list[tuple[str, dict[str, str]]], await rig.redis.xrange(rig.keys.events))
+    alerts = [json.loads(f["data"]) for _, f in entries if f["type"] == "alert.refresh_failing"]
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["error"] == "save_failed" and alert["refresh_token_may_be_lost"] is True
+    assert alert["rotates_refresh_tokens"] == "unconfirmed"  # a custom provider
+    assert "reuse_grace_seconds" in alert and "may be lost" in alert["error_description"]
+    live = fakes.generic.families[family].live
+    assert live is not None and old not in json.dumps(alert) and live not in json.dumps(alert)
