@@ -96,6 +96,9 @@ async def test_token_deadlines_follow_the_tokens(
 ) -> None:
     integration, cid = await saved(store)
     member = keys.member(integration, cid)
+    # From the first save on (an exchange), not only after a refresh.
+    stored = await store.get(integration, cid)
+    assert await redis.zscore(keys.token_deadlines, member) == stored.expires_at
     new = token_set(expires_in=60)
 
     await store.update(

@@ -140,6 +140,7 @@ def save_keys(keys: Keys, integration: str, connection_id: str, state: str | Non
         keys.schedule,
         "-" if state is None else keys.exchanging(state),
         keys.events,
+        keys.token_deadlines,
     ]
 
 

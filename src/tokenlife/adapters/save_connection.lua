@@ -3,7 +3,7 @@
 -- step publishes the connection's events and marks the state's claim with the summary,
 -- so a task delivered twice finds the mark and never sends the code again.
 -- KEYS: 1 connection hash, 2 the integration's set of ids, 3 schedule, 4 the state's
--- claim ('-' for a save outside an exchange), 5 event stream.
+-- claim ('-' for a save outside an exchange), 5 event stream, 6 token deadlines.
 -- ARGV: 1 connection id, 2 now, 3 schedule member, 4 due time or '' (not scheduled),
 -- 5 JSON object of fields, 6 the account's subject or '' (unknown), 7 '1' when another
 -- subject may replace a stored one, 8 JSON list of [type, data] events to publish,
@@ -57,6 +57,13 @@ if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[3])
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+end
+-- Claims bound their leases by when the token lapses (claim_due.lua), from the first
+-- refresh on: a worker killed with its batch must not hold a 60 s token for 300 s.
+if fields['expires_at'] and ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[6], fields['expires_at'], ARGV[3])
+else
+  redis.call('ZREM', KEYS[6], ARGV[3])
 end
 for _, event in ipairs(cjson.decode(ARGV[8])) do
   publish(event)
