@@ -3,16 +3,25 @@ the clients (Redis, aiohttp) of one process, created on the loop that will use t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import aiohttp
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.discovery import discover_endpoints
+from tokenlife.adapters.discovery import DiscoveryCache, endpoints_from, revocation_endpoint_from
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
@@ -22,10 +31,17 @@ from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.alert_config import AlertConfig, load_alert_config
 from tokenlife.core.integration import Integration
+from tokenlife.core.integration_registry import IntegrationRegistry
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RetryPolicy
-from tokenlife.integrations import default_timing, load_integrations_file, resolve
+from tokenlife.integration_discovery import Discoverable, DiscoveryRetry, discover_at_start
+from tokenlife.integrations import (
+    IntegrationConfig,
+    default_timing,
+    load_integrations_file,
+    resolve,
+)
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
 from tokenlife.services.connections import ConnectionRemoval
@@ -42,37 +58,94 @@ from tokenlife.settings import Settings, require_encryption_keys
 class Config:
     settings: Settings
     presets: Mapping[str, Preset]
-    integrations: Mapping[str, Integration]
+    integrations: IntegrationRegistry
     alerts: AlertConfig = field(default_factory=lambda: AlertConfig((), (), ()))
 
 
 async def load_config(settings: Settings, environ: Mapping[str, str] | None = None) -> Config:
-    """Everything that can be wrong in the configuration fails here, before any work."""
+    """Everything that can be wrong in the configuration fails here, before any work.
+
+    Except an issuer that does not answer: its integration starts from the cached discovery
+    document, or unavailable, and the others work (see integration_discovery).
+    """
     require_encryption_keys(settings)
     presets = load_presets()
-    integrations: dict[str, Integration] = {}
+    registry = IntegrationRegistry()
     if settings.integrations_file is not None:
         loaded = load_integrations_file(
             settings.integrations_file, presets, os.environ if environ is None else environ
         )
-        async with aiohttp.ClientSession() as session:
-            for name, (config, secret) in loaded.items():
-                discovered = None
-                if config.issuer and not (config.authorize_url and config.token_url):
-                    discovered = await discover_endpoints(
-                        session, config.issuer, settings.http_timeout_seconds
-                    )
-                integrations[name] = resolve(
-                    name,
-                    config,
-                    presets[config.provider],
-                    secret,
-                    settings.minimum_access_token_only_lifetime_days,
-                    discovered,
-                    default_timing(settings),
-                )
+        wanted = []
+        for name, (config, secret) in loaded.items():
+            build = partial(_build, settings, name, config, presets[config.provider], secret)
+            if config.issuer and not (config.authorize_url and config.token_url):
+                wanted.append(Discoverable(name, config.issuer, build))
+            else:
+                registry.mark_available(build(None))
+        if wanted:
+            await _discover(settings, registry, wanted)
     alerts = load_alert_config(settings, os.environ if environ is None else environ)
-    return Config(settings=settings, presets=presets, integrations=integrations, alerts=alerts)
+    return Config(settings=settings, presets=presets, integrations=registry, alerts=alerts)
+
+
+def _build(
+    settings: Settings,
+    name: str,
+    config: IntegrationConfig,
+    preset: Preset,
+    secret: str | None,
+    document: Mapping[str, Any] | None,
+) -> Integration:
+    return resolve(
+        name,
+        config,
+        preset,
+        secret,
+        settings.minimum_access_token_only_lifetime_days,
+        None
+        if document is None or config.issuer is None
+        else endpoints_from(config.issuer, document),
+        default_timing(settings),
+        discovered_revocation_url=None if document is None else revocation_endpoint_from(document),
+    )
+
+
+async def _discover(
+    settings: Settings, registry: IntegrationRegistry, wanted: list[Discoverable]
+) -> None:
+    redis = open_redis(settings, max_connections=4)
+    try:
+        keys = Keys(settings.key_prefix)
+        async with aiohttp.ClientSession() as session:
+            await discover_at_start(
+                registry, wanted, session=session, cache=DiscoveryCache(redis, keys),
+                stream=EventStream(redis, keys, settings.events_max_length),
+                timeout=settings.http_timeout_seconds,
+                retry_seconds=settings.discovery_retry_seconds, now=time.time(),
+            )  # fmt: skip
+    finally:
+        await redis.aclose()
+
+
+def open_redis(settings: Settings, *, max_connections: int, wait_seconds: float = 10) -> Redis:
+    """A client that survives a Redis restart without failing the first command.
+
+    A pooled connection idle past `redis_health_check_seconds` is PINGed before use, and a
+    command that still meets a dead socket (ConnectionError, TimeoutError) is retried on a
+    new connection with exponential backoff (redis-py `Retry`, docs: "Retries" in
+    redis.readthedocs.io). A blocking pool: a batch of concurrent refreshes waits for a
+    free connection instead of failing with "Too many connections".
+    """
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=max_connections,
+        timeout=wait_seconds,
+        decode_responses=True,
+        health_check_interval=settings.redis_health_check_seconds,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), settings.redis_retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    return Redis.from_pool(pool)
 
 
 class Runtime:
@@ -82,6 +155,7 @@ class Runtime:
         self.config = config
         self.redis = redis
         self.http = http
+        self._discovery_task: asyncio.Task[None] | None = None
         settings = config.settings
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
@@ -144,17 +218,32 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        # A blocking pool: a batch of concurrent refreshes waits for a free connection
-        # instead of failing with "Too many connections" (the default pool raises).
-        pool = BlockingConnectionPool.from_url(
-            config.settings.redis_url,
-            max_connections=config.settings.redis_max_connections,
-            timeout=config.settings.http_timeout_seconds + 10,
-            decode_responses=True,
+        settings = config.settings
+        redis = open_redis(
+            settings,
+            max_connections=settings.redis_max_connections,
+            wait_seconds=settings.http_timeout_seconds + 10,
         )
-        redis = Redis.from_pool(pool)
         http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
-        return cls(config, redis, http)
+        runtime = cls(config, redis, http)
+        runtime.start_discovery_retry()
+        return runtime
+
+    def start_discovery_retry(self) -> None:
+        """Retry unavailable integrations in the background on this process's loop.
+
+        In a worker process the loop runs only while a task runs; the retry makes progress
+        then, which is when the integrations are needed.
+        """
+        if not self.config.integrations.unavailable or self._discovery_task is not None:
+            return
+        retry = DiscoveryRetry(
+            self.config.integrations, session=self.http,
+            cache=DiscoveryCache(self.redis, self.keys), stream=self.events,
+            timeout=self.config.settings.http_timeout_seconds,
+            retry_seconds=self.config.settings.discovery_retry_seconds,
+        )  # fmt: skip
+        self._discovery_task = asyncio.get_running_loop().create_task(retry.run())
 
     def alert_delivery(self) -> AlertDelivery:
         settings = self.config.settings
@@ -184,5 +273,9 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self._discovery_task is not None:
+            self._discovery_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._discovery_task
         await self.http.close()
         await self.redis.aclose()

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
+from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_timing import needs_refresh
 from tokenlife.errors import (
     ReauthorizationRequiredError,
     TransientError,
-    UnknownIntegrationError,
 )
 from tokenlife.services.refresh import Outcome, Refresher
 
@@ -55,9 +55,7 @@ class AccessTokens:
         self._clock = clock
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
-        integration = self._integrations.get(integration_name)
-        if integration is None:
-            raise UnknownIntegrationError(f"no integration named {integration_name!r}")
+        integration = require_integration(self._integrations, integration_name)
         deadline = self._clock() + self._wait
         while True:
             if self._clock() > deadline:

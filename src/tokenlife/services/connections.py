@@ -14,7 +14,8 @@ from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events
 from tokenlife.core.grants import revocation_request
 from tokenlife.core.integration import Integration
-from tokenlife.errors import TokenlifeError, UnknownConnectionError, UnknownIntegrationError
+from tokenlife.core.integration_registry import require_integration
+from tokenlife.errors import TokenlifeError, UnknownConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,7 @@ class ConnectionRemoval:
         self._timeout = http_timeout
 
     async def delete(self, integration_name: str, connection_id: str, now: float) -> dict[str, Any]:
-        integration = self._integrations.get(integration_name)
-        if integration is None:
-            raise UnknownIntegrationError(f"no integration named {integration_name!r}")
+        integration = require_integration(self._integrations, integration_name)
         revoked, problem = False, None
         if integration.revocation_url is not None:
             tokens = await self._store.tokens(integration_name, connection_id)
@@ -58,10 +57,28 @@ class ConnectionRemoval:
                 log.warning("revocation of %s/%s failed: %s", integration_name, connection_id, exc)
         if not await self._store.delete(integration_name, connection_id):
             raise UnknownConnectionError(f"no connection {connection_id!r} in {integration_name!r}")
+        outcome = revocation_outcome(integration.revocation_url is not None, revoked, problem)
         await self._events.emit(
             events.CONNECTION_DELETED, integration_name, connection_id, now,
-            provider=integration.provider, revoked=revoked,
-            revocation_supported=integration.revocation_url is not None,
-            revocation_error=problem,
+            provider=integration.provider, **outcome,
         )  # fmt: skip
-        return {"deleted": True, "revoked": revoked, "revocation_error": problem}
+        return {"deleted": True, **outcome}
+
+
+NO_REVOCATION_ENDPOINT = (
+    "the provider has no revocation endpoint (none in the catalogue, the integration or its "
+    "discovery document); the grant stays valid at the provider until it expires or the "
+    "user removes the app"
+)
+
+
+def revocation_outcome(supported: bool, revoked: bool, error: str | None) -> dict[str, Any]:
+    """What the DELETE answer and `connection.deleted` say about revocation: `revoked`
+    false never reads as success, `revocation_reason` says why nothing was revoked."""
+    reason = None if revoked else (error if supported else NO_REVOCATION_ENDPOINT)
+    return {
+        "revoked": revoked,
+        "revocation_supported": supported,
+        "revocation_reason": reason,
+        "revocation_error": error,
+    }

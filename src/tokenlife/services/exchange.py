@@ -23,6 +23,7 @@ from tokenlife.core.authorization import (
 from tokenlife.core.diagnosis import diagnose_missing_refresh_token
 from tokenlife.core.grants import authorization_code_request
 from tokenlife.core.integration import Integration, check_connection_id
+from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Verdict, classify, status_for
 from tokenlife.core.presets import Preset
 from tokenlife.core.tokens import TokenSet
@@ -30,7 +31,6 @@ from tokenlife.errors import (
     InvalidStateError,
     ProviderError,
     TransientError,
-    UnknownIntegrationError,
     UsageError,
 )
 from tokenlife.services.callback import (
@@ -68,10 +68,7 @@ class ExchangeService:
         self._schedule_policy = schedule_policy
 
     def integration(self, name: str) -> Integration:
-        try:
-            return self.integrations[name]
-        except KeyError:
-            raise UnknownIntegrationError(f"no integration named {name!r}") from None
+        return require_integration(self.integrations, name)
 
     async def start_authorization(
         self, integration_name: str, connection_id: str, now: float, return_to: str | None = None
