@@ -5,7 +5,13 @@ good discovery document (cached in Redis) lets the next start use it at once."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +22,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from tests.fakes.issuer import Issuer, serve_issuer
-from tests.support import Fakes, client_app, start_worker, stop_worker, stream_events, wait_until
+from tests.support import (
+    Fakes,
+    client_app,
+    start_worker,
+    stop_worker,
+    stream_events,
+    wait_for,
+    wait_until,
+    worker_environment,
+)
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import IntegrationUnavailableError
@@ -186,3 +201,48 @@ async def test_delete_revokes_at_the_discovered_endpoint_or_says_why_not(
         assert result["revocation_error"] is None
     finally:
         await runtime.close()
+
+
+def test_tokenlife_api_serves_while_an_issuer_is_down_and_names_a_bad_file(
+    settings: Settings, fakes: Fakes, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = Issuer(url=f"http://127.0.0.1:{dead}")
+    path = down.integrations_file(tmp_path / "down.toml", fakes.generic.base_url, fakes.callback)
+    env = {**worker_environment(settings), "TOKENLIFE_INTEGRATIONS_FILE": str(path),
+           "TOKENLIFE_KEY_PREFIX": f"{settings.key_prefix}-api{uuid.uuid4().hex[:4]}"}  # fmt: skip
+    log = tmp_path / "api.log"
+
+    def readiness() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                return dict(json.load(r))
+        except urllib.error.HTTPError as exc:  # 503: no beat in this test
+            return dict(json.load(exc))
+        except OSError:
+            return None
+
+    with log.open("wb") as sink:
+        argv = [sys.executable, "-m", "tokenlife.cli", "api", "--port", str(port)]
+        process = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=sink)  # fmt: skip
+        try:
+            wait_for(lambda: process.poll() is not None or readiness() is not None,
+                     timeout=30, what="tokenlife api to answer")  # fmt: skip
+            body = readiness()
+            assert body is not None, log.read_text()
+            assert [e["name"] for e in body["integrations_unavailable"]] == ["oidc"]
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+    path.write_text("[integrations.broken]\nprovider = 'nope'\n")
+    result = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode != 0 and "[integrations.broken]: client_id" in result.stderr
+    assert "Traceback" not in result.stderr
