@@ -18,12 +18,22 @@ from typing import Any
 
 import aiohttp
 
-from tokenlife.adapters.discovery import DiscoveryCache, fetch_discovery_document
+from tokenlife.adapters.discovery import (
+    DiscoveryCache,
+    endpoints_from,
+    fetch_discovery_document,
+    revocation_endpoint_from,
+)
 from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.redis_client import open_redis
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import IntegrationRegistry, Unavailable
+from tokenlife.core.presets import Preset
 from tokenlife.errors import ConfigurationError
+from tokenlife.integrations import IntegrationConfig, default_timing, resolve
+from tokenlife.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +52,46 @@ class Discoverable:
     build: Build  # the integration from a discovery document; ConfigurationError if unusable
 
 
+def build_integration(
+    settings: Settings,
+    name: str,
+    config: IntegrationConfig,
+    preset: Preset,
+    secret: str | None,
+    document: Mapping[str, Any] | None,
+) -> Integration:
+    """The integration, its endpoints (and revocation endpoint) from `document` if any."""
+    discovered = None
+    if document is not None and config.issuer is not None:
+        discovered = endpoints_from(config.issuer, document)
+    return resolve(
+        name, config, preset, secret, settings.minimum_access_token_only_lifetime_days,
+        discovered, default_timing(settings),
+        discovered_revocation_url=None if document is None else revocation_endpoint_from(document),
+    )  # fmt: skip
+
+
 async def discover_at_start(
-    registry: IntegrationRegistry,
-    wanted: list[Discoverable],
-    *,
-    session: aiohttp.ClientSession,
-    cache: DiscoveryCache,
-    stream: EventStream,
-    timeout: float,
-    retry_seconds: float,
-    now: float,
+    settings: Settings, registry: IntegrationRegistry, wanted: list[Discoverable], now: float
 ) -> None:
     """Fetch every document at once (a hung issuer costs one timeout, not one each)."""
-    await asyncio.gather(
-        *(
-            _discover_one(registry, item, session, cache, stream, timeout, retry_seconds, now)
-            for item in wanted
-        )
-    )
+    redis = open_redis(
+        settings.redis_url, max_connections=4, wait_seconds=10,
+        health_check_seconds=settings.redis_health_check_seconds,
+        retries=settings.redis_retries,
+    )  # fmt: skip
+    keys = Keys(settings.key_prefix)
+    cache = DiscoveryCache(redis, keys)
+    stream = EventStream(redis, keys, settings.events_max_length)
+    timeout, retry_seconds = settings.http_timeout_seconds, settings.discovery_retry_seconds
+    try:
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(
+                _discover_one(registry, item, session, cache, stream, timeout, retry_seconds, now)
+                for item in wanted
+            ))  # fmt: skip
+    finally:
+        await redis.aclose()
 
 
 async def _discover_one(
@@ -150,15 +182,27 @@ class DiscoveryRetry:
         results = await asyncio.gather(*(self._retry(entry, now) for entry in due))
         return [entry.name for entry, ok in zip(due, results, strict=True) if ok]
 
-    async def _retry(self, entry: Unavailable, now: float) -> bool:
+    async def adopt_cached(self) -> None:
+        """Take documents another process fetched since; no request to any issuer. Cheap
+        enough to run before every task of a worker process while one is unavailable."""
+        for entry in self._registry.unavailable.values():
+            await self._adopt(entry)
+
+    async def _adopt(self, entry: Unavailable) -> bool:
         cached = await self._cache.get(entry.issuer)
-        if cached is not None and cached.fetched_at >= entry.since:
-            try:
-                self._registry.mark_available(entry.resolve(cached.document))
-                log.info("integration %s: available (discovery document cached)", entry.name)
-                return True
-            except ConfigurationError:
-                pass
+        if cached is None or cached.fetched_at < entry.since:
+            return False
+        try:
+            self._registry.mark_available(entry.resolve(cached.document))
+        except ConfigurationError:
+            return False
+        log.warning("integration %s: available (discovery document cached by another "
+                    "process)", entry.name)  # fmt: skip
+        return True
+
+    async def _retry(self, entry: Unavailable, now: float) -> bool:
+        if await self._adopt(entry):
+            return True
         try:
             document = await fetch_discovery_document(self._session, entry.issuer, self._timeout)
             integration = entry.resolve(document)

@@ -11,37 +11,32 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import aiohttp
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio import Redis
 
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.discovery import DiscoveryCache, endpoints_from, revocation_endpoint_from
+from tokenlife.adapters.discovery import DiscoveryCache
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
 from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.redis_client import open_redis
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.alert_config import AlertConfig, load_alert_config
-from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import IntegrationRegistry
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RetryPolicy
-from tokenlife.integration_discovery import Discoverable, DiscoveryRetry, discover_at_start
-from tokenlife.integrations import (
-    IntegrationConfig,
-    default_timing,
-    load_integrations_file,
-    resolve,
+from tokenlife.integration_discovery import (
+    Discoverable,
+    DiscoveryRetry,
+    build_integration,
+    discover_at_start,
 )
+from tokenlife.integrations import load_integrations_file
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
 from tokenlife.services.connections import ConnectionRemoval
@@ -77,75 +72,17 @@ async def load_config(settings: Settings, environ: Mapping[str, str] | None = No
         )
         wanted = []
         for name, (config, secret) in loaded.items():
-            build = partial(_build, settings, name, config, presets[config.provider], secret)
+            build = partial(
+                build_integration, settings, name, config, presets[config.provider], secret
+            )
             if config.issuer and not (config.authorize_url and config.token_url):
                 wanted.append(Discoverable(name, config.issuer, build))
             else:
                 registry.mark_available(build(None))
         if wanted:
-            await _discover(settings, registry, wanted)
+            await discover_at_start(settings, registry, wanted, time.time())
     alerts = load_alert_config(settings, os.environ if environ is None else environ)
     return Config(settings=settings, presets=presets, integrations=registry, alerts=alerts)
-
-
-def _build(
-    settings: Settings,
-    name: str,
-    config: IntegrationConfig,
-    preset: Preset,
-    secret: str | None,
-    document: Mapping[str, Any] | None,
-) -> Integration:
-    return resolve(
-        name,
-        config,
-        preset,
-        secret,
-        settings.minimum_access_token_only_lifetime_days,
-        None
-        if document is None or config.issuer is None
-        else endpoints_from(config.issuer, document),
-        default_timing(settings),
-        discovered_revocation_url=None if document is None else revocation_endpoint_from(document),
-    )
-
-
-async def _discover(
-    settings: Settings, registry: IntegrationRegistry, wanted: list[Discoverable]
-) -> None:
-    redis = open_redis(settings, max_connections=4)
-    try:
-        keys = Keys(settings.key_prefix)
-        async with aiohttp.ClientSession() as session:
-            await discover_at_start(
-                registry, wanted, session=session, cache=DiscoveryCache(redis, keys),
-                stream=EventStream(redis, keys, settings.events_max_length),
-                timeout=settings.http_timeout_seconds,
-                retry_seconds=settings.discovery_retry_seconds, now=time.time(),
-            )  # fmt: skip
-    finally:
-        await redis.aclose()
-
-
-def open_redis(settings: Settings, *, max_connections: int, wait_seconds: float = 10) -> Redis:
-    """A client that survives a Redis restart without failing the first command.
-
-    A pooled connection idle past `redis_health_check_seconds` is PINGed before use, and a
-    command that still meets a dead socket (ConnectionError, TimeoutError) is retried on a
-    new connection with exponential backoff (redis-py `Retry`, docs: "Retries" in
-    redis.readthedocs.io). A blocking pool: a batch of concurrent refreshes waits for a
-    free connection instead of failing with "Too many connections".
-    """
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=max_connections,
-        timeout=wait_seconds,
-        decode_responses=True,
-        health_check_interval=settings.redis_health_check_seconds,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), settings.redis_retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
-    return Redis.from_pool(pool)
 
 
 class Runtime:
@@ -155,6 +92,7 @@ class Runtime:
         self.config = config
         self.redis = redis
         self.http = http
+        self._discovery: DiscoveryRetry | None = None
         self._discovery_task: asyncio.Task[None] | None = None
         settings = config.settings
         keys = Keys(settings.key_prefix)
@@ -220,9 +158,11 @@ class Runtime:
     async def open(cls, config: Config) -> Runtime:
         settings = config.settings
         redis = open_redis(
-            settings,
+            settings.redis_url,
             max_connections=settings.redis_max_connections,
             wait_seconds=settings.http_timeout_seconds + 10,
+            health_check_seconds=settings.redis_health_check_seconds,
+            retries=settings.redis_retries,
         )
         http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
         runtime = cls(config, redis, http)
@@ -237,13 +177,18 @@ class Runtime:
         """
         if not self.config.integrations.unavailable or self._discovery_task is not None:
             return
-        retry = DiscoveryRetry(
+        self._discovery = retry = DiscoveryRetry(
             self.config.integrations, session=self.http,
             cache=DiscoveryCache(self.redis, self.keys), stream=self.events,
             timeout=self.config.settings.http_timeout_seconds,
             retry_seconds=self.config.settings.discovery_retry_seconds,
         )  # fmt: skip
         self._discovery_task = asyncio.get_running_loop().create_task(retry.run())
+
+    async def adopt_cached_discovery(self) -> None:
+        """Make integrations available whose document another process has cached since."""
+        if self._discovery is not None and self.config.integrations.unavailable:
+            await self._discovery.adopt_cached()
 
     def alert_delivery(self) -> AlertDelivery:
         settings = self.config.settings

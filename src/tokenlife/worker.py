@@ -68,6 +68,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,
         "broker_channel_error_retry": True,
+        # Explicit, as Celery 6 flips the default: a task running when the broker connection
+        # drops keeps running. Cancelling a refresh mid-rotation could drop the new token.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Publishing (the API's refresh_now, beat's ticks) rides out a restart of a few
         # seconds instead of failing after the default 3 quick retries.
         "task_publish_retry": True,
@@ -125,6 +128,10 @@ class ProcessRuntime:
         self.runtime = self.loop.run_until_complete(Runtime.open(config))
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self.runtime.config.integrations.unavailable:
+            # Another process (the API, another worker) may have fetched the discovery
+            # document since: take it before a task that may need the integration.
+            self.loop.run_until_complete(self.runtime.adopt_cached_discovery())
         return self.loop.run_until_complete(coroutine)
 
     def close(self) -> None:

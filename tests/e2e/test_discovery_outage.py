@@ -246,3 +246,27 @@ def test_tokenlife_api_serves_while_an_issuer_is_down_and_names_a_bad_file(
                             timeout=60)  # fmt: skip
     assert result.returncode != 0 and "[integrations.broken]: client_id" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_process_takes_the_document_another_process_fetched(
+    settings: Settings, fakes: Fakes, issuer: Issuer, tmp_path: Path
+) -> None:
+    quick = outage_settings(settings, fakes, issuer, tmp_path)
+    slow = quick.model_copy(update={"discovery_retry_seconds": 3600})
+    first = await Runtime.open(await load_config(quick))
+    second = await Runtime.open(await load_config(slow))
+    try:
+        assert "oidc" not in second.config.integrations
+        issuer.up = True
+
+        async def fetched() -> bool:
+            return "oidc" in first.config.integrations
+
+        await wait_until(fetched, timeout=10, what="the first process's retry")
+        asked = issuer.asked
+        await second.adopt_cached_discovery()  # what a worker process does before a task
+        assert "oidc" in second.config.integrations
+        assert issuer.asked == asked  # from the cache, not from the issuer
+    finally:
+        await first.close()
+        await second.close()
