@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from celery import Celery, signals
 
+from tokenlife import broker_transport
 from tokenlife.errors import ConfigurationError
 from tokenlife.preflight import report_at_start
 from tokenlife.runtime import Config, Runtime, load_config
@@ -54,7 +55,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # takes longer fails the call, never the worker (celery/backends/redis.py `ensure`).
     retry_policy = {"max_retries": 20, "interval_start": 0, "interval_step": 0.2,
                     "interval_max": 1.0}  # fmt: skip
+    transport: dict[str, Any] = {}
+    if settings.effective_broker_url.startswith("redis://"):
+        # kombu's Redis transport, minus its crash when Redis dies under a task in flight.
+        transport["broker_transport"] = broker_transport.ALIAS
     return {
+        **transport,
         "broker_url": settings.effective_broker_url,
         "result_backend": settings.redis_url,
         "broker_transport_options": broker_options,
