@@ -65,6 +65,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
             "TOKENLIFE_ALERT_WEBHOOK_SECRET": settings.alert_webhook_secret or "",
             "TOKENLIFE_ALERT_RETRY_BASE_SECONDS": str(settings.alert_retry_base_seconds),
             "TOKENLIFE_ALERT_CLAIM_IDLE_SECONDS": str(settings.alert_claim_idle_seconds),
+            "TOKENLIFE_DISCOVERY_RETRY_SECONDS": str(settings.discovery_retry_seconds),
         }
     )
     return env

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from referencing import Registry, Resource
 
 from tests.fakes.base import Reply
+from tests.fakes.issuer import serve_issuer
 from tests.support import (
     Fakes,
     WorkerHandle,
@@ -277,9 +278,30 @@ async def deleted(tl: Tokenlife, worker: WorkerHandle, settings: Settings) -> No
         await runtime.close()
 
 
+async def issuer_down_then_up(settings: Settings, fakes: Fakes, directory: Path) -> None:
+    """alert.configuration `integration_unavailable`, then integration.available."""
+    async with serve_issuer() as issuer:
+        path = issuer.integrations_file(directory / "issuer.toml", fakes.generic.base_url,
+                                        fakes.callback)  # fmt: skip
+        configured = settings.model_copy(
+            update={"integrations_file": path, "discovery_retry_seconds": 0.1}
+        )
+        runtime = await Runtime.open(await load_config(configured))
+        try:
+            issuer.up = True
+
+            async def available() -> bool:
+                return "oidc" in runtime.config.integrations
+
+            await wait_until(available, timeout=10, what="the discovery retry")
+        finally:
+            await runtime.close()
+
+
 async def test_every_event_in_the_stream_matches_the_schema_of_its_type(
-    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
-) -> None:
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings,
+    tmp_path: Path,
+) -> None:  # fmt: skip
     # alert.configuration comes from the worker's start-up preflight: the test
     # configuration has mistakes on purpose (tests/support.py).
     await degraded_until_it_lapses(tl, worker, redis, settings)
@@ -288,6 +310,7 @@ async def test_every_event_in_the_stream_matches_the_schema_of_its_type(
     await failing_then_recovered(tl, worker, fakes, redis, settings)
     await refresh_refused(tl, worker, fakes, redis, settings)
     await deleted(tl, worker, settings)
+    await issuer_down_then_up(settings, fakes, tmp_path)
 
     entries = await stream_events(redis, settings.key_prefix)
     failures = [line for kind, data in entries for line in problems(kind, data)]

@@ -255,13 +255,16 @@ def api(host: str | None, port: int | None) -> None:
         app.on_cleanup.append(close)
         return app
 
-    web.run_app(
-        application(),
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        access_log=None,
-        print=lambda line: click.echo(f"tokenlife: {line}", err=True),
-    )
+    try:
+        web.run_app(
+            application(),
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            access_log=None,
+            print=lambda line: click.echo(f"tokenlife: {line}", err=True),
+        )
+    except TokenlifeError as exc:  # a configuration error: a message, not a traceback
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -153,7 +153,8 @@ class TokenlifeClient:
         await self._api("POST", _path(integration, connection_id, "refresh"), expect=202)
 
     async def delete(self, integration: str, connection_id: str) -> dict[str, Any]:
-        """Revoke where the provider can, then forget: {deleted, revoked, revocation_error}."""
+        """Revoke where the provider can, then forget: {deleted, revoked,
+        revocation_supported, revocation_reason, revocation_error}."""
         body: dict[str, Any] = await self._api("DELETE", _path(integration, connection_id))
         return body
 

@@ -7,11 +7,13 @@
     ├── UsageError                   the caller passed something invalid
     │   ├── UnknownIntegrationError
     │   ├── UnknownConnectionError
+    │   │   └── CorruptRecordError   a stored connection record is half-written or unreadable
     │   └── InvalidStateError        OAuth `state` unknown, expired or already used
     ├── DecryptionError              no configured key decrypts a stored secret
     ├── ReauthorizationRequiredError the connection can't get a token until the user reconnects
     ├── DeliveryError                a notification target refused or could not be reached
     ├── TransientError               retry it: the provider may answer next time
+    │   ├── IntegrationUnavailableError  its discovery document could not be fetched yet
     │   ├── TransportError           connection refused or reset, DNS failure
     │   ├── EndpointTimeoutError
     │   ├── ServerError              HTTP 5xx
@@ -27,6 +29,8 @@ Messages never contain token values: they name fields, statuses and sizes only.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 
 class TokenlifeError(Exception):
@@ -47,6 +51,11 @@ class UnknownIntegrationError(UsageError):
 
 class UnknownConnectionError(UsageError):
     """Raised when no token set is stored for an (integration, connection id)."""
+
+
+class CorruptRecordError(UnknownConnectionError):
+    """Raised when a stored connection record lacks required fields or holds bad values
+    (a write interrupted half-way); the connection is treated as absent."""
 
 
 class InvalidStateError(UsageError):
@@ -76,6 +85,23 @@ class TransientError(TokenlifeError):
 
     error = "transient"
     retry_after: float | None = None
+
+
+class IntegrationUnavailableError(TransientError):
+    """Raised when an integration is configured but its OIDC discovery has not succeeded
+    yet; a background retry makes it available."""
+
+    error = "integration_unavailable"
+
+    def __init__(self, name: str, reason: str, last_tried_at: float, next_try_at: float) -> None:
+        super().__init__(
+            f"integration {name!r} is unavailable: discovery failed ({reason}); last tried "
+            f"{_utc(last_tried_at)}, next try {_utc(next_try_at)}"
+        )
+        self.integration = name
+        self.reason = reason
+        self.last_tried_at = last_tried_at
+        self.next_try_at = next_try_at
 
 
 class TransportError(TransientError):
@@ -218,3 +244,7 @@ def oauth_error(error: str, description: str | None = None, uri: str | None = No
     """Build the OAuthError subclass for an error code; unknown codes keep their code."""
     cls = OAUTH_ERRORS.get(error, OAuthError)
     return cls(description, error=error, uri=uri)
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

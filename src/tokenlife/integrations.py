@@ -174,10 +174,13 @@ def resolve(
     discovered: tuple[str, str] | None = None,
     default_timing: RefreshTiming = RefreshTiming(),  # noqa: B008 - frozen value object
     require_iss: bool = False,
+    discovered_revocation_url: str | None = None,
 ) -> Integration:
     """Apply the preset. Explicit URLs win over discovered ones, which win over the preset's.
 
     `require_iss` is the discovery document's `authorization_response_iss_parameter_supported`.
+    Revocation: an explicit `revocation_url`, else the catalogue's, else the one the
+    discovery document advertises (RFC 8414 §2 `revocation_endpoint`).
     """
     placeholders = {**preset.placeholders, **config.all_placeholders}
     authorize_url = config.authorize_url or (discovered[0] if discovered else preset.authorize_url)
@@ -206,7 +209,9 @@ def resolve(
         minimum_access_token_only_lifetime_days=days if days is not None else default_minimum_days,
         refresh_timing=_timing(config, preset, default_timing),
         scope_separator="," if preset.facts.get("scope_separator") == "," else " ",
-        revocation_url=config.revocation_url or _revocation_url(preset, placeholders),
+        revocation_url=config.revocation_url
+        or _revocation_url(preset, placeholders)
+        or discovered_revocation_url,
         issuer=config.issuer,
         require_iss=require_iss,
         allow_account_change=config.allow_account_change,

@@ -43,7 +43,9 @@ class Tokenlife:
         """A valid access token, refreshed first when it expires within the leeway.
 
         Raises ReauthorizationRequiredError when the user has to connect again, and
-        TransientError when the provider can't be reached right now.
+        TransientError when the provider can't be reached right now (its subclass
+        IntegrationUnavailableError while the integration's OIDC discovery has not
+        succeeded; the instance retries discovery in the background while it is open).
         """
         return await self._runtime.access.get(integration, connection_id)
 

@@ -3,30 +3,41 @@ the clients (Redis, aiohttp) of one process, created on the loop that will use t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.discovery import endpoints_from, fetch_discovery_document, requires_iss
+from tokenlife.adapters.discovery import DiscoveryCache
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
 from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.redis_client import open_redis
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.alert_config import AlertConfig, load_alert_config
-from tokenlife.core.integration import Integration
+from tokenlife.core.integration_registry import IntegrationRegistry
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RetryPolicy
-from tokenlife.integrations import default_timing, load_integrations_file, resolve
+from tokenlife.integration_discovery import (
+    Discoverable,
+    DiscoveryRetry,
+    build_integration,
+    discover_at_start,
+)
+from tokenlife.integrations import load_integrations_file
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
 from tokenlife.services.connections import ConnectionRemoval
@@ -44,40 +55,36 @@ from tokenlife.settings import Settings, require_encryption_keys
 class Config:
     settings: Settings
     presets: Mapping[str, Preset]
-    integrations: Mapping[str, Integration]
+    integrations: IntegrationRegistry
     alerts: AlertConfig = field(default_factory=lambda: AlertConfig((), (), ()))
 
 
 async def load_config(settings: Settings, environ: Mapping[str, str] | None = None) -> Config:
-    """Everything that can be wrong in the configuration fails here, before any work."""
+    """Everything that can be wrong in the configuration fails here, before any work.
+
+    Except an issuer that does not answer: its integration starts from the cached discovery
+    document, or unavailable, and the others work (see integration_discovery).
+    """
     require_encryption_keys(settings)
     presets = load_presets()
-    integrations: dict[str, Integration] = {}
+    registry = IntegrationRegistry()
     if settings.integrations_file is not None:
         loaded = load_integrations_file(
             settings.integrations_file, presets, os.environ if environ is None else environ
         )
-        async with aiohttp.ClientSession() as session:
-            for name, (config, secret) in loaded.items():
-                discovered, require_iss = None, False
-                if config.issuer and not (config.authorize_url and config.token_url):
-                    document = await fetch_discovery_document(
-                        session, config.issuer, settings.http_timeout_seconds
-                    )
-                    discovered = endpoints_from(config.issuer, document)
-                    require_iss = requires_iss(document)
-                integrations[name] = resolve(
-                    name,
-                    config,
-                    presets[config.provider],
-                    secret,
-                    settings.minimum_access_token_only_lifetime_days,
-                    discovered,
-                    default_timing(settings),
-                    require_iss=require_iss,
-                )
+        wanted = []
+        for name, (config, secret) in loaded.items():
+            build = partial(
+                build_integration, settings, name, config, presets[config.provider], secret
+            )
+            if config.issuer and not (config.authorize_url and config.token_url):
+                wanted.append(Discoverable(name, config.issuer, build))
+            else:
+                registry.mark_available(build(None))
+        if wanted:
+            await discover_at_start(settings, registry, wanted, time.time())
     alerts = load_alert_config(settings, os.environ if environ is None else environ)
-    return Config(settings=settings, presets=presets, integrations=integrations, alerts=alerts)
+    return Config(settings=settings, presets=presets, integrations=registry, alerts=alerts)
 
 
 class Runtime:
@@ -87,6 +94,8 @@ class Runtime:
         self.config = config
         self.redis = redis
         self.http = http
+        self._discovery: DiscoveryRetry | None = None
+        self._discovery_task: asyncio.Task[None] | None = None
         settings = config.settings
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
@@ -161,17 +170,39 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        # A blocking pool: a batch of concurrent refreshes waits for a free connection
-        # instead of failing with "Too many connections" (the default pool raises).
-        pool = BlockingConnectionPool.from_url(
-            config.settings.redis_url,
-            max_connections=config.settings.redis_max_connections,
-            timeout=config.settings.http_timeout_seconds + 10,
-            decode_responses=True,
+        settings = config.settings
+        redis = open_redis(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            wait_seconds=settings.http_timeout_seconds + 10,
+            health_check_seconds=settings.redis_health_check_seconds,
+            retries=settings.redis_retries,
         )
-        redis = Redis.from_pool(pool)
         http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
-        return cls(config, redis, http)
+        runtime = cls(config, redis, http)
+        runtime.start_discovery_retry()
+        return runtime
+
+    def start_discovery_retry(self) -> None:
+        """Retry unavailable integrations in the background on this process's loop.
+
+        In a worker process the loop runs only while a task runs; the retry makes progress
+        then, which is when the integrations are needed.
+        """
+        if not self.config.integrations.unavailable or self._discovery_task is not None:
+            return
+        self._discovery = retry = DiscoveryRetry(
+            self.config.integrations, session=self.http,
+            cache=DiscoveryCache(self.redis, self.keys), stream=self.events,
+            timeout=self.config.settings.http_timeout_seconds,
+            retry_seconds=self.config.settings.discovery_retry_seconds,
+        )  # fmt: skip
+        self._discovery_task = asyncio.get_running_loop().create_task(retry.run())
+
+    async def adopt_cached_discovery(self) -> None:
+        """Make integrations available whose document another process has cached since."""
+        if self._discovery is not None and self.config.integrations.unavailable:
+            await self._discovery.adopt_cached()
 
     def alert_delivery(self) -> AlertDelivery:
         settings = self.config.settings
@@ -201,5 +232,9 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self._discovery_task is not None:
+            self._discovery_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._discovery_task
         await self.http.close()
         await self.redis.aclose()

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     redis_max_connections: Annotated[int, Field(ge=2, le=10_000)] = 64
+    # A pooled connection idle this long is PINGed before use, so one Redis restart does
+    # not fail the first request on a stale socket; 0 turns the check off.
+    redis_health_check_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # A command that fails on a connection error is retried this often with backoff.
+    redis_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    # An integration whose discovery failed at start is retried this often.
+    discovery_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     exchange_max_retries: Annotated[int, Field(ge=0, le=20)] = 5
     exchange_retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
     exchange_retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 120.0

@@ -2,7 +2,8 @@
 
 `celery -A tokenlife.worker worker` works; `tokenlife worker` does the same after checking
 the configuration. The configuration (settings, integrations, discovery) is loaded once in
-the main process at `worker_init`, so a bad setting stops the worker before it forks. Each
+the main process at `worker_init`, so a bad setting stops the worker before it forks (an
+issuer that does not answer does not: that integration is unavailable and retried). Each
 child then creates its loop and clients at `worker_process_init` and keeps them: an
 `asyncio.run()` per task would close the loop under the Redis and aiohttp clients.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import sys
 import time
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 from celery import Celery, signals
 
+from tokenlife import broker_transport
 from tokenlife.errors import ConfigurationError
 from tokenlife.preflight import report_at_start
 from tokenlife.runtime import Config, Runtime, load_config
@@ -41,11 +44,43 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # Every broker and result key lives under the key prefix too, so two deployments
     # (or test runs) can share one Redis database without seeing each other's tasks.
     namespace = {"global_keyprefix": f"{settings.key_prefix}:celery:"}
+    # After a Redis restart every client reconnects by itself (issue 9 §4). kombu's Redis
+    # transport PINGs idle connections every `health_check_interval` and drops a BRPOP
+    # connection whose reply is overdue; `socket_timeout` keeps a publish from hanging on
+    # a half-open connection, which would stop those checks (kombu/transport/redis.py).
+    health = math.ceil(settings.redis_health_check_seconds)
+    broker_options = {**namespace, "health_check_interval": health, "socket_timeout": 30.0,
+                      "socket_connect_timeout": 5.0, "retry_on_timeout": True}  # fmt: skip
+    # Result-backend calls retry on connection errors for a few seconds: a restart that
+    # takes longer fails the call, never the worker (celery/backends/redis.py `ensure`).
+    retry_policy = {"max_retries": 20, "interval_start": 0, "interval_step": 0.2,
+                    "interval_max": 1.0}  # fmt: skip
+    transport: dict[str, Any] = {}
+    if settings.effective_broker_url.startswith("redis://"):
+        # kombu's Redis transport, minus its crash when Redis dies under a task in flight.
+        transport["broker_transport"] = broker_transport.ALIAS
     return {
+        **transport,
         "broker_url": settings.effective_broker_url,
         "result_backend": settings.redis_url,
-        "broker_transport_options": namespace,
-        "result_backend_transport_options": namespace,
+        "broker_transport_options": broker_options,
+        "result_backend_transport_options": {**namespace, "retry_policy": retry_policy},
+        "redis_backend_health_check_interval": health,
+        "redis_retry_on_timeout": True,
+        "redis_socket_timeout": 30.0,
+        "redis_socket_connect_timeout": 5.0,
+        # Reconnect to the broker for as long as it takes; the default gives up after 100
+        # attempts and the worker exits.
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
+        # Explicit, as Celery 6 flips the default: a task running when the broker connection
+        # drops keeps running. Cancelling a refresh mid-rotation could drop the new token.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Publishing (the API's refresh_now, beat's ticks) rides out a restart of a few
+        # seconds instead of failing after the default 3 quick retries.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": retry_policy,
         "task_default_queue": settings.key_prefix,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -99,6 +134,10 @@ class ProcessRuntime:
         self.runtime = self.loop.run_until_complete(Runtime.open(config))
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self.runtime.config.integrations.unavailable:
+            # Another process (the API, another worker) may have fetched the discovery
+            # document since: take it before a task that may need the integration.
+            self.loop.run_until_complete(self.runtime.adopt_cached_discovery())
         return self.loop.run_until_complete(coroutine)
 
     def close(self) -> None:
@@ -140,6 +179,10 @@ def _check_configuration(**_: Any) -> None:
         len(config.integrations),
         ", ".join(sorted(config.integrations)) or "none",
     )
+    for entry in config.integrations.unavailable.values():
+        # Not a reason to stop: every other integration works, and each worker process
+        # retries discovery in the background (integration_discovery.DiscoveryRetry).
+        log.error("tokenlife worker: integration %s unavailable: %s", entry.name, entry.reason)
     _preflight(config)
 
 

@@ -264,7 +264,10 @@ async def test_delete_revokes_at_the_provider_then_forgets_the_connection(
 
     response = await client.delete(f"/api/connections/google/{cid}", headers=auth())
     assert response.status == 200
-    assert await response.json() == {"deleted": True, "revoked": True, "revocation_error": None}
+    assert await response.json() == {
+        "deleted": True, "revoked": True, "revocation_supported": True,
+        "revocation_reason": None, "revocation_error": None,
+    }  # fmt: skip
     assert any(t in fakes.google.refresh_tokens for t in fakes.google.revoked_tokens)
     assert (await client.get(f"/api/connections/google/{cid}", headers=auth())).status == 404
     assert await redis.zscore(f"{settings.key_prefix}:schedule", f"google:{cid}") is None

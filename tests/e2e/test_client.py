@@ -109,7 +109,8 @@ async def test_a_deleted_connection_is_unknown_afterwards(
     await connect(tl, worker, "google", cid, login_hint=cid)
 
     assert await client.delete("google", cid) == {
-        "deleted": True, "revoked": True, "revocation_error": None,
+        "deleted": True, "revoked": True, "revocation_supported": True,
+        "revocation_reason": None, "revocation_error": None,
     }  # fmt: skip
     with pytest.raises(UnknownConnectionError, match=cid):
         await client.connection("google", cid)

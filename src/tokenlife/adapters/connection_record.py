@@ -12,6 +12,7 @@ from tokenlife.adapters.keys import Keys
 from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
+from tokenlife.errors import CorruptRecordError
 
 # Fields that describe the token set; a new token set replaces all of them.
 TOKEN_FIELDS = (
@@ -168,7 +169,32 @@ def _float(raw: Mapping[str, str], name: str) -> float | None:
     return float(raw[name]) if name in raw else None
 
 
+# Written by every save; a hash without one of them was cut short or re-created by a stray
+# partial write, and is no connection.
+REQUIRED_FIELDS = (
+    "integration", "connection_id", "provider", "status", "verdict", "token_type",
+    "access_token", "created_at", "updated_at", "version",
+)  # fmt: skip
+
+
 def parse_connection(raw: Mapping[str, str]) -> Connection:
+    """The stored record, or CorruptRecordError naming what is wrong (never a value)."""
+    missing = [name for name in REQUIRED_FIELDS if name not in raw]
+    if missing:
+        raise CorruptRecordError(
+            f"the stored record of this connection is incomplete (no {', '.join(missing)}); "
+            "delete it and connect again"
+        )
+    try:
+        return _parse_fields(raw)
+    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise CorruptRecordError(
+            f"the stored record of this connection has an unreadable field "
+            f"({type(exc).__name__}); delete it and connect again"
+        ) from None
+
+
+def _parse_fields(raw: Mapping[str, str]) -> Connection:
     granted = raw.get("scopes_granted")
     sent = raw.get("expiry_alerts_sent", "")
     return Connection(

@@ -1,15 +1,23 @@
-"""OpenID Connect Discovery 1.0 (and RFC 8414) for custom integrations with an `issuer`."""
+"""OpenID Connect Discovery 1.0 (and RFC 8414) for custom integrations with an `issuer`,
+and the Redis cache of the last good document of each issuer."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.token_endpoint import read_limited
 from tokenlife.errors import ConfigurationError
 
+log = logging.getLogger(__name__)
 _MAX_BYTES = 256 * 1024
 
 
@@ -50,12 +58,12 @@ async def fetch_discovery_document(
     return document
 
 
-def requires_iss(document: dict[str, Any]) -> bool:
+def requires_iss(document: Mapping[str, Any]) -> bool:
     """RFC 9207 §3: the server always sends `iss` in authorization responses."""
     return document.get("authorization_response_iss_parameter_supported") is True
 
 
-def endpoints_from(issuer: str, document: dict[str, Any]) -> tuple[str, str]:
+def endpoints_from(issuer: str, document: Mapping[str, Any]) -> tuple[str, str]:
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     endpoints = (document.get("authorization_endpoint"), document.get("token_endpoint"))
     if not all(isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints):
@@ -63,3 +71,54 @@ def endpoints_from(issuer: str, document: dict[str, Any]) -> tuple[str, str]:
             f"discovery {url}: authorization_endpoint and token_endpoint are required"
         )
     return str(endpoints[0]), str(endpoints[1])
+
+
+def revocation_endpoint_from(document: Mapping[str, Any]) -> str | None:
+    """The RFC 7009 endpoint the provider advertises (RFC 8414 §2 `revocation_endpoint`)."""
+    endpoint = document.get("revocation_endpoint")
+    if isinstance(endpoint, str) and endpoint.startswith(("http://", "https://")):
+        return endpoint
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CachedDocument:
+    document: dict[str, Any]
+    fetched_at: float
+
+
+class DiscoveryCache:
+    """The last good discovery document of each issuer, in Redis.
+
+    A document is public metadata, so it is stored as plain JSON. Reads and writes are
+    best effort: the cache only helps when the issuer is down, and Redis being down too
+    must not turn a cache miss into a start-up failure.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def put(self, issuer: str, document: Mapping[str, Any], now: float) -> None:
+        try:
+            await self._redis.hset(
+                self._keys.discovery(issuer),
+                mapping={"document": json.dumps(document), "fetched_at": repr(now)},
+            )
+        except RedisError as exc:
+            log.warning("discovery cache: could not store %s: %s", issuer, type(exc).__name__)
+
+    async def get(self, issuer: str) -> CachedDocument | None:
+        try:
+            stored = await self._redis.hgetall(self._keys.discovery(issuer))
+        except RedisError as exc:
+            log.warning("discovery cache: could not read %s: %s", issuer, type(exc).__name__)
+            return None
+        try:
+            document = json.loads(stored["document"])
+            fetched_at = float(stored["fetched_at"])
+        except (KeyError, ValueError):
+            return None
+        if not isinstance(document, dict) or document.get("issuer") != issuer:
+            return None
+        return CachedDocument(document, fetched_at)

@@ -108,6 +108,11 @@ class Keys:
     def alerts_dead(self) -> str:
         return f"{self.prefix}:alerts:dead"
 
+    def discovery(self, issuer: str) -> str:
+        """Hash of the last good discovery document of an issuer (public metadata, kept
+        without a TTL: it is what lets an integration start while its issuer is down)."""
+        return f"{self.prefix}:discovery:{issuer}"
+
     @property
     def heartbeat(self) -> str:
         """Set by every refresh_due tick: readiness sees beat and a worker alive."""

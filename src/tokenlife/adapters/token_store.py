@@ -253,7 +253,11 @@ class TokenStore:
         value = last_alert(event)
         if value and event.data.get("connection_id"):
             key = self._keys.connection(event.data["integration"], event.data["connection_id"])
-            await self._redis.hset(key, "last_alert", value)
+            # Only on a hash that exists: a plain HSET would re-create a connection deleted
+            # since the alert was raised, as a half-written record.
+            await scripts.register(self._redis, "hset_if_exists")(
+                keys=[key], args=["last_alert", value]
+            )
 
     async def delete(self, integration: str, connection_id: str, provider: str = "") -> bool:
         """The hash, its schedule entries and the index entry, in one transaction."""

@@ -17,6 +17,7 @@ REFRESH_FAILING = "alert.refresh_failing"
 ACCESS_TOKEN_EXPIRING = "alert.access_token_expiring"
 CONFIGURATION = "alert.configuration"
 CONNECTION_DELETED = "connection.deleted"
+INTEGRATION_AVAILABLE = "integration.available"
 
 REFRESH_TOKEN_MISSING_MESSAGE = (
     "Refresh token is not present and access token lifetime is too short."

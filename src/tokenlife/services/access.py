@@ -19,13 +19,13 @@ from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.locks import Lease, Locks
 from tokenlife.adapters.token_store import Claim, TokenStore
 from tokenlife.core.integration import Integration
+from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_timing import needs_refresh
 from tokenlife.errors import (
     ReauthorizationRequiredError,
     TransientError,
     UnknownConnectionError,
-    UnknownIntegrationError,
 )
 from tokenlife.services.refresh import Outcome, Refresher
 
@@ -75,9 +75,7 @@ class AccessTokens:
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
-        integration = self._integrations.get(integration_name)
-        if integration is None:
-            raise UnknownIntegrationError(f"no integration named {integration_name!r}")
+        integration = require_integration(self._integrations, integration_name)
         try:
             async with asyncio.timeout(self._wait):
                 return await self._get(integration, connection_id)

@@ -16,12 +16,8 @@ from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events
 from tokenlife.core.grants import revocation_request
 from tokenlife.core.integration import Integration
-from tokenlife.errors import (
-    TokenlifeError,
-    TransientError,
-    UnknownConnectionError,
-    UnknownIntegrationError,
-)
+from tokenlife.core.integration_registry import require_integration
+from tokenlife.errors import TokenlifeError, TransientError, UnknownConnectionError
 
 log = logging.getLogger(__name__)
 _LOCK_POLL_SECONDS = 0.05
@@ -51,9 +47,7 @@ class ConnectionRemoval:
         """Under the connection's lock: a refresh that rotates at the same moment either
         ends before (and its new token is the one revoked) or starts after (and finds
         the connection gone), so no live token is left at the provider."""
-        integration = self._integrations.get(integration_name)
-        if integration is None:
-            raise UnknownIntegrationError(f"no integration named {integration_name!r}")
+        integration = require_integration(self._integrations, integration_name)
         lock = await self._acquire(integration_name, connection_id)
         try:
             return await self._delete(integration, connection_id, now)
@@ -98,10 +92,28 @@ class ConnectionRemoval:
                 log.warning("revocation of %s/%s failed: %s", integration_name, connection_id, exc)
         if not await self._store.delete(integration_name, connection_id, connection.provider):
             raise UnknownConnectionError(f"no connection {connection_id!r} in {integration_name!r}")
+        outcome = revocation_outcome(integration.revocation_url is not None, revoked, problem)
         await self._events.emit(
             events.CONNECTION_DELETED, integration_name, connection_id, now,
-            provider=integration.provider, revoked=revoked,
-            revocation_supported=integration.revocation_url is not None,
-            revocation_error=problem,
+            provider=integration.provider, **outcome,
         )  # fmt: skip
-        return {"deleted": True, "revoked": revoked, "revocation_error": problem}
+        return {"deleted": True, **outcome}
+
+
+NO_REVOCATION_ENDPOINT = (
+    "the provider has no revocation endpoint (none in the catalogue, the integration or its "
+    "discovery document); the grant stays valid at the provider until it expires or the "
+    "user removes the app"
+)
+
+
+def revocation_outcome(supported: bool, revoked: bool, error: str | None) -> dict[str, Any]:
+    """What the DELETE answer and `connection.deleted` say about revocation: `revoked`
+    false never reads as success, `revocation_reason` says why nothing was revoked."""
+    reason = None if revoked else (error if supported else NO_REVOCATION_ENDPOINT)
+    return {
+        "revoked": revoked,
+        "revocation_supported": supported,
+        "revocation_reason": reason,
+        "revocation_error": error,
+    }

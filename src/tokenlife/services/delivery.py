@@ -3,6 +3,12 @@
 A run takes back what a crashed run left unacknowledged (XAUTOCLAIM), reads what is new,
 keeps one notification per (connection, alert type) per window, groups storms, sends with
 retries, dead-letters what still fails, and acknowledges everything it handled.
+
+The run lock expires after `lock_seconds`; a run never outlives it. Each send (and each
+retry pause) is bounded by the time the lock has left, less a margin for the final
+acknowledgement, and a run out of time stops without acknowledging: the next run takes
+the entries back and skips what was already delivered (the delivered marks), so a slow
+target can neither overlap two runs nor lose an alert.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from tokenlife.adapters import scripts
 from tokenlife.adapters.keys import ALERT_DELIVERED_TTL_SECONDS, ALERT_LOCK_TTL_SECONDS, Keys
 from tokenlife.adapters.notifiers import Target
 from tokenlife.core import events
@@ -41,6 +48,10 @@ _READ_COUNT = 5000
 _PAYLOAD_EVENTS = 50  # a storm's payload carries the first few events and every id
 
 
+# Lock time kept back for acknowledging, counting and releasing after the last send.
+_LOCK_MARGIN_FRACTION = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
     dedup_window_seconds: float
@@ -48,6 +59,11 @@ class DeliveryPolicy:
     retry_base_seconds: float
     claim_idle_seconds: float
     docs_url: str
+    lock_seconds: float = ALERT_LOCK_TTL_SECONDS
+
+
+class _OutOfTime(Exception):
+    """The run's lock is about to expire: stop before another run can start."""
 
 
 class AlertDelivery:
@@ -69,11 +85,16 @@ class AlertDelivery:
         self._default = default_targets
         self._policy = policy
         self._consumer = consumer
+        self._release = scripts.register(redis, "release_lock")
+        self._deadline = 0.0
 
     async def run_once(self, now: float) -> Counter[str]:
         totals: Counter[str] = Counter()
         token = secrets.token_hex(8)
-        lock_ms = int(ALERT_LOCK_TTL_SECONDS * 1000)
+        lock_seconds = self._policy.lock_seconds
+        # Measured from before the SET: the lock can only expire later than this.
+        self._deadline = _monotonic() + lock_seconds * (1 - _LOCK_MARGIN_FRACTION)
+        lock_ms = max(1, int(lock_seconds * 1000))
         if not await self._redis.set(self._keys.alerts_lock, token, nx=True, px=lock_ms):
             totals["skipped_locked"] += 1
             return totals
@@ -88,9 +109,14 @@ class AlertDelivery:
             if entries:
                 await self._redis.xack(self._keys.events, GROUP, *[e for e, _ in entries])
             totals["read"] += len(entries)
+        except _OutOfTime:
+            log.warning("alert delivery stopped: the run lock (%g s) is running out; the "
+                        "next run resumes", lock_seconds)  # fmt: skip
+            totals["stopped_out_of_time"] += 1
         finally:
-            if await self._redis.get(self._keys.alerts_lock) == token:
-                await self._redis.delete(self._keys.alerts_lock)
+            # Compare-and-delete in one step: a run whose lock expired never deletes the
+            # lock of the run that took over.
+            await self._release(keys=[self._keys.alerts_lock], args=[token])
         if totals:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for name, amount in totals.items():
@@ -181,17 +207,27 @@ class AlertDelivery:
         payload = _payload(notification)
         for attempt in range(self._policy.retries + 1):
             try:
-                await target.send(title, body, payload, now)
-            except DeliveryError as exc:
-                error = str(exc)
+                async with asyncio.timeout(self._time_left()):
+                    await target.send(title, body, payload, now)
+            except (DeliveryError, TimeoutError) as exc:
+                self._time_left()  # the run's time ran out, not the target's: stop here
+                error = str(exc) or "timed out"
                 if attempt < self._policy.retries:
-                    await asyncio.sleep(self._policy.retry_base_seconds * 2**attempt)
+                    pause = self._policy.retry_base_seconds * 2**attempt
+                    await asyncio.sleep(min(pause, self._time_left()))
                 continue
             await self._mark_delivered(notification)
             totals["sent"] += 1
             return
+        self._time_left()  # out of time in the last pause: leave it for the next run
         await self._dead_letter(notification, payload, error)
         totals["dead_lettered"] += 1
+
+    def _time_left(self) -> float:
+        left = self._deadline - _monotonic()
+        if left <= 0:
+            raise _OutOfTime
+        return left
 
     async def _was_delivered(self, alert: Alert, notification: Notification) -> bool:
         key = self._keys.alert_delivered(_delivery_id(alert, notification), notification.target)
@@ -215,6 +251,10 @@ class AlertDelivery:
             {"target": notification.target, "error": error, "payload": json.dumps(payload)},
             maxlen=100_000, approximate=True,
         )  # fmt: skip
+
+
+def _monotonic() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _delivery_id(alert: Alert, notification: Notification) -> str:

@@ -31,10 +31,12 @@ from tokenlife.core.authorization import (
 from tokenlife.core.grants import authorization_code_request
 from tokenlife.core.id_token import account_subject
 from tokenlife.core.integration import Integration, check_connection_id
+from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import classify, status_for
 from tokenlife.core.presets import Preset
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import (
+    IntegrationUnavailableError,
     InvalidIdTokenError,
     InvalidStateError,
     ProviderError,
@@ -87,10 +89,7 @@ class ExchangeService:
         self._save_retry_seconds = save_retry_seconds
 
     def integration(self, name: str) -> Integration:
-        try:
-            return self.integrations[name]
-        except KeyError:
-            raise UnknownIntegrationError(f"no integration named {name!r}") from None
+        return require_integration(self.integrations, name)
 
     async def start_authorization(
         self,
@@ -166,8 +165,14 @@ class ExchangeService:
         assert claim.pending is not None
         run = _Run(state, claim.pending, attempt, now)
         pending = claim.pending
-        integration = self.integrations.get(pending.integration)
-        if integration is None:
+        try:
+            integration = self.integration(pending.integration)
+        except IntegrationUnavailableError as exc:
+            # Its issuer's discovery hasn't succeeded yet: worth a retry while the user waits.
+            if not attempt.final:
+                raise
+            return await self._fail(run, "integration_unavailable", str(exc))
+        except UnknownIntegrationError:
             gone = f"integration {pending.integration!r} is no longer configured"
             return await self._fail(run, "unknown_integration", gone)
         if claim.sent_at is not None:

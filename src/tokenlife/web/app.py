@@ -19,6 +19,8 @@ from redis.exceptions import RedisError
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.errors import (
+    CorruptRecordError,
+    IntegrationUnavailableError,
     ReauthorizationRequiredError,
     TokenlifeError,
     TransientError,
@@ -107,6 +109,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except web.HTTPException:
         raise
+    except CorruptRecordError as exc:  # a half-written record: as good as absent
+        return problem(404, "not_found", str(exc), corrupt_record=True)
+    except IntegrationUnavailableError as exc:
+        wait = max(1, math.ceil(exc.next_try_at - time.time()))
+        response = problem(503, "integration_unavailable", str(exc), retry_after=wait)
+        response.headers["Retry-After"] = str(wait)
+        return response
     except (UnknownIntegrationError, UnknownConnectionError) as exc:
         return problem(404, "not_found", str(exc))
     except UsageError as exc:
@@ -207,6 +216,11 @@ async def readyz(request: web.Request) -> web.Response:
     # Beat and a worker are alive when a refresh_due tick ran lately.
     checks["beat"] = age is not None and age <= max(30.0, 10 * interval)
     checks["beat_last_tick_seconds_ago"] = None if age is None else round(age, 1)
+    # One vendor's outage does not make the service unready (every other integration
+    # works): unavailable integrations are listed, and only Redis and beat decide.
+    checks["integrations_unavailable"] = [
+        entry.as_json() for entry in runtime.config.integrations.unavailable.values()
+    ]
     ready = checks["redis"] and checks["beat"]
     return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
 
