@@ -19,7 +19,8 @@
     │   ├── ServerError              HTTP 5xx
     │   ├── RateLimitedError         HTTP 429
     │   ├── TemporarilyUnavailableError  (also an OAuthError)
-    │   └── StorageUnavailableError  Redis could not be reached or refused the write
+    │   ├── StorageUnavailableError  Redis could not be reached or refused the write
+    │   └── CodeNotTakenError        an exchange may send its code again on the retry
     └── ProviderError                terminal: the provider said no, or said nonsense
         ├── InvalidResponseError     not JSON, no access_token, bad expires_in, too large
         ├── InvalidIdTokenError      an id_token that is not a JWT for this client and issuer
@@ -143,6 +144,17 @@ class StorageUnavailableError(TransientError):
     """Raised when Redis could not be reached (or was loading) after the retries allowed."""
 
     error = "storage_unavailable"
+
+
+class CodeNotTakenError(TransientError):
+    """Raised by an exchange whose code the provider can't have redeemed (never connected,
+    or answered 429/5xx); the retry carries `unsent_at`, the sent mark it may ignore."""
+
+    def __init__(self, cause: TransientError, unsent_at: float) -> None:
+        super().__init__(str(cause))
+        self.error = cause.error
+        self.retry_after = cause.retry_after
+        self.unsent_at = unsent_at
 
 
 class ProviderError(TokenlifeError):

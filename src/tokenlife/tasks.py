@@ -9,7 +9,7 @@ from typing import Any
 
 from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.core.backoff import compute_backoff
-from tokenlife.errors import StorageUnavailableError, TransientError
+from tokenlife.errors import CodeNotTakenError, StorageUnavailableError, TransientError
 from tokenlife.services.callback import ExchangeAttempt, summary
 from tokenlife.worker import app, process_runtime
 
@@ -25,11 +25,14 @@ def exchange_code(
     error: str | None = None,
     error_description: str | None = None,
     iss: str | None = None,
+    unsent_at: float | None = None,
 ) -> dict[str, Any]:
     """Exchange an authorization code; returns a JSON summary without token values.
 
     `iss` is the callback's RFC 9207 issuer parameter, when the provider sent one. A task
     delivered twice returns the first outcome without calling the provider again.
+    `unsent_at` is set by our own retry only (CodeNotTakenError): the sent mark that run
+    left although the provider can't have redeemed the code.
     """
     process = process_runtime()
     settings = process.runtime.config.settings
@@ -38,6 +41,7 @@ def exchange_code(
         attempt_id=str(self.request.id),
         number=retries + 1,
         final=retries >= settings.exchange_max_retries,
+        unsent_at=unsent_at if isinstance(unsent_at, int | float) else None,
     )
     try:
         return process.run(
@@ -60,6 +64,12 @@ def exchange_code(
             return summary(None, None, outcome="failed", error=exc.error,
                            error_description=str(exc))  # fmt: skip
         raise self.retry(exc=exc, countdown=_countdown(retries, exc), max_retries=None) from None
+    except CodeNotTakenError as exc:
+        # The message carries what Redis may have failed to record: the mark to ignore.
+        again = {**self.request.kwargs, "unsent_at": exc.unsent_at}
+        raise self.retry(
+            exc=exc, kwargs=again, countdown=_countdown(retries, exc), max_retries=None
+        ) from None
     except TransientError as exc:
         raise self.retry(exc=exc, countdown=_countdown(retries, exc), max_retries=None) from None
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 
-from tokenlife.core.id_token import IdTokenClaims, parse_id_token
+from tokenlife.core.id_token import IdTokenClaims, account_subject, parse_id_token
+from tokenlife.core.integration import Integration
+from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import InvalidIdTokenError
+from tokenlife.integrations import IntegrationConfig, resolve
+from tokenlife.providers import load_presets
 
 NOW = 1_700_000_000.0
 ISSUER = "https://idp.example.com"
@@ -70,3 +75,38 @@ def test_a_bad_id_token_is_a_typed_error_that_quotes_no_value(token: Any, messag
         parse_id_token(token, client_id="client", issuer=ISSUER, now=NOW)
     assert caught.value.error == "invalid_id_token"
     assert "248289761001" not in str(caught.value)
+
+
+def _integration() -> Integration:
+    config = IntegrationConfig(
+        provider="custom", client_id="client", client_secret="s",
+        redirect_uri="https://app.example.com/cb", authorize_url=f"{ISSUER}/a",
+        token_url=f"{ISSUER}/t",
+    )  # fmt: skip
+    return dataclasses.replace(resolve("it", config, load_presets()["custom"], "s", 30),
+                               issuer=ISSUER)  # fmt: skip
+
+
+def _tokens(id_token: str | None) -> TokenSet:
+    return TokenSet("at", "Bearer", None, NOW + 3600, 3600, "expires_in", None, id_token)
+
+
+@pytest.mark.parametrize(
+    ("id_token", "requested", "subject"),
+    [
+        pytest.param(jwt(GOOD), ("openid",), "248289761001", id="id-token"),
+        pytest.param(jwt(GOOD), ("profile",), "248289761001", id="id-token-unasked"),
+        pytest.param(None, ("profile",), None, id="no-openid-no-id-token"),
+        pytest.param(None, (), None, id="no-scopes"),
+    ],
+)
+def test_account_subject(
+    id_token: str | None, requested: tuple[str, ...], subject: str | None
+) -> None:
+    assert account_subject(_integration(), _tokens(id_token), NOW, requested) == subject
+
+
+def test_openid_requested_and_no_id_token_is_an_invalid_id_token() -> None:
+    # OIDC Core §3.1.3.3: the id_token is REQUIRED; without it the account can't be told.
+    with pytest.raises(InvalidIdTokenError, match=r"no id_token.*openid"):
+        account_subject(_integration(), _tokens(None), NOW, ("openid", "profile"))

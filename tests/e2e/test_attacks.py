@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from tests.e2e.browser import browser, consent, land, new_session, open_link, serving
-from tests.support import Fakes, WorkerHandle, event_types
+from tests.support import Fakes, WorkerHandle, event_types, events_for
 from tokenlife.core.connect_session import token_hash
 from tokenlife.errors import UnknownConnectionError
 from tokenlife.library import Tokenlife
@@ -230,6 +230,45 @@ async def test_a_code_injected_into_another_flow_fails_pkce(
         status, _, _ = await land(user, client, query_a)  # A's code was not spent
         assert status == 200
     assert (await tl.connection("generic", a)).version == 1
+
+
+async def test_openid_stripped_from_the_authorization_url_binds_no_other_account(
+    client: TestClient[Any, Any], worker: WorkerHandle, tl: Tokenlife, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    """alice's connection; a reconnect link whose user deletes `openid` from the provider
+    URL before consenting as mallory (the fake then issues no ID token): refused, and so is
+    mallory's next reconnect with `openid`, since alice is still bound."""
+    cid = new_id()
+    async with browser() as user:
+        opened = await start(user, client, "google", cid)
+        status, _, _ = await land(user, client, await consent(opened.headers["Location"],
+                                                              login_hint="alice"))  # fmt: skip
+        assert status == 200
+    before = await tl.connection("google", cid)
+    assert (before.subject, before.version) == ("alice", 1)
+
+    async with browser() as user:
+        opened = await start(user, client, "google", cid)
+        location = URL(opened.headers["Location"])
+        scope = " ".join(s for s in location.query["scope"].split() if s != "openid")
+        stripped = str(location.update_query(scope=scope))
+        assert "openid" not in URL(stripped).query["scope"]
+        status, _, body = await land(user, client, await consent(stripped,
+                                                                 login_hint="mallory"))  # fmt: skip
+        assert status == 400 and "could not be connected" in body
+
+    async with browser() as user:
+        opened = await start(user, client, "google", cid)
+        status, _, body = await land(user, client, await consent(opened.headers["Location"],
+                                                                 login_hint="mallory"))  # fmt: skip
+        assert status == 400 and "could not be connected" in body
+
+    after = await tl.connection("google", cid)
+    assert (after.subject, after.version) == ("alice", 1)
+    failed = [d["error"] for t, d in await events_for(redis, settings, cid)
+              if t == "exchange.failed"]  # fmt: skip
+    assert failed == ["invalid_id_token", "subject_mismatch"]
 
 
 # -- odd input ----------------------------------------------------------------------------

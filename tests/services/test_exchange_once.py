@@ -199,20 +199,20 @@ async def test_a_reconnect_with_the_same_account_replaces_the_tokens(
     assert connection.as_json()["subject"] == "alice"
 
 
-async def test_without_an_id_token_the_account_is_unknown_and_a_reconnect_replaces(
+async def test_a_provider_that_drops_the_promised_id_token_is_refused(
     runtime: Runtime, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
     service, cid = exchange_service(runtime), new_id()
+    await connect(service, "generic", cid, login_hint="alice")
+    before = await stored_hash(redis, settings, "generic", cid)
     fakes.generic.issues_id_tokens = False
     try:
-        await connect(service, "generic", cid, login_hint="alice")
         result = await connect(service, "generic", cid, login_hint="bob")
     finally:
         fakes.generic.issues_id_tokens = True
 
-    assert result["error"] is None
-    connection = await runtime.tokens.get("generic", cid)
-    assert (connection.subject, connection.version) == (None, 2)
+    assert result["error"] == "invalid_id_token"  # `openid` was requested (OIDC §3.1.3.3)
+    assert await stored_hash(redis, settings, "generic", cid) == before
 
 
 async def test_an_id_token_for_another_client_ends_in_invalid_id_token(

@@ -29,6 +29,9 @@ class SaveOutcome(StrEnum):
     ALREADY_DONE = "done"
     # The stored connection belongs to another account; nothing of it changed.
     SUBJECT_MISMATCH = "subject_mismatch"
+    # The stored connection is bound to an account and the provider didn't say who this
+    # one is (no ID token); nothing of it changed.
+    SUBJECT_UNKNOWN = "subject_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +75,12 @@ class ExchangeStore:
     ) -> ExchangeSave:
         """Save the connection, publish `events` and mark the state with `summary`.
 
-        When `authorized.subject` differs from the stored connection's and the integration
-        doesn't allow an account change, the connection stays as it was: the `refusal`
-        event is published and its summary kept instead. Raises StorageUnavailableError
-        when Redis can't be reached (nothing was written, or all of it: a caller retries,
-        and a retry after a lost reply finds the mark).
+        When the stored connection is bound to an account and `authorized.subject` is
+        another one, or None (unknown), and the integration doesn't allow an account
+        change, the connection stays as it was: the `refusal` event is published and its
+        summary kept instead. A save with an unknown subject never erases a stored one.
+        Raises StorageUnavailableError when Redis can't be reached (nothing was written,
+        or all of it: a caller retries, and a retry after a lost reply finds the mark).
         """
         a, integration = authorized, authorized.integration
         fields = connection_fields(

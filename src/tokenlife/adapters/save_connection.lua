@@ -12,7 +12,10 @@
 -- 13 stream length cap, 14 claim TTL ms.
 -- Returns {'saved', version, summary}; {'done', 0, summary} when the claim already holds
 -- an outcome; {'subject_mismatch', 0, summary} when the stored connection belongs to
--- another account (nothing of it changes).
+-- another account, {'subject_unknown', 0, summary} when it is bound to an account and the
+-- provider didn't say who this one is (nothing of it changes in either case).
+-- The stored subject is the last account a provider confirmed: a save that doesn't know
+-- the subject keeps it, so a save without an ID token can't unbind a connection.
 local claimed = KEYS[4] ~= '-'
 if claimed then
   local done = redis.call('HGET', KEYS[4], 'exchanged')
@@ -30,12 +33,20 @@ local function mark(summary)
     redis.call('PEXPIRE', KEYS[4], ARGV[14])
   end
 end
--- Checked here, not before the call, so a concurrent exchange can't slip past.
+-- Checked here, not before the call, so a concurrent exchange can't slip past. Only an
+-- exchange is checked: a save outside one (tests, imports) has no refusal to publish.
 local stored = redis.call('HGET', KEYS[1], 'subject')
-if ARGV[6] ~= '' and stored and stored ~= ARGV[6] and ARGV[7] ~= '1' then
+if claimed and stored and stored ~= ARGV[6] and ARGV[7] ~= '1' then
   publish(cjson.decode(ARGV[11]))
   mark(ARGV[12])
+  if ARGV[6] == '' then
+    return {'subject_unknown', 0, ARGV[12]}
+  end
   return {'subject_mismatch', 0, ARGV[12]}
+end
+local subject = ARGV[6]
+if subject == '' then
+  subject = stored
 end
 local created = redis.call('HGET', KEYS[1], 'created_at')
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
@@ -46,8 +57,8 @@ for name, value in pairs(fields) do
 end
 redis.call('HSET', KEYS[1], 'created_at', created or ARGV[2], 'updated_at', ARGV[2],
   'version', version)
-if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[1], 'subject', ARGV[6])
+if subject then
+  redis.call('HSET', KEYS[1], 'subject', subject)
 end
 if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'last_alert', ARGV[9])

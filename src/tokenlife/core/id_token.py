@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +73,24 @@ def parse_id_token(
     return IdTokenClaims(subject=subject, issuer=token_issuer)
 
 
-def account_subject(integration: Integration, tokens: TokenSet, now: float) -> str | None:
-    """The account a token set belongs to (its ID token's `sub`), None when unknown."""
+def account_subject(
+    integration: Integration, tokens: TokenSet, now: float, requested_scopes: Iterable[str]
+) -> str | None:
+    """The account a token set belongs to (its ID token's `sub`), None when unknown.
+
+    OIDC Core §3.1.3.3: when the request carried the `openid` scope, the token response
+    MUST hold an ID token. Without one the account can't be told, and a user can cause
+    that by deleting `openid` from the authorization URL before consenting; so it is an
+    InvalidIdTokenError, not an unknown account. `requested_scopes` are the scopes
+    tokenlife asked for (the pending authorization's), not what the provider granted.
+    """
     if tokens.id_token is None:
+        if "openid" in requested_scopes:
+            raise InvalidIdTokenError(
+                "the token response has no id_token although the openid scope was "
+                "requested (OIDC Core §3.1.3.3); remove openid from the integration's "
+                "scopes if the provider is not an OpenID provider"
+            )
         return None
     claims = parse_id_token(
         tokens.id_token, client_id=integration.client_id, issuer=integration.issuer, now=now

@@ -21,6 +21,10 @@ class ExchangeAttempt:
     attempt_id: str
     number: int
     final: bool
+    # The sent mark an earlier run left although the provider can't have redeemed the code
+    # (CodeNotTakenError): this run may send it again. Carried by the Celery retry, so it
+    # holds even when Redis failed to clear the mark.
+    unsent_at: float | None = None
 
 
 def check_callback(state: object, code: object, error: object, iss: object = None) -> str | None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.exchange_store import Authorized, ExchangeStore, SaveOutcome
+from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.pending_store import PendingStore
-from tokenlife.adapters.storage_errors import retry_while_unavailable
 from tokenlife.adapters.token_endpoint import post_token_request
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events, pkce
@@ -32,10 +30,9 @@ from tokenlife.core.grants import authorization_code_request
 from tokenlife.core.id_token import account_subject
 from tokenlife.core.integration import Integration, check_connection_id
 from tokenlife.core.integration_registry import require_integration
-from tokenlife.core.policy import classify, status_for
 from tokenlife.core.presets import Preset
-from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import (
+    CodeNotTakenError,
     IntegrationUnavailableError,
     InvalidIdTokenError,
     InvalidStateError,
@@ -52,12 +49,10 @@ from tokenlife.services.callback import (
     issuer_problem,
     summary,
 )
+from tokenlife.services.exchange_ending import ExchangeEnding, Run, may_have_reached_provider
 from tokenlife.services.exchange_events import (
+    OUTCOME_UNKNOWN,
     STORAGE_LOST,
-    SUBJECT_MISMATCH,
-    authorized_events,
-    failure,
-    stored_summary,
 )
 from tokenlife.services.scheduling import SchedulePolicy
 
@@ -79,14 +74,14 @@ class ExchangeService:
         save_retry_seconds: float = 20.0,
     ) -> None:
         self.integrations = integrations
-        self._presets = presets
         self._pending = pending
         self._tokens = tokens
-        self._exchanges = exchanges
         self._http = http
         self._http_timeout = http_timeout
-        self._schedule_policy = schedule_policy
         self._save_retry_seconds = save_retry_seconds
+        self._ending = ExchangeEnding(
+            pending, exchanges, presets, schedule_policy, save_retry_seconds
+        )
 
     def integration(self, name: str) -> Integration:
         return require_integration(self.integrations, name)
@@ -143,8 +138,9 @@ class ExchangeService:
         """Turn the callback into a stored token set, or an `exchange.failed` event.
 
         Runs at most once per state: a task delivered again (by the same id or another)
-        gets the first outcome back, and the code is never sent after an answer was lost.
-        Raises TransientError only when a retry may help and `attempt.final` is false.
+        gets the first outcome back, and the code is never sent twice once the provider
+        may have received it. Raises TransientError only when a retry may help and
+        `attempt.final` is false: CodeNotTakenError when the retry may send the code again.
         """
         problem = check_callback(state, code, error, iss)
         if problem is not None:
@@ -163,7 +159,7 @@ class ExchangeService:
             log.info("exchange already ended (a task delivered again): returning its outcome")
             return claim.finished
         assert claim.pending is not None
-        run = _Run(state, claim.pending, attempt, now)
+        run = Run(state, claim.pending, attempt, now)
         pending = claim.pending
         try:
             integration = self.integration(pending.integration)
@@ -175,10 +171,11 @@ class ExchangeService:
         except UnknownIntegrationError:
             gone = f"integration {pending.integration!r} is no longer configured"
             return await self._fail(run, "unknown_integration", gone)
-        if claim.sent_at is not None:
+        if claim.sent_at is not None and claim.sent_at != attempt.unsent_at:
             # An earlier run sent the code and its answer was never stored (Redis failed,
             # or the worker died in between). A code works once (RFC 6749 §4.1.2); sent
-            # again, the provider refuses it and may revoke what it issued.
+            # again, the provider refuses it and may revoke what it issued. A mark the
+            # previous run knows the provider never took (`unsent_at`) doesn't count.
             log.error(
                 "exchange for %s/%s: the code was sent to the provider at %s but the answer "
                 "was never stored; not sending it again",
@@ -193,7 +190,7 @@ class ExchangeService:
         assert code is not None
         return await self._redeem(integration, run, code)
 
-    async def _redeem(self, integration: Integration, run: _Run, code: str) -> dict[str, Any]:
+    async def _redeem(self, integration: Integration, run: Run, code: str) -> dict[str, Any]:
         """Send the code once, then keep the answer in memory until it is stored."""
         pending = run.pending
         request = authorization_code_request(
@@ -203,23 +200,26 @@ class ExchangeService:
         try:
             tokens = await post_token_request(self._http, request, self._http_timeout, run.now)
         except TransientError as exc:
-            # No token set came back, so none can be lost: a retry sends the code again.
-            # A timed-out request may have been redeemed; then the provider refuses the
-            # second one and the exchange ends in invalid_grant, as it would have anyway.
-            await self._pending.forget_sent(run.state)
-            if not run.attempt.final:
-                raise
-            return await self._fail(run, exc.error, str(exc))
+            if may_have_reached_provider(exc):
+                # The sent mark stays: whatever runs next never sends this code again.
+                log.error("exchange for %s/%s: %s; the provider may have redeemed the code, "
+                          "so it is not sent again", pending.integration,
+                          pending.connection_id, exc)  # fmt: skip
+                return await self._fail(run, "outcome_unknown", OUTCOME_UNKNOWN)
+            if run.attempt.final:
+                return await self._fail(run, exc.error, str(exc))
+            await self._ending.forget_sent(run)
+            raise CodeNotTakenError(exc, unsent_at=run.now) from exc
         except ProviderError as exc:
             return await self._fail(
                 run, error_code(exc), getattr(exc, "description", None) or str(exc)
             )
         try:
-            subject = account_subject(integration, tokens, run.now)
+            subject = account_subject(integration, tokens, run.now, pending.scopes)
         except InvalidIdTokenError as exc:
             return await self._fail(run, exc.error, str(exc))
         try:
-            return await self._store(integration, run, tokens, subject)
+            return await self._ending.store(integration, run, tokens, subject)
         except StorageUnavailableError:
             log.error(
                 "exchange for %s/%s: the provider issued tokens but Redis stayed unavailable "
@@ -230,66 +230,5 @@ class ExchangeService:
                 raise  # the retry finds the code sent and ends in exchange.failed
             return await self._fail(run, "storage_unavailable", STORAGE_LOST)
 
-    async def _store(
-        self, integration: Integration, run: _Run, tokens: TokenSet, subject: str | None
-    ) -> dict[str, Any]:
-        pending, now = run.pending, run.now
-        verdict = classify(tokens, integration.minimum_access_token_only_lifetime_days)
-        status = status_for(verdict)
-        published, fixes = authorized_events(
-            integration, self._presets, pending, tokens, verdict, status, now
-        )
-        authorized = Authorized(
-            integration=integration,
-            connection_id=pending.connection_id,
-            tokens=tokens,
-            verdict=verdict,
-            status=status,
-            scopes_requested=pending.scopes,
-            next_check_at=self._schedule_policy.next_check(integration, tokens, now, sent=()),
-            subject=subject,
-        )
-        refusal = failure(pending, now, error="subject_mismatch", description=SUBJECT_MISMATCH,
-                          attempts=run.attempt.number)  # fmt: skip
-        saved = await retry_while_unavailable(
-            lambda: self._exchanges.save(
-                run.state,
-                authorized,
-                now,
-                events=published,
-                summary=stored_summary(integration, pending, tokens, verdict, status, fixes),
-                refusal=refusal,
-            ),
-            self._save_retry_seconds,
-        )
-        where = f"{integration.name}/{pending.connection_id}"
-        if saved.outcome is SaveOutcome.SUBJECT_MISMATCH:
-            log.warning("exchange for %s refused: the tokens are for another account", where)
-        elif saved.outcome is SaveOutcome.ALREADY_DONE:
-            log.warning("exchange for %s had already ended in another run; its outcome stands "
-                        "and these tokens are dropped", where)  # fmt: skip
-        else:
-            log.info("connection %s stored: %s", where, verdict)
-        return saved.summary
-
-    async def _fail(self, run: _Run, error: str, description: str | None) -> dict[str, Any]:
-        """Publish `exchange.failed` and keep the outcome on the state, in one step; retried
-        like the save while Redis is unavailable, so a failure still ends in its event."""
-        event, result = failure(run.pending, run.now, error=error, description=description,
-                                attempts=run.attempt.number)  # fmt: skip
-        kept = await retry_while_unavailable(
-            lambda: self._pending.finish(run.state, event, result), self._save_retry_seconds
-        )
-        log.warning("exchange for %s/%s failed: %s",
-                    run.pending.integration, run.pending.connection_id, error)  # fmt: skip
-        return kept
-
-
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """One run of an exchange: the claimed state, its record, the task attempt, the time."""
-
-    state: str
-    pending: PendingAuthorization
-    attempt: ExchangeAttempt
-    now: float
+    async def _fail(self, run: Run, error: str, description: str | None) -> dict[str, Any]:
+        return await self._ending.fail(run, error, description)

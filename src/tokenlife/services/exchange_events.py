@@ -21,6 +21,18 @@ STORAGE_LOST = (
     "Redis was unavailable, or the worker stopped before saving. A code works only once: "
     "connect the account again."
 )
+OUTCOME_UNKNOWN = (
+    "The code was sent to the provider, but its answer never arrived (the request timed "
+    "out or the connection broke after it was sent): the provider may have redeemed it. A "
+    "code works only once (RFC 6749 §4.1.2), so it is not sent again: connect the account "
+    "again."
+)
+SUBJECT_UNKNOWN = (
+    "This connection is bound to an account, and the provider's answer doesn't say which "
+    "account the new tokens are for (no ID token), so they can't be checked; the stored "
+    "connection was left unchanged. Keep the openid scope when connecting, or set "
+    "allow_account_change for the integration if replacing the account is intended."
+)
 SUBJECT_MISMATCH = (
     "The provider returned tokens for a different account than the one this connection "
     "is bound to; the stored connection was left unchanged. Connect with the same account, "
