@@ -211,7 +211,6 @@ TRANSIENT = [
         "server_error",
         id="5xx",
     ),
-    pytest.param("generic", Reply(delay=3), "timeout", id="timeout"),
     pytest.param("generic-unreachable", None, "unreachable", id="refused"),
 ]
 
@@ -251,7 +250,7 @@ async def test_a_provider_that_recovers_within_the_retries_authorizes_once(
     fakes.generic.script(
         callback["code"],
         Reply(status=500, body=b"oops"),
-        Reply(status=502, body=b"bad gateway"),
+        Reply(status=503, body=b"<html>Service Unavailable</html>", content_type="text/html"),
         Reply(),
     )
 
@@ -261,6 +260,26 @@ async def test_a_provider_that_recovers_within_the_retries_authorizes_once(
     assert _requests_for(fakes, callback["code"]) == 3
     types = [t for t, _ in await events_for(redis, settings, cid)]
     assert types == ["connection.authorized", "alert.refresh_token_missing"]
+
+
+async def test_a_timed_out_code_request_is_not_sent_again_and_ends_in_outcome_unknown(
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    """The provider may have redeemed a code whose answer never came (RFC 6749 §4.1.2):
+    no retry sends it again, and the exchange says so at once."""
+    cid = new_id()
+    callback = await consent(tl, "generic", cid)
+    # Slower than the worker's 1 s timeout; the answer after it is a normal one.
+    fakes.generic.script(callback["code"], Reply(delay=2))
+
+    summary = await exchange(worker, state=callback["state"], code=callback["code"])
+
+    assert summary["error"] == "outcome_unknown"
+    assert "may have redeemed it" in summary["error_description"]
+    assert _requests_for(fakes, callback["code"]) == 1
+    event = await failed_event(redis, settings, cid)
+    assert (event["error"], event["attempts"]) == ("outcome_unknown", 1)
+    await assert_nothing_stored(tl, "generic", cid)
 
 
 def _requests_for(fakes: Fakes, code: str) -> int:
