@@ -1,0 +1,90 @@
+"""Fixtures of the fault tests: fake providers that rotate refresh tokens (one strict, one
+with a reuse grace window), a redis-server of the test's own, workers as process groups.
+
+The long tests (kills, restarts, storms) carry the `faults` marker: `make test-faults`
+runs them and `make test` leaves them out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from tests.fakes.generic import FakeGeneric, FakeGenericWithGrace
+from tests.fakes.server import FakeServers
+from tests.faults.harness import (
+    CALLBACK,
+    FaultFakes,
+    RedisServer,
+    WorkerGroup,
+    fault_integrations_toml,
+)
+
+from tokenlife.runtime import Runtime
+
+
+@pytest.fixture(scope="session")
+def fault_fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultFakes]:
+    strict, grace = FakeGeneric(), FakeGenericWithGrace()
+    servers = FakeServers()
+    servers.start(strict, grace)
+    for fake in (strict, grace):
+        fake.register("fault-client", "fault-secret", CALLBACK)
+    path = tmp_path_factory.mktemp("fault-config") / "integrations.toml"
+    path.write_text(fault_integrations_toml(strict, grace))
+    yield FaultFakes(strict, grace, path)
+    servers.stop()
+
+
+@pytest.fixture
+def slow_refreshes(fault_fakes: FaultFakes) -> Iterator[None]:
+    """Every refresh answer takes a moment, so refreshes are in flight when we kill."""
+    for fake in (fault_fakes.strict, fault_fakes.grace):
+        fake.refresh_delay_seconds = 0.3
+    yield
+    for fake in (fault_fakes.strict, fault_fakes.grace):
+        fake.refresh_delay_seconds = 0.0
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (AOF on), killed at the end whatever happened."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerGroup]]:
+    """Worker groups a test started; whatever still runs is stopped at the end."""
+    started: list[WorkerGroup] = []
+    yield started
+    for group in started:
+        group.stop()
+
+
+@pytest.fixture
+async def runtimes() -> AsyncIterator[list[Runtime]]:
+    """Runtimes a test opened on its loop; closed at the end."""
+    opened: list[Runtime] = []
+    yield opened
+    for runtime in opened:
+        with contextlib.suppress(Exception):  # its Redis may be gone by now
+            await runtime.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[object]):  # type: ignore[no-untyped-def]
+    """A failed fault test shows the tail of each worker's log."""
+    outcome = yield
+    report = outcome.get_result()
+    groups = getattr(item, "funcargs", {}).get("workers") or []
+    if report.failed:
+        for group in groups:
+            tail = "\n".join(group.log().splitlines()[-60:])
+            report.sections.append((f"worker {group.name} log (last 60 lines)", tail))
