@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +25,7 @@ from typing import IO, Any
 import redis as sync_redis
 from celery import Celery
 from cryptography.fernet import Fernet
-from tests.fakes.base import FakeProvider
+from tests.fakes.base import FakeProvider, Family
 from tests.fakes.generic import FakeGeneric, FakeGenericWithGrace
 from tests.support import wait_for, worker_environment
 
@@ -273,3 +273,59 @@ async def queue_idle(runtime: Runtime) -> bool:
     queued = await runtime.redis.llen(f"{prefix}:celery:{prefix}")
     unacked = await runtime.redis.hlen(f"{prefix}:celery:unacked")
     return int(queued) == 0 and int(unacked) == 0
+
+
+Key = tuple[str, str]  # (integration, connection id)
+
+
+async def stored_refresh_tokens(runtime: Runtime, keys: list[Key]) -> dict[Key, str | None]:
+    return {k: (await runtime.tokens.tokens(*k)).refresh_token for k in keys}
+
+
+def refreshed_since(
+    runtime: Runtime, pending: set[Key], before: dict[Key, int], family: Callable[[Key], Family]
+) -> Callable[[], Awaitable[bool]]:
+    """A condition: every pending connection refreshed (and saved) since `before`, or its
+    family revoked. Connections leave `pending` as they get there."""
+
+    async def condition() -> bool:
+        stored = await stored_refresh_tokens(runtime, sorted(pending))
+        for k in sorted(pending):
+            f = family(k)
+            if (f.refreshes > before[k] and stored[k] == f.live) or f.revoked:
+                pending.discard(k)
+        return not pending
+
+    return condition
+
+
+@dataclass
+class ApiProcess:
+    """`tokenlife api` as a process group on a free port."""
+
+    settings: Settings
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.directory / "api.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tokenlife"), "api", "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            env=worker_environment(self.settings), cwd=self.directory,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+
+    def log(self) -> str:
+        path = self.directory / "api.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _kill_group(self.process)

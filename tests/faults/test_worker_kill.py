@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from tests.fakes.base import Family
 from tests.faults.harness import (
     FaultFakes,
+    Key,
     RedisServer,
     WorkerGroup,
     make_settings,
     open_runtime,
     record_figure,
+    refreshed_since,
     seed,
+    stored_refresh_tokens,
 )
 from tests.support import client_app, stream_events, wait_until
 
@@ -40,29 +42,6 @@ KILLS = 2
 # A connection must be refreshed again before a token issued just before the kill lapses.
 # Raise it (the environment variable) only to measure how long recovery really takes.
 RECOVERY_SECONDS = float(os.environ.get("TOKENLIFE_FAULTS_RECOVERY_SECONDS", LIFETIME))
-
-Key = tuple[str, str]  # (integration, connection id)
-
-
-async def stored_refresh_tokens(runtime: Runtime, keys: list[Key]) -> dict[Key, str | None]:
-    return {k: (await runtime.tokens.tokens(*k)).refresh_token for k in keys}
-
-
-def refreshed_since(
-    runtime: Runtime, pending: set[Key], before: dict[Key, int], family: Callable[[Key], Family]
-) -> Callable[[], Awaitable[bool]]:
-    """A condition: every pending connection refreshed (and saved) since `before`, or its
-    family revoked. Connections leave `pending` as they get there."""
-
-    async def condition() -> bool:
-        stored = await stored_refresh_tokens(runtime, sorted(pending))
-        for k in sorted(pending):
-            f = family(k)
-            if (f.refreshes > before[k] and stored[k] == f.live) or f.revoked:
-                pending.discard(k)
-        return not pending
-
-    return condition
 
 
 @pytest.mark.faults
