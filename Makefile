@@ -25,7 +25,7 @@ test: $(STAMP)
 
 ## test-faults: kill -9 of workers and Redis during refresh storms, provider faults (docs/reliability.md)
 test-faults: $(STAMP)
-	$(BIN)/pytest tests/faults -m faults -q
+	$(BIN)/pytest tests/faults -q
 
 clean:
 	rm -rf $(VENV) .tokenlife .pytest_cache .mypy_cache .ruff_cache

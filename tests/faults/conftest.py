@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from tests.fakes.generic import FakeGeneric, FakeGenericWithGrace
 from tests.fakes.server import FakeServers
 from tests.faults.harness import (
@@ -20,9 +22,12 @@ from tests.faults.harness import (
     RedisServer,
     WorkerGroup,
     fault_integrations_toml,
+    make_settings,
 )
+from tests.support import client_app
 
 from tokenlife.runtime import Runtime
+from tokenlife.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +73,31 @@ def workers() -> Iterator[list[WorkerGroup]]:
         group.stop()
 
 
+@dataclass
+class PlainWorker:
+    """A worker without beat on the suite's Redis: tests hand it refresh batches."""
+
+    settings: Settings
+    group: WorkerGroup
+    app: Celery
+
+
+@pytest.fixture(scope="session")
+def plain_worker(
+    redis_db: int, fault_fakes: FaultFakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PlainWorker]:
+    settings = make_settings(f"redis://127.0.0.1:6379/{redis_db}", fault_fakes)
+    group = WorkerGroup(settings, tmp_path_factory.mktemp("plain-worker"), "plain", beat=False)
+    app = client_app(settings)
+    group.start()
+    try:
+        group.wait_ready(app)
+        yield PlainWorker(settings, group, app)
+    finally:
+        group.stop()
+        app.close()
+
+
 @pytest.fixture
 async def runtimes() -> AsyncIterator[list[Runtime]]:
     """Runtimes a test opened on its loop; closed at the end."""
@@ -83,7 +113,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[object]):
     """A failed fault test shows the tail of each worker's log."""
     outcome = yield
     report = outcome.get_result()
-    groups = getattr(item, "funcargs", {}).get("workers") or []
+    funcargs = getattr(item, "funcargs", {})
+    groups = list(funcargs.get("workers") or [])
+    if "plain_worker" in funcargs:
+        groups.append(funcargs["plain_worker"].group)
     if report.failed:
         for group in groups:
             tail = "\n".join(group.log().splitlines()[-60:])

@@ -251,8 +251,10 @@ async def seed(
     lifetime: int,
     now: float,
     prefix: str = "c",
+    due_at: float | None = None,
 ) -> dict[str, str]:
-    """`count` connections due now, their tokens minted by the fake; id -> family."""
+    """`count` connections due at `due_at` (now by default), their tokens minted by the
+    fake; returns connection id -> family."""
     fake = fakes.provider(integration)
     families: dict[str, str] = {}
     for n in range(count):
@@ -262,7 +264,8 @@ async def seed(
         await runtime.tokens.save(
             integration=integration, connection_id=cid, provider="custom",
             tokens=token_set_from_payload(body, now), verdict=Verdict.REFRESHABLE,
-            status=Status.ACTIVE, scopes_requested=SCOPES, next_check_at=now, now=now,
+            status=Status.ACTIVE, scopes_requested=SCOPES,
+            next_check_at=now if due_at is None else due_at, now=now,
         )  # fmt: skip
     return families
 
