@@ -8,6 +8,8 @@ runs them and `make test` leaves them out.
 from __future__ import annotations
 
 import contextlib
+import re
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +33,30 @@ from tokenlife.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def fault_fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultFakes]:
+def session_scratch() -> Iterator[Path]:
+    """Like tmp_path_factory, but out of pytest's reach: pytest deletes all but the three
+    newest base directories when a run starts, and on a shared machine another run would
+    delete the AOF, logs and beat schedule of a fault test still running."""
+    with tempfile.TemporaryDirectory(prefix="tokenlife-faults-") as directory:
+        yield Path(directory)
+
+
+@pytest.fixture
+def scratch(session_scratch: Path, request: pytest.FixtureRequest) -> Path:
+    """A directory of this test's own (see session_scratch)."""
+    path = session_scratch / re.sub(r"\W+", "-", request.node.name)[:60]
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def fault_fakes(session_scratch: Path) -> Iterator[FaultFakes]:
     strict, grace = FakeGeneric(), FakeGenericWithGrace()
     servers = FakeServers()
     servers.start(strict, grace)
     for fake in (strict, grace):
         fake.register("fault-client", "fault-secret", CALLBACK)
-    path = tmp_path_factory.mktemp("fault-config") / "integrations.toml"
+    path = session_scratch / "integrations.toml"
     path.write_text(fault_integrations_toml(strict, grace))
     yield FaultFakes(strict, grace, path)
     servers.stop()
@@ -54,9 +73,9 @@ def slow_refreshes(fault_fakes: FaultFakes) -> Iterator[None]:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def own_redis(scratch: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own (AOF on), killed at the end whatever happened."""
-    directory = tmp_path / "redis"
+    directory = scratch / "redis"
     directory.mkdir()
     server = RedisServer(directory)
     server.start()
@@ -84,10 +103,10 @@ class PlainWorker:
 
 @pytest.fixture(scope="session")
 def plain_worker(
-    redis_db: int, fault_fakes: FaultFakes, tmp_path_factory: pytest.TempPathFactory
+    redis_db: int, fault_fakes: FaultFakes, session_scratch: Path
 ) -> Iterator[PlainWorker]:
     settings = make_settings(f"redis://127.0.0.1:6379/{redis_db}", fault_fakes)
-    group = WorkerGroup(settings, tmp_path_factory.mktemp("plain-worker"), "plain", beat=False)
+    group = WorkerGroup(settings, session_scratch, "plain", beat=False)
     app = client_app(settings)
     group.start()
     try:

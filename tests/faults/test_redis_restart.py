@@ -73,7 +73,7 @@ async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
     own_redis: RedisServer,
     workers: list[WorkerGroup],
     runtimes: list[Runtime],
-    tmp_path: Path,
+    scratch: Path,
 ) -> None:
     settings = make_settings(own_redis.url, fault_fakes)
     prefix = settings.key_prefix
@@ -88,12 +88,12 @@ async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
     def family(key: Key) -> Family:
         return strict.families[families[key]]
 
-    group = WorkerGroup(settings, tmp_path, "redis-restart")
+    group = WorkerGroup(settings, scratch, "redis-restart")
     workers.append(group)
     app = client_app(settings)
     group.start()
     group.wait_ready(app)
-    api = ApiProcess(settings, tmp_path)
+    api = ApiProcess(settings, scratch)
     api.start()
     try:
 

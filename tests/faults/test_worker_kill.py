@@ -59,7 +59,7 @@ async def test_kill_9_of_the_whole_worker_during_a_rotation_storm(
     own_redis: RedisServer,
     workers: list[WorkerGroup],
     runtimes: list[Runtime],
-    tmp_path: Path,
+    scratch: Path,
 ) -> None:
     settings = make_settings(own_redis.url, fault_fakes)
     runtime = await open_runtime(settings)
@@ -76,7 +76,7 @@ async def test_kill_9_of_the_whole_worker_during_a_rotation_storm(
     def family(key: Key) -> Family:
         return fault_fakes.provider(key[0]).families[families[key]]
 
-    group = WorkerGroup(settings, tmp_path, "killed")
+    group = WorkerGroup(settings, scratch, "killed")
     workers.append(group)
     app = client_app(settings)
     group.start()
