@@ -8,7 +8,10 @@ runs them and `make test` leaves them out.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -37,8 +40,12 @@ def session_scratch() -> Iterator[Path]:
     """Like tmp_path_factory, but out of pytest's reach: pytest deletes all but the three
     newest base directories when a run starts, and on a shared machine another run would
     delete the AOF, logs and beat schedule of a fault test still running."""
-    with tempfile.TemporaryDirectory(prefix="tokenlife-faults-") as directory:
-        yield Path(directory)
+    directory = Path(tempfile.mkdtemp(prefix="tokenlife-faults-"))
+    yield directory
+    if os.environ.get("TOKENLIFE_FAULTS_KEEP"):  # logs, AOF and beat schedules, to read
+        print(f"fault test files kept in {directory}", file=sys.stderr)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
