@@ -80,6 +80,17 @@ def slow_refreshes(fault_fakes: FaultFakes) -> Iterator[None]:
 
 
 @pytest.fixture
+def minute_tokens(fault_fakes: FaultFakes) -> Iterator[int]:
+    """Refreshes hand out access tokens that live a minute, so every connection comes due
+    again every ~30 s: a storm that never stops. Yields the lifetime."""
+    for fake in (fault_fakes.strict, fault_fakes.grace):
+        fake.default_lifetime = 60
+    yield 60
+    for fake in (fault_fakes.strict, fault_fakes.grace):
+        del fake.default_lifetime  # back to the class's
+
+
+@pytest.fixture
 def own_redis(scratch: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own (AOF on), killed at the end whatever happened."""
     directory = scratch / "redis"

@@ -34,10 +34,9 @@ from tests.support import client_app, wait_until
 
 from tokenlife.runtime import Runtime
 
-LIFETIME = 60
 CONNECTIONS = 150
 # Every connection refreshed again within a token's life after Redis is back.
-RECOVERY_SECONDS = LIFETIME
+RECOVERY_SECONDS = 60  # one access-token lifetime (minute_tokens)
 
 
 async def versions(redis: Redis, prefix: str, keys: list[Key]) -> dict[Key, int]:
@@ -70,6 +69,7 @@ async def readiness(api: ApiProcess) -> tuple[int, str]:
 async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
     fault_fakes: FaultFakes,
     slow_refreshes: None,
+    minute_tokens: int,
     own_redis: RedisServer,
     workers: list[WorkerGroup],
     runtimes: list[Runtime],
@@ -80,7 +80,7 @@ async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
     runtime = await open_runtime(settings)
     runtimes.append(runtime)
     strict = fault_fakes.strict
-    seeded = await seed(runtime, fault_fakes, "strict", CONNECTIONS, lifetime=LIFETIME,
+    seeded = await seed(runtime, fault_fakes, "strict", CONNECTIONS, lifetime=minute_tokens,
                         now=time.time(), prefix="r")  # fmt: skip
     families = {("strict", cid): family for cid, family in seeded.items()}
     keys = sorted(families)
