@@ -289,13 +289,18 @@ def refreshed_since(
     runtime: Runtime, pending: set[Key], before: dict[Key, int], family: Callable[[Key], Family]
 ) -> Callable[[], Awaitable[bool]]:
     """A condition: every pending connection refreshed (and saved) since `before`, or its
-    family revoked. Connections leave `pending` as they get there."""
+    family revoked and the connection flagged for it. Connections leave `pending` as they
+    get there."""
 
     async def condition() -> bool:
-        stored = await stored_refresh_tokens(runtime, sorted(pending))
         for k in sorted(pending):
             f = family(k)
-            if (f.refreshes > before[k] and stored[k] == f.live) or f.revoked:
+            if f.revoked:
+                done = (await runtime.tokens.get(*k)).status is Status.REAUTHORIZATION_REQUIRED
+            else:
+                stored = (await runtime.tokens.tokens(*k)).refresh_token
+                done = f.refreshes > before[k] and stored == f.live
+            if done:
                 pending.discard(k)
         return not pending
 
