@@ -130,7 +130,7 @@ async def test_kill_9_of_the_whole_worker_during_a_rotation_storm(
             in_flight_at_kill={i: sum(k[0] == i for k in in_flight) for i in in_flight_total},
             seconds_down=round(restarted_at - killed_at, 1),
             seconds_to_refresh_all_after_restart=round(time.time() - restarted_at, 1),
-            families_lost={i: sum(k[0] == i and family(k).revoked for k in keys)
+            families_lost_so_far={i: sum(k[0] == i and family(k).revoked for k in keys)
                            for i in in_flight_total},
         )  # fmt: skip
 
