@@ -77,6 +77,13 @@ class FakeProvider:
     retires_used_refresh_tokens = False
     # Presenting a rotated-out refresh token revokes the whole family (Auth0's rule).
     detects_reuse = False
+    # ... unless it was rotated out less than this long ago: the previous refresh token
+    # keeps working for a while (Atlassian's 10-minute leeway, Auth0's overlap period).
+    # Off by default.
+    reuse_grace_seconds = 0.0
+    # Every refresh answer takes this long (a slow provider, so refreshes are in flight
+    # when a test kills the client). Off by default.
+    refresh_delay_seconds = 0.0
     # An OpenID provider returns an ID token (with the user as `sub`) when `openid` is
     # requested (OIDC Core §3.1.3.3); Google and Microsoft do.
     issues_id_tokens = True
@@ -95,6 +102,8 @@ class FakeProvider:
         self.refresh_tokens: dict[str, str] = {}  # every refresh token -> its family
         self.refresh_scripts: dict[str, list[Reply]] = {}  # by family
         self.reuse_detected = 0
+        self.grace_reuses = 0  # rotated-out tokens accepted inside the grace window
+        self.retired_at: dict[str, float] = {}  # rotated-out refresh token -> monotonic time
         self.refreshing_now = 0
         self.most_refreshing_at_once = 0
 
@@ -173,7 +182,10 @@ class FakeProvider:
         if give and family is not None:
             refresh = self._new_secret("rt")
             with self.lock:
-                self.families.setdefault(family, Family(grant)).live = refresh
+                entry = self.families.setdefault(family, Family(grant))
+                if entry.live is not None:
+                    self.retired_at[entry.live] = time.monotonic()
+                entry.live = refresh
                 self.refresh_tokens[refresh] = family
             body["refresh_token"] = refresh
         return body
@@ -283,8 +295,9 @@ class FakeProvider:
             self.refreshing_now += 1
             self.most_refreshing_at_once = max(self.most_refreshing_at_once, self.refreshing_now)
         try:
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
+            delay = reply.delay or self.refresh_delay_seconds
+            if delay:
+                await asyncio.sleep(delay)
         finally:
             with self.lock:
                 self.refreshing_now -= 1
@@ -294,7 +307,13 @@ class FakeProvider:
         with self.lock:
             if family.revoked:
                 return self.json(400, self.error_body("invalid_grant", "Token family revoked."))
-            if self.retires_used_refresh_tokens and presented != family.live:
+            if (
+                self.retires_used_refresh_tokens
+                and presented != family.live
+                and self._within_grace(presented)
+            ):
+                self.grace_reuses += 1
+            elif self.retires_used_refresh_tokens and presented != family.live:
                 if self.detects_reuse:
                     family.revoked = True
                     family.reuse_detected += 1
@@ -313,6 +332,13 @@ class FakeProvider:
         )
 
     # -- internals -----------------------------------------------------------------------
+    def _within_grace(self, presented: str) -> bool:
+        """A rotated-out token still inside the reuse grace window (call under the lock)."""
+        retired = self.retired_at.get(presented)
+        if retired is None or self.reuse_grace_seconds <= 0:
+            return False
+        return time.monotonic() - retired <= self.reuse_grace_seconds
+
     def _check_code(self, grant: Grant | None, client: Client, form: dict[str, Any]) -> str | None:
         if grant is None or grant.used:
             return "The authorization code is invalid or was already used."

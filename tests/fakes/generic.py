@@ -42,3 +42,11 @@ class FakeGeneric(FakeProvider):
         app.router.add_get("/authorize", self.authorize)
         app.router.add_post("/token", self.token)
         return app
+
+
+class FakeGenericWithGrace(FakeGeneric):
+    """Rotates and detects reuse, but the previous refresh token keeps working for ten
+    minutes after a rotation: Atlassian's leeway
+    (https://developer.atlassian.com/cloud/oauth/getting-started/refresh-tokens)."""
+
+    reuse_grace_seconds = 600.0
