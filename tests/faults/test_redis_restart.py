@@ -58,14 +58,6 @@ async def readiness(api: ApiProcess) -> tuple[int, str]:
 
 @pytest.mark.faults
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Redis reconnect in worker and API (issue 9 §4) and rotated tokens kept "
-    "across a failed save (§2). Measured on the pre-fix code: the worker's main process exits "
-    "(kombu's redis transport, acking after the broker connection was lost: AttributeError "
-    "'NoneType' object has no attribute 'hostname'), the first /readyz after the restart is "
-    "503, 148/150 connections not refreshed 60 s later; 0 acknowledged versions missing",
-)
 async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
     fault_fakes: FaultFakes,
     slow_refreshes: None,
