@@ -28,6 +28,7 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.tokens import TokenSet
+from tokenlife.errors import TransientError
 from tokenlife.library import Tokenlife
 from tokenlife.providers import load_presets
 from tokenlife.runtime import load_config
@@ -208,3 +209,29 @@ async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
     assert "reuse_grace_seconds" in alert and "may be lost" in alert["error_description"]
     live = fakes.generic.families[family].live
     assert live is not None and old not in json.dumps(alert) and live not in json.dumps(alert)
+
+
+async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
+    worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings, tl: Tokenlife
+) -> None:
+    cid, family = await connected(tl, worker)
+    key = f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}"
+    await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
+    old = await tl.connection(INTEGRATION, cid)
+    live_before = fakes.generic.families[family].live
+    # Slower than the caller's bound, faster than the HTTP timeout (1 s).
+    fakes.generic.script_refresh(family, Reply(delay=0.6))
+    impatient = await Tokenlife.from_environment(
+        settings.model_copy(update={"api_token_wait_seconds": 0.2})
+    )
+    with pytest.raises(TransientError):
+        await impatient.get_access_token(INTEGRATION, cid)
+    assert presented(fakes, cast(str, live_before))
+
+    await impatient.aclose()  # what the one-shot get_access_token does next
+
+    stored = await tl.connection(INTEGRATION, cid)
+    state = fakes.generic.families[family]
+    assert stored.version > old.version and stored.consecutive_failures == 0, stored
+    assert state.refreshes == 1 and state.reuse_detected == 0
+    assert await _stored_refresh_token(settings, cid) == state.live != live_before

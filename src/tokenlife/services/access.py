@@ -128,6 +128,13 @@ class AccessTokens:
             if token is not None:
                 return token
 
+    async def wait_background(self, timeout: float | None = None) -> bool:
+        """Let leases given back after a cancelled call be released (at shutdown)."""
+        if not self._background:
+            return True
+        _, pending = await asyncio.wait(set(self._background), timeout=timeout)
+        return not pending
+
     def _give_back_later(self, lease: Lease) -> None:
         if lease.released or lease.handed_over:
             return
