@@ -81,6 +81,8 @@ class FailureBookkeeping:
             within=unknown_outcome_retry_within(grace)
             if unknown and failures <= _PROMPT_RETRIES
             else None,
+            # A retry when the token lapses: its failure marks the connection degraded.
+            expires_at=connection.expires_at,
         )
         error = str(getattr(exc, "error", "error"))
         expires_at = connection.expires_at
