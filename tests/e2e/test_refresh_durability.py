@@ -151,7 +151,7 @@ async def rig(own_redis: RedisProcess, settings: Settings) -> AsyncIterator[Rig]
 async def test_the_save_is_retried_through_a_redis_crash_and_restart(
     rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tokenlife.services.durable_write")
+    caplog.set_level(logging.WARNING, logger="tokenlife.adapters.storage_errors")
     cid, family, old = await rig.seed(fakes)
     fakes.generic.script_refresh(family, Reply(delay=0.3))
     connection = await rig.store.get(INTEGRATION, cid)

@@ -4,7 +4,7 @@ into transient (back off, alert once when the token has lapsed) and permanent
 
 Once the request is sent it runs to its end whatever happens to the caller: the request
 and its save are one task, shielded from cancellation (an API request's timeout, a
-batch's), and the save is retried while Redis is away (durable_write.py). A rotated
+batch's), and the save is retried while Redis is away (storage_errors.py). A rotated
 refresh token is only in memory until that save lands; nothing else holds it.
 """
 

@@ -15,6 +15,7 @@ from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.event_stream import EventStream, new_event
 from tokenlife.adapters.locks import Lease
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
+from tokenlife.adapters.storage_errors import retry_while_unavailable
 from tokenlife.adapters.token_store import Backoff, TokenStore
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
@@ -24,7 +25,7 @@ from tokenlife.core.reauthorization import diagnose_reauthorization
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import OAuthError, TokenlifeError
-from tokenlife.services.durable_write import WriteRetry, write_until_saved
+from tokenlife.services.durable_write import WriteRetry
 from tokenlife.services.refresh_failure import FailureBookkeeping, lost_token_alert
 from tokenlife.services.scheduling import SchedulePolicy
 
@@ -82,10 +83,13 @@ class OutcomeWriter:
         """store.update, retried through a Redis outage; one operation id for every try,
         so an attempt that landed but whose reply was lost counts as written."""
         operation = secrets.token_hex(8)
-        return await write_until_saved(
+        policy = retry or self.save_retry
+        return await retry_while_unavailable(
             lambda: self._store.update(connection, operation=operation, **update),  # type: ignore[arg-type]
-            retry or self.save_retry,
+            policy.seconds,
             what=f"{what} of {connection.integration}/{connection.connection_id}",
+            base_seconds=policy.base_seconds,
+            max_delay_seconds=policy.max_delay_seconds,
             rng=self._rng,
         )
 
