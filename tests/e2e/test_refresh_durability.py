@@ -235,3 +235,34 @@ async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
     assert stored.version > old.version and stored.consecutive_failures == 0, stored
     assert state.refreshes == 1 and state.reuse_detected == 0
     assert await _stored_refresh_token(settings, cid) == state.live != live_before
+
+
+async def test_a_save_that_finds_a_newer_version_after_a_rotation_alerts_and_marks(
+    rig: Rig, fakes: Fakes
+) -> None:
+    """What the residual race leaves (a claim after a Redis outage longer than the lock):
+    another writer got there while our rotated token waited to be saved."""
+    cid, family, old = await rig.seed(fakes)
+    fakes.generic.script_refresh(family, Reply(delay=0.3))
+    connection = await rig.store.get(INTEGRATION, cid)
+    task = asyncio.ensure_future(
+        rig.refresher.refresh(rig.integration, connection, old, time.time())
+    )
+    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+    # Another worker's write lands first (its own refresh, in the real race).
+    assert await rig.store.update(connection, now=time.time(), set_fields={"last_error": "x"})
+
+    result = await asyncio.wait_for(task, timeout=10)
+
+    assert result.outcome is Outcome.CONFLICT
+    assert fakes.generic.families[family].refreshes == 1  # the provider did rotate
+    marked = await rig.store.get(INTEGRATION, cid)
+    assert (marked.status, marked.status_reason) == (Status.DEGRADED, "refresh_token_may_be_lost")
+    assert marked.next_refresh_at is not None and marked.next_refresh_at <= time.time()
+    entries = cast(list[tuple[str, dict[str, str]]], await rig.redis.xrange(rig.keys.events))
+    alerts = [json.loads(f["data"]) for _, f in entries if f["type"] == "alert.refresh_failing"]
+    assert len(alerts) == 1, alerts
+    assert alerts[0]["error"] == "rotation_conflict"
+    assert alerts[0]["refresh_token_may_be_lost"] is True
+    live = fakes.generic.families[family].live
+    assert live is not None and live not in json.dumps(alerts[0])

@@ -24,9 +24,13 @@ from tokenlife.core.presets import Preset
 from tokenlife.core.reauthorization import diagnose_reauthorization
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.tokens import TokenSet
-from tokenlife.errors import OAuthError, TokenlifeError
+from tokenlife.errors import OAuthError, TokenlifeError, UnknownConnectionError
 from tokenlife.services.durable_write import WriteRetry
-from tokenlife.services.refresh_failure import FailureBookkeeping, lost_token_alert
+from tokenlife.services.refresh_failure import (
+    ROTATION_CONFLICT,
+    FailureBookkeeping,
+    lost_token_alert,
+)
 from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
@@ -134,8 +138,11 @@ class OutcomeWriter:
             await self._mark_lost(integration, connection, now, rotated)
             return Result(Outcome.SAVE_FAILED)
         if version is None:
-            log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
-                        connection.integration, connection.connection_id)  # fmt: skip
+            if rotated:
+                await self._rotation_conflict(integration, connection, now)
+            else:
+                log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
+                            connection.integration, connection.connection_id)  # fmt: skip
             return Result(Outcome.CONFLICT)
         if connection.consecutive_failures:
             await self._events.emit(
@@ -178,6 +185,38 @@ class OutcomeWriter:
             )  # fmt: skip
         except Exception:
             log.error("refresh of %s/%s: could not mark the connection either",
+                      connection.integration, connection.connection_id)  # fmt: skip
+
+    async def _rotation_conflict(
+        self, integration: Integration, connection: Connection, now: float
+    ) -> None:
+        """Our save found a newer version although the provider had rotated the token we
+        sent. The residual race of a Redis outage longer than the lock: the lock expired,
+        a beat re-claimed the connection as soon as Redis returned, and another worker
+        re-sent the refresh token this one had rotated, before this save's next try (they
+        are at most 0.5 s apart). Inside a reuse grace that costs nothing; at a provider
+        that rotates strictly without one, the family may be revoked. Say so, loudly; and
+        unless the connection is already marked for re-authorization, retry at once with
+        what is stored, which tells whether it still works (docs/troubleshooting.md)."""
+        try:
+            current = await self._store.get(connection.integration, connection.connection_id)
+        except UnknownConnectionError:
+            return  # deleted meanwhile: nothing left to lose
+        log.error("refresh of %s/%s: a newer version was saved after the provider rotated "
+                  "the refresh token; the rotated token may be lost",
+                  connection.integration, connection.connection_id)  # fmt: skip
+        alert = lost_token_alert(integration, current, now, True, error=ROTATION_CONFLICT)
+        fields = {"refresh_failing_alerted": "1"}
+        schedule_at = None
+        if current.status is not Status.REAUTHORIZATION_REQUIRED:
+            fields |= {"status": Status.DEGRADED.value,
+                       "status_reason": "refresh_token_may_be_lost"}  # fmt: skip
+            schedule_at = now
+        try:
+            await self._write(current, "marking a possibly lost refresh token", now=now,
+                              event=alert, set_fields=fields, schedule_at=schedule_at)  # fmt: skip
+        except Exception:
+            log.error("refresh of %s/%s: could not mark the connection",
                       connection.integration, connection.connection_id)  # fmt: skip
 
     async def transient(
