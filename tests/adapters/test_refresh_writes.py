@@ -116,6 +116,53 @@ async def test_token_deadlines_follow_the_tokens(
     assert await redis.zscore(keys.token_deadlines, member) is None
 
 
+async def failing(redis: Redis, keys: Keys, integration: str, cid: str) -> None:
+    await redis.hset(keys.connection(integration, cid), "consecutive_failures", "3")
+
+
+async def test_pull_forward_only_drops_members_that_are_gone_or_no_longer_failing(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    deleted = await saved(store, provider, due_in=900)
+    recovered = await saved(store, provider, due_in=900)  # not failing (reconnected, say)
+    for integration, cid in (deleted, recovered):
+        await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time()})
+    await redis.delete(keys.connection(*deleted))
+    version = (await store.get(*recovered)).version
+
+    assert await schedule.pull_forward(provider, limit=10, spread=1.0, rng=random.Random(3)) == 0
+
+    assert await redis.zcard(keys.backoff(provider)) == 0
+    assert not await redis.exists(keys.connection(*deleted))  # never re-created
+    kept = await store.get(*recovered)
+    assert kept.version == version
+    assert kept.next_refresh_at == pytest.approx(time.time() + 900, abs=5)  # not moved
+
+
+async def test_a_new_authorization_and_an_unschedule_leave_the_backoff_set(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    integration, cid = await saved(store, "okta")
+    other = await saved(store, "okta")
+    members = [keys.member(integration, cid), keys.member(*other)]
+    await redis.zadd(keys.backoff("okta"), dict.fromkeys(members, time.time() + 600))
+
+    await saved_again(store, integration, cid, "okta")  # a reconnect
+    await store.update(await store.get(*other), now=time.time(), unschedule=True)
+
+    assert await redis.zcard(keys.backoff("okta")) == 0
+
+
+async def saved_again(store: TokenStore, integration: str, cid: str, provider: str) -> None:
+    await store.save(
+        integration=integration, connection_id=cid, provider=provider, tokens=token_set(),
+        verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=("openid",),
+        next_check_at=time.time() + 3000, now=time.time(),
+    )  # fmt: skip
+
+
 async def test_a_failure_joins_the_providers_backoff_set_and_a_success_leaves_it(
     store: TokenStore, redis: Redis, keys: Keys
 ) -> None:
@@ -146,6 +193,7 @@ async def test_a_recovery_brings_forward_waiting_retries_but_not_a_running_one(
     for integration, cid in (*waiting, running, soon):
         connection = await store.get(integration, cid)
         assert connection.next_refresh_at is not None
+        await failing(redis, keys, integration, cid)
         await redis.zadd(
             keys.backoff(provider), {keys.member(integration, cid): connection.next_refresh_at}
         )
@@ -170,6 +218,7 @@ async def test_pull_forward_does_bounded_work(store: TokenStore, redis: Redis, k
     provider = new_name("provider")
     for _ in range(5):
         integration, cid = await saved(store, provider, due_in=900)
+        await failing(redis, keys, integration, cid)
         await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time() + 900})
 
     assert await schedule.pull_forward(provider, limit=2, spread=1.0, rng=random.Random(1)) == 2

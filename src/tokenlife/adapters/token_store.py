@@ -139,7 +139,7 @@ class TokenStore:
             next_check_at=next_check_at, now=now,
         )  # fmt: skip
         reply = await self._save(
-            keys=save_keys(self._keys, integration, connection_id, None),
+            keys=save_keys(self._keys, integration, connection_id, None, provider),
             args=[
                 *save_args(self._keys, integration, connection_id, now, next_check_at,
                            fields, subject),
@@ -175,6 +175,8 @@ class TokenStore:
         """
         if schedule_at is not None and unschedule:
             raise ValueError("schedule_at and unschedule are exclusive")
+        if unschedule:
+            backoff = Backoff.REMOVE  # off the schedule: no retry waits to be pulled forward
         fields = dict(set_fields or {})
         deletions = set(delete_fields)
         if tokens is not None:
