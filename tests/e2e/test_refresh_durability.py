@@ -23,7 +23,8 @@ from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
-from tokenlife.adapters.token_store import TokenStore
+from tokenlife.adapters.refresh_schedule import RefreshSchedule
+from tokenlife.adapters.token_store import Backoff, TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.refresh_timing import RetryPolicy
@@ -118,6 +119,7 @@ class Rig:
             presets=load_presets(), store=self.store, events_=EventStream(redis, keys, 10_000),
             http=self.http, http_timeout=5.0, retry=RetryPolicy(),
             schedule_policy=SchedulePolicy(expiry_lead_seconds=[]), locks=Locks(redis, keys),
+            schedule=RefreshSchedule(redis, keys),
             save_retry=WriteRetry(seconds=30.0, base_seconds=0.05, max_delay_seconds=0.2),
         )  # fmt: skip
 
@@ -266,3 +268,29 @@ async def test_a_save_that_finds_a_newer_version_after_a_rotation_alerts_and_mar
     assert alerts[0]["refresh_token_may_be_lost"] is True
     live = fakes.generic.families[family].live
     assert live is not None and live not in json.dumps(alerts[0])
+
+
+async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_forward(
+    rig: Rig, fakes: Fakes
+) -> None:
+    """The provider answers again: the first connection to show it need not have been
+    failing itself (its refresh was simply due)."""
+    cid, _, old = await rig.seed(fakes)
+    waiting, _, _ = await rig.seed(fakes)
+    far = time.time() + 900
+    failing = await rig.store.get(INTEGRATION, waiting)
+    assert await rig.store.update(
+        failing, now=time.time(), schedule_at=far, backoff=Backoff.ADD,
+        set_fields={"consecutive_failures": "4", "last_error": "temporarily_unavailable"},
+    )  # fmt: skip
+    connection = await rig.store.get(INTEGRATION, cid)
+    assert connection.consecutive_failures == 0
+
+    result = await rig.refresher.refresh(rig.integration, connection, old, time.time())
+
+    assert result.outcome is Outcome.REFRESHED
+    moved = await rig.store.get(INTEGRATION, waiting)
+    assert moved.next_refresh_at is not None and moved.next_refresh_at <= time.time() + 2.0
+    member = rig.keys.member(INTEGRATION, waiting)
+    assert await rig.redis.zscore(rig.keys.schedule, member) == moved.next_refresh_at
+    assert await rig.redis.zcard(rig.keys.backoff("custom")) == 0

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -44,6 +44,15 @@ class Backoff(StrEnum):
     LEAVE = ""
     ADD = "add"
     REMOVE = "rem"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a compare-and-set write did."""
+
+    version: int | None  # None: someone got there first, nothing written
+    # After a write that left the provider's backoff set: how many others still wait.
+    backoff_waiting: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +158,11 @@ class TokenStore:
         )  # fmt: skip
         return int(reply[1])
 
-    async def update(
+    async def update(self, connection: Connection, **write: Any) -> int | None:
+        """`write`, returning the new version only (None when someone got there first)."""
+        return (await self.write(connection, **write)).version
+
+    async def write(
         self,
         connection: Connection,
         *,
@@ -163,8 +176,9 @@ class TokenStore:
         lease: Lease | None = None,
         operation: str = "",
         backoff: Backoff = Backoff.LEAVE,
-    ) -> int | None:
-        """Compare-and-set against `connection.version`; None when someone got there first.
+    ) -> Written:
+        """Compare-and-set against `connection.version`; no version when someone got there
+        first.
 
         Every write bumps the version, so of two writers that read the same version only
         one succeeds. A new token set replaces every token field. In the same step, when
@@ -226,7 +240,8 @@ class TokenStore:
         )
         if lease is not None:
             lease.released = True
-        return None if int(result) < 0 else int(result)
+        version, waiting = int(result[0]), int(result[1])
+        return Written(None if version < 0 else version, waiting)
 
     async def get(self, integration: str, connection_id: str) -> Connection:
         return parse_connection(await self._hash(integration, connection_id))

@@ -16,7 +16,7 @@ from tokenlife.adapters.event_stream import EventStream, new_event
 from tokenlife.adapters.locks import Lease
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.storage_errors import retry_while_unavailable
-from tokenlife.adapters.token_store import Backoff, TokenStore
+from tokenlife.adapters.token_store import Backoff, TokenStore, Written
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, classify, status_for
@@ -39,7 +39,7 @@ _FAILURE_FIELDS = (
     "consecutive_failures", "failing_since", "refresh_failing_alerted",
     "failure_window_start", "failure_window_count", "last_error", "status_reason",
 )  # fmt: skip
-# A recovery brings forward at most this many of the provider's waiting retries, within
+# A successful refresh brings forward at most this many of the provider's waiting retries, within
 # this many seconds: bounded work per success, and each of those recoveries brings more.
 PULL_FORWARD_LIMIT = 20
 PULL_FORWARD_SPREAD_SECONDS = 2.0
@@ -83,13 +83,13 @@ class OutcomeWriter:
 
     async def _write(
         self, connection: Connection, what: str, retry: WriteRetry | None = None, **update: object
-    ) -> int | None:
-        """store.update, retried through a Redis outage; one operation id for every try,
+    ) -> Written:
+        """store.write, retried through a Redis outage; one operation id for every try,
         so an attempt that landed but whose reply was lost counts as written."""
         operation = secrets.token_hex(8)
         policy = retry or self.save_retry
         return await retry_while_unavailable(
-            lambda: self._store.update(connection, operation=operation, **update),  # type: ignore[arg-type]
+            lambda: self._store.write(connection, operation=operation, **update),  # type: ignore[arg-type]
             policy.seconds,
             what=f"{what} of {connection.integration}/{connection.connection_id}",
             base_seconds=policy.base_seconds,
@@ -121,7 +121,7 @@ class OutcomeWriter:
             next_refresh_at=events.iso8601(next_at),
         )  # fmt: skip
         try:
-            version = await self._write(
+            written = await self._write(
                 connection, "saving refreshed tokens",
                 now=now, tokens=new,
                 set_fields={"status": status_for(verdict).value, "verdict": verdict.value,
@@ -137,7 +137,7 @@ class OutcomeWriter:
                       connection.connection_id, type(exc).__name__)  # fmt: skip
             await self._mark_lost(integration, connection, now, rotated)
             return Result(Outcome.SAVE_FAILED)
-        if version is None:
+        if written.version is None:
             if rotated:
                 await self._rotation_conflict(integration, connection, now)
             else:
@@ -151,6 +151,9 @@ class OutcomeWriter:
                 failed_attempts=connection.consecutive_failures,
                 failing_since=events.iso8601(connection.failing_since),
             )  # fmt: skip
+        if written.backoff_waiting:
+            # The provider answers: whichever connection showed it, the others' retries
+            # need not sit out their backoff (checked in the write, one ZCARD).
             await self._pull_forward(connection.provider)
         return Result(Outcome.REFRESHED)
 
@@ -234,7 +237,7 @@ class OutcomeWriter:
             now=now, set_fields=plan.fields, schedule_at=plan.due, event=plan.alert,
             lease=lease, backoff=Backoff.ADD,
         )  # fmt: skip
-        if written is None:
+        if written.version is None:
             return Result(Outcome.CONFLICT, exc)
         unknown = ", outcome unknown" if plan.outcome_unknown else ""
         log.warning("refresh of %s/%s failed (%s, attempt %s%s); next try in %.0f s",
@@ -265,13 +268,13 @@ class OutcomeWriter:
             error=exc.error, error_description=exc.description,
             diagnosis=[cause.as_dict() for cause in diagnosis],
         )  # fmt: skip
-        version = await self._write(
+        written = await self._write(
             connection, "recording a refused refresh",
             now=now, unschedule=True, event=alert, lease=lease, backoff=Backoff.REMOVE,
             set_fields={"status": Status.REAUTHORIZATION_REQUIRED.value, "last_error": exc.error},
             delete_fields=("status_reason",),
         )  # fmt: skip
-        if version is None:
+        if written.version is None:
             return Result(Outcome.CONFLICT, exc)
         log.warning("connection %s/%s needs re-authorization: %s",
                     connection.integration, connection.connection_id, exc.error)  # fmt: skip
