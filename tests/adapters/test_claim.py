@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
 from tokenlife.adapters.locks import Lease, Locks
-from tokenlife.adapters.token_store import Claim, TokenStore
+from tokenlife.adapters.token_store import Claim, ClaimKind, TokenStore
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.settings import Settings
@@ -113,7 +113,7 @@ async def test_claims_stop_at_the_slot_limit_and_a_throttled_claim_frees_its_loc
     assert all(tokens)
     assert len(set(tokens)) == 3
     assert await slot_members(redis, keys, provider) == sorted(cast(list[str], tokens))
-    assert throttled == Claim("throttled")
+    assert throttled == Claim(ClaimKind.THROTTLED)
     assert not await locks.held(integration, fourth)
     # Nothing of the throttled claim stays behind: with room, it is taken at once.
     assert (await store.claim(integration, fourth, provider, 4)).kind == "ok"
@@ -176,14 +176,14 @@ async def test_a_locked_connection_is_not_claimed_and_takes_no_slot(
     integration, cid, _ = await saved(store, provider)
     first = lease_of(await store.claim(integration, cid, provider, 5))
 
-    assert await store.claim(integration, cid, provider, 5) == Claim("locked")
+    assert await store.claim(integration, cid, provider, 5) == Claim(ClaimKind.LOCKED)
     assert await slot_members(redis, keys, provider) == [first.slot_token]
     assert await redis.get(keys.lock(integration, cid)) == first.lock_token
 
     # A lock taken outside a claim (an on-demand refresh) counts the same.
     other_integration, other, _ = await saved(store, provider)
     assert await locks.acquire(other_integration, other) is not None
-    assert await store.claim(other_integration, other, provider, 5) == Claim("locked")
+    assert await store.claim(other_integration, other, provider, 5) == Claim(ClaimKind.LOCKED)
 
 
 async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
@@ -191,7 +191,7 @@ async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
 ) -> None:
     provider, integration, cid = new_name("provider"), new_name("it"), new_name("conn")
 
-    assert await store.claim(integration, cid, provider, 5) == Claim("gone")
+    assert await store.claim(integration, cid, provider, 5) == Claim(ClaimKind.GONE)
 
     assert not await locks.held(integration, cid)
     assert await slot_members(redis, keys, provider) == []
@@ -269,7 +269,7 @@ async def test_concurrent_claims_never_exceed_the_limit(
         await other.aclose()
 
     kinds = [claim.kind for claim in claims]
-    assert (kinds.count("ok"), kinds.count("throttled")) == (10, 40), kinds
+    assert (kinds.count(ClaimKind.OK), kinds.count(ClaimKind.THROTTLED)) == (10, 40), kinds
     granted = [lease_of(claim).slot_token for claim in claims if claim.kind == "ok"]
     assert all(granted)
     assert await slot_members(redis, keys, provider) == sorted(cast(list[str], granted))
@@ -333,3 +333,20 @@ async def test_a_claim_never_puts_back_a_connection_that_is_off_the_schedule(
     lease_of(await store.claim(integration, cid, provider, 1, 30))
 
     assert await redis.zscore(keys.schedule, keys.member(integration, cid)) is None
+
+
+async def test_a_slot_lives_no_longer_than_the_lock(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    """A claim whose caller was cancelled before the reply came leaks nothing for long."""
+    provider = new_name("provider")
+    integration, cid, _ = await saved(store, provider, expires_in=60)  # lock: 30 s
+    before = time.time()
+
+    lease = lease_of(await store.claim(integration, cid, provider, 3))
+
+    lock_ms = await redis.pttl(keys.lock(integration, cid))
+    slot_until = await redis.zscore(keys.provider_slots(provider), cast(str, lease.slot_token))
+    assert 25_000 < lock_ms <= 30_000
+    assert slot_until is not None and slot_until <= time.time() + 30.5
+    assert slot_until >= before + 25 < before + PROVIDER_SLOT_TTL_SECONDS

@@ -55,11 +55,18 @@ class Written:
     backoff_waiting: int = 0
 
 
+class ClaimKind(StrEnum):
+    OK = "ok"
+    LOCKED = "locked"  # someone else holds the connection's lock
+    GONE = "gone"  # no such connection
+    THROTTLED = "throttled"  # every slot of the provider is taken
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """The outcome of taking a connection for a refresh in one round trip."""
 
-    kind: str  # "ok", "locked", "gone" or "throttled"
+    kind: ClaimKind
     connection: Connection | None = None
     lease: Lease | None = None
     refresh_ciphertext: str | None = None
@@ -112,14 +119,14 @@ class TokenStore:
                   PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
                   self._keys.member(integration, connection_id), grace],
         )  # fmt: skip
-        kind = reply[0]
-        if kind != "ok":
+        kind = ClaimKind(reply[0])
+        if kind is not ClaimKind.OK:
             return Claim(kind)
         flat = reply[1]
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         if reply[2] != "slot":
             lease = Lease(integration, connection_id, provider, lease.lock_token, None)
-        return Claim("ok", parse_connection(raw), lease, raw.get("refresh_token"))
+        return Claim(ClaimKind.OK, parse_connection(raw), lease, raw.get("refresh_token"))
 
     def decrypt(self, ciphertext: str) -> str:
         return self._cipher.decrypt(ciphertext)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.locks import Lease, Locks
-from tokenlife.adapters.token_store import Claim, TokenStore
+from tokenlife.adapters.token_store import Claim, ClaimKind, TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
@@ -109,9 +109,9 @@ class AccessTokens:
                 name, connection_id, integration.provider, self._slots,
                 integration.preset.facts.refresh_token_reuse_grace_seconds,
             )  # fmt: skip
-            if claim.kind == "gone":
+            if claim.kind is ClaimKind.GONE:
                 raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
-            if claim.kind != "ok":
+            if claim.kind is not ClaimKind.OK:
                 # Someone is refreshing it, or the provider has all the refreshes it may
                 # take: wait for them, then read again.
                 await asyncio.sleep(_POLL_SECONDS)
