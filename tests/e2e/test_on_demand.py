@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -127,12 +127,14 @@ async def test_the_token_api_answers_503_with_retry_after_within_the_bound(
 
 async def test_a_timed_out_refresh_at_a_rotating_provider_is_retried_promptly(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings,
-    runtime: Runtime,
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     cid, family = await connected(tl, worker)
     await stale(redis, settings, cid, expires_in=-5)  # lapsed: the alert goes out too
     # Slower than the 1 s HTTP timeout: the provider rotates, the answer never arrives.
-    fakes.generic.script_refresh(family, Reply(delay=1.5))
+    fakes.generic.script_refresh(family, Reply(delay=1.5), Reply())
+    # The provider keeps a rotated-out token working for a while (Okta's grace period).
+    monkeypatch.setattr(fakes.generic, "reuse_grace_seconds", 60.0)
 
     with pytest.raises(TransientError):  # the bound or the timeout, whichever comes first
         await runtime.access.get(INTEGRATION, cid)
@@ -154,6 +156,28 @@ async def test_a_timed_out_refresh_at_a_rotating_provider_is_retried_promptly(
         lambda: _true(fakes.generic.families[family].refreshes == 1),
         timeout=10, what="the provider to process the abandoned request",
     )  # fmt: skip
+
+    # How the prompt retry ends: the stored (rotated-out) token, inside the provider's
+    # reuse grace, gets a new token set, saved; nothing counts as reuse.
+    state = fakes.generic.families[family]
+    rotated_out = state.previous
+    assert rotated_out is not None and rotated_out != state.live
+    assert connection.next_refresh_at is not None
+    await wait_until(
+        lambda: _true(time.time() >= cast(float, connection.next_refresh_at)),
+        timeout=10, what="the prompt retry to come due",
+    )  # fmt: skip
+    await run_refresh_tick(worker)
+
+    async def recovered() -> bool:
+        return (await tl.connection(INTEGRATION, cid)).consecutive_failures == 0
+
+    await wait_until(recovered, timeout=15, what="the prompt retry to be saved")
+    after = await tl.connection(INTEGRATION, cid)
+    assert (after.status, after.status_reason) == (Status.ACTIVE, None)
+    assert state.refreshes == 2 and state.reuse_detected == 0 and not state.revoked
+    stored = (await runtime.tokens.tokens(INTEGRATION, cid)).refresh_token
+    assert stored == state.live and stored != rotated_out
 
 
 async def _true(value: bool) -> bool:

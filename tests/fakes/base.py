@@ -65,6 +65,8 @@ class Family:
     revoked: bool = False
     refreshes: int = 0
     reuse_detected: int = 0
+    previous: str | None = None  # the one `live` replaced, and when
+    rotated_at: float = 0.0
 
 
 class FakeProvider:
@@ -77,6 +79,9 @@ class FakeProvider:
     retires_used_refresh_tokens = False
     # Presenting a rotated-out refresh token revokes the whole family (Auth0's rule).
     detects_reuse = False
+    # ... except the one just rotated out, for this many seconds (Okta's grace period,
+    # Atlassian's 10 minutes, Auth0's rotation overlap period).
+    reuse_grace_seconds: float | None = None
     # An OpenID provider returns an ID token (with the user as `sub`) when `openid` is
     # requested (OIDC Core §3.1.3.3); Google and Microsoft do.
     issues_id_tokens = True
@@ -173,7 +178,8 @@ class FakeProvider:
         if give and family is not None:
             refresh = self._new_secret("rt")
             with self.lock:
-                self.families.setdefault(family, Family(grant)).live = refresh
+                held = self.families.setdefault(family, Family(grant))
+                held.previous, held.rotated_at, held.live = held.live, time.monotonic(), refresh
                 self.refresh_tokens[refresh] = family
             body["refresh_token"] = refresh
         return body
@@ -294,7 +300,12 @@ class FakeProvider:
         with self.lock:
             if family.revoked:
                 return self.json(400, self.error_body("invalid_grant", "Token family revoked."))
-            if self.retires_used_refresh_tokens and presented != family.live:
+            in_grace = (
+                self.reuse_grace_seconds is not None
+                and presented == family.previous
+                and time.monotonic() - family.rotated_at <= self.reuse_grace_seconds
+            )
+            if self.retires_used_refresh_tokens and presented != family.live and not in_grace:
                 if self.detects_reuse:
                     family.revoked = True
                     family.reuse_detected += 1
