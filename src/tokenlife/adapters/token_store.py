@@ -272,17 +272,6 @@ class TokenStore:
     async def tokens(self, integration: str, connection_id: str) -> TokenSet:
         return (await self.load(integration, connection_id))[1]
 
-    async def note_alert(self, event: Event) -> None:
-        """Remember an alert on its connection (the API shows the last one)."""
-        value = last_alert(event)
-        if value and event.data.get("connection_id"):
-            key = self._keys.connection(event.data["integration"], event.data["connection_id"])
-            # Only on a hash that exists: a plain HSET would re-create a connection deleted
-            # since the alert was raised, as a half-written record.
-            await scripts.register(self._redis, "hset_if_exists")(
-                keys=[key], args=["last_alert", value]
-            )
-
     async def delete(self, integration: str, connection_id: str, provider: str = "") -> bool:
         """The hash, its schedule entries and the index entry, in one transaction."""
         member = self._keys.member(integration, connection_id)
