@@ -19,7 +19,8 @@
     │   ├── ServerError              HTTP 5xx
     │   ├── RateLimitedError         HTTP 429
     │   ├── TemporarilyUnavailableError  (also an OAuthError)
-    │   └── StorageUnavailableError  Redis could not be reached or refused the write
+    │   ├── StorageUnavailableError  Redis could not be reached or refused the write
+    │   └── ConnectionBusyError      a refresh held the connection's lock past the wait
     └── ProviderError                terminal: the provider said no, or said nonsense
         ├── InvalidResponseError     not JSON, no access_token, bad expires_in, too large
         ├── InvalidIdTokenError      an id_token that is not a JWT for this client and issuer
@@ -143,6 +144,17 @@ class StorageUnavailableError(TransientError):
     """Raised when Redis could not be reached (or was loading) after the retries allowed."""
 
     error = "storage_unavailable"
+
+
+class ConnectionBusyError(TransientError):
+    """Raised when a delete waited its bound for the connection's lock (a refresh holds
+    it); nothing was changed, and the provider is not at fault."""
+
+    error = "connection_busy"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderError(TokenlifeError):

@@ -30,6 +30,7 @@ from tokenlife.core.policy import Status
 from tokenlife.errors import TransientError
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.services.connections import ConnectionRemoval
 from tokenlife.settings import Settings
 from tokenlife.web.app import create_app
 
@@ -231,3 +232,26 @@ async def test_status_is_degraded_while_refreshes_fail_after_expiry_and_active_a
 
     await wait_until(active, timeout=30, what="the status to become active again")
     assert (await tl.connection(INTEGRATION, cid)).status_reason is None
+
+
+async def test_a_delete_that_waits_out_a_refresh_answers_connection_busy(
+    tl: Tokenlife, worker: WorkerHandle, redis: Redis, settings: Settings, runtime: Runtime
+) -> None:
+    cid, _ = await connected(tl, worker)
+    # A refresh holds the lock (as a worker's claim would), past a short wait.
+    await redis.set(f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}", "a-refresh", px=60_000)
+    runtime.removal = ConnectionRemoval(
+        integrations=runtime.config.integrations, store=runtime.tokens, locks=runtime.locks,
+        lock_wait_seconds=0.3, events_=runtime.events, http=runtime.http,
+        http_timeout=settings.http_timeout_seconds,
+    )  # fmt: skip
+    async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as client:
+        response = await client.delete(
+            f"/api/connections/{INTEGRATION}/{cid}", headers={"Authorization": f"Bearer {KEY}"}
+        )
+        body: dict[str, Any] = await response.json()
+
+    assert response.status == 503, body
+    assert body["error"] == "connection_busy"
+    assert response.headers["Retry-After"] == "5"
+    assert (await tl.connection(INTEGRATION, cid)).status is Status.ACTIVE  # nothing deleted
