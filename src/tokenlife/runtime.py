@@ -106,13 +106,10 @@ class Runtime:
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
-        self.tokens = TokenStore(
-            redis, keys, cipher, settings.events_max_length,
-            # A claim's lock outlives one token request, however little the token has left.
-            lock_min_seconds=settings.http_timeout_seconds + 5,
-        )  # fmt: skip
+        self.tokens = TokenStore(redis, keys, cipher, settings.events_max_length)
         self.schedule = RefreshSchedule(redis, keys)
-        self.locks = Locks(redis, keys)
+        # A claim's lock outlives one token request, however little the token has left.
+        self.locks = Locks(redis, keys, lock_min_seconds=settings.http_timeout_seconds + 5)
         self.events = EventStream(redis, keys, settings.events_max_length)
         policy = SchedulePolicy(
             expiry_lead_seconds=[d * SECONDS_PER_DAY for d in settings.expiry_alert_lead_days]

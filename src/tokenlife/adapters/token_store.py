@@ -25,12 +25,7 @@ from tokenlife.adapters.connection_record import (
     token_fields,
 )
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.keys import (
-    MIN_LEASE_SECONDS,
-    PROVIDER_SLOT_TTL_SECONDS,
-    REFRESH_LOCK_TTL_SECONDS,
-    Keys,
-)
+from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Lease
 from tokenlife.core.events import Event
 from tokenlife.core.policy import Status, Verdict
@@ -55,23 +50,6 @@ class Written:
     backoff_waiting: int = 0
 
 
-class ClaimKind(StrEnum):
-    OK = "ok"
-    LOCKED = "locked"  # someone else holds the connection's lock
-    GONE = "gone"  # no such connection
-    THROTTLED = "throttled"  # every slot of the provider is taken
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """The outcome of taking a connection for a refresh in one round trip."""
-
-    kind: ClaimKind
-    connection: Connection | None = None
-    lease: Lease | None = None
-    refresh_ciphertext: str | None = None
-
-
 class TokenStore:
     def __init__(
         self,
@@ -79,54 +57,14 @@ class TokenStore:
         keys: Keys,
         cipher: Cipher,
         events_max_length: int = 100_000,
-        *,
-        lock_min_seconds: float = MIN_LEASE_SECONDS,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._cipher = cipher
-        # A claim's lock never lives shorter than this (longer than one token request).
-        self._lock_min_ms = int(min(lock_min_seconds, REFRESH_LOCK_TTL_SECONDS) * 1000)
         self._save = scripts.register(redis, "save_connection")
         self._update = scripts.register(redis, "update_connection")
-        self._claim = scripts.register(redis, "claim_connection")
         # Events published inside a write go to the same capped stream as EventStream's.
         self._events_max_length = events_max_length
-
-    async def claim(
-        self,
-        integration: str,
-        connection_id: str,
-        provider: str,
-        slots: int,
-        reuse_grace_seconds: int | None = None,
-    ) -> Claim:
-        """Lock the connection, read it and, when it has a refresh token, take one of the
-        provider's slots: one round trip instead of three on the hot path. The lock (and,
-        for a refresh, the schedule entry) lasts half the time the token has left and half
-        the provider's reuse grace, at least one request (claim_connection.lua); times
-        are Redis's."""
-        lease = Lease.new(integration, connection_id, provider)
-        grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
-        reply = await self._claim(
-            keys=[
-                self._keys.lock(integration, connection_id),
-                self._keys.provider_slots(provider),
-                self._keys.connection(integration, connection_id),
-                self._keys.schedule,
-            ],
-            args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
-                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
-                  self._keys.member(integration, connection_id), grace],
-        )  # fmt: skip
-        kind = ClaimKind(reply[0])
-        if kind is not ClaimKind.OK:
-            return Claim(kind)
-        flat = reply[1]
-        raw = dict(zip(flat[::2], flat[1::2], strict=True))
-        if reply[2] != "slot":
-            lease = Lease(integration, connection_id, provider, lease.lock_token, None)
-        return Claim(ClaimKind.OK, parse_connection(raw), lease, raw.get("refresh_token"))
 
     def decrypt(self, ciphertext: str) -> str:
         return self._cipher.decrypt(ciphertext)

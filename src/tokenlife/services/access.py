@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.locks import Lease, Locks
-from tokenlife.adapters.token_store import Claim, ClaimKind, TokenStore
+from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
@@ -105,7 +105,7 @@ class AccessTokens:
                         name, connection_id, "access token expired, no refresh token"
                     )
                 return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
-            claim = await self._store.claim(
+            claim = await self._locks.claim(
                 name, connection_id, integration.provider, self._slots,
                 integration.preset.facts.refresh_token_reuse_grace_seconds,
             )  # fmt: skip

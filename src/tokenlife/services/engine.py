@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from tokenlife.adapters.fleet_metrics import latency_fields
-from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.locks import Claim, ClaimKind, Locks
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
-from tokenlife.adapters.token_store import Claim, ClaimKind, TokenStore
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status
 from tokenlife.services.expiry import ExpiryWatch
@@ -95,7 +95,7 @@ class RefreshEngine:
             log.warning("due connection %s/%s: integration not configured",
                         due.integration, due.connection_id)  # fmt: skip
             return "unknown_integration", None
-        claim = await self._store.claim(
+        claim = await self._locks.claim(
             due.integration, due.connection_id, integration.provider, self._concurrency,
             integration.preset.facts.refresh_token_reuse_grace_seconds,
         )  # fmt: skip
