@@ -132,7 +132,12 @@ async def test_pull_forward_only_drops_members_that_are_gone_or_no_longer_failin
     await redis.delete(keys.connection(*deleted))
     version = (await store.get(*recovered)).version
 
-    assert await schedule.pull_forward(provider, limit=10, spread=1.0, rng=random.Random(3)) == 0
+    assert (
+        await schedule.pull_forward(
+            provider, limit=10, spread=1.0, rng=random.Random(3), least_wait=0
+        )
+        == 0
+    )
 
     assert await redis.zcard(keys.backoff(provider)) == 0
     assert not await redis.exists(keys.connection(*deleted))  # never re-created
@@ -200,7 +205,9 @@ async def test_a_recovery_brings_forward_waiting_retries_but_not_a_running_one(
     await redis.set(keys.lock(*running), "someone")
     now = time.time()
 
-    moved = await schedule.pull_forward(provider, limit=10, spread=2.0, rng=random.Random(7))
+    moved = await schedule.pull_forward(
+        provider, limit=10, spread=2.0, rng=random.Random(7), least_wait=0
+    )
 
     assert moved == 3
     for integration, cid in waiting:
@@ -221,5 +228,40 @@ async def test_pull_forward_does_bounded_work(store: TokenStore, redis: Redis, k
         await failing(redis, keys, integration, cid)
         await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time() + 900})
 
-    assert await schedule.pull_forward(provider, limit=2, spread=1.0, rng=random.Random(1)) == 2
+    assert (
+        await schedule.pull_forward(
+            provider, limit=2, spread=1.0, rng=random.Random(1), least_wait=0
+        )
+        == 2
+    )
     assert await redis.zcard(keys.backoff(provider)) == 3
+
+
+async def test_pull_forward_keeps_a_fresh_failure_and_a_retry_after(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    """A connection that failed a moment ago (for a reason of its own, perhaps) keeps its
+    backoff; one the provider told to wait (Retry-After) moves no earlier than that."""
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    fresh = await saved(store, provider, due_in=900)
+    told = await saved(store, provider, due_in=900)
+    long_ago = repr(time.time() - 60)
+    not_before = time.time() + 120
+    for integration, cid in (fresh, told):
+        await failing(redis, keys, integration, cid)
+        await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time()})
+    await redis.hset(keys.connection(*fresh), "updated_at", repr(time.time()))
+    await redis.hset(
+        keys.connection(*told),
+        mapping={"updated_at": long_ago, "retry_not_before": repr(not_before)},
+    )
+
+    moved = await schedule.pull_forward(
+        provider, limit=10, spread=1.0, rng=random.Random(5), least_wait=30
+    )
+
+    assert moved == 1
+    assert (await store.get(*fresh)).next_refresh_at == pytest.approx(time.time() + 900, abs=5)
+    assert await redis.zrange(keys.backoff(provider), 0, -1) == [keys.member(*fresh)]
+    assert (await store.get(*told)).next_refresh_at == pytest.approx(not_before, abs=1e-3)

@@ -283,6 +283,8 @@ async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_
         failing, now=time.time(), schedule_at=far, backoff=Backoff.ADD,
         set_fields={"consecutive_failures": "4", "last_error": "temporarily_unavailable"},
     )  # fmt: skip
+    # It last failed a minute ago (a pull-forward leaves fresher failures alone).
+    await rig.redis.hset(rig.keys.connection(INTEGRATION, waiting), "updated_at", time.time() - 60)
     connection = await rig.store.get(INTEGRATION, cid)
     assert connection.consecutive_failures == 0
 

@@ -94,6 +94,10 @@ class FailureBookkeeping:
             "failure_window_count": str(window.count),
             "last_error": error,
         }
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            # The provider's word: no recovery elsewhere brings this retry before it.
+            fields["retry_not_before"] = repr(now + retry_after)
         if lapsed and connection.status is Status.ACTIVE:
             # No usable access token and no new one coming: not active, say why.
             fields["status"] = Status.DEGRADED.value

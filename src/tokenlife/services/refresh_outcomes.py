@@ -38,11 +38,15 @@ log = logging.getLogger(__name__)
 _FAILURE_FIELDS = (
     "consecutive_failures", "failing_since", "refresh_failing_alerted",
     "failure_window_start", "failure_window_count", "last_error", "status_reason",
+    "retry_not_before",
 )  # fmt: skip
 # A successful refresh brings forward at most this many of the provider's waiting retries, within
 # this many seconds: bounded work per success, and each of those recoveries brings more.
 PULL_FORWARD_LIMIT = 20
 PULL_FORWARD_SPREAD_SECONDS = 2.0
+# ... and only retries of connections that last failed this long ago: a connection failing
+# for a reason of its own keeps a backoff of at least this much.
+PULL_FORWARD_LEAST_WAIT_SECONDS = 30.0
 
 
 class Outcome(StrEnum):
@@ -164,7 +168,11 @@ class OutcomeWriter:
             return
         try:
             await self._schedule.pull_forward(
-                provider, PULL_FORWARD_LIMIT, PULL_FORWARD_SPREAD_SECONDS, self._rng
+                provider,
+                PULL_FORWARD_LIMIT,
+                PULL_FORWARD_SPREAD_SECONDS,
+                self._rng,
+                PULL_FORWARD_LEAST_WAIT_SECONDS,
             )
         except Exception:  # an optimisation: the retries come anyway
             log.warning("could not bring forward the retries of %s", provider, exc_info=True)
