@@ -6,10 +6,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis as sync_redis
+
+from tests.support import wait_for
 
 
 def free_port() -> int:
@@ -38,16 +39,8 @@ class RedisProcess:
              "--save", "", "--protected-mode", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        client = sync_redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except sync_redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        client = sync_redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+        wait_for(lambda: _answers(client), timeout=10, what=f"redis-server on {self.port}")
         client.close()
 
     def kill(self) -> None:
@@ -55,3 +48,11 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+
+def _answers(client: sync_redis.Redis) -> bool:
+    """Up and serving: refused while starting, BusyLoadingError while it replays its AOF."""
+    try:
+        return bool(client.ping())
+    except (sync_redis.ConnectionError, sync_redis.exceptions.BusyLoadingError):
+        return False

@@ -20,7 +20,8 @@
     │   ├── RateLimitedError         HTTP 429
     │   ├── TemporarilyUnavailableError  (also an OAuthError)
     │   ├── StorageUnavailableError  Redis could not be reached or refused the write
-    │   └── CodeNotTakenError        an exchange may send its code again on the retry
+    │   ├── CodeNotTakenError        an exchange may send its code again on the retry
+    │   └── ConnectionBusyError      a refresh held the connection's lock past the wait
     └── ProviderError                terminal: the provider said no, or said nonsense
         ├── InvalidResponseError     not JSON, no access_token, bad expires_in, too large
         ├── InvalidIdTokenError      an id_token that is not a JWT for this client and issuer
@@ -155,6 +156,17 @@ class CodeNotTakenError(TransientError):
         self.error = cause.error
         self.retry_after = cause.retry_after
         self.unsent_at = unsent_at
+
+
+class ConnectionBusyError(TransientError):
+    """Raised when a delete waited its bound for the connection's lock (a refresh holds
+    it); nothing was changed, and the provider is not at fault."""
+
+    error = "connection_busy"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderError(TokenlifeError):

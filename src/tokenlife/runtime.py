@@ -4,6 +4,7 @@ the clients (Redis, aiohttp) of one process, created on the loop that will use t
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -49,6 +50,11 @@ from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.services.refresh import Refresher
 from tokenlife.services.scheduling import SchedulePolicy
 from tokenlife.settings import Settings, require_encryption_keys
+
+log = logging.getLogger(__name__)
+
+# At shutdown, a refresh whose answer has arrived gets this long to be saved.
+SHUTDOWN_SAVE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +106,10 @@ class Runtime:
         keys = Keys(settings.key_prefix)
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
-        self.tokens = TokenStore(
-            redis, keys, cipher, settings.events_max_length,
-            # A claim's lock outlives one token request, however little the token has left.
-            lock_min_seconds=settings.http_timeout_seconds + 5,
-        )  # fmt: skip
+        self.tokens = TokenStore(redis, keys, cipher, settings.events_max_length)
         self.schedule = RefreshSchedule(redis, keys)
-        self.locks = Locks(redis, keys)
+        # A claim's lock outlives one token request, however little the token has left.
+        self.locks = Locks(redis, keys, lock_min_seconds=settings.http_timeout_seconds + 5)
         self.events = EventStream(redis, keys, settings.events_max_length)
         policy = SchedulePolicy(
             expiry_lead_seconds=[d * SECONDS_PER_DAY for d in settings.expiry_alert_lead_days]
@@ -231,7 +234,21 @@ class Runtime:
             consumer=f"{socket.gethostname()}-{os.getpid()}",
         )
 
+    @property
+    def shutdown_seconds(self) -> float:
+        """How long close() waits for refreshes in flight: one token request and a few
+        seconds of saving. A save still waiting for Redis past that is abandoned (the
+        alternative, the full save-retry time, would hold a shutdown for minutes)."""
+        return self.config.settings.http_timeout_seconds + SHUTDOWN_SAVE_SECONDS
+
     async def close(self) -> None:
+        """Let refreshes already sent finish and be saved (bounded by shutdown_seconds),
+        then close the clients under them."""
+        bound = self.shutdown_seconds
+        if not await self.refresher.wait_running(bound):
+            log.error("closing with refreshes still running after %.0f s; a rotated refresh "
+                      "token may be lost", bound)  # fmt: skip
+        await self.access.wait_background(SHUTDOWN_SAVE_SECONDS)
         if self._discovery_task is not None:
             self._discovery_task.cancel()
             with suppress(asyncio.CancelledError):

@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
-from tokenlife.adapters.locks import Lease, Locks
-from tokenlife.adapters.token_store import Claim, TokenStore
+from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.settings import Settings
@@ -106,17 +106,17 @@ async def test_claims_stop_at_the_slot_limit_and_a_throttled_claim_frees_its_loc
     first_three = [await saved(store, provider) for _ in range(3)]
     integration, fourth, _ = await saved(store, provider)
 
-    leases = [lease_of(await store.claim(i, cid, provider, 3)) for i, cid, _ in first_three]
-    throttled = await store.claim(integration, fourth, provider, 3)
+    leases = [lease_of(await locks.claim(i, cid, provider, 3)) for i, cid, _ in first_three]
+    throttled = await locks.claim(integration, fourth, provider, 3)
 
     tokens = [lease.slot_token for lease in leases]
     assert all(tokens)
     assert len(set(tokens)) == 3
     assert await slot_members(redis, keys, provider) == sorted(cast(list[str], tokens))
-    assert throttled == Claim("throttled")
+    assert throttled == Claim(ClaimKind.THROTTLED)
     assert not await locks.held(integration, fourth)
     # Nothing of the throttled claim stays behind: with room, it is taken at once.
-    assert (await store.claim(integration, fourth, provider, 4)).kind == "ok"
+    assert (await locks.claim(integration, fourth, provider, 4)).kind == "ok"
 
 
 async def test_give_back_frees_the_lock_and_the_slot(
@@ -125,19 +125,19 @@ async def test_give_back_frees_the_lock_and_the_slot(
     provider = new_name("provider")
     integration, cid, _ = await saved(store, provider)
     other_integration, other, _ = await saved(store, provider)
-    lease = lease_of(await store.claim(integration, cid, provider, 1))
-    assert (await store.claim(other_integration, other, provider, 1)).kind == "throttled"
+    lease = lease_of(await locks.claim(integration, cid, provider, 1))
+    assert (await locks.claim(other_integration, other, provider, 1)).kind == "throttled"
 
     await locks.give_back(lease)
 
     assert lease.released
     assert not await locks.held(integration, cid)
     assert await slot_members(redis, keys, provider) == []
-    assert (await store.claim(other_integration, other, provider, 1)).kind == "ok"
-    assert (await store.claim(integration, cid, provider, 2)).kind == "ok"
+    assert (await locks.claim(other_integration, other, provider, 1)).kind == "ok"
+    assert (await locks.claim(integration, cid, provider, 2)).kind == "ok"
 
 
-async def test_slots_are_per_provider(store: TokenStore) -> None:
+async def test_slots_are_per_provider(store: TokenStore, locks: Locks) -> None:
     one, two = new_name("provider"), new_name("provider")
     (i1, c1, _), (i2, c2, _), (i3, c3, _) = (
         await saved(store, one),
@@ -145,9 +145,9 @@ async def test_slots_are_per_provider(store: TokenStore) -> None:
         await saved(store, one),
     )
 
-    assert (await store.claim(i1, c1, one, 1)).kind == "ok"
-    assert (await store.claim(i2, c2, two, 1)).kind == "ok"
-    assert (await store.claim(i3, c3, one, 1)).kind == "throttled"
+    assert (await locks.claim(i1, c1, one, 1)).kind == "ok"
+    assert (await locks.claim(i2, c2, two, 1)).kind == "ok"
+    assert (await locks.claim(i3, c3, one, 1)).kind == "throttled"
 
 
 async def test_a_connection_without_a_refresh_token_takes_no_slot(
@@ -156,10 +156,10 @@ async def test_a_connection_without_a_refresh_token_takes_no_slot(
     """It only gets an expiry check, no request to the provider: full slots don't stop it."""
     provider = new_name("provider")
     i1, refreshable, _ = await saved(store, provider)
-    taken = lease_of(await store.claim(i1, refreshable, provider, 1))
+    taken = lease_of(await locks.claim(i1, refreshable, provider, 1))
     integration, cid, _ = await saved(store, provider, refresh=False)
 
-    claim = await store.claim(integration, cid, provider, 1)
+    claim = await locks.claim(integration, cid, provider, 1)
 
     lease = lease_of(claim)
     assert lease.slot_token is None
@@ -174,16 +174,16 @@ async def test_a_locked_connection_is_not_claimed_and_takes_no_slot(
 ) -> None:
     provider = new_name("provider")
     integration, cid, _ = await saved(store, provider)
-    first = lease_of(await store.claim(integration, cid, provider, 5))
+    first = lease_of(await locks.claim(integration, cid, provider, 5))
 
-    assert await store.claim(integration, cid, provider, 5) == Claim("locked")
+    assert await locks.claim(integration, cid, provider, 5) == Claim(ClaimKind.LOCKED)
     assert await slot_members(redis, keys, provider) == [first.slot_token]
     assert await redis.get(keys.lock(integration, cid)) == first.lock_token
 
     # A lock taken outside a claim (an on-demand refresh) counts the same.
     other_integration, other, _ = await saved(store, provider)
     assert await locks.acquire(other_integration, other) is not None
-    assert await store.claim(other_integration, other, provider, 5) == Claim("locked")
+    assert await locks.claim(other_integration, other, provider, 5) == Claim(ClaimKind.LOCKED)
 
 
 async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
@@ -191,19 +191,19 @@ async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
 ) -> None:
     provider, integration, cid = new_name("provider"), new_name("it"), new_name("conn")
 
-    assert await store.claim(integration, cid, provider, 5) == Claim("gone")
+    assert await locks.claim(integration, cid, provider, 5) == Claim(ClaimKind.GONE)
 
     assert not await locks.held(integration, cid)
     assert await slot_members(redis, keys, provider) == []
 
 
 async def test_the_lock_and_the_slot_expire_after_their_ttls(
-    store: TokenStore, redis: Redis, keys: Keys
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
     provider, now = new_name("provider"), time.time()
     integration, cid, _ = await saved(store, provider, expires_in=86400)
 
-    lease = lease_of(await store.claim(integration, cid, provider, 1))
+    lease = lease_of(await locks.claim(integration, cid, provider, 1))
 
     ttl_ms = await redis.pttl(keys.lock(integration, cid))
     assert (REFRESH_LOCK_TTL_SECONDS - 10) * 1000 <= ttl_ms <= REFRESH_LOCK_TTL_SECONDS * 1000
@@ -223,42 +223,48 @@ async def test_the_lock_and_the_slot_expire_after_their_ttls(
     ],
 )
 async def test_the_lock_lives_half_the_time_the_token_has_left(
-    store: TokenStore, redis: Redis, keys: Keys, token_left: float, lowest: float, highest: float
+    store: TokenStore,
+    locks: Locks,
+    redis: Redis,
+    keys: Keys,
+    token_left: float,
+    lowest: float,
+    highest: float,
 ) -> None:
     provider = new_name("provider")
     integration, cid, _ = await saved(store, provider, expires_in=token_left)
 
-    lease_of(await store.claim(integration, cid, provider, 1))
+    lease_of(await locks.claim(integration, cid, provider, 1))
 
     ttl = await redis.pttl(keys.lock(integration, cid)) / 1000
     assert lowest <= ttl <= highest
 
 
 async def test_a_crashed_workers_expired_slot_is_reclaimed(
-    store: TokenStore, redis: Redis, keys: Keys
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
     provider = new_name("provider")
     (i1, crashed, _), (i2, cid, _) = await saved(store, provider), await saved(store, provider)
-    assert lease_of(await store.claim(i1, crashed, provider, 1)).slot_token is not None
-    assert (await store.claim(i2, cid, provider, 1)).kind == "throttled"
+    assert lease_of(await locks.claim(i1, crashed, provider, 1)).slot_token is not None
+    assert (await locks.claim(i2, cid, provider, 1)).kind == "throttled"
     # The crashed worker's slot as it is once its TTL (by Redis's clock) has passed.
     (stale,) = await slot_members(redis, keys, provider)
     await redis.zadd(keys.provider_slots(provider), {stale: time.time() - 1})
 
-    fresh = lease_of(await store.claim(i2, cid, provider, 1))
+    fresh = lease_of(await locks.claim(i2, cid, provider, 1))
 
     assert fresh.slot_token is not None
     assert await slot_members(redis, keys, provider) == [fresh.slot_token]
 
 
 async def test_concurrent_claims_never_exceed_the_limit(
-    store: TokenStore, cipher: Cipher, redis: Redis, keys: Keys, settings: Settings
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys, settings: Settings
 ) -> None:
     provider, integration = new_name("provider"), new_name("it")
     connections = [await saved(store, provider, integration=integration) for _ in range(50)]
     other = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        both = [store, TokenStore(other, keys, cipher)]
+        both = [locks, Locks(other, keys)]
         claims = await asyncio.gather(
             *(
                 both[n % 2].claim(integration, cid, provider, 10)
@@ -269,7 +275,7 @@ async def test_concurrent_claims_never_exceed_the_limit(
         await other.aclose()
 
     kinds = [claim.kind for claim in claims]
-    assert (kinds.count("ok"), kinds.count("throttled")) == (10, 40), kinds
+    assert (kinds.count(ClaimKind.OK), kinds.count(ClaimKind.THROTTLED)) == (10, 40), kinds
     granted = [lease_of(claim).slot_token for claim in claims if claim.kind == "ok"]
     assert all(granted)
     assert await slot_members(redis, keys, provider) == sorted(cast(list[str], granted))
@@ -278,13 +284,13 @@ async def test_concurrent_claims_never_exceed_the_limit(
 
 
 async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encrypted(
-    store: TokenStore, redis: Redis, keys: Keys
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
     provider = new_name("provider")
     integration, cid, tokens = await saved(store, provider)
     assert tokens.refresh_token is not None
 
-    claim = await store.claim(integration, cid, provider, 1)
+    claim = await locks.claim(integration, cid, provider, 1)
 
     lease = lease_of(claim)
     assert (lease.integration, lease.connection_id, lease.provider) == (integration, cid, provider)
@@ -306,7 +312,13 @@ async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encryp
      (0, REFRESH_LOCK_TTL_SECONDS - 1, REFRESH_LOCK_TTL_SECONDS), (None, 329.0, 330.0)],
 )  # fmt: skip
 async def test_a_refresh_claim_comes_due_again_inside_the_providers_reuse_grace(
-    store: TokenStore, redis: Redis, keys: Keys, grace: int | None, lowest: float, highest: float
+    store: TokenStore,
+    locks: Locks,
+    redis: Redis,
+    keys: Keys,
+    grace: int | None,
+    lowest: float,
+    highest: float,
 ) -> None:
     """A worker that dies mid-refresh: the lock frees and the connection comes due while
     the old refresh token still works at the provider (Okta: 30 s grace)."""
@@ -315,7 +327,7 @@ async def test_a_refresh_claim_comes_due_again_inside_the_providers_reuse_grace(
     member = keys.member(integration, cid)
     await redis.zadd(keys.schedule, {member: now + 7200})  # due later: a claim moves it closer
 
-    lease_of(await store.claim(integration, cid, provider, 1, grace))
+    lease_of(await locks.claim(integration, cid, provider, 1, grace))
 
     ttl = await redis.pttl(keys.lock(integration, cid)) / 1000
     assert lowest <= ttl <= highest
@@ -324,12 +336,29 @@ async def test_a_refresh_claim_comes_due_again_inside_the_providers_reuse_grace(
 
 
 async def test_a_claim_never_puts_back_a_connection_that_is_off_the_schedule(
-    store: TokenStore, redis: Redis, keys: Keys
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
     provider = new_name("provider")
     integration, cid, _ = await saved(store, provider, expires_in=86400)
     await redis.zrem(keys.schedule, keys.member(integration, cid))
 
-    lease_of(await store.claim(integration, cid, provider, 1, 30))
+    lease_of(await locks.claim(integration, cid, provider, 1, 30))
 
     assert await redis.zscore(keys.schedule, keys.member(integration, cid)) is None
+
+
+async def test_a_slot_lives_no_longer_than_the_lock(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    """A claim whose caller was cancelled before the reply came leaks nothing for long."""
+    provider = new_name("provider")
+    integration, cid, _ = await saved(store, provider, expires_in=60)  # lock: 30 s
+    before = time.time()
+
+    lease = lease_of(await locks.claim(integration, cid, provider, 3))
+
+    lock_ms = await redis.pttl(keys.lock(integration, cid))
+    slot_until = await redis.zscore(keys.provider_slots(provider), cast(str, lease.slot_token))
+    assert 25_000 < lock_ms <= 30_000
+    assert slot_until is not None and slot_until <= time.time() + 30.5
+    assert slot_until >= before + 25 < before + PROVIDER_SLOT_TTL_SECONDS

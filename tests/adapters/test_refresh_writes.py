@@ -116,6 +116,58 @@ async def test_token_deadlines_follow_the_tokens(
     assert await redis.zscore(keys.token_deadlines, member) is None
 
 
+async def failing(redis: Redis, keys: Keys, integration: str, cid: str) -> None:
+    await redis.hset(keys.connection(integration, cid), "consecutive_failures", "3")
+
+
+async def test_pull_forward_only_drops_members_that_are_gone_or_no_longer_failing(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    deleted = await saved(store, provider, due_in=900)
+    recovered = await saved(store, provider, due_in=900)  # not failing (reconnected, say)
+    for integration, cid in (deleted, recovered):
+        await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time()})
+    await redis.delete(keys.connection(*deleted))
+    version = (await store.get(*recovered)).version
+
+    assert (
+        await schedule.pull_forward(
+            provider, limit=10, spread=1.0, rng=random.Random(3), least_wait=0
+        )
+        == 0
+    )
+
+    assert await redis.zcard(keys.backoff(provider)) == 0
+    assert not await redis.exists(keys.connection(*deleted))  # never re-created
+    kept = await store.get(*recovered)
+    assert kept.version == version
+    assert kept.next_refresh_at == pytest.approx(time.time() + 900, abs=5)  # not moved
+
+
+async def test_a_new_authorization_and_an_unschedule_leave_the_backoff_set(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    integration, cid = await saved(store, "okta")
+    other = await saved(store, "okta")
+    members = [keys.member(integration, cid), keys.member(*other)]
+    await redis.zadd(keys.backoff("okta"), dict.fromkeys(members, time.time() + 600))
+
+    await saved_again(store, integration, cid, "okta")  # a reconnect
+    await store.update(await store.get(*other), now=time.time(), unschedule=True)
+
+    assert await redis.zcard(keys.backoff("okta")) == 0
+
+
+async def saved_again(store: TokenStore, integration: str, cid: str, provider: str) -> None:
+    await store.save(
+        integration=integration, connection_id=cid, provider=provider, tokens=token_set(),
+        verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=("openid",),
+        next_check_at=time.time() + 3000, now=time.time(),
+    )  # fmt: skip
+
+
 async def test_a_failure_joins_the_providers_backoff_set_and_a_success_leaves_it(
     store: TokenStore, redis: Redis, keys: Keys
 ) -> None:
@@ -146,13 +198,16 @@ async def test_a_recovery_brings_forward_waiting_retries_but_not_a_running_one(
     for integration, cid in (*waiting, running, soon):
         connection = await store.get(integration, cid)
         assert connection.next_refresh_at is not None
+        await failing(redis, keys, integration, cid)
         await redis.zadd(
             keys.backoff(provider), {keys.member(integration, cid): connection.next_refresh_at}
         )
     await redis.set(keys.lock(*running), "someone")
     now = time.time()
 
-    moved = await schedule.pull_forward(provider, limit=10, spread=2.0, rng=random.Random(7))
+    moved = await schedule.pull_forward(
+        provider, limit=10, spread=2.0, rng=random.Random(7), least_wait=0
+    )
 
     assert moved == 3
     for integration, cid in waiting:
@@ -170,7 +225,43 @@ async def test_pull_forward_does_bounded_work(store: TokenStore, redis: Redis, k
     provider = new_name("provider")
     for _ in range(5):
         integration, cid = await saved(store, provider, due_in=900)
+        await failing(redis, keys, integration, cid)
         await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time() + 900})
 
-    assert await schedule.pull_forward(provider, limit=2, spread=1.0, rng=random.Random(1)) == 2
+    assert (
+        await schedule.pull_forward(
+            provider, limit=2, spread=1.0, rng=random.Random(1), least_wait=0
+        )
+        == 2
+    )
     assert await redis.zcard(keys.backoff(provider)) == 3
+
+
+async def test_pull_forward_keeps_a_fresh_failure_and_a_retry_after(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    """A connection that failed a moment ago (for a reason of its own, perhaps) keeps its
+    backoff; one the provider told to wait (Retry-After) moves no earlier than that."""
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    fresh = await saved(store, provider, due_in=900)
+    told = await saved(store, provider, due_in=900)
+    long_ago = repr(time.time() - 60)
+    not_before = time.time() + 120
+    for integration, cid in (fresh, told):
+        await failing(redis, keys, integration, cid)
+        await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time()})
+    await redis.hset(keys.connection(*fresh), "updated_at", repr(time.time()))
+    await redis.hset(
+        keys.connection(*told),
+        mapping={"updated_at": long_ago, "retry_not_before": repr(not_before)},
+    )
+
+    moved = await schedule.pull_forward(
+        provider, limit=10, spread=1.0, rng=random.Random(5), least_wait=30
+    )
+
+    assert moved == 1
+    assert (await store.get(*fresh)).next_refresh_at == pytest.approx(time.time() + 900, abs=5)
+    assert await redis.zrange(keys.backoff(provider), 0, -1) == [keys.member(*fresh)]
+    assert (await store.get(*told)).next_refresh_at == pytest.approx(not_before, abs=1e-3)

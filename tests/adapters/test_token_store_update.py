@@ -343,11 +343,11 @@ def an_event(connection: Connection) -> Event:
     )
 
 
-async def claimed(store: TokenStore) -> tuple[Connection, Lease]:
+async def claimed(store: TokenStore, locks: Locks) -> tuple[Connection, Lease]:
     """A stored connection, taken for a refresh the way the engine takes it."""
     integration, cid = new_name("it"), new_name("conn")
     await save(store, integration, cid, token_set())
-    claim = await store.claim(integration, cid, "google", 5)
+    claim = await locks.claim(integration, cid, "google", 5)
     assert claim.kind == "ok" and claim.connection is not None and claim.lease is not None
     assert claim.lease.slot_token is not None
     return claim.connection, claim.lease
@@ -365,7 +365,7 @@ async def slot_members(redis: Redis, keys: Keys) -> list[str]:
 async def test_an_update_with_an_event_and_a_lease_writes_publishes_and_gives_back(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
-    connection, lease = await claimed(store)
+    connection, lease = await claimed(store, locks)
     event = an_event(connection)
     assert await locks.held(connection.integration, connection.connection_id)
     assert await slot_members(redis, keys) == [lease.slot_token]
@@ -390,7 +390,7 @@ async def test_an_update_with_an_event_and_a_lease_writes_publishes_and_gives_ba
 async def test_a_stale_update_with_an_event_and_a_lease_only_gives_back(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
-    stale, lease = await claimed(store)
+    stale, lease = await claimed(store, locks)
     assert await store.update(stale, now=NOW + 10, set_fields={"last_error": "x"}) is not None
     hash_before = await stored_hash(redis, keys, stale)
     score_before = await scheduled_at(redis, keys, stale)
@@ -425,7 +425,7 @@ async def test_an_update_with_an_expired_lease_leaves_the_new_holders_lock(
     store: TokenStore, locks: Locks, redis: Redis, keys: Keys
 ) -> None:
     """Our lock ran out and another worker took it: giving back ours must not free theirs."""
-    connection, lease = await claimed(store)
+    connection, lease = await claimed(store, locks)
     lock = keys.lock(connection.integration, connection.connection_id)
     await redis.delete(lock)  # as if REFRESH_LOCK_TTL_SECONDS had passed
     newer = await locks.acquire(connection.integration, connection.connection_id)

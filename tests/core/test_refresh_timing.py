@@ -10,7 +10,6 @@ from tokenlife.core.refresh_timing import (
     RefreshTiming,
     RetryPolicy,
     after_transient_failure,
-    bounded_lease,
     may_have_rotated,
     needs_refresh,
     next_refresh_at,
@@ -545,38 +544,31 @@ def test_hourly_cap_over_a_run_of_failures() -> None:
 
 
 @pytest.mark.parametrize(
-    ("expires_in", "expected"),
+    ("failures", "expires_in", "retry_after", "expected_in"),
     [
-        (3600.0, 300.0),  # a long-lived token: the longest lease
-        (601.0, 300.0),
-        (120.0, 60.0),  # half the time left
-        (60.0, 30.0),  # the 60-second tokens of the crash run: due again 30 s before expiry
-        (30.0, 15.0),
-        (20.0, 15.0),  # never below the shortest lease
-        (-30.0, 15.0),  # lapsed already
-        (None, 300.0),  # no known expiry: the longest
+        (1, 3600.0, None, 2.5),  # the backoff ends long before expiry
+        (6, 30.0, None, 30.0),  # 80 s of backoff: the retry comes when the token lapses
+        (6, 79.0, None, 79.0),
+        (6, 81.0, None, 80.0),  # the backoff is the shorter
+        (6, 30.0, 60.0, 60.0),  # capped at expiry, but never before Retry-After
+        (9, 30.0, 45.0, 45.0),
+        (6, -10.0, None, 80.0),  # lapsed already: the usual backoff (this one set degraded)
+        (6, None, None, 80.0),  # no known expiry
     ],
 )
-def test_bounded_lease(expires_in: float | None, expected: float) -> None:
-    expires_at = None if expires_in is None else NOW + expires_in
-    assert bounded_lease(expires_at=expires_at, now=NOW, longest=300, shortest=15) == expected
-
-
-@pytest.mark.parametrize(
-    ("grace", "expires_in", "expected"),
-    [
-        (30, 3600.0, 15.0),  # Okta's default grace: due again 15 s after a crash
-        (600, 3600.0, 300.0),  # Atlassian's 10 minutes: the longest lease is inside it
-        (600, 120.0, 60.0),  # the token is the tighter bound
-        (0, 3600.0, 300.0),  # no grace (Auth0's default): nothing to aim for
-        (10, 3600.0, 15.0),  # never below the shortest
-    ],
-)
-def test_bounded_lease_with_a_reuse_grace(grace: int, expires_in: float, expected: float) -> None:
-    lease = bounded_lease(
-        expires_at=NOW + expires_in, now=NOW, longest=300, shortest=15, reuse_grace_seconds=grace
+def test_a_transient_retry_comes_no_later_than_the_token_lapses(
+    failures: int, expires_in: float | None, retry_after: float | None, expected_in: float
+) -> None:
+    due, _ = after_transient_failure(
+        consecutive_failures=failures,
+        window=None,
+        policy=RetryPolicy(),  # 5 s doubling, equal jitter: 80 s after the 6th failure
+        retry_after=retry_after,
+        jitter=0.0,
+        now=NOW,
+        expires_at=None if expires_in is None else NOW + expires_in,
     )
-    assert lease == expected
+    assert due - NOW == pytest.approx(expected_in)
 
 
 @pytest.mark.parametrize(

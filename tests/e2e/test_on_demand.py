@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -30,6 +30,7 @@ from tokenlife.core.policy import Status
 from tokenlife.errors import TransientError
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.services.connections import ConnectionRemoval
 from tokenlife.settings import Settings
 from tokenlife.web.app import create_app
 
@@ -127,12 +128,14 @@ async def test_the_token_api_answers_503_with_retry_after_within_the_bound(
 
 async def test_a_timed_out_refresh_at_a_rotating_provider_is_retried_promptly(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings,
-    runtime: Runtime,
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     cid, family = await connected(tl, worker)
     await stale(redis, settings, cid, expires_in=-5)  # lapsed: the alert goes out too
     # Slower than the 1 s HTTP timeout: the provider rotates, the answer never arrives.
-    fakes.generic.script_refresh(family, Reply(delay=1.5))
+    fakes.generic.script_refresh(family, Reply(delay=1.5), Reply())
+    # The provider keeps a rotated-out token working for a while (Okta's grace period).
+    monkeypatch.setattr(fakes.generic, "reuse_grace_seconds", 60.0)
 
     with pytest.raises(TransientError):  # the bound or the timeout, whichever comes first
         await runtime.access.get(INTEGRATION, cid)
@@ -154,6 +157,28 @@ async def test_a_timed_out_refresh_at_a_rotating_provider_is_retried_promptly(
         lambda: _true(fakes.generic.families[family].refreshes == 1),
         timeout=10, what="the provider to process the abandoned request",
     )  # fmt: skip
+
+    # How the prompt retry ends: the stored (rotated-out) token, inside the provider's
+    # reuse grace, gets a new token set, saved; nothing counts as reuse.
+    state = fakes.generic.families[family]
+    rotated_out = state.previous
+    assert rotated_out is not None and rotated_out != state.live
+    assert connection.next_refresh_at is not None
+    await wait_until(
+        lambda: _true(time.time() >= cast(float, connection.next_refresh_at)),
+        timeout=10, what="the prompt retry to come due",
+    )  # fmt: skip
+    await run_refresh_tick(worker)
+
+    async def recovered() -> bool:
+        return (await tl.connection(INTEGRATION, cid)).consecutive_failures == 0
+
+    await wait_until(recovered, timeout=15, what="the prompt retry to be saved")
+    after = await tl.connection(INTEGRATION, cid)
+    assert (after.status, after.status_reason) == (Status.ACTIVE, None)
+    assert state.refreshes == 2 and state.reuse_detected == 0 and not state.revoked
+    stored = (await runtime.tokens.tokens(INTEGRATION, cid)).refresh_token
+    assert stored == state.live and stored != rotated_out
 
 
 async def _true(value: bool) -> bool:
@@ -207,3 +232,26 @@ async def test_status_is_degraded_while_refreshes_fail_after_expiry_and_active_a
 
     await wait_until(active, timeout=30, what="the status to become active again")
     assert (await tl.connection(INTEGRATION, cid)).status_reason is None
+
+
+async def test_a_delete_that_waits_out_a_refresh_answers_connection_busy(
+    tl: Tokenlife, worker: WorkerHandle, redis: Redis, settings: Settings, runtime: Runtime
+) -> None:
+    cid, _ = await connected(tl, worker)
+    # A refresh holds the lock (as a worker's claim would), past a short wait.
+    await redis.set(f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}", "a-refresh", px=60_000)
+    runtime.removal = ConnectionRemoval(
+        integrations=runtime.config.integrations, store=runtime.tokens, locks=runtime.locks,
+        lock_wait_seconds=0.3, events_=runtime.events, http=runtime.http,
+        http_timeout=settings.http_timeout_seconds,
+    )  # fmt: skip
+    async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as client:
+        response = await client.delete(
+            f"/api/connections/{INTEGRATION}/{cid}", headers={"Authorization": f"Bearer {KEY}"}
+        )
+        body: dict[str, Any] = await response.json()
+
+    assert response.status == 503, body
+    assert body["error"] == "connection_busy"
+    assert response.headers["Retry-After"] == "5"
+    assert (await tl.connection(INTEGRATION, cid)).status is Status.ACTIVE  # nothing deleted

@@ -23,11 +23,13 @@ from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
-from tokenlife.adapters.token_store import TokenStore
+from tokenlife.adapters.refresh_schedule import RefreshSchedule
+from tokenlife.adapters.token_store import Backoff, TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.tokens import TokenSet
+from tokenlife.errors import TransientError
 from tokenlife.library import Tokenlife
 from tokenlife.providers import load_presets
 from tokenlife.runtime import load_config
@@ -117,6 +119,7 @@ class Rig:
             presets=load_presets(), store=self.store, events_=EventStream(redis, keys, 10_000),
             http=self.http, http_timeout=5.0, retry=RetryPolicy(),
             schedule_policy=SchedulePolicy(expiry_lead_seconds=[]), locks=Locks(redis, keys),
+            schedule=RefreshSchedule(redis, keys),
             save_retry=WriteRetry(seconds=30.0, base_seconds=0.05, max_delay_seconds=0.2),
         )  # fmt: skip
 
@@ -150,7 +153,7 @@ async def rig(own_redis: RedisProcess, settings: Settings) -> AsyncIterator[Rig]
 async def test_the_save_is_retried_through_a_redis_crash_and_restart(
     rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tokenlife.services.durable_write")
+    caplog.set_level(logging.WARNING, logger="tokenlife.adapters.storage_errors")
     cid, family, old = await rig.seed(fakes)
     fakes.generic.script_refresh(family, Reply(delay=0.3))
     connection = await rig.store.get(INTEGRATION, cid)
@@ -208,3 +211,88 @@ async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
     assert "reuse_grace_seconds" in alert and "may be lost" in alert["error_description"]
     live = fakes.generic.families[family].live
     assert live is not None and old not in json.dumps(alert) and live not in json.dumps(alert)
+
+
+async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
+    worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings, tl: Tokenlife
+) -> None:
+    cid, family = await connected(tl, worker)
+    key = f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}"
+    await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
+    old = await tl.connection(INTEGRATION, cid)
+    live_before = fakes.generic.families[family].live
+    # Slower than the caller's bound, faster than the HTTP timeout (1 s).
+    fakes.generic.script_refresh(family, Reply(delay=0.6))
+    impatient = await Tokenlife.from_environment(
+        settings.model_copy(update={"api_token_wait_seconds": 0.2})
+    )
+    with pytest.raises(TransientError):
+        await impatient.get_access_token(INTEGRATION, cid)
+    assert presented(fakes, cast(str, live_before))
+
+    await impatient.aclose()  # what the one-shot get_access_token does next
+
+    stored = await tl.connection(INTEGRATION, cid)
+    state = fakes.generic.families[family]
+    assert stored.version > old.version and stored.consecutive_failures == 0, stored
+    assert state.refreshes == 1 and state.reuse_detected == 0
+    assert await _stored_refresh_token(settings, cid) == state.live != live_before
+
+
+async def test_a_save_that_finds_a_newer_version_after_a_rotation_alerts_and_marks(
+    rig: Rig, fakes: Fakes
+) -> None:
+    """What the residual race leaves (a claim after a Redis outage longer than the lock):
+    another writer got there while our rotated token waited to be saved."""
+    cid, family, old = await rig.seed(fakes)
+    fakes.generic.script_refresh(family, Reply(delay=0.3))
+    connection = await rig.store.get(INTEGRATION, cid)
+    task = asyncio.ensure_future(
+        rig.refresher.refresh(rig.integration, connection, old, time.time())
+    )
+    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+    # Another worker's write lands first (its own refresh, in the real race).
+    assert await rig.store.update(connection, now=time.time(), set_fields={"last_error": "x"})
+
+    result = await asyncio.wait_for(task, timeout=10)
+
+    assert result.outcome is Outcome.CONFLICT
+    assert fakes.generic.families[family].refreshes == 1  # the provider did rotate
+    marked = await rig.store.get(INTEGRATION, cid)
+    assert (marked.status, marked.status_reason) == (Status.DEGRADED, "refresh_token_may_be_lost")
+    assert marked.next_refresh_at is not None and marked.next_refresh_at <= time.time()
+    entries = cast(list[tuple[str, dict[str, str]]], await rig.redis.xrange(rig.keys.events))
+    alerts = [json.loads(f["data"]) for _, f in entries if f["type"] == "alert.refresh_failing"]
+    assert len(alerts) == 1, alerts
+    assert alerts[0]["error"] == "rotation_conflict"
+    assert alerts[0]["refresh_token_may_be_lost"] is True
+    live = fakes.generic.families[family].live
+    assert live is not None and live not in json.dumps(alerts[0])
+
+
+async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_forward(
+    rig: Rig, fakes: Fakes
+) -> None:
+    """The provider answers again: the first connection to show it need not have been
+    failing itself (its refresh was simply due)."""
+    cid, _, old = await rig.seed(fakes)
+    waiting, _, _ = await rig.seed(fakes)
+    far = time.time() + 900
+    failing = await rig.store.get(INTEGRATION, waiting)
+    assert await rig.store.update(
+        failing, now=time.time(), schedule_at=far, backoff=Backoff.ADD,
+        set_fields={"consecutive_failures": "4", "last_error": "temporarily_unavailable"},
+    )  # fmt: skip
+    # It last failed a minute ago (a pull-forward leaves fresher failures alone).
+    await rig.redis.hset(rig.keys.connection(INTEGRATION, waiting), "updated_at", time.time() - 60)
+    connection = await rig.store.get(INTEGRATION, cid)
+    assert connection.consecutive_failures == 0
+
+    result = await rig.refresher.refresh(rig.integration, connection, old, time.time())
+
+    assert result.outcome is Outcome.REFRESHED
+    moved = await rig.store.get(INTEGRATION, waiting)
+    assert moved.next_refresh_at is not None and moved.next_refresh_at <= time.time() + 2.0
+    member = rig.keys.member(INTEGRATION, waiting)
+    assert await rig.redis.zscore(rig.keys.schedule, member) == moved.next_refresh_at
+    assert await rig.redis.zcard(rig.keys.backoff("custom")) == 0

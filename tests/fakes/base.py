@@ -65,6 +65,8 @@ class Family:
     revoked: bool = False
     refreshes: int = 0
     reuse_detected: int = 0
+    previous: str | None = None  # the one `live` replaced, and when
+    rotated_at: float = 0.0
 
 
 class FakeProvider:
@@ -185,7 +187,7 @@ class FakeProvider:
                 entry = self.families.setdefault(family, Family(grant))
                 if entry.live is not None:
                     self.retired_at[entry.live] = time.monotonic()
-                entry.live = refresh
+                entry.previous, entry.rotated_at, entry.live = entry.live, time.monotonic(), refresh
                 self.refresh_tokens[refresh] = family
             body["refresh_token"] = refresh
         return body

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.base import Reply
+from tests.redis_process import RedisProcess
 from tests.services.exchange_support import attempt, consent, exchange_service, new_id
-from tests.services.redis_process import RedisProcess
 from tests.support import Fakes, stream_events, wait_until
 from tokenlife.errors import StorageUnavailableError
 from tokenlife.runtime import Runtime, load_config

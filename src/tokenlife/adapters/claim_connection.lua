@@ -9,7 +9,7 @@
 -- Time is the Redis server's (TIME); scripts that call TIME before writing need effects
 -- replication, the default since Redis 5.
 -- KEYS: 1 lock, 2 provider slots, 3 connection hash, 4 schedule.
--- ARGV: 1 lock token, 2 longest lock ms, 3 shortest lock ms, 4 slot TTL seconds,
+-- ARGV: 1 lock token, 2 longest lock ms, 3 shortest lock ms, 4 longest slot TTL seconds,
 -- 5 slot limit, 6 slot token, 7 schedule member, 8 the provider's reuse grace in seconds
 -- ('' when none is documented).
 -- Returns {'locked'}, {'gone'}, {'throttled'} or {'ok', fields, 'slot' | 'noslot'}.
@@ -40,6 +40,9 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[1])
   return {'throttled'}
 end
-redis.call('ZADD', KEYS[2], string.format('%.6f', now + tonumber(ARGV[4])), ARGV[6])
+-- The slot lives no longer than the lock: a claim whose caller went away before the
+-- reply came (an on-demand wait bound firing) holds neither for long.
+local slot_ttl = math.min(tonumber(ARGV[4]), ttl / 1000)
+redis.call('ZADD', KEYS[2], string.format('%.6f', now + slot_ttl), ARGV[6])
 redis.call('ZADD', KEYS[4], 'XX', 'LT', string.format('%.6f', now + ttl / 1000), ARGV[7])
 return {'ok', fields, 'slot'}

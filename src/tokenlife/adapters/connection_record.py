@@ -133,8 +133,11 @@ def connection_fields(
     return fields
 
 
-def save_keys(keys: Keys, integration: str, connection_id: str, state: str | None) -> list[str]:
-    """KEYS of save_connection.lua; `state` names the exchange claim to mark, if any."""
+def save_keys(
+    keys: Keys, integration: str, connection_id: str, state: str | None, provider: str = ""
+) -> list[str]:
+    """KEYS of save_connection.lua; `state` names the exchange claim to mark, if any;
+    `provider`, the backoff set the connection leaves (a new authorization isn't failing)."""
     return [
         keys.connection(integration, connection_id),
         keys.connections(integration),
@@ -142,6 +145,7 @@ def save_keys(keys: Keys, integration: str, connection_id: str, state: str | Non
         "-" if state is None else keys.exchanging(state),
         keys.events,
         keys.token_deadlines,
+        *([keys.backoff(provider)] if provider else []),
     ]
 
 

@@ -92,7 +92,9 @@ class ExchangeStore:
         refused_event, refused_summary = refusal
         async with storage_errors():
             reply = await self._save(
-                keys=save_keys(self._keys, integration.name, a.connection_id, state),
+                keys=save_keys(
+                    self._keys, integration.name, a.connection_id, state, integration.provider
+                ),
                 args=[
                     *save_args(self._keys, integration.name, a.connection_id, now,
                                a.next_check_at, fields, a.subject),

@@ -22,7 +22,8 @@ ALERT_LOCK_TTL_SECONDS = 300
 # A notification delivered to a target is remembered this long, so a redelivered event
 # (a worker died before acknowledging it) is not sent twice.
 ALERT_DELIVERED_TTL_SECONDS = 7 * 86400
-# A provider slot is returned when a refresh ends; this only frees slots of crashed workers.
+# A provider slot is returned when a refresh ends; this only frees slots of crashed workers
+# (or of claims whose caller went away), and never outlives the claim's lock.
 PROVIDER_SLOT_TTL_SECONDS = 330
 # No claim lease or lock is shorter: a refresh needs a moment, and a lease shorter than a
 # beat tick or two would hand the same connection out again while its batch is queued.

@@ -1,4 +1,5 @@
-"""A per-connection lock and per-provider concurrency slots, both in Redis.
+"""A per-connection lock and per-provider concurrency slots, both in Redis, and the claim
+that takes both (with the connection's fields) for a refresh in one round trip.
 
 The lock is an efficiency measure, not a guarantee: the save after a refresh is a
 compare-and-set on the version, so a worker whose lock expired can't overwrite newer
@@ -10,11 +11,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
-from tokenlife.adapters.keys import REFRESH_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.connection_record import Connection, parse_connection
+from tokenlife.adapters.keys import (
+    MIN_LEASE_SECONDS,
+    PROVIDER_SLOT_TTL_SECONDS,
+    REFRESH_LOCK_TTL_SECONDS,
+    Keys,
+)
 
 
 @dataclass(slots=True)
@@ -36,11 +44,68 @@ class Lease:
                    secrets.token_hex(16))  # fmt: skip
 
 
+class ClaimKind(StrEnum):
+    OK = "ok"
+    LOCKED = "locked"  # someone else holds the connection's lock
+    GONE = "gone"  # no such connection
+    THROTTLED = "throttled"  # every slot of the provider is taken
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of taking a connection for a refresh in one round trip."""
+
+    kind: ClaimKind
+    connection: Connection | None = None
+    lease: Lease | None = None
+    refresh_ciphertext: str | None = None
+
+
 class Locks:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, lock_min_seconds: float = MIN_LEASE_SECONDS
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._release = scripts.register(redis, "release_lock")
+        self._claim = scripts.register(redis, "claim_connection")
+        # A claim's lock never lives shorter than this (longer than one token request).
+        self._lock_min_ms = int(min(lock_min_seconds, REFRESH_LOCK_TTL_SECONDS) * 1000)
+
+    async def claim(
+        self,
+        integration: str,
+        connection_id: str,
+        provider: str,
+        slots: int,
+        reuse_grace_seconds: int | None = None,
+    ) -> Claim:
+        """Lock the connection, read it and, when it has a refresh token, take one of the
+        provider's slots: one round trip instead of three on the hot path. The lock (and,
+        for a refresh, the schedule entry) lasts half the time the token has left and half
+        the provider's reuse grace, at least one request (claim_connection.lua); times
+        are Redis's."""
+        lease = Lease.new(integration, connection_id, provider)
+        grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
+        reply = await self._claim(
+            keys=[
+                self._keys.lock(integration, connection_id),
+                self._keys.provider_slots(provider),
+                self._keys.connection(integration, connection_id),
+                self._keys.schedule,
+            ],
+            args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
+                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
+                  self._keys.member(integration, connection_id), grace],
+        )  # fmt: skip
+        kind = ClaimKind(reply[0])
+        if kind is not ClaimKind.OK:
+            return Claim(kind)
+        flat = reply[1]
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        if reply[2] != "slot":
+            lease = Lease(integration, connection_id, provider, lease.lock_token, None)
+        return Claim(ClaimKind.OK, parse_connection(raw), lease, raw.get("refresh_token"))
 
     async def acquire(self, integration: str, connection_id: str) -> str | None:
         """A token proving we hold the connection's lock, or None when someone else does."""

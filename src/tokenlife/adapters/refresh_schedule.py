@@ -74,14 +74,18 @@ class RefreshSchedule:
         """A claimed connection whose record is gone leaves the schedule for good."""
         await self._redis.zrem(self._keys.schedule, self._keys.member(integration, connection_id))
 
-    async def pull_forward(self, provider: str, limit: int, spread: float, rng: Random) -> int:
-        """The provider answers again: its `limit` longest-waiting retries come due within
-        `spread` seconds (at random, so they don't arrive at once). How many moved."""
+    async def pull_forward(
+        self, provider: str, limit: int, spread: float, rng: Random, least_wait: float
+    ) -> int:
+        """The provider answers again: its `limit` longest-waiting retries, of connections
+        that last failed `least_wait` seconds ago or more, come due within `spread` seconds
+        (at random, so they don't arrive at once; never before a Retry-After). How many
+        moved."""
         backoff = self._keys.backoff(provider)
         members = cast(list[str], await self._redis.zrevrange(backoff, 0, limit - 1))
         if not members:
             return 0
-        keys, args = [backoff, self._keys.schedule], []
+        keys, args = [backoff, self._keys.schedule], [repr(least_wait)]
         for member in members:
             integration, connection_id = self._keys.parse_member(member)
             keys += [self._keys.connection(integration, connection_id),

@@ -76,6 +76,11 @@ if fields['expires_at'] and ARGV[4] ~= '' then
 else
   redis.call('ZREM', KEYS[6], ARGV[3])
 end
+-- A new authorization ends any failing stretch: out of the provider's backoff set
+-- (KEYS[7], when given), so a later recovery never moves the new record's schedule.
+if KEYS[7] then
+  redis.call('ZREM', KEYS[7], ARGV[3])
+end
 for _, event in ipairs(cjson.decode(ARGV[8])) do
   publish(event)
 end

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -25,12 +25,7 @@ from tokenlife.adapters.connection_record import (
     token_fields,
 )
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.keys import (
-    MIN_LEASE_SECONDS,
-    PROVIDER_SLOT_TTL_SECONDS,
-    REFRESH_LOCK_TTL_SECONDS,
-    Keys,
-)
+from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Lease
 from tokenlife.core.events import Event
 from tokenlife.core.policy import Status, Verdict
@@ -47,13 +42,12 @@ class Backoff(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """The outcome of taking a connection for a refresh in one round trip."""
+class Written:
+    """What a compare-and-set write did."""
 
-    kind: str  # "ok", "locked", "gone" or "throttled"
-    connection: Connection | None = None
-    lease: Lease | None = None
-    refresh_ciphertext: str | None = None
+    version: int | None  # None: someone got there first, nothing written
+    # After a write that left the provider's backoff set: how many others still wait.
+    backoff_waiting: int = 0
 
 
 class TokenStore:
@@ -63,54 +57,14 @@ class TokenStore:
         keys: Keys,
         cipher: Cipher,
         events_max_length: int = 100_000,
-        *,
-        lock_min_seconds: float = MIN_LEASE_SECONDS,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._cipher = cipher
-        # A claim's lock never lives shorter than this (longer than one token request).
-        self._lock_min_ms = int(min(lock_min_seconds, REFRESH_LOCK_TTL_SECONDS) * 1000)
         self._save = scripts.register(redis, "save_connection")
         self._update = scripts.register(redis, "update_connection")
-        self._claim = scripts.register(redis, "claim_connection")
         # Events published inside a write go to the same capped stream as EventStream's.
         self._events_max_length = events_max_length
-
-    async def claim(
-        self,
-        integration: str,
-        connection_id: str,
-        provider: str,
-        slots: int,
-        reuse_grace_seconds: int | None = None,
-    ) -> Claim:
-        """Lock the connection, read it and, when it has a refresh token, take one of the
-        provider's slots: one round trip instead of three on the hot path. The lock (and,
-        for a refresh, the schedule entry) lasts half the time the token has left and half
-        the provider's reuse grace, at least one request (claim_connection.lua); times
-        are Redis's."""
-        lease = Lease.new(integration, connection_id, provider)
-        grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
-        reply = await self._claim(
-            keys=[
-                self._keys.lock(integration, connection_id),
-                self._keys.provider_slots(provider),
-                self._keys.connection(integration, connection_id),
-                self._keys.schedule,
-            ],
-            args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
-                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
-                  self._keys.member(integration, connection_id), grace],
-        )  # fmt: skip
-        kind = reply[0]
-        if kind != "ok":
-            return Claim(kind)
-        flat = reply[1]
-        raw = dict(zip(flat[::2], flat[1::2], strict=True))
-        if reply[2] != "slot":
-            lease = Lease(integration, connection_id, provider, lease.lock_token, None)
-        return Claim("ok", parse_connection(raw), lease, raw.get("refresh_token"))
 
     def decrypt(self, ciphertext: str) -> str:
         return self._cipher.decrypt(ciphertext)
@@ -139,7 +93,7 @@ class TokenStore:
             next_check_at=next_check_at, now=now,
         )  # fmt: skip
         reply = await self._save(
-            keys=save_keys(self._keys, integration, connection_id, None),
+            keys=save_keys(self._keys, integration, connection_id, None, provider),
             args=[
                 *save_args(self._keys, integration, connection_id, now, next_check_at,
                            fields, subject),
@@ -149,7 +103,11 @@ class TokenStore:
         )  # fmt: skip
         return int(reply[1])
 
-    async def update(
+    async def update(self, connection: Connection, **write: Any) -> int | None:
+        """`write`, returning the new version only (None when someone got there first)."""
+        return (await self.write(connection, **write)).version
+
+    async def write(
         self,
         connection: Connection,
         *,
@@ -163,8 +121,9 @@ class TokenStore:
         lease: Lease | None = None,
         operation: str = "",
         backoff: Backoff = Backoff.LEAVE,
-    ) -> int | None:
-        """Compare-and-set against `connection.version`; None when someone got there first.
+    ) -> Written:
+        """Compare-and-set against `connection.version`; no version when someone got there
+        first.
 
         Every write bumps the version, so of two writers that read the same version only
         one succeeds. A new token set replaces every token field. In the same step, when
@@ -175,6 +134,8 @@ class TokenStore:
         """
         if schedule_at is not None and unschedule:
             raise ValueError("schedule_at and unschedule are exclusive")
+        if unschedule:
+            backoff = Backoff.REMOVE  # off the schedule: no retry waits to be pulled forward
         fields = dict(set_fields or {})
         deletions = set(delete_fields)
         if tokens is not None:
@@ -224,7 +185,8 @@ class TokenStore:
         )
         if lease is not None:
             lease.released = True
-        return None if int(result) < 0 else int(result)
+        version, waiting = int(result[0]), int(result[1])
+        return Written(None if version < 0 else version, waiting)
 
     async def get(self, integration: str, connection_id: str) -> Connection:
         return parse_connection(await self._hash(integration, connection_id))
@@ -247,17 +209,6 @@ class TokenStore:
 
     async def tokens(self, integration: str, connection_id: str) -> TokenSet:
         return (await self.load(integration, connection_id))[1]
-
-    async def note_alert(self, event: Event) -> None:
-        """Remember an alert on its connection (the API shows the last one)."""
-        value = last_alert(event)
-        if value and event.data.get("connection_id"):
-            key = self._keys.connection(event.data["integration"], event.data["connection_id"])
-            # Only on a hash that exists: a plain HSET would re-create a connection deleted
-            # since the alert was raised, as a half-written record.
-            await scripts.register(self._redis, "hset_if_exists")(
-                keys=[key], args=["last_alert", value]
-            )
 
     async def delete(self, integration: str, connection_id: str, provider: str = "") -> bool:
         """The hash, its schedule entries and the index entry, in one transaction."""

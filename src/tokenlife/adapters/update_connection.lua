@@ -14,8 +14,11 @@
 -- last alert (JSON) when the event is an alert, else '', 13 operation id or '',
 -- 14 backoff: 'add' (scored by the due time), 'rem' or '', 15 token deadline ('' leaves
 -- it, '-' removes it).
--- Returns the new version, or -1 when the version didn't match (nothing written).
+-- Returns {the new version, or -1 when the version didn't match (nothing written); when a
+-- written 'rem' took the connection out of the backoff set, how many of the provider's
+-- connections still wait there (one ZCARD: the caller pulls them forward only if any)}.
 local result = -1
+local waiting = 0
 local current = redis.call('HGET', KEYS[1], 'version')
 if current == ARGV[1] then
   result = tonumber(ARGV[1]) + 1
@@ -46,6 +49,7 @@ if current == ARGV[1] then
     redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
   elseif ARGV[14] == 'rem' then
     redis.call('ZREM', KEYS[6], ARGV[3])
+    waiting = redis.call('ZCARD', KEYS[6])
   end
   if ARGV[15] == '-' then
     redis.call('ZREM', KEYS[7], ARGV[3])
@@ -62,4 +66,4 @@ end
 if ARGV[8] ~= '' then
   redis.call('ZREM', KEYS[4], ARGV[8])
 end
-return result
+return {result, waiting}

@@ -102,12 +102,16 @@ def after_transient_failure(
     jitter: float,
     now: float,
     within: float | None = None,
+    expires_at: float | None = None,
 ) -> tuple[float, FailureWindow]:
     """When to try again after the `consecutive_failures`-th failure in a row (1-based).
 
     Exponential backoff with jitter, at least the server's Retry-After, and never more
     than `max_attempts_per_hour` attempts in one window: the rest wait for the next.
     `within` caps the wait (a refresh whose outcome is unknown is retried promptly).
+    A wait that would pass the access token's expiry (`expires_at`) ends then instead,
+    unless Retry-After says otherwise: a retry comes the moment the token lapses, and
+    if it fails the connection is marked degraded then, not minutes later.
     """
     if window is None or now - window.started_at >= HOUR:
         window = FailureWindow(started_at=now, count=0)
@@ -120,6 +124,8 @@ def after_transient_failure(
         retry_after=retry_after,
     )
     due = now + delay if within is None else now + min(delay, within)
+    if expires_at is not None and now < expires_at < due:
+        due = max(expires_at, now + (retry_after or 0.0))
     if window.count >= policy.max_attempts_per_hour:
         due = max(due, window.started_at + HOUR)
     return due, window
@@ -144,24 +150,3 @@ def unknown_outcome_retry_within(grace_seconds: int | None) -> float:
     if grace_seconds is None or grace_seconds <= 0:
         return PROMPT_RETRY_SECONDS
     return min(grace_seconds / 2, PROMPT_RETRY_SECONDS)
-
-
-def bounded_lease(
-    *,
-    expires_at: float | None,
-    now: float,
-    longest: float,
-    shortest: float,
-    reuse_grace_seconds: int | None = None,
-) -> float:
-    """A claim's lease (and lock): half the time the token has left and, once a refresh
-    goes ahead, half the provider's reuse grace, within [shortest, longest]; so a crashed
-    holder's connection comes due again before its token lapses and while the old refresh
-    token still works. claim_due.lua (without the grace) and claim_connection.lua apply
-    this on Redis's clock; here it is stated, and tested as a table."""
-    lease = longest
-    if expires_at is not None:
-        lease = min(lease, (expires_at - now) / 2)
-    if reuse_grace_seconds:
-        lease = min(lease, reuse_grace_seconds / 2)
-    return max(shortest, lease)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.locks import Lease, Locks
-from tokenlife.adapters.token_store import Claim, TokenStore
+from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
@@ -105,13 +105,13 @@ class AccessTokens:
                         name, connection_id, "access token expired, no refresh token"
                     )
                 return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
-            claim = await self._store.claim(
+            claim = await self._locks.claim(
                 name, connection_id, integration.provider, self._slots,
                 integration.preset.facts.refresh_token_reuse_grace_seconds,
             )  # fmt: skip
-            if claim.kind == "gone":
+            if claim.kind is ClaimKind.GONE:
                 raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
-            if claim.kind != "ok":
+            if claim.kind is not ClaimKind.OK:
                 # Someone is refreshing it, or the provider has all the refreshes it may
                 # take: wait for them, then read again.
                 await asyncio.sleep(_POLL_SECONDS)
@@ -127,6 +127,13 @@ class AccessTokens:
             await self._locks.give_back(claim.lease)
             if token is not None:
                 return token
+
+    async def wait_background(self, timeout: float | None = None) -> bool:
+        """Let leases given back after a cancelled call be released (at shutdown)."""
+        if not self._background:
+            return True
+        _, pending = await asyncio.wait(set(self._background), timeout=timeout)
+        return not pending
 
     def _give_back_later(self, lease: Lease) -> None:
         if lease.released or lease.handed_over:

@@ -17,7 +17,11 @@ from tokenlife.core import events
 from tokenlife.core.grants import revocation_request
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
-from tokenlife.errors import TokenlifeError, TransientError, UnknownConnectionError
+from tokenlife.errors import (
+    ConnectionBusyError,
+    TokenlifeError,
+    UnknownConnectionError,
+)
 
 log = logging.getLogger(__name__)
 _LOCK_POLL_SECONDS = 0.05
@@ -64,9 +68,9 @@ class ConnectionRemoval:
                         return lock
                     await asyncio.sleep(_LOCK_POLL_SECONDS)
         except TimeoutError:
-            error = TransientError("a refresh of this connection is in progress; try again")
-            error.retry_after = 5.0
-            raise error from None
+            raise ConnectionBusyError(
+                "a refresh of this connection is in progress; try again", retry_after=5.0
+            ) from None
 
     async def _delete(
         self, integration: Integration, connection_id: str, now: float

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from tokenlife.adapters.fleet_metrics import latency_fields
-from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.locks import Claim, ClaimKind, Locks
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
-from tokenlife.adapters.token_store import Claim, TokenStore
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status
 from tokenlife.services.expiry import ExpiryWatch
@@ -95,20 +95,20 @@ class RefreshEngine:
             log.warning("due connection %s/%s: integration not configured",
                         due.integration, due.connection_id)  # fmt: skip
             return "unknown_integration", None
-        claim = await self._store.claim(
+        claim = await self._locks.claim(
             due.integration, due.connection_id, integration.provider, self._concurrency,
             integration.preset.facts.refresh_token_reuse_grace_seconds,
         )  # fmt: skip
-        if claim.kind == "throttled":
+        if claim.kind is ClaimKind.THROTTLED:
             # The provider has all the refreshes it may take; try again in a moment,
             # without counting a failure.
             await self._schedule.reschedule(
                 due.integration, due.connection_id, clock() + 1 + self._rng.random()
             )
-        elif claim.kind == "gone":
+        elif claim.kind is ClaimKind.GONE:
             await self._schedule.forget(due.integration, due.connection_id)
-        if claim.kind != "ok":
-            return claim.kind, None  # "locked": an on-demand refresh holds it; it reschedules
+        if claim.kind is not ClaimKind.OK:
+            return claim.kind.value, None  # "locked": an on-demand refresh holds it; it reschedules
         assert claim.connection is not None and claim.lease is not None
         try:
             return await self._claimed(integration, due, claim, clock)
@@ -130,6 +130,7 @@ class RefreshEngine:
             await self._schedule.reschedule(due.integration, due.connection_id, stored_due)
             return "not_due", None
         if connection.status is Status.REAUTHORIZATION_REQUIRED:
+            # Unscheduling also takes it out of the provider's backoff set.
             await self._store.update(connection, now=now, unschedule=True, lease=lease)
             return "reauthorization_required", None
         if claim.refresh_ciphertext is None:

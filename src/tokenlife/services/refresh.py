@@ -4,7 +4,7 @@ into transient (back off, alert once when the token has lapsed) and permanent
 
 Once the request is sent it runs to its end whatever happens to the caller: the request
 and its save are one task, shielded from cancellation (an API request's timeout, a
-batch's), and the save is retried while Redis is away (durable_write.py). A rotated
+batch's), and the save is retried while Redis is away (storage_errors.py). A rotated
 refresh token is only in memory until that save lands; nothing else holds it.
 """
 
@@ -89,12 +89,17 @@ class Refresher:
         task = asyncio.ensure_future(self._run(integration, connection, refresh_token, now, lease))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        # A caller that went away never retrieves the result: say what broke (no tokens).
+        task.add_done_callback(_log_failure)
         return await asyncio.shield(task)
 
-    async def wait_running(self) -> None:
-        """Let refreshes whose callers were cancelled finish (at shutdown, in tests)."""
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+    async def wait_running(self, timeout: float | None = None) -> bool:
+        """Let refreshes whose callers were cancelled finish (at shutdown, in tests), for
+        `timeout` seconds at most; False when some were still running then."""
+        if not self._running:
+            return True
+        _, pending = await asyncio.wait(set(self._running), timeout=timeout)
+        return not pending
 
     async def _run(
         self,
@@ -142,3 +147,10 @@ class Refresher:
         return await self._outcomes.refreshed(
             integration, connection, refresh_token, new, now, lease
         )
+
+
+def _log_failure(task: asyncio.Task[Result]) -> None:
+    if task.cancelled():
+        log.error("a refresh was cancelled before it ended; a rotated token may be lost")
+    elif (exc := task.exception()) is not None:
+        log.error("a refresh crashed: %s", type(exc).__name__, exc_info=exc)

@@ -81,6 +81,8 @@ class FailureBookkeeping:
             within=unknown_outcome_retry_within(grace)
             if unknown and failures <= _PROMPT_RETRIES
             else None,
+            # A retry when the token lapses: its failure marks the connection degraded.
+            expires_at=connection.expires_at,
         )
         error = str(getattr(exc, "error", "error"))
         expires_at = connection.expires_at
@@ -92,6 +94,10 @@ class FailureBookkeeping:
             "failure_window_count": str(window.count),
             "last_error": error,
         }
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            # The provider's word: no recovery elsewhere brings this retry before it.
+            fields["retry_not_before"] = repr(now + retry_after)
         if lapsed and connection.status is Status.ACTIVE:
             # No usable access token and no new one coming: not active, say why.
             fields["status"] = Status.DEGRADED.value
@@ -111,10 +117,22 @@ class FailureBookkeeping:
         return FailurePlan(due, fields, alert, unknown)
 
 
+# Why a rotated refresh token may be lost: the save gave up, or found a newer version.
+SAVE_FAILED = "save_failed"
+ROTATION_CONFLICT = "rotation_conflict"
+
+
 def lost_token_alert(
-    integration: Integration, connection: Connection, now: float, rotated: bool
+    integration: Integration,
+    connection: Connection,
+    now: float,
+    rotated: bool,
+    error: str = SAVE_FAILED,
 ) -> Event:
-    """The provider answered a refresh, but Redis stayed away until the retries ran out."""
+    """The provider answered a refresh, but Redis stayed away until the retries ran out
+    (SAVE_FAILED); or the save found that another worker had written meanwhile, having
+    re-sent the refresh token this one rotated (ROTATION_CONFLICT: a claim after a Redis
+    outage longer than the lock)."""
     grace = reuse_grace(integration)
     seconds = grace["reuse_grace_seconds"]
     window = (
@@ -124,9 +142,13 @@ def lost_token_alert(
     )
     return new_event(
         events.REFRESH_FAILING, connection.integration, connection.connection_id, now,
-        provider=connection.provider, error="save_failed",
+        provider=connection.provider, error=error,
         error_description=(
-            "The provider answered a refresh but the new tokens could not be saved: "
+            ("The provider answered a refresh but the new tokens could not be saved: "
+             if error == SAVE_FAILED else
+             "The provider answered a refresh, but another worker re-sent the old refresh "
+             "token before the new one could be saved (Redis was away longer than the "
+             "lock): ")
             + ("a rotated refresh token may be lost; " if rotated else "")
             + window + ". The next attempt uses the stored refresh token; if it fails with "
             "invalid_grant, the user has to connect again."

@@ -15,7 +15,8 @@ from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.event_stream import EventStream, new_event
 from tokenlife.adapters.locks import Lease
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
-from tokenlife.adapters.token_store import Backoff, TokenStore
+from tokenlife.adapters.storage_errors import retry_while_unavailable
+from tokenlife.adapters.token_store import Backoff, TokenStore, Written
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, classify, status_for
@@ -23,9 +24,13 @@ from tokenlife.core.presets import Preset
 from tokenlife.core.reauthorization import diagnose_reauthorization
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.tokens import TokenSet
-from tokenlife.errors import OAuthError, TokenlifeError
-from tokenlife.services.durable_write import WriteRetry, write_until_saved
-from tokenlife.services.refresh_failure import FailureBookkeeping, lost_token_alert
+from tokenlife.errors import OAuthError, TokenlifeError, UnknownConnectionError
+from tokenlife.services.durable_write import WriteRetry
+from tokenlife.services.refresh_failure import (
+    ROTATION_CONFLICT,
+    FailureBookkeeping,
+    lost_token_alert,
+)
 from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
@@ -33,11 +38,15 @@ log = logging.getLogger(__name__)
 _FAILURE_FIELDS = (
     "consecutive_failures", "failing_since", "refresh_failing_alerted",
     "failure_window_start", "failure_window_count", "last_error", "status_reason",
+    "retry_not_before",
 )  # fmt: skip
-# A recovery brings forward at most this many of the provider's waiting retries, within
+# A successful refresh brings forward at most this many of the provider's waiting retries, within
 # this many seconds: bounded work per success, and each of those recoveries brings more.
 PULL_FORWARD_LIMIT = 20
 PULL_FORWARD_SPREAD_SECONDS = 2.0
+# ... and only retries of connections that last failed this long ago: a connection failing
+# for a reason of its own keeps a backoff of at least this much.
+PULL_FORWARD_LEAST_WAIT_SECONDS = 30.0
 
 
 class Outcome(StrEnum):
@@ -78,14 +87,17 @@ class OutcomeWriter:
 
     async def _write(
         self, connection: Connection, what: str, retry: WriteRetry | None = None, **update: object
-    ) -> int | None:
-        """store.update, retried through a Redis outage; one operation id for every try,
+    ) -> Written:
+        """store.write, retried through a Redis outage; one operation id for every try,
         so an attempt that landed but whose reply was lost counts as written."""
         operation = secrets.token_hex(8)
-        return await write_until_saved(
-            lambda: self._store.update(connection, operation=operation, **update),  # type: ignore[arg-type]
-            retry or self.save_retry,
+        policy = retry or self.save_retry
+        return await retry_while_unavailable(
+            lambda: self._store.write(connection, operation=operation, **update),  # type: ignore[arg-type]
+            policy.seconds,
             what=f"{what} of {connection.integration}/{connection.connection_id}",
+            base_seconds=policy.base_seconds,
+            max_delay_seconds=policy.max_delay_seconds,
             rng=self._rng,
         )
 
@@ -113,7 +125,7 @@ class OutcomeWriter:
             next_refresh_at=events.iso8601(next_at),
         )  # fmt: skip
         try:
-            version = await self._write(
+            written = await self._write(
                 connection, "saving refreshed tokens",
                 now=now, tokens=new,
                 set_fields={"status": status_for(verdict).value, "verdict": verdict.value,
@@ -129,9 +141,12 @@ class OutcomeWriter:
                       connection.connection_id, type(exc).__name__)  # fmt: skip
             await self._mark_lost(integration, connection, now, rotated)
             return Result(Outcome.SAVE_FAILED)
-        if version is None:
-            log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
-                        connection.integration, connection.connection_id)  # fmt: skip
+        if written.version is None:
+            if rotated:
+                await self._rotation_conflict(integration, connection, now)
+            else:
+                log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
+                            connection.integration, connection.connection_id)  # fmt: skip
             return Result(Outcome.CONFLICT)
         if connection.consecutive_failures:
             await self._events.emit(
@@ -140,6 +155,9 @@ class OutcomeWriter:
                 failed_attempts=connection.consecutive_failures,
                 failing_since=events.iso8601(connection.failing_since),
             )  # fmt: skip
+        if written.backoff_waiting:
+            # The provider answers: whichever connection showed it, the others' retries
+            # need not sit out their backoff (checked in the write, one ZCARD).
             await self._pull_forward(connection.provider)
         return Result(Outcome.REFRESHED)
 
@@ -150,7 +168,11 @@ class OutcomeWriter:
             return
         try:
             await self._schedule.pull_forward(
-                provider, PULL_FORWARD_LIMIT, PULL_FORWARD_SPREAD_SECONDS, self._rng
+                provider,
+                PULL_FORWARD_LIMIT,
+                PULL_FORWARD_SPREAD_SECONDS,
+                self._rng,
+                PULL_FORWARD_LEAST_WAIT_SECONDS,
             )
         except Exception:  # an optimisation: the retries come anyway
             log.warning("could not bring forward the retries of %s", provider, exc_info=True)
@@ -176,6 +198,38 @@ class OutcomeWriter:
             log.error("refresh of %s/%s: could not mark the connection either",
                       connection.integration, connection.connection_id)  # fmt: skip
 
+    async def _rotation_conflict(
+        self, integration: Integration, connection: Connection, now: float
+    ) -> None:
+        """Our save found a newer version although the provider had rotated the token we
+        sent. The residual race of a Redis outage longer than the lock: the lock expired,
+        a beat re-claimed the connection as soon as Redis returned, and another worker
+        re-sent the refresh token this one had rotated, before this save's next try (they
+        are at most 0.5 s apart). Inside a reuse grace that costs nothing; at a provider
+        that rotates strictly without one, the family may be revoked. Say so, loudly; and
+        unless the connection is already marked for re-authorization, retry at once with
+        what is stored, which tells whether it still works (docs/troubleshooting.md)."""
+        try:
+            current = await self._store.get(connection.integration, connection.connection_id)
+        except UnknownConnectionError:
+            return  # deleted meanwhile: nothing left to lose
+        log.error("refresh of %s/%s: a newer version was saved after the provider rotated "
+                  "the refresh token; the rotated token may be lost",
+                  connection.integration, connection.connection_id)  # fmt: skip
+        alert = lost_token_alert(integration, current, now, True, error=ROTATION_CONFLICT)
+        fields = {"refresh_failing_alerted": "1"}
+        schedule_at = None
+        if current.status is not Status.REAUTHORIZATION_REQUIRED:
+            fields |= {"status": Status.DEGRADED.value,
+                       "status_reason": "refresh_token_may_be_lost"}  # fmt: skip
+            schedule_at = now
+        try:
+            await self._write(current, "marking a possibly lost refresh token", now=now,
+                              event=alert, set_fields=fields, schedule_at=schedule_at)  # fmt: skip
+        except Exception:
+            log.error("refresh of %s/%s: could not mark the connection",
+                      connection.integration, connection.connection_id)  # fmt: skip
+
     async def transient(
         self,
         integration: Integration,
@@ -191,7 +245,7 @@ class OutcomeWriter:
             now=now, set_fields=plan.fields, schedule_at=plan.due, event=plan.alert,
             lease=lease, backoff=Backoff.ADD,
         )  # fmt: skip
-        if written is None:
+        if written.version is None:
             return Result(Outcome.CONFLICT, exc)
         unknown = ", outcome unknown" if plan.outcome_unknown else ""
         log.warning("refresh of %s/%s failed (%s, attempt %s%s); next try in %.0f s",
@@ -222,13 +276,13 @@ class OutcomeWriter:
             error=exc.error, error_description=exc.description,
             diagnosis=[cause.as_dict() for cause in diagnosis],
         )  # fmt: skip
-        version = await self._write(
+        written = await self._write(
             connection, "recording a refused refresh",
             now=now, unschedule=True, event=alert, lease=lease, backoff=Backoff.REMOVE,
             set_fields={"status": Status.REAUTHORIZATION_REQUIRED.value, "last_error": exc.error},
             delete_fields=("status_reason",),
         )  # fmt: skip
-        if version is None:
+        if written.version is None:
             return Result(Outcome.CONFLICT, exc)
         log.warning("connection %s/%s needs re-authorization: %s",
                     connection.integration, connection.connection_id, exc.error)  # fmt: skip

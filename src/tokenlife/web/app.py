@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.errors import (
+    ConnectionBusyError,
     CorruptRecordError,
     IntegrationUnavailableError,
     ReauthorizationRequiredError,
@@ -120,6 +121,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return problem(404, "not_found", str(exc))
     except UsageError as exc:
         return problem(400, "bad_request", str(exc))
+    except ConnectionBusyError as exc:  # the provider is not at fault: say what is
+        response = problem(503, "connection_busy", str(exc))
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 5)))
+        return response
     except TransientError as exc:
         response = problem(503, "provider_unavailable", str(exc))
         # RFC 9110 §10.2.3: delay-seconds, an integer.
