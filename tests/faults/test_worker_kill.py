@@ -45,16 +45,6 @@ RECOVERY_SECONDS = float(os.environ.get("TOKENLIFE_FAULTS_RECOVERY_SECONDS", 60)
 
 @pytest.mark.faults
 @pytest.mark.timeout(400 + 2 * RECOVERY_SECONDS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs leases, locks and provider slots bounded by the token's life (issue 9 §4): "
-    "a killed worker's claims outlive it (lease 300 s, lock 330 s, provider slot 330 s). "
-    "Measured on the pre-fix code: 200/200 connections not refreshed 60 s after the restart, "
-    "every claim 'throttled' by the dead worker's slots; 420 s after it the 50 it had claimed "
-    "were still leased (a 'locked' claim does not reschedule); all refreshed after 596-597 s, "
-    "every family in flight lost, at the grace-window provider too (kill 1: 17/33 of 17/33, "
-    "kill 2: 3/3 of 3/3)",
-)
 async def test_kill_9_of_the_whole_worker_during_a_rotation_storm(
     fault_fakes: FaultFakes,
     slow_refreshes: None,
