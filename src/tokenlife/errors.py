@@ -25,6 +25,7 @@
     └── ProviderError                terminal: the provider said no, or said nonsense
         ├── InvalidResponseError     not JSON, no access_token, bad expires_in, too large
         ├── InvalidIdTokenError      an id_token that is not a JWT for this client and issuer
+        ├── InvalidAccountResponseError  the account endpoint's answer names no account id
         └── OAuthError               RFC 6749 §5.2 / §4.1.2.1 error codes, one class each
 
 Messages never contain token values: they name fields, statuses and sizes only.
@@ -183,6 +184,13 @@ class InvalidIdTokenError(ProviderError):
     """Raised when a token response's id_token is malformed or not for this client/issuer."""
 
     error = "invalid_id_token"
+
+
+class InvalidAccountResponseError(ProviderError):
+    """Raised when a provider's account endpoint (GitHub `GET /user`, ...) answers with
+    something other than a JSON object holding the account id where the catalogue says."""
+
+    error = "invalid_account_response"
 
 
 class OAuthError(ProviderError):

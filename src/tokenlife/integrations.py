@@ -7,6 +7,7 @@ integration with an `issuer` gets its endpoints from OIDC Discovery afterwards
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from tokenlife.core.account import AccountEndpoint
 from tokenlife.core.integration import (
     Integration,
     authorization_params,
@@ -68,6 +70,8 @@ class IntegrationConfig(BaseModel):
     authorize_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
+    # Overrides the catalogue's account endpoint (a proxy, GitHub Enterprise, a test fake).
+    account_url: str | None = None
     issuer: str | None = None
     extra_scopes: tuple[str, ...] = ()
     extra_authorization_params: dict[str, str] = {}
@@ -93,7 +97,8 @@ class IntegrationConfig(BaseModel):
     def _consistent(self) -> IntegrationConfig:
         if self.client_secret is not None and self.client_secret_env is not None:
             raise ValueError("set client_secret or client_secret_env, not both")
-        for field in ("redirect_uri", "authorize_url", "token_url", "revocation_url", "issuer"):
+        for field in ("redirect_uri", "authorize_url", "token_url", "revocation_url",
+                      "account_url", "issuer"):  # fmt: skip
             value = getattr(self, field)
             if value is not None and not _is_http_url(value):
                 raise ValueError(f"{field} must be an absolute http(s) URL")
@@ -157,6 +162,11 @@ def validate_table(
     if config.provider not in presets:
         known = ", ".join(sorted(presets))
         raise ConfigurationError(f"{where}: unknown provider {config.provider!r} ({known})")
+    if config.account_url is not None and presets[config.provider].facts.account is None:
+        raise ConfigurationError(
+            f"{where}: account_url applies only to providers whose catalogue entry names an "
+            f"account endpoint, and {config.provider!r} has none"
+        )
     unused = unused_placeholders(config, presets[config.provider])
     if unused:
         raise ConfigurationError(
@@ -215,6 +225,7 @@ def resolve(
         issuer=config.issuer,
         require_iss=require_iss,
         allow_account_change=config.allow_account_change,
+        account_endpoint=_account_endpoint(name, config, preset, placeholders),
     )
 
 
@@ -257,6 +268,20 @@ def _revocation_url(preset: Preset, placeholders: Mapping[str, str]) -> str | No
         return fill_placeholders(preset.revocation_url, placeholders)
     except ValueError:
         return None  # a placeholder only revocation needs: revoking is best effort
+
+
+def _account_endpoint(
+    name: str, config: IntegrationConfig, preset: Preset, placeholders: Mapping[str, str]
+) -> AccountEndpoint | None:
+    """The catalogue's account endpoint, at the integration's `account_url` if it has one."""
+    account = preset.facts.account
+    if account is None:
+        return None
+    try:
+        url = config.account_url or fill_placeholders(account.url, placeholders)
+    except ValueError as exc:
+        raise ConfigurationError(f"integration {name}: {exc}") from None
+    return dataclasses.replace(account, url=url)
 
 
 def _first(*values: float | None) -> float:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tokenlife.core.account import AccountEndpoint
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RefreshTiming
 
@@ -42,6 +43,9 @@ class Integration:
     # A reconnect may bring tokens of a different account (OIDC `sub`); off by default,
     # so a stranger's consent can't replace the account a connection is bound to.
     allow_account_change: bool = False
+    # Where a new access token tells whose it is, for providers without an ID token (the
+    # catalogue's `account_endpoint`, or the integration's `account_url`); None: not asked.
+    account_endpoint: AccountEndpoint | None = None
 
     @property
     def provider(self) -> str:

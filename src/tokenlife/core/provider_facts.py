@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenlife.core.account import AccountEndpoint, account_endpoint_from_facts
+
 UNCONFIRMED = "unconfirmed"
 
 # fact -> the values it may take (None: free text, documented in docs/providers.md)
@@ -29,6 +31,9 @@ FACTS: dict[str, frozenset[str] | None] = {
 # Numeric facts (seconds), optional; those in _SOURCED_NUMBERS need their own source.
 _NUMBERS = ("access_token_lifetime_seconds", "refresh_token_reuse_grace_seconds")
 _SOURCED_NUMBERS = frozenset({"refresh_token_reuse_grace_seconds"})
+# Optional: the vendor's "current user" API, where it has no ID token to say who the
+# account is (core/account.py). `account_endpoint` needs its source.
+_ACCOUNT = ("account_endpoint", "account_method", "account_id_field")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class ProviderFacts:
     # period", "overlap"), by default; None where no such window is documented. A refresh
     # whose answer was lost can be sent again with the old token within this window.
     refresh_token_reuse_grace_seconds: int | None = None
+    # Where a new access token tells whose it is (GitHub `GET /user` -> `id`), if documented.
+    account: AccountEndpoint | None = None
 
     def get(self, name: str) -> str:
         return self.values.get(name, UNCONFIRMED)
@@ -57,6 +64,9 @@ class ProviderFacts:
             **{name: self.get(name) for name in FACTS},
             "access_token_lifetime_seconds": self.access_token_lifetime_seconds,
             "refresh_token_reuse_grace_seconds": self.refresh_token_reuse_grace_seconds,
+            "account_endpoint": None if self.account is None else self.account.url,
+            "account_method": None if self.account is None else self.account.method,
+            "account_id_field": None if self.account is None else self.account.id_field,
             "sources": dict(self.sources),
             "quirks": [{"text": q.text, "source": q.source} for q in self.quirks],
         }
@@ -68,7 +78,7 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         return ProviderFacts()
     if not isinstance(data, Mapping):
         raise ValueError(f"{preset}: `facts` must be a table")
-    allowed = {*FACTS, "sources", "quirks", *_NUMBERS}
+    allowed = {*FACTS, "sources", "quirks", *_NUMBERS, *_ACCOUNT}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{preset}: unknown facts: {', '.join(sorted(unknown))}")
@@ -97,12 +107,16 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         if seconds is not None and name in _SOURCED_NUMBERS and not _is_https(sources.get(name)):
             raise ValueError(f"{preset}: `{name}` needs an https source URL in facts.sources")
         numbers[name] = seconds
+    account = account_endpoint_from_facts(preset, {k: data[k] for k in _ACCOUNT if k in data})
+    if account is not None and not _is_https(sources.get("account_endpoint")):
+        raise ValueError(f"{preset}: `account_endpoint` needs an https source URL in facts.sources")
     return ProviderFacts(
         values=values,
         sources={k: str(v) for k, v in sources.items()},
         quirks=tuple(_quirk(preset, q) for q in _list(preset, data.get("quirks", []))),
         access_token_lifetime_seconds=numbers["access_token_lifetime_seconds"],
         refresh_token_reuse_grace_seconds=numbers["refresh_token_reuse_grace_seconds"],
+        account=account,
     )
 
 

@@ -42,6 +42,7 @@ from tokenlife.errors import (
     UnknownIntegrationError,
     UsageError,
 )
+from tokenlife.services.account import account_from_endpoint
 from tokenlife.services.callback import (
     ExchangeAttempt,
     check_callback,
@@ -218,6 +219,10 @@ class ExchangeService:
             subject = account_subject(integration, tokens, run.now, pending.scopes)
         except InvalidIdTokenError as exc:
             return await self._fail(run, exc.error, str(exc))
+        if subject is None:  # no ID token: the account endpoint, where the preset has one
+            subject = await account_from_endpoint(
+                self._http, integration, tokens, self._http_timeout
+            )
         try:
             return await self._ending.store(integration, run, tokens, subject)
         except StorageUnavailableError:
