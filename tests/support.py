@@ -217,6 +217,14 @@ issuer = "{x}"
 extra_scopes = ["offline_access"]
 extra_authorization_params = {{ prompt = "consent" }}
 {generic}
+[integrations.github-account]
+provider = "github"
+authorize_url = "{x}/authorize"
+token_url = "{x}/token"
+account_url = "{x}/user"
+client_id = "generic-client"
+client_secret = "generic-secret"
+redirect_uri = "{fakes.callback}"
 [integrations.generic-unreachable]
 provider = "custom"
 authorize_url = "{x}/authorize"

@@ -108,6 +108,10 @@ class FakeProvider:
         self.retired_at: dict[str, float] = {}  # rotated-out refresh token -> monotonic time
         self.refreshing_now = 0
         self.most_refreshing_at_once = 0
+        self.access_users: dict[str, str] = {}  # every access token -> the user it is for
+        self.account_ids: dict[str, int] = {}  # user -> numeric account id (GitHub-like)
+        self.account_requests: list[dict[str, str]] = []  # method, Authorization, body
+        self.account_replies: list[Reply] = []
 
     # -- set-up from tests -------------------------------------------------------------
     def register(self, client_id: str, secret: str | None, *redirect_uris: str) -> None:
@@ -122,6 +126,15 @@ class FakeProvider:
         """Refreshes of `family` answer these, in order; the last one repeats."""
         with self.lock:
             self.refresh_scripts[family] = list(replies)
+
+    def script_account(self, *replies: Reply) -> None:
+        """The account endpoint answers these, in order; the last one repeats."""
+        with self.lock:
+            self.account_replies = list(replies)
+
+    def account_id(self, user: str) -> int:
+        with self.lock:
+            return self.account_ids.setdefault(user, 1000 + len(self.account_ids))
 
     def grant_for(self, code: str) -> Grant:
         return self.grants[code]
@@ -180,6 +193,8 @@ class FakeProvider:
             body["expires_in"] = reply.expires_in
         if self.issues_id_tokens and "openid" in grant.scopes:
             body["id_token"] = self.id_token(grant)
+        with self.lock:
+            self.access_users[body["access_token"]] = grant.user
         give = grant.issue_refresh_token if reply.refresh_token is None else reply.refresh_token
         if give and family is not None:
             refresh = self._new_secret("rt")
@@ -324,6 +339,31 @@ class FakeProvider:
             family.refreshes += 1
         grant = replace(family.grant, issue_refresh_token=self.rotates_refresh_tokens)
         return self.json(200, self.token_body(grant, reply, family=family_id))
+
+    async def account(self, request: web.Request) -> web.StreamResponse:
+        """A "current user" API like GitHub's `GET /user`: `{"id": <number>, "login": ...}`
+        for the user the Bearer token was issued to; scripted answers first."""
+        body = await request.read()
+        with self.lock:
+            self.account_requests.append({
+                "method": request.method,
+                "authorization": request.headers.get("Authorization", ""),
+                "content_type": request.headers.get("Content-Type", ""),
+                "body": body.decode(errors="replace"),
+            })  # fmt: skip
+            replies = self.account_replies
+            reply = (replies.pop(0) if len(replies) > 1 else replies[0]) if replies else Reply()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        scripted = self._scripted_response(reply)
+        if scripted is not None:
+            return scripted
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        with self.lock:
+            user = self.access_users.get(token)
+        if user is None:
+            return self.json(401, {"message": "Bad credentials"})
+        return self.json(200, {"id": self.account_id(user), "login": user})
 
     def json(self, status: int, body: dict[str, Any]) -> web.Response:
         return web.Response(

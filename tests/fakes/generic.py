@@ -41,6 +41,8 @@ class FakeGeneric(FakeProvider):
         app.router.add_get("/.well-known/openid-configuration", self.discovery)
         app.router.add_get("/authorize", self.authorize)
         app.router.add_post("/token", self.token)
+        # GitHub-like account endpoint; only integrations with `account_url` call it.
+        app.router.add_route("*", "/user", self.account)
         return app
 
 

@@ -29,11 +29,13 @@ async def fetch_account_id(
     """
     try:
         # No body and no Content-Type: Dropbox's RPC endpoints take a POST without
-        # parameters as exactly that, and refuse a JSON Content-Type with an empty body.
+        # parameters as exactly that, and refuse both a JSON Content-Type with an empty
+        # body and the application/octet-stream aiohttp would add to an empty POST.
         async with session.request(
             endpoint.method,
             endpoint.url,
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+            skip_auto_headers=("Content-Type",),
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as response:
