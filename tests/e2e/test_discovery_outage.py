@@ -32,6 +32,7 @@ from tests.support import (
     wait_until,
     worker_environment,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import IntegrationUnavailableError
@@ -127,6 +128,41 @@ async def test_an_unreachable_issuer_leaves_the_others_working_until_it_answers(
     assert again.integrations["oidc"].token_url == f"{issuer.url}/token"
     cached = (await configuration_alerts(redis, configured.key_prefix))[-1]
     assert cached["code"] == "discovery_cached" and cached["severity"] == "warning"
+
+
+async def test_a_start_from_the_cached_document_fetches_the_live_one_until_it_answers(
+    settings: Settings, fakes: Fakes, issuer: Issuer, redis: Redis, tmp_path: Path
+) -> None:
+    """Before: a cache hit marked the integration available and nothing fetched the live
+    document again, so it ran on stale endpoints until a restart."""
+    configured = outage_settings(settings, fakes, issuer, tmp_path)
+    issuer.up = True
+    await load_config(configured)  # caches the document
+    issuer.up, issuer.revocation_path = False, "/oauth/revoke"  # moved while it was down
+    config = await load_config(configured)
+    assert config.integrations["oidc"].revocation_url == f"{issuer.url}/revoke"  # cached
+    assert set(config.integrations.stale) == {"oidc"}
+    runtime = await Runtime.open(config)
+    try:
+        asked = issuer.asked
+
+        async def asked_again() -> bool:
+            return issuer.asked > asked + 1
+
+        await wait_until(asked_again, timeout=10, what="the live document to be asked for")
+        assert config.integrations["oidc"].revocation_url == f"{issuer.url}/revoke"
+        issuer.up = True
+
+        async def rebuilt() -> bool:
+            oidc = runtime.config.integrations.get("oidc")
+            return oidc is not None and oidc.revocation_url == f"{issuer.url}/oauth/revoke"
+
+        await wait_until(rebuilt, timeout=10, what="the live document to rebuild oidc")
+        assert not runtime.config.integrations.stale
+        cached = await redis.hget(Keys(configured.key_prefix).discovery(issuer.url), "document")
+        assert cached is not None and "/oauth/revoke" in cached  # re-cached
+    finally:
+        await runtime.close()
 
 
 async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
