@@ -32,7 +32,9 @@ from tests.support import (
     wait_until,
     worker_environment,
 )
+from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.keys import Keys
+from tokenlife.core.connect_session import SessionRequest
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import IntegrationUnavailableError
@@ -128,6 +130,37 @@ async def test_an_unreachable_issuer_leaves_the_others_working_until_it_answers(
     assert again.integrations["oidc"].token_url == f"{issuer.url}/token"
     cached = (await configuration_alerts(redis, configured.key_prefix))[-1]
     assert cached["code"] == "discovery_cached" and cached["severity"] == "warning"
+
+
+async def test_a_connect_link_of_an_unavailable_integration_is_a_503_page_and_stays_usable(
+    settings: Settings, fakes: Fakes, issuer: Issuer, tmp_path: Path
+) -> None:
+    configured = outage_settings(settings, fakes, issuer, tmp_path)
+    runtime = await Runtime.open(await load_config(configured))
+    sessions = ConnectSessions(runtime.redis, runtime.keys, 600)
+    token, _ = await sessions.create(SessionRequest("oidc", "user-7", None, None), time.time())
+    link = f"/connect/oidc?session={token}"
+    try:
+        async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as client:
+            refused = await client.get(link, allow_redirects=False)
+            text = await refused.text()
+            assert refused.status == 503 and refused.content_type == "text/html", text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert "sign-in service of oidc can&#x27;t be reached right now" in text
+            assert "open it again" in text
+
+            issuer.up = True
+
+            async def available() -> bool:
+                return "oidc" in runtime.config.integrations
+
+            await wait_until(available, timeout=10, what="the background discovery retry")
+            # The refused visit did not spend the link.
+            sent = await client.get(link, allow_redirects=False)
+            assert sent.status == 302, await sent.text()
+            assert sent.headers["Location"].startswith(f"{issuer.url}/authorize?")
+    finally:
+        await runtime.close()
 
 
 async def test_a_start_from_the_cached_document_fetches_the_live_one_until_it_answers(
