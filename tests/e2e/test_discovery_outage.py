@@ -25,6 +25,7 @@ from tests.fakes.issuer import Issuer, serve_issuer
 from tests.support import (
     Fakes,
     client_app,
+    put_on_schedule,
     start_worker,
     stop_worker,
     stream_events,
@@ -199,9 +200,12 @@ async def test_a_start_from_the_cached_document_fetches_the_live_one_until_it_an
 
 
 async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
-    settings: Settings, fakes: Fakes, issuer: Issuer, tmp_path: Path
+    settings: Settings, fakes: Fakes, issuer: Issuer, redis: Redis, tmp_path: Path
 ) -> None:
     configured = outage_settings(settings, fakes, issuer, tmp_path)
+    keys = Keys(configured.key_prefix)
+    # Due while oidc is unavailable: counted and logged as that, not as "not configured".
+    await put_on_schedule(redis, keys, "oidc", "due-while-down", time.time())
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         process = start_worker(configured, tmp_path, log, f"outage-{uuid.uuid4().hex[:6]}")
@@ -217,6 +221,17 @@ async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
             text = log_path.read_text(errors="replace")
             assert "refusing to start" not in text
             assert "integration oidc unavailable" in text
+
+            async def counted() -> bool:
+                result = app.send_task("tokenlife.refresh_due", ignore_result=False)
+                await asyncio.to_thread(result.get, timeout=30)
+                field = "refresh:unknown:integration_unavailable"
+                return await redis.hget(keys.counters, field) is not None
+
+            await wait_until(counted, timeout=30, what="the due connection's outcome")
+            text = log_path.read_text(errors="replace")
+            assert "due-while-down: integration 'oidc' is unavailable" in text
+            assert "not configured" not in text
 
             issuer.up = True
             asked = issuer.asked
