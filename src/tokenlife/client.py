@@ -9,6 +9,7 @@ in-process `Tokenlife` catches the same classes:
     400, 401, 403, 409 other, 413  UsageError (the key is wrong or the call is)
     404                            UnknownIntegrationError or UnknownConnectionError
     409 reauthorization_required   ReauthorizationRequiredError
+    409 undecryptable              DecryptionError (check TOKENLIFE_ENCRYPTION_KEYS)
     429, 502, 503, 504, refused,   TransientError: retry it
     reset, timed out
     anything else                  TokenlifeError
@@ -30,6 +31,7 @@ import aiohttp
 from yarl import URL
 
 from tokenlife.errors import (
+    DecryptionError,
     ReauthorizationRequiredError,
     TokenlifeError,
     TransientError,
@@ -263,6 +265,8 @@ def error_for(
     if status == 409 and code == "reauthorization_required" and connection is not None:
         reason = fields.get("last_error") or fields.get("status") or message or code
         return ReauthorizationRequiredError(*connection, str(reason))
+    if status == 409 and code == "undecryptable":
+        return DecryptionError(described)
     if status in _USAGE:
         return UsageError(described)
     if status in _TRANSIENT:

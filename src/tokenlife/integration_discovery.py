@@ -3,8 +3,10 @@ does not answer (issue 9 §5).
 
 One vendor's outage must not stop token service for every other integration, so a failed
 discovery never stops a process: the integration starts from the last good document
-cached in Redis (a warning), or is *unavailable* (an error event, readiness says so) and a
-background retry fetches the document until it succeeds (`DiscoveryRetry`).
+cached in Redis (a warning), or is *unavailable* (an error event, readiness says so). A
+background retry fetches the document until it succeeds (`DiscoveryRetry`), for a cached
+start too: the provider may have moved an endpoint or its revocation endpoint since, or
+started sending RFC 9207 `iss`, and the live document rebuilds the integration.
 """
 
 from __future__ import annotations
@@ -121,9 +123,13 @@ async def _discover_one(
         except ConfigurationError:
             pass  # a cached document that no longer resolves: unavailable below
         else:
+            entry = Unavailable(item.name, item.issuer, failure, now, now, now + retry_seconds,
+                                item.build, cached.document)  # fmt: skip
+            registry.mark_stale(registry[item.name], entry)
             message = (
                 f"{failure}; started from the discovery document cached "
-                f"{events.iso8601(cached.fetched_at)}"
+                f"{events.iso8601(cached.fetched_at)}; the live document is fetched again "
+                f"every {retry_seconds:g} s until it answers"
             )
             log.warning("integration %s: %s", item.name, message)
             await _emit(stream, item.name, now, "warning", "discovery_cached", message)
@@ -140,7 +146,7 @@ async def _discover_one(
 
 
 class DiscoveryRetry:
-    """Fetches the documents of unavailable integrations until each succeeds.
+    """Fetches the documents of unavailable and stale integrations until each succeeds.
 
     Another process may have fetched a document since this one failed: a newer cached
     document is taken without asking the issuer again.
@@ -167,13 +173,13 @@ class DiscoveryRetry:
 
     async def run(self) -> None:
         """Until every integration is available; errors are logged, never raised."""
-        while self._registry.unavailable:
+        while self._registry.awaiting_discovery:
             now = self._clock()
             try:
                 await self.retry_due(now)
             except Exception:
                 log.exception("discovery retry failed")
-            pending = self._registry.unavailable.values()
+            pending = [*self._registry.unavailable.values(), *self._registry.stale.values()]
             if pending:
                 wait = min(e.next_try_at for e in pending) - self._clock()
                 await asyncio.sleep(min(max(wait, 0.05), self._retry_seconds))
@@ -181,13 +187,17 @@ class DiscoveryRetry:
     async def retry_due(self, now: float) -> list[str]:
         """Try each unavailable integration whose time has come; the names now available."""
         due = [e for e in self._registry.unavailable.values() if e.next_try_at <= now]
-        results = await asyncio.gather(*(self._retry(entry, now) for entry in due))
-        return [entry.name for entry, ok in zip(due, results, strict=True) if ok]
+        stale = [e for e in self._registry.stale.values() if e.next_try_at <= now]
+        results = await asyncio.gather(
+            *(self._retry(entry, now) for entry in due),
+            *(self._refresh(entry, now) for entry in stale),
+        )
+        return [entry.name for entry, ok in zip(due + stale, results, strict=True) if ok]
 
     async def adopt_cached(self) -> None:
         """Take documents another process fetched since; no request to any issuer. Cheap
         enough to run before every task of a worker process while one is unavailable."""
-        for entry in self._registry.unavailable.values():
+        for entry in [*self._registry.unavailable.values(), *self._registry.stale.values()]:
             await self._adopt(entry)
 
     async def _adopt(self, entry: Unavailable) -> bool:
@@ -200,6 +210,32 @@ class DiscoveryRetry:
             return False
         log.warning("integration %s: available (discovery document cached by another "
                     "process)", entry.name)  # fmt: skip
+        return True
+
+    async def _refresh(self, entry: Unavailable, now: float) -> bool:
+        """A stale integration: the live document, and a rebuild when it changed."""
+        if await self._adopt(entry):
+            return True
+        try:
+            document = await fetch_discovery_document(self._session, entry.issuer, self._timeout)
+            integration = None if document == entry.cached else entry.resolve(document)
+        except ConfigurationError as exc:
+            if entry.name in self._registry:
+                self._registry.mark_stale(self._registry[entry.name], replace(
+                    entry, reason=str(exc), last_tried_at=now,
+                    next_try_at=now + self._retry_seconds,
+                ))  # fmt: skip
+            log.warning("integration %s: still on its cached discovery document: %s",
+                        entry.name, exc)  # fmt: skip
+            return False
+        await self._cache.put(entry.issuer, document, now)
+        if integration is None:
+            self._registry.mark_fresh(entry.name)
+            log.warning("integration %s: live discovery document fetched; unchanged", entry.name)
+        else:
+            self._registry.mark_available(integration)
+            log.warning("integration %s: live discovery document differs from the cached "
+                        "one; rebuilt from it", entry.name)  # fmt: skip
         return True
 
     async def _retry(self, entry: Unavailable, now: float) -> bool:

@@ -187,12 +187,13 @@ class Runtime:
         return runtime
 
     def start_discovery_retry(self) -> None:
-        """Retry unavailable integrations in the background on this process's loop.
+        """Retry unavailable (and stale: built from a cached document) integrations'
+        discovery in the background on this process's loop.
 
         In a worker process the loop runs only while a task runs; the retry makes progress
         then, which is when the integrations are needed.
         """
-        if not self.config.integrations.unavailable or self._discovery_task is not None:
+        if not self.config.integrations.awaiting_discovery or self._discovery_task is not None:
             return
         self._discovery = retry = DiscoveryRetry(
             self.config.integrations, session=self.http,
@@ -204,7 +205,7 @@ class Runtime:
 
     async def adopt_cached_discovery(self) -> None:
         """Make integrations available whose document another process has cached since."""
-        if self._discovery is not None and self.config.integrations.unavailable:
+        if self._discovery is not None and self.config.integrations.awaiting_discovery:
             await self._discovery.adopt_cached()
 
     def alert_delivery(self) -> AlertDelivery:

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
                 "TOKENLIFE_API_CALLBACK_WAIT_SECONDS must be below "
                 "TOKENLIFE_API_REQUEST_TIMEOUT_SECONDS, or users get a 504 for a slow exchange"
             )
+        if self.api_token_wait_seconds >= self.api_request_timeout_seconds:
+            raise ValueError(
+                "TOKENLIFE_API_TOKEN_WAIT_SECONDS must be below "
+                "TOKENLIFE_API_REQUEST_TIMEOUT_SECONDS, or a token call that waited its bound "
+                "gets a 504 instead of the 503 with Retry-After it is promised"
+            )
         if self.alert_webhook_urls and not self.alert_webhook_secret:
             raise ValueError(
                 "TOKENLIFE_ALERT_WEBHOOK_URLS needs TOKENLIFE_ALERT_WEBHOOK_SECRET to sign with"

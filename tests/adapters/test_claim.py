@@ -114,7 +114,7 @@ async def test_claims_stop_at_the_slot_limit_and_a_throttled_claim_frees_its_loc
     assert len(set(tokens)) == 3
     assert await slot_members(redis, keys, provider) == sorted(cast(list[str], tokens))
     assert throttled == Claim(ClaimKind.THROTTLED)
-    assert not await locks.held(integration, fourth)
+    assert not await redis.exists(keys.lock(integration, fourth))
     # Nothing of the throttled claim stays behind: with room, it is taken at once.
     assert (await locks.claim(integration, fourth, provider, 4)).kind == "ok"
 
@@ -131,7 +131,7 @@ async def test_give_back_frees_the_lock_and_the_slot(
     await locks.give_back(lease)
 
     assert lease.released
-    assert not await locks.held(integration, cid)
+    assert not await redis.exists(keys.lock(integration, cid))
     assert await slot_members(redis, keys, provider) == []
     assert (await locks.claim(other_integration, other, provider, 1)).kind == "ok"
     assert (await locks.claim(integration, cid, provider, 2)).kind == "ok"
@@ -165,7 +165,7 @@ async def test_a_connection_without_a_refresh_token_takes_no_slot(
     assert lease.slot_token is None
     assert claim.refresh_ciphertext is None
     assert claim.connection is not None and not claim.connection.has_refresh_token
-    assert await locks.held(integration, cid)
+    assert await redis.exists(keys.lock(integration, cid))
     assert await slot_members(redis, keys, provider) == [taken.slot_token]
 
 
@@ -193,7 +193,7 @@ async def test_a_missing_connection_is_gone_and_leaves_no_lock_behind(
 
     assert await locks.claim(integration, cid, provider, 5) == Claim(ClaimKind.GONE)
 
-    assert not await locks.held(integration, cid)
+    assert not await redis.exists(keys.lock(integration, cid))
     assert await slot_members(redis, keys, provider) == []
 
 
@@ -362,3 +362,21 @@ async def test_a_slot_lives_no_longer_than_the_lock(
     assert 25_000 < lock_ms <= 30_000
     assert slot_until is not None and slot_until <= time.time() + 30.5
     assert slot_until >= before + 25 < before + PROVIDER_SLOT_TTL_SECONDS
+
+
+async def test_a_corrupt_record_is_claimed_as_corrupt_and_leaves_no_lock_or_slot(
+    store: TokenStore, locks: Locks, redis: Redis, keys: Keys
+) -> None:
+    """A half-written record can't be parsed after the script took the lock and a slot:
+    both go back at once, or every lease of it would hold one of the provider's slots."""
+    provider = new_name("provider")
+    integration, cid, _ = await saved(store, provider)
+    await redis.hdel(keys.connection(integration, cid), "status", "version")
+
+    claim = await locks.claim(integration, cid, provider, 1)
+
+    assert claim == Claim(ClaimKind.CORRUPT)
+    assert not await redis.exists(keys.lock(integration, cid))
+    assert await slot_members(redis, keys, provider) == []
+    other_integration, other, _ = await saved(store, provider)
+    assert (await locks.claim(other_integration, other, provider, 1)).kind == "ok"

@@ -1,4 +1,4 @@
-"""discover_endpoints against a real HTTP server on 127.0.0.1."""
+"""fetch_discovery_document and endpoints_from against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tokenlife.adapters.discovery import discover_endpoints
+from tokenlife.adapters.discovery import endpoints_from, fetch_discovery_document
 from tokenlife.errors import ConfigurationError
 
 TIMEOUT = 5.0
@@ -48,6 +48,11 @@ def document(base: str, **changes: Any) -> web.Response:
     return web.json_response({k: v for k, v in fields.items() if v is not None})
 
 
+async def discover(http: aiohttp.ClientSession, base: str, timeout: float) -> tuple[str, str]:
+    """What start-up does with an issuer: fetch the document, read its endpoints."""
+    return endpoints_from(base, await fetch_discovery_document(http, base, timeout))
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
@@ -56,7 +61,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def test_a_good_document_gives_both_endpoints(http: aiohttp.ClientSession) -> None:
     async with issuer(document) as base:
-        endpoints = await discover_endpoints(http, base, TIMEOUT)
+        endpoints = await discover(http, base, TIMEOUT)
 
     assert endpoints == (f"{base}/authorize", f"{base}/token")
 
@@ -67,13 +72,13 @@ async def test_the_issuer_must_match_exactly_trailing_slash_included(
     # OIDC Discovery §4.3: the document's issuer is compared as a string.
     async with issuer(document) as base:
         with pytest.raises(ConfigurationError, match="trailing slash"):
-            await discover_endpoints(http, base + "/", TIMEOUT)
+            await discover(http, base + "/", TIMEOUT)
 
 
 async def test_an_issuer_mismatch_is_a_configuration_error(http: aiohttp.ClientSession) -> None:
     async with issuer(lambda base: document(base, issuer="https://evil.example")) as base:
         with pytest.raises(ConfigurationError, match="does not match"):
-            await discover_endpoints(http, base, TIMEOUT)
+            await discover(http, base, TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -91,13 +96,13 @@ async def test_a_missing_or_bad_endpoint_is_a_configuration_error(
 ) -> None:
     async with issuer(lambda base: document(base, **changes)) as base:
         with pytest.raises(ConfigurationError, match="token_endpoint are required"):
-            await discover_endpoints(http, base, TIMEOUT)
+            await discover(http, base, TIMEOUT)
 
 
 async def test_a_404_is_a_configuration_error(http: aiohttp.ClientSession) -> None:
     async with issuer(lambda base: web.Response(status=404, text="not found")) as base:
         with pytest.raises(ConfigurationError, match="HTTP 404"):
-            await discover_endpoints(http, base, TIMEOUT)
+            await discover(http, base, TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +119,7 @@ async def test_a_body_that_is_not_a_json_object_is_a_configuration_error(
 ) -> None:
     async with issuer(lambda base: web.Response(text=body, content_type="text/html")) as base:
         with pytest.raises(ConfigurationError, match=message):
-            await discover_endpoints(http, base, TIMEOUT)
+            await discover(http, base, TIMEOUT)
 
 
 async def test_an_oversized_document_is_a_configuration_error(
@@ -128,7 +133,7 @@ async def test_an_oversized_document_is_a_configuration_error(
 
     async with issuer(padded) as base:
         with pytest.raises(ConfigurationError, match="document over"):
-            await discover_endpoints(http, base, TIMEOUT)
+            await discover(http, base, TIMEOUT)
 
 
 async def test_an_unreachable_issuer_is_a_configuration_error(
@@ -139,4 +144,4 @@ async def test_an_unreachable_issuer_is_a_configuration_error(
         port = int(sock.getsockname()[1])
 
     with pytest.raises(ConfigurationError, match="failed"):
-        await discover_endpoints(http, f"http://127.0.0.1:{port}", TIMEOUT)
+        await discover(http, f"http://127.0.0.1:{port}", TIMEOUT)

@@ -111,17 +111,6 @@ async def test_the_same_owner_claims_again_while_retrying(store: PendingStore) -
     assert (await store.claim(state, owner)).pending == record
 
 
-async def test_after_release_even_the_owner_gets_invalid_state(store: PendingStore) -> None:
-    state, owner = new_state(), new_owner()
-    await store.put(state, pending())
-    await store.claim(state, owner)
-
-    await store.release(state)
-
-    with pytest.raises(InvalidStateError):
-        await store.claim(state, owner)
-
-
 async def test_an_unknown_state_is_invalid(store: PendingStore) -> None:
     with pytest.raises(InvalidStateError):
         await store.claim(new_state(), new_owner())

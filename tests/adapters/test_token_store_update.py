@@ -367,7 +367,7 @@ async def test_an_update_with_an_event_and_a_lease_writes_publishes_and_gives_ba
 ) -> None:
     connection, lease = await claimed(store, locks)
     event = an_event(connection)
-    assert await locks.held(connection.integration, connection.connection_id)
+    assert await redis.exists(keys.lock(connection.integration, connection.connection_id))
     assert await slot_members(redis, keys) == [lease.slot_token]
 
     version = await store.update(
@@ -382,7 +382,7 @@ async def test_an_update_with_an_event_and_a_lease_writes_publishes_and_gives_ba
     assert set(entries[0]) == {"type", "data"}
     assert entries[0]["type"] == event.type
     assert json.loads(entries[0]["data"]) == event.data
-    assert not await locks.held(connection.integration, connection.connection_id)
+    assert not await redis.exists(keys.lock(connection.integration, connection.connection_id))
     assert await slot_members(redis, keys) == []
     assert lease.released
 
@@ -404,7 +404,7 @@ async def test_a_stale_update_with_an_event_and_a_lease_only_gives_back(
     assert await stored_hash(redis, keys, stale) == hash_before
     assert await scheduled_at(redis, keys, stale) == score_before
     assert await published(redis, keys) == []
-    assert not await locks.held(stale.integration, stale.connection_id)
+    assert not await redis.exists(keys.lock(stale.integration, stale.connection_id))
     assert await slot_members(redis, keys) == []
     assert lease.released
 

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from tests.support import Fakes, WorkerHandle, connect, event_types, run_refresh_tick, wait_until
 from tokenlife.client import TokenlifeClient, error_for
 from tokenlife.errors import (
+    DecryptionError,
     ReauthorizationRequiredError,
     TokenlifeError,
     TransientError,
@@ -252,6 +253,7 @@ async def test_a_connect_session_refused_names_the_problem(
     [
         (400, {"error": "bad_request", "message": "limit and cursor must be integers"}, UsageError),
         (409, {"error": "no_refresh_token", "message": "no refresh token"}, UsageError),
+        (409, {"error": "undecryptable", "message": "check the keys"}, DecryptionError),
         (413, {"error": "too_large", "message": "the request body is too large"}, UsageError),
         (404, {"error": "not_found", "message": "no integration named 'x'"},
          UnknownIntegrationError),

@@ -25,6 +25,7 @@ from tests.fakes.issuer import Issuer, serve_issuer
 from tests.support import (
     Fakes,
     client_app,
+    put_on_schedule,
     start_worker,
     stop_worker,
     stream_events,
@@ -32,6 +33,9 @@ from tests.support import (
     wait_until,
     worker_environment,
 )
+from tokenlife.adapters.connect_sessions import ConnectSessions
+from tokenlife.adapters.keys import Keys
+from tokenlife.core.connect_session import SessionRequest
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import IntegrationUnavailableError
@@ -129,10 +133,79 @@ async def test_an_unreachable_issuer_leaves_the_others_working_until_it_answers(
     assert cached["code"] == "discovery_cached" and cached["severity"] == "warning"
 
 
-async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
+async def test_a_connect_link_of_an_unavailable_integration_is_a_503_page_and_stays_usable(
     settings: Settings, fakes: Fakes, issuer: Issuer, tmp_path: Path
 ) -> None:
     configured = outage_settings(settings, fakes, issuer, tmp_path)
+    runtime = await Runtime.open(await load_config(configured))
+    sessions = ConnectSessions(runtime.redis, runtime.keys, 600)
+    token, _ = await sessions.create(SessionRequest("oidc", "user-7", None, None), time.time())
+    link = f"/connect/oidc?session={token}"
+    try:
+        async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as client:
+            refused = await client.get(link, allow_redirects=False)
+            text = await refused.text()
+            assert refused.status == 503 and refused.content_type == "text/html", text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert "sign-in service of oidc can&#x27;t be reached right now" in text
+            assert "open it again" in text
+
+            issuer.up = True
+
+            async def available() -> bool:
+                return "oidc" in runtime.config.integrations
+
+            await wait_until(available, timeout=10, what="the background discovery retry")
+            # The refused visit did not spend the link.
+            sent = await client.get(link, allow_redirects=False)
+            assert sent.status == 302, await sent.text()
+            assert sent.headers["Location"].startswith(f"{issuer.url}/authorize?")
+    finally:
+        await runtime.close()
+
+
+async def test_a_start_from_the_cached_document_fetches_the_live_one_until_it_answers(
+    settings: Settings, fakes: Fakes, issuer: Issuer, redis: Redis, tmp_path: Path
+) -> None:
+    """Before: a cache hit marked the integration available and nothing fetched the live
+    document again, so it ran on stale endpoints until a restart."""
+    configured = outage_settings(settings, fakes, issuer, tmp_path)
+    issuer.up = True
+    await load_config(configured)  # caches the document
+    issuer.up, issuer.revocation_path = False, "/oauth/revoke"  # moved while it was down
+    config = await load_config(configured)
+    assert config.integrations["oidc"].revocation_url == f"{issuer.url}/revoke"  # cached
+    assert set(config.integrations.stale) == {"oidc"}
+    runtime = await Runtime.open(config)
+    try:
+        asked = issuer.asked
+
+        async def asked_again() -> bool:
+            return issuer.asked > asked + 1
+
+        await wait_until(asked_again, timeout=10, what="the live document to be asked for")
+        assert config.integrations["oidc"].revocation_url == f"{issuer.url}/revoke"
+        issuer.up = True
+
+        async def rebuilt() -> bool:
+            oidc = runtime.config.integrations.get("oidc")
+            return oidc is not None and oidc.revocation_url == f"{issuer.url}/oauth/revoke"
+
+        await wait_until(rebuilt, timeout=10, what="the live document to rebuild oidc")
+        assert not runtime.config.integrations.stale
+        cached = await redis.hget(Keys(configured.key_prefix).discovery(issuer.url), "document")
+        assert cached is not None and "/oauth/revoke" in cached  # re-cached
+    finally:
+        await runtime.close()
+
+
+async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
+    settings: Settings, fakes: Fakes, issuer: Issuer, redis: Redis, tmp_path: Path
+) -> None:
+    configured = outage_settings(settings, fakes, issuer, tmp_path)
+    keys = Keys(configured.key_prefix)
+    # Due while oidc is unavailable: counted and logged as that, not as "not configured".
+    await put_on_schedule(redis, keys, "oidc", "due-while-down", time.time())
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         process = start_worker(configured, tmp_path, log, f"outage-{uuid.uuid4().hex[:6]}")
@@ -148,6 +221,17 @@ async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
             text = log_path.read_text(errors="replace")
             assert "refusing to start" not in text
             assert "integration oidc unavailable" in text
+
+            async def counted() -> bool:
+                result = app.send_task("tokenlife.refresh_due", ignore_result=False)
+                await asyncio.to_thread(result.get, timeout=30)
+                field = "refresh:unknown:integration_unavailable"
+                return await redis.hget(keys.counters, field) is not None
+
+            await wait_until(counted, timeout=30, what="the due connection's outcome")
+            text = log_path.read_text(errors="replace")
+            assert "due-while-down: integration 'oidc' is unavailable" in text
+            assert "not configured" not in text
 
             issuer.up = True
             asked = issuer.asked

@@ -1,5 +1,7 @@
 """Half-written connection records (issue 9 §4): a record with missing fields or bad
-numbers is a JSON 404, never a 500. (A late write never re-creates a deleted connection:
+numbers is a JSON 404, never a 500; DELETE removes it; the scheduled refresh takes it off
+the schedule without holding a lock or a provider slot. A ciphertext no key decrypts is a
+JSON 409 `undecryptable`. (A late write never re-creates a deleted connection:
 every write to a connection is a compare-and-set on its version, update_connection.lua.)"""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from tests.support import Fakes
+from tests.support import Fakes, WorkerHandle, make_due, run_refresh_tick, wait_until
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import CorruptRecordError
@@ -91,4 +93,101 @@ async def test_a_damaged_record_is_a_json_404_never_a_500(
     assert listing.status == 200
     assert cid not in [c["connection_id"] for c in (await listing.json())["connections"]]
     await redis.delete(key)
+    await redis.srem(runtime.keys.connections("google"), cid)
+
+
+async def damaged(runtime: Runtime, redis: Redis) -> str:
+    """A saved google connection with two required fields cut off, on the schedule."""
+    cid = f"damaged-{uuid.uuid4().hex[:8]}"
+    await save(runtime, cid)
+    await redis.hdel(runtime.keys.connection("google", cid), "status", "version")
+    return cid
+
+
+async def leftovers(runtime: Runtime, redis: Redis, cid: str) -> dict[str, Any]:
+    """Every place a connection lives in Redis, and what it holds there now."""
+    keys, member = runtime.keys, runtime.keys.member("google", cid)
+    return {
+        "hash": await redis.exists(keys.connection("google", cid)),
+        "index": await redis.sismember(keys.connections("google"), cid),
+        "schedule": await redis.zscore(keys.schedule, member),
+        "deadline": await redis.zscore(keys.token_deadlines, member),
+        "backoff": await redis.zscore(keys.backoff("google"), member),
+        "lock": await redis.exists(keys.lock("google", cid)),
+    }
+
+
+GONE = {"hash": 0, "index": 0, "schedule": None, "deadline": None, "backoff": None, "lock": 0}
+
+
+async def test_delete_removes_a_damaged_record_without_revoking(
+    runtime: Runtime, client: TestClient[Any, Any], redis: Redis, fakes: Fakes
+) -> None:
+    cid = await damaged(runtime, redis)
+    member = runtime.keys.member("google", cid)
+    await redis.zadd(runtime.keys.token_deadlines, {member: time.time() + 3600})
+    await redis.zadd(runtime.keys.backoff("google"), {member: time.time()})
+    revoked_before = len(fakes.google.revoked_tokens)
+
+    response = await client.delete(f"/api/connections/google/{cid}", headers=AUTH)
+
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["deleted"] is True and body["revoked"] is False
+    assert body["revocation_supported"] is True and body["revocation_error"] is None
+    assert "record is incomplete or unreadable" in body["revocation_reason"]
+    assert len(fakes.google.revoked_tokens) == revoked_before
+    assert await leftovers(runtime, redis, cid) == GONE
+    again = await client.delete(f"/api/connections/google/{cid}", headers=AUTH)
+    assert again.status == 404
+
+
+async def test_a_token_no_key_decrypts_is_a_409_and_delete_still_removes_it(
+    runtime: Runtime, client: TestClient[Any, Any], redis: Redis, fakes: Fakes
+) -> None:
+    cid = f"undecryptable-{uuid.uuid4().hex[:8]}"
+    await save(runtime, cid)
+    await redis.hset(runtime.keys.connection("google", cid), "refresh_token", "gAAAAAdamaged")
+    revoked_before = len(fakes.google.revoked_tokens)
+
+    # Fresh access token, so no refresh: the stored refresh token is still read (load).
+    response = await client.post(f"/api/connections/google/{cid}/token", headers=AUTH)
+    body = await response.json()
+    assert response.status == 409, body
+    assert body["error"] == "undecryptable"
+    assert "TOKENLIFE_ENCRYPTION_KEYS" in body["message"]
+    assert "generat" not in body["message"]  # a new key would not decrypt it
+
+    deleted = await client.delete(f"/api/connections/google/{cid}", headers=AUTH)
+    answer = await deleted.json()
+    assert deleted.status == 200, answer
+    assert answer["revoked"] is False and "can't be decrypted" in answer["revocation_reason"]
+    assert len(fakes.google.revoked_tokens) == revoked_before
+    assert await leftovers(runtime, redis, cid) == GONE
+
+
+async def test_a_due_damaged_record_leaves_the_schedule_and_holds_no_slot(
+    runtime: Runtime, redis: Redis, settings: Settings, worker: WorkerHandle
+) -> None:
+    """Before: the claim took the lock and a slot, then failed to parse, held both until
+    their TTL and counted `crashed`; every lease brought it back."""
+    cid = await damaged(runtime, redis)
+    await make_due(redis, settings, "google", cid)
+    counters = f"{settings.key_prefix}:counters"
+    field, crashed = "refresh:google:corrupt_record", "refresh:google:crashed"
+    before = int(await redis.hget(counters, field) or 0)
+    crashed_before = await redis.hget(counters, crashed)
+    slots_before = await redis.zcard(runtime.keys.provider_slots("google"))
+
+    await run_refresh_tick(worker)
+
+    async def counted() -> bool:
+        return int(await redis.hget(counters, field) or 0) == before + 1
+
+    await wait_until(counted, timeout=20, what="the corrupt record's outcome")
+    assert await redis.zscore(runtime.keys.schedule, runtime.keys.member("google", cid)) is None
+    assert not await redis.exists(runtime.keys.lock("google", cid))
+    assert await redis.zcard(runtime.keys.provider_slots("google")) <= slots_before
+    assert await redis.hget(counters, crashed) == crashed_before
+    await redis.delete(runtime.keys.connection("google", cid))
     await redis.srem(runtime.keys.connections("google"), cid)

@@ -17,6 +17,8 @@ class Issuer:
     up: bool = False
     asked: int = 0
     revoked: list[str] = field(default_factory=list)
+    # Where the document says revocation is: a provider may move it between two starts.
+    revocation_path: str = "/revoke"
 
     async def revoke(self, request: web.Request) -> web.Response:
         """RFC 7009 §2.2: 200 for any token."""
@@ -32,7 +34,7 @@ class Issuer:
                 "issuer": self.url,
                 "authorization_endpoint": f"{self.url}/authorize",
                 "token_endpoint": f"{self.url}/token",
-                "revocation_endpoint": f"{self.url}/revoke",
+                "revocation_endpoint": f"{self.url}{self.revocation_path}",
             }
         )
 
@@ -66,6 +68,7 @@ async def serve_issuer() -> AsyncIterator[Issuer]:
     app = web.Application()
     app.router.add_get("/.well-known/openid-configuration", state.discovery)
     app.router.add_post("/revoke", state.revoke)
+    app.router.add_post("/oauth/revoke", state.revoke)
     async with TestServer(app, host="127.0.0.1") as server:
         state.url = f"http://127.0.0.1:{server.port}"
         yield state

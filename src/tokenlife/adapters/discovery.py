@@ -21,13 +21,6 @@ log = logging.getLogger(__name__)
 _MAX_BYTES = 256 * 1024
 
 
-async def discover_endpoints(
-    session: aiohttp.ClientSession, issuer: str, timeout: float
-) -> tuple[str, str]:
-    """(authorization_endpoint, token_endpoint) from the issuer's discovery document."""
-    return endpoints_from(issuer, await fetch_discovery_document(session, issuer, timeout))
-
-
 async def fetch_discovery_document(
     session: aiohttp.ClientSession, issuer: str, timeout: float
 ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tokenlife.adapters.keys import (
     REFRESH_LOCK_TTL_SECONDS,
     Keys,
 )
+from tokenlife.errors import CorruptRecordError
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class ClaimKind(StrEnum):
     LOCKED = "locked"  # someone else holds the connection's lock
     GONE = "gone"  # no such connection
     THROTTLED = "throttled"  # every slot of the provider is taken
+    CORRUPT = "corrupt"  # the record is half-written or unreadable; nothing is held
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,14 @@ class Locks:
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         if reply[2] != "slot":
             lease = Lease(integration, connection_id, provider, lease.lock_token, None)
-        return Claim(ClaimKind.OK, parse_connection(raw), lease, raw.get("refresh_token"))
+        try:
+            connection = parse_connection(raw)
+        except CorruptRecordError:
+            # Held until their TTL, the lock and the slot would make every lease of this
+            # record come back and hold one of the provider's slots each time.
+            await self.give_back(lease)
+            return Claim(ClaimKind.CORRUPT)
+        return Claim(ClaimKind.OK, connection, lease, raw.get("refresh_token"))
 
     async def acquire(self, integration: str, connection_id: str) -> str | None:
         """A token proving we hold the connection's lock, or None when someone else does."""
@@ -136,6 +145,3 @@ class Locks:
                 pipe.zrem(self._keys.provider_slots(lease.provider), lease.slot_token)
             await pipe.execute()
         lease.released = True
-
-    async def held(self, integration: str, connection_id: str) -> bool:
-        return bool(await self._redis.exists(self._keys.lock(integration, connection_id)))

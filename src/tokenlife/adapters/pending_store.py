@@ -119,7 +119,3 @@ class PendingStore:
         record = json.loads(raw)
         record.pop("verifier", None)
         return PendingAuthorization(**record)
-
-    async def release(self, state: str) -> None:
-        """Forget the state and its outcome: it can never be used again."""
-        await self._redis.delete(self._keys.exchanging(state))

@@ -3,9 +3,12 @@
 An integration whose endpoints come from OIDC Discovery is *unavailable* while its issuer
 has not answered and no cached discovery document was found: it stays configured, calls
 that need it fail with `IntegrationUnavailableError` (retry later), and a background
-retry makes it available when discovery succeeds. As a `Mapping` the registry holds the
-available integrations only, so code that iterates or looks up by name sees exactly what
-it can use; `require` tells an unavailable integration from an unknown one.
+retry makes it available when discovery succeeds. One that started from a cached
+document is available but *stale*: the retry fetches the live document until it succeeds
+and rebuilds the integration when the document changed (endpoints, revocation endpoint,
+RFC 9207 `iss`). As a `Mapping` the registry holds the available integrations only, so
+code that iterates or looks up by name sees exactly what it can use; `require` tells an
+unavailable integration from an unknown one.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class Unavailable:
     next_try_at: float
     # Builds the integration from a discovery document once one is fetched.
     resolve: Callable[[Mapping[str, Any]], Integration] = field(repr=False, compare=False)
+    # A stale integration's cached document, which the live one is compared with.
+    cached: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +54,7 @@ class IntegrationRegistry(Mapping[str, Integration]):
     def __init__(self, available: Mapping[str, Integration] | None = None) -> None:
         self._available: dict[str, Integration] = dict(available or {})
         self._unavailable: dict[str, Unavailable] = {}
+        self._stale: dict[str, Unavailable] = {}
 
     def __getitem__(self, name: str) -> Integration:
         return self._available[name]
@@ -63,12 +69,35 @@ class IntegrationRegistry(Mapping[str, Integration]):
     def unavailable(self) -> Mapping[str, Unavailable]:
         return dict(self._unavailable)
 
+    @property
+    def stale(self) -> Mapping[str, Unavailable]:
+        """Available integrations built from a cached discovery document, until a live
+        fetch succeeds."""
+        return dict(self._stale)
+
+    @property
+    def awaiting_discovery(self) -> bool:
+        return bool(self._unavailable or self._stale)
+
     def mark_available(self, integration: Integration) -> None:
+        """Built from a live document (or one another process fetched live)."""
         self._unavailable.pop(integration.name, None)
+        self._stale.pop(integration.name, None)
         self._available[integration.name] = integration
+
+    def mark_stale(self, integration: Integration, entry: Unavailable) -> None:
+        """Usable, built from `entry.cached`; the live document is still to be fetched."""
+        self._unavailable.pop(entry.name, None)
+        self._available[entry.name] = integration
+        self._stale[entry.name] = entry
+
+    def mark_fresh(self, name: str) -> None:
+        """The live document is the cached one: nothing to rebuild."""
+        self._stale.pop(name, None)
 
     def mark_unavailable(self, entry: Unavailable) -> None:
         self._available.pop(entry.name, None)
+        self._stale.pop(entry.name, None)
         self._unavailable[entry.name] = entry
 
     def require(self, name: str) -> Integration:

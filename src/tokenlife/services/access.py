@@ -23,6 +23,7 @@ from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_timing import needs_refresh
 from tokenlife.errors import (
+    CorruptRecordError,
     ReauthorizationRequiredError,
     TransientError,
     UnknownConnectionError,
@@ -111,6 +112,11 @@ class AccessTokens:
             )  # fmt: skip
             if claim.kind is ClaimKind.GONE:
                 raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
+            if claim.kind is ClaimKind.CORRUPT:  # damaged since it was read above
+                raise CorruptRecordError(
+                    "the stored record of this connection is unreadable; "
+                    "delete it and connect again"
+                )
             if claim.kind is not ClaimKind.OK:
                 # Someone is refreshing it, or the provider has all the refreshes it may
                 # take: wait for them, then read again.

@@ -17,8 +17,11 @@ from tokenlife.core import events
 from tokenlife.core.grants import revocation_request
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
+from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import (
     ConnectionBusyError,
+    CorruptRecordError,
+    DecryptionError,
     TokenlifeError,
     UnknownConnectionError,
 )
@@ -76,32 +79,62 @@ class ConnectionRemoval:
         self, integration: Integration, connection_id: str, now: float
     ) -> dict[str, Any]:
         integration_name = integration.name
-        revoked, problem = False, None
-        connection = await self._store.get(integration_name, connection_id)
-        if integration.revocation_url is not None:
-            tokens = await self._store.tokens(integration_name, connection_id)
-            # Revoking the refresh token ends the whole grant at most vendors (RFC 7009 §2.1).
-            token, hint = (
-                (tokens.refresh_token, "refresh_token") if tokens.refresh_token
-                else (tokens.access_token, "access_token")
-            )  # fmt: skip
-            try:
-                await post_revocation(
-                    self._http, revocation_request(integration, token, hint), self._timeout
-                )
-                revoked = True
-            except TokenlifeError as exc:
-                # The tokens are deleted anyway: keeping them would not make revoking work.
-                problem = str(exc)
-                log.warning("revocation of %s/%s failed: %s", integration_name, connection_id, exc)
-        if not await self._store.delete(integration_name, connection_id, connection.provider):
+        supported = integration.revocation_url is not None
+        revoked, problem, unreadable = False, None, None
+        provider = integration.provider
+        try:
+            connection = await self._store.get(integration_name, connection_id)
+            provider = connection.provider
+            if supported:
+                tokens = await self._store.tokens(integration_name, connection_id)
+        except (CorruptRecordError, DecryptionError) as exc:
+            # The record can't be read, so nothing can be revoked; deleting it is the
+            # way out its 404 promises ("delete it and connect again").
+            unreadable = unreadable_reason(exc)
+            log.warning("deleting unreadable %s/%s without revocation: %s",
+                        integration_name, connection_id, type(exc).__name__)  # fmt: skip
+        else:
+            if supported:
+                revoked, problem = await self._revoke(integration, connection_id, tokens)
+        if not await self._store.delete(integration_name, connection_id, provider):
             raise UnknownConnectionError(f"no connection {connection_id!r} in {integration_name!r}")
-        outcome = revocation_outcome(integration.revocation_url is not None, revoked, problem)
+        outcome = revocation_outcome(supported, revoked, problem, unreadable)
         await self._events.emit(
             events.CONNECTION_DELETED, integration_name, connection_id, now,
             provider=integration.provider, **outcome,
         )  # fmt: skip
         return {"deleted": True, **outcome}
+
+    async def _revoke(
+        self, integration: Integration, connection_id: str, tokens: TokenSet
+    ) -> tuple[bool, str | None]:
+        # Revoking the refresh token ends the whole grant at most vendors (RFC 7009 §2.1).
+        token, hint = (
+            (tokens.refresh_token, "refresh_token") if tokens.refresh_token
+            else (tokens.access_token, "access_token")
+        )  # fmt: skip
+        try:
+            await post_revocation(
+                self._http, revocation_request(integration, token, hint), self._timeout
+            )
+        except TokenlifeError as exc:
+            # The tokens are deleted anyway: keeping them would not make revoking work.
+            log.warning("revocation of %s/%s failed: %s", integration.name, connection_id, exc)
+            return False, str(exc)
+        return True, None
+
+
+def unreadable_reason(exc: CorruptRecordError | DecryptionError) -> str:
+    """Why a connection was deleted without revoking anything (no value is named)."""
+    what = (
+        "its stored record is incomplete or unreadable"
+        if isinstance(exc, CorruptRecordError)
+        else "its stored tokens can't be decrypted with the configured keys"
+    )
+    return (
+        f"not revoked: {what}; the grant stays valid at the provider until it expires "
+        "or the user removes the app"
+    )
 
 
 NO_REVOCATION_ENDPOINT = (
@@ -111,10 +144,13 @@ NO_REVOCATION_ENDPOINT = (
 )
 
 
-def revocation_outcome(supported: bool, revoked: bool, error: str | None) -> dict[str, Any]:
+def revocation_outcome(
+    supported: bool, revoked: bool, error: str | None, unreadable: str | None = None
+) -> dict[str, Any]:
     """What the DELETE answer and `connection.deleted` say about revocation: `revoked`
-    false never reads as success, `revocation_reason` says why nothing was revoked."""
-    reason = None if revoked else (error if supported else NO_REVOCATION_ENDPOINT)
+    false never reads as success, `revocation_reason` says why nothing was revoked
+    (`unreadable`: the record or its tokens could not be read, so nothing was tried)."""
+    reason = None if revoked else (unreadable or error if supported else NO_REVOCATION_ENDPOINT)
     return {
         "revoked": revoked,
         "revocation_supported": supported,

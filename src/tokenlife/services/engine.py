@@ -19,7 +19,9 @@ from tokenlife.adapters.locks import Claim, ClaimKind, Locks
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
+from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
+from tokenlife.errors import IntegrationUnavailableError, UnknownIntegrationError
 from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.services.refresh import Refresher
 
@@ -89,12 +91,14 @@ class RefreshEngine:
 
     async def _attempt(self, due: Due, clock: Callable[[], float]) -> tuple[str, float | None]:
         """The outcome, and how long the token request and its save took when one was made."""
-        integration = self._integrations.get(due.integration)
-        if integration is None:
-            # Left leased: it comes back when the integration is configured again.
-            log.warning("due connection %s/%s: integration not configured",
-                        due.integration, due.connection_id)  # fmt: skip
-            return "unknown_integration", None
+        try:
+            integration = require_integration(self._integrations, due.integration)
+        except (UnknownIntegrationError, IntegrationUnavailableError) as exc:
+            # Left leased: it comes back when the integration is configured (or its
+            # discovery succeeds) again.
+            log.warning("due connection %s/%s: %s", due.integration, due.connection_id, exc)
+            unavailable = isinstance(exc, IntegrationUnavailableError)
+            return ("integration_unavailable" if unavailable else "unknown_integration"), None
         claim = await self._locks.claim(
             due.integration, due.connection_id, integration.provider, self._concurrency,
             integration.preset.facts.refresh_token_reuse_grace_seconds,
@@ -107,6 +111,13 @@ class RefreshEngine:
             )
         elif claim.kind is ClaimKind.GONE:
             await self._schedule.forget(due.integration, due.connection_id)
+        elif claim.kind is ClaimKind.CORRUPT:
+            # Off the schedule, so it's logged once; DELETE removes it (and its 404 says so).
+            await self._schedule.forget(due.integration, due.connection_id)
+            log.warning("due connection %s/%s: its stored record is half-written or "
+                        "unreadable; taken off the schedule", due.integration,
+                        due.connection_id)  # fmt: skip
+            return "corrupt_record", None
         if claim.kind is not ClaimKind.OK:
             return claim.kind.value, None  # "locked": an on-demand refresh holds it; it reschedules
         assert claim.connection is not None and claim.lease is not None

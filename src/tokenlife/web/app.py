@@ -21,6 +21,7 @@ from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.errors import (
     ConnectionBusyError,
     CorruptRecordError,
+    DecryptionError,
     IntegrationUnavailableError,
     ReauthorizationRequiredError,
     TokenlifeError,
@@ -135,9 +136,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = problem(503, "unavailable", "storage or broker unavailable; try again")
         response.headers["Retry-After"] = "2"
         return response
+    except DecryptionError:
+        # A damaged ciphertext or a key missing from the list: the stored token stays as it
+        # is, since a new key would not decrypt it either.
+        return problem(409, "undecryptable", UNDECRYPTABLE)
     except TokenlifeError as exc:
         log.warning("request failed: %s", exc)
         return problem(500, "internal_error", "the request failed; see the service log")
+
+
+UNDECRYPTABLE = (
+    "the stored token can't be decrypted with the configured keys; check "
+    "TOKENLIFE_ENCRYPTION_KEYS (it must still list the key the token was saved with), or "
+    "delete the connection and connect again"
+)
 
 
 SECURITY_HEADERS = {

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import html
 import logging
+import math
 import re
 import secrets
 import time
@@ -20,13 +21,19 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from celery import Celery
+from redis.exceptions import RedisError
 
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.keys import PENDING_AUTHORIZATION_TTL_SECONDS
 from tokenlife.core.authorization import PendingAuthorization
 from tokenlife.core.connect_session import plausible_token, token_hash
 from tokenlife.core.events import REFRESH_TOKEN_MISSING_MESSAGE
-from tokenlife.errors import UnknownIntegrationError, UsageError
+from tokenlife.errors import (
+    IntegrationUnavailableError,
+    TransientError,
+    UnknownIntegrationError,
+    UsageError,
+)
 from tokenlife.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -77,15 +84,35 @@ async def connect(
     request: web.Request, runtime: Runtime, sessions: ConnectSessions
 ) -> web.StreamResponse:
     try:
+        # Before the session is consumed: a link that can't be used now stays usable.
         integration = runtime.exchange.integration(request.match_info["integration"])
     except UnknownIntegrationError:
         return page(404, "This connect link is not valid.", "Ask the app for a new connect link.")
+    except IntegrationUnavailableError as exc:
+        log.warning("connect to %s refused: %s", exc.integration, exc)
+        wait = max(1, math.ceil(exc.next_try_at - time.time()))
+        return unavailable(
+            f"The sign-in service of {exc.integration} can't be reached right now. Your "
+            "link still works: open it again in a few minutes.",
+            wait,
+        )
     if request.method == "HEAD":
         # Link checkers and previews probe with HEAD; only a GET spends the session.
         return page(200, "Connect an account.", "Open this link in your browser.")
     token = request.query.get(SESSION_PARAMETER)
     # Consumed before anything else: a link works once, whatever happens next.
-    session = await sessions.consume(integration.name, token) if plausible_token(token) else None
+    try:
+        session = (
+            await sessions.consume(integration.name, token) if plausible_token(token) else None
+        )
+    except (TransientError, RedisError) as exc:  # maybe consumed, maybe not
+        log.warning("connect to %s failed: storage unavailable (%s)", integration.name,
+                    type(exc).__name__)  # fmt: skip
+        return unavailable(
+            "Connecting is not possible right now. Try the link again in a moment; if it is "
+            "then refused, ask the app for a new connect link.",
+            5,
+        )
     if session is None:
         minutes = max(1, round(runtime.config.settings.connect_session_ttl_seconds / 60))
         log.warning("connect to %s refused: no valid connect session", integration.name)
@@ -107,6 +134,15 @@ async def connect(
         )
     except UsageError as exc:
         return page(400, "This link is not valid.", str(exc))
+    except (TransientError, RedisError) as exc:
+        # The session is spent (a link works once), so this link won't work again.
+        log.warning("connect to %s failed after its session was used: %s", integration.name,
+                    type(exc).__name__)  # fmt: skip
+        return unavailable(
+            "Connecting is not possible right now. This link has been used up: go back to "
+            "the app and ask it for a new connect link in a few minutes.",
+            5,
+        )
     response = web.Response(status=302, headers={"Location": started.url})
     response.set_cookie(
         binding_cookie(started.state),
@@ -204,6 +240,13 @@ def result_page(summary: dict[str, Any]) -> web.Response:
                     f"{REFRESH_TOKEN_MISSING_MESSAGE} Please tell your administrator:",
                     steps)  # fmt: skip
     return page(200, "The account is connected.", "You can close this page.")
+
+
+def unavailable(text: str, retry_after: int) -> web.Response:
+    """503 with Retry-After (RFC 9110 §10.2.3), as a page a person reads."""
+    response = page(503, "Connecting is not possible right now.", text)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def page(status: int, heading: str, text: str, steps: list[str] | None = None) -> web.Response:
