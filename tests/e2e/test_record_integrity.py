@@ -191,3 +191,31 @@ async def test_a_due_damaged_record_leaves_the_schedule_and_holds_no_slot(
     assert await redis.hget(counters, crashed) == crashed_before
     await redis.delete(runtime.keys.connection("google", cid))
     await redis.srem(runtime.keys.connections("google"), cid)
+
+
+async def test_a_due_refresh_token_no_key_decrypts_is_counted_and_looked_at_hourly(
+    runtime: Runtime, redis: Redis, settings: Settings, worker: WorkerHandle
+) -> None:
+    """Before: the decrypt raised inside the batch, counted `crashed`, and the connection
+    came back every lease."""
+    cid = f"undecryptable-due-{uuid.uuid4().hex[:8]}"
+    await save(runtime, cid)
+    await redis.hset(runtime.keys.connection("google", cid), "refresh_token", "gAAAAAdamaged")
+    await make_due(redis, settings, "google", cid)
+    counters = f"{settings.key_prefix}:counters"
+    field, crashed = "refresh:google:undecryptable", "refresh:google:crashed"
+    before = int(await redis.hget(counters, field) or 0)
+    crashed_before = await redis.hget(counters, crashed)
+
+    await run_refresh_tick(worker)
+
+    async def counted() -> bool:
+        return int(await redis.hget(counters, field) or 0) == before + 1
+
+    await wait_until(counted, timeout=20, what="the undecryptable outcome")
+    assert await redis.hget(counters, crashed) == crashed_before
+    due = await redis.zscore(runtime.keys.schedule, runtime.keys.member("google", cid))
+    assert due is not None and due > time.time() + 3000
+    assert await redis.hget(runtime.keys.connection("google", cid), "last_error") == "undecryptable"
+    assert not await redis.exists(runtime.keys.lock("google", cid))
+    await runtime.tokens.delete("google", cid, "google")

@@ -21,12 +21,18 @@ from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
-from tokenlife.errors import IntegrationUnavailableError, UnknownIntegrationError
+from tokenlife.errors import (
+    DecryptionError,
+    IntegrationUnavailableError,
+    UnknownIntegrationError,
+)
 from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.services.refresh import Refresher
 
 log = logging.getLogger(__name__)
 
+# A refresh token no configured key decrypts is looked at again this often.
+_UNDECRYPTABLE_RETRY_SECONDS = 3600.0
 # Two due times closer than this are the same (they went through repr() and Redis).
 _SAME_TIME = 1e-6
 
@@ -146,6 +152,17 @@ class RefreshEngine:
             return "reauthorization_required", None
         if claim.refresh_ciphertext is None:
             return await self._expiry.check(connection, now, lease), None
-        refresh_token = self._store.decrypt(claim.refresh_ciphertext)
+        try:
+            refresh_token = self._store.decrypt(claim.refresh_ciphertext)
+        except DecryptionError:
+            # The key that wrote it is gone from TOKENLIFE_ENCRYPTION_KEYS: retrying every
+            # lease can't help, but putting the key back should, so look again hourly.
+            log.error("refresh of %s/%s: no configured key decrypts its refresh token; "
+                      "next look in an hour", due.integration, due.connection_id)  # fmt: skip
+            await self._store.update(
+                connection, now=now, set_fields={"last_error": "undecryptable"},
+                schedule_at=now + _UNDECRYPTABLE_RETRY_SECONDS, lease=lease,
+            )  # fmt: skip
+            return "undecryptable", None
         result = await self._refresher.refresh(integration, connection, refresh_token, now, lease)
         return result.outcome.value, clock() - now
