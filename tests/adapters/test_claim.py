@@ -296,7 +296,7 @@ async def test_a_claim_returns_the_connection_and_the_refresh_token_still_encryp
     assert (lease.integration, lease.connection_id, lease.provider) == (integration, cid, provider)
     assert not lease.released
     assert claim.connection is not None
-    assert claim.connection == await store.get(integration, cid)
+    assert claim.connection == (await store.load(integration, cid))[0]  # as stored
     assert claim.connection.provider == provider
     assert claim.connection.has_refresh_token
     ciphertext = claim.refresh_ciphertext

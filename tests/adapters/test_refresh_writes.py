@@ -265,3 +265,36 @@ async def test_pull_forward_keeps_a_fresh_failure_and_a_retry_after(
     assert (await store.get(*fresh)).next_refresh_at == pytest.approx(time.time() + 900, abs=5)
     assert await redis.zrange(keys.backoff(provider), 0, -1) == [keys.member(*fresh)]
     assert (await store.get(*told)).next_refresh_at == pytest.approx(not_before, abs=1e-3)
+
+
+async def test_pull_forward_measures_the_least_wait_from_the_last_failure_not_any_write(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    """A write after the failure (a rotation-conflict mark, say) doesn't restart the least
+    wait; a failure recorded a moment ago keeps it, however old the record's last write."""
+    schedule = RefreshSchedule(redis, keys)
+    provider = new_name("provider")
+    marked_since = await saved(store, provider, due_in=900)
+    failed_just_now = await saved(store, provider, due_in=900)
+    for integration, cid in (marked_since, failed_just_now):
+        await failing(redis, keys, integration, cid)
+        await redis.zadd(keys.backoff(provider), {keys.member(integration, cid): time.time()})
+    await redis.hset(
+        keys.connection(*marked_since),
+        mapping={"last_failed_at": repr(time.time() - 60), "updated_at": repr(time.time())},
+    )
+    await redis.hset(
+        keys.connection(*failed_just_now),
+        mapping={"last_failed_at": repr(time.time()), "updated_at": repr(time.time() - 60)},
+    )
+
+    moved = await schedule.pull_forward(
+        provider, limit=10, spread=1.0, rng=random.Random(5), least_wait=30
+    )
+
+    assert moved == 1
+    due = (await store.get(*marked_since)).next_refresh_at
+    assert due is not None and due <= time.time() + 1.0
+    kept = (await store.get(*failed_just_now)).next_refresh_at
+    assert kept == pytest.approx(time.time() + 900, abs=5)
+    assert await redis.zrange(keys.backoff(provider), 0, -1) == [keys.member(*failed_just_now)]

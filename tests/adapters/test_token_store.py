@@ -49,7 +49,10 @@ def keys(settings: Settings) -> Keys:
 
 @pytest.fixture
 def store(redis: Redis, keys: Keys, settings: Settings) -> TokenStore:
-    return TokenStore(redis, keys, Cipher(settings.encryption_keys or (new_key(),)))
+    # Read at NOW: `get` shows a lapsed token's effective status.
+    return TokenStore(
+        redis, keys, Cipher(settings.encryption_keys or (new_key(),)), clock=lambda: NOW
+    )
 
 
 async def save(
@@ -234,3 +237,27 @@ async def test_list_ids_returns_the_ids_of_one_integration(store: TokenStore) ->
 
     assert await store.list_ids(integration) == sorted(ids)
     assert await store.list_ids(new_name("empty")) == []
+
+
+async def test_get_shows_an_active_connection_whose_token_lapsed_as_degraded(
+    redis: Redis, keys: Keys, settings: Settings
+) -> None:
+    """No refresh attempted (integration unavailable, no worker): the stored status stays
+    `active`, but readers see `degraded` with the reason; the refresh path reads the
+    stored status."""
+    cipher = Cipher(settings.encryption_keys or (new_key(),))
+    integration, cid = new_name("it"), new_name("conn")
+    tokens = token_set()
+    expires_at = tokens.expires_at
+    assert expires_at is not None
+    await save(TokenStore(redis, keys, cipher), integration, cid, tokens)
+
+    before = TokenStore(redis, keys, cipher, clock=lambda: expires_at - 1)
+    after = TokenStore(redis, keys, cipher, clock=lambda: expires_at + 1)
+
+    fresh = (await before.get(integration, cid)).as_json()
+    assert (fresh["status"], fresh["status_reason"]) == ("active", None)
+    lapsed = (await after.get(integration, cid)).as_json()
+    assert (lapsed["status"], lapsed["status_reason"]) == ("degraded", "refresh_overdue")
+    assert (await stored_hash(redis, keys, integration, cid))["status"] == "active"
+    assert (await after.load(integration, cid))[0].status is Status.ACTIVE

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tokenlife.core.policy import SECONDS_PER_DAY, Status, Verdict, classify, status_for
+from tokenlife.core.policy import (
+    REFRESH_OVERDUE,
+    SECONDS_PER_DAY,
+    Status,
+    Verdict,
+    classify,
+    effective_status,
+    status_for,
+)
 from tokenlife.core.tokens import TokenSet
 
 NOW = 1_700_000_000.0
@@ -87,3 +95,37 @@ def test_every_verdict_has_a_status() -> None:
 def test_wire_values(value: Verdict | Status, expected: str) -> None:
     # These strings are the `verdict` and `status` fields of events (docs/events.md).
     assert value == expected
+
+
+A, D, R = Status.ACTIVE, Status.DEGRADED, Status.REAUTHORIZATION_REQUIRED
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "has_refresh_token", "expires_in", "expected"),
+    [
+        pytest.param(A, None, True, 1.0, (A, None), id="active-still-valid"),
+        pytest.param(A, None, True, 0.0, (D, REFRESH_OVERDUE), id="active-lapsing-now"),
+        pytest.param(A, None, True, -600.0, (D, REFRESH_OVERDUE), id="active-lapsed"),
+        pytest.param(A, None, False, -600.0, (A, None), id="no-refresh-token-nothing-overdue"),
+        pytest.param(A, None, True, None, (A, None), id="no-expiry-known"),
+        pytest.param(D, "refresh_failing", True, -600.0, (D, "refresh_failing"), id="failing-kept"),
+        pytest.param(
+            D, "refresh_token_may_be_lost", True, -1.0, (D, "refresh_token_may_be_lost"),
+            id="may-be-lost-kept",
+        ),
+        pytest.param(R, None, True, -600.0, (R, None), id="reauthorization-kept"),
+        pytest.param(D, None, False, 600.0, (D, None), id="verdict-degraded-kept"),
+    ],
+)  # fmt: skip
+def test_effective_status_shows_a_lapsed_active_connection_as_degraded(
+    status: Status,
+    reason: str | None,
+    has_refresh_token: bool,
+    expires_in: float | None,
+    expected: tuple[Status, str | None],
+) -> None:
+    expires_at = None if expires_in is None else NOW + expires_in
+    got = effective_status(
+        status, reason, has_refresh_token=has_refresh_token, expires_at=expires_at, now=NOW
+    )
+    assert got == expected

@@ -13,6 +13,7 @@ from tokenlife.core.refresh_timing import (
     may_have_rotated,
     needs_refresh,
     next_refresh_at,
+    refresh_failing_alert_due,
     unknown_outcome_retry_within,
 )
 
@@ -610,3 +611,28 @@ def test_after_transient_failure_within(
         jitter=0.0, now=NOW, within=within,
     )  # fmt: skip
     assert due == expected
+
+
+@pytest.mark.parametrize(
+    ("lapsed", "unknown", "earlier_unknown", "grace", "expected"),
+    [
+        pytest.param(True, False, False, None, True, id="lapsed-always"),
+        pytest.param(False, False, False, 0, False, id="plain-failure-before-lapse"),
+        # Auth0 without an overlap period: the retry itself may burn the family.
+        pytest.param(False, True, False, 0, True, id="unknown-no-grace-at-once"),
+        pytest.param(False, True, False, 600, False, id="unknown-grace-retry-first"),
+        pytest.param(False, True, False, None, False, id="unknown-undocumented-retry-first"),
+        pytest.param(False, True, True, 600, True, id="prompt-retry-failed-too"),
+        pytest.param(False, False, True, None, True, id="failure-after-unknown"),
+    ],
+)  # fmt: skip
+def test_refresh_failing_alert_due(
+    lapsed: bool, unknown: bool, earlier_unknown: bool, grace: int | None, expected: bool
+) -> None:
+    assert (
+        refresh_failing_alert_due(
+            lapsed=lapsed, outcome_unknown=unknown, earlier_outcome_unknown=earlier_unknown,
+            grace_seconds=grace,
+        )
+        is expected
+    )  # fmt: skip

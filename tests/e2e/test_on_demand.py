@@ -215,13 +215,18 @@ async def test_status_is_degraded_while_refreshes_fail_after_expiry_and_active_a
     cid, family = await connected(tl, worker)
     fakes.generic.script_refresh(family, Reply(status=503, body=b"down"))
     await make_due(redis, settings, INTEGRATION, cid, expires_at=repr(time.time() - 5))
+    # Lapsed with no attempt yet (no tick has run): not active, and it says why.
+    overdue = await tl.connection(INTEGRATION, cid)
+    assert (overdue.status, overdue.status_reason) == (Status.DEGRADED, "refresh_overdue")
     await run_refresh_tick(worker)
 
     async def degraded() -> bool:
-        return (await tl.connection(INTEGRATION, cid)).status is Status.DEGRADED
+        connection = await tl.connection(INTEGRATION, cid)
+        return (connection.status, connection.status_reason) == (
+            Status.DEGRADED, "refresh_failing",
+        )  # fmt: skip
 
-    await wait_until(degraded, timeout=30, what="the status to become degraded")
-    assert (await tl.connection(INTEGRATION, cid)).status_reason == "refresh_failing"
+    await wait_until(degraded, timeout=30, what="the status to become degraded (failing)")
 
     fakes.generic.script_refresh(family, Reply())
     await make_due(redis, settings, INTEGRATION, cid)

@@ -181,7 +181,7 @@ async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
     rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="tokenlife.services.refresh")
-    rig.refresher._outcomes.save_retry = WriteRetry(
+    rig.refresher._outcomes._writer.retry = WriteRetry(
         seconds=0.5, base_seconds=0.05, max_delay_seconds=0.1
     )
     cid, family, old = await rig.seed(fakes)
@@ -284,7 +284,9 @@ async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_
         set_fields={"consecutive_failures": "4", "last_error": "temporarily_unavailable"},
     )  # fmt: skip
     # It last failed a minute ago (a pull-forward leaves fresher failures alone).
-    await rig.redis.hset(rig.keys.connection(INTEGRATION, waiting), "updated_at", time.time() - 60)
+    await rig.redis.hset(
+        rig.keys.connection(INTEGRATION, waiting), "last_failed_at", time.time() - 60
+    )
     connection = await rig.store.get(INTEGRATION, cid)
     assert connection.consecutive_failures == 0
 
@@ -296,3 +298,22 @@ async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_
     member = rig.keys.member(INTEGRATION, waiting)
     assert await rig.redis.zscore(rig.keys.schedule, member) == moved.next_refresh_at
     assert await rig.redis.zcard(rig.keys.backoff("custom")) == 0
+
+
+async def test_a_success_clears_the_failure_fields_of_the_stretch(rig: Rig, fakes: Fakes) -> None:
+    cid, _, old = await rig.seed(fakes)
+    failed = time.time() - 5
+    assert await rig.store.update(
+        await rig.store.get(INTEGRATION, cid), now=time.time(),
+        set_fields={"consecutive_failures": "2", "failing_since": repr(failed),
+                    "last_failed_at": repr(failed), "outcome_unknown_at": repr(failed),
+                    "refresh_failing_alerted": "1", "last_error": "timeout"},
+    )  # fmt: skip
+    connection = await rig.store.get(INTEGRATION, cid)
+
+    result = await rig.refresher.refresh(rig.integration, connection, old, time.time())
+
+    assert result.outcome is Outcome.REFRESHED
+    stored = await rig.redis.hgetall(rig.keys.connection(INTEGRATION, cid))
+    left = {"last_failed_at", "outcome_unknown_at", "refresh_failing_alerted", "last_error"}
+    assert "version" in stored and left & set(stored) == set()

@@ -100,21 +100,30 @@ async def test_a_503_is_retried_and_the_retry_succeeds(
     assert (await runtime.tokens.get("generic", cid)).version == 1
 
 
-async def test_when_redis_kept_the_sent_mark_the_retry_carrying_unsent_at_still_sends(
-    runtime: Runtime, fakes: Fakes, redis: Redis, settings: Settings
-) -> None:
+async def refused_once(
+    runtime: Runtime, fakes: Fakes, settings: Settings
+) -> tuple[ExchangeService, dict[str, str], ExchangeAttempt, float, PendingStore]:
+    """A first run whose code the provider refused with a 503 (it answers on the next):
+    the service, the callback, that run's attempt, its `unsent_at`, and the pending store."""
     service, cid = exchange_service(runtime), new_id()
     callback = await consent(service, "generic", cid, time.time())
     fakes.generic.script(callback["code"], Reply(status=503, body=b"busy"), Reply())
     task = attempt()
     with pytest.raises(CodeNotTakenError) as raised:
         await run(service, callback, task)
-    # What a Redis error in forget_sent leaves behind: the mark of the run that got a 503.
     pending = PendingStore(runtime.redis, runtime.keys, Cipher(settings.encryption_keys))
-    await pending.note_sent(callback["state"], raised.value.unsent_at)
-    assert float(await sent_mark(redis, settings, callback["state"])) == raised.value.unsent_at
+    return service, callback, task, raised.value.unsent_at, pending
 
-    retry = ExchangeAttempt(task.attempt_id, 2, False, unsent_at=raised.value.unsent_at)
+
+async def test_when_redis_kept_the_sent_mark_the_retry_carrying_unsent_at_still_sends(
+    runtime: Runtime, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    service, callback, task, unsent_at, pending = await refused_once(runtime, fakes, settings)
+    # What a Redis error in forget_sent leaves behind: the mark of the run that got a 503.
+    await pending.note_sent(callback["state"], unsent_at)
+    assert float(await sent_mark(redis, settings, callback["state"])) == unsent_at
+
+    retry = ExchangeAttempt(task.attempt_id, 2, False, unsent_at=unsent_at)
     result = await run(service, callback, retry)
 
     assert result["error"] is None
@@ -124,17 +133,11 @@ async def test_when_redis_kept_the_sent_mark_the_retry_carrying_unsent_at_still_
 async def test_a_sent_mark_from_another_run_still_stops_the_code(
     runtime: Runtime, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
-    service, cid = exchange_service(runtime), new_id()
-    callback = await consent(service, "generic", cid, time.time())
-    fakes.generic.script(callback["code"], Reply(status=503, body=b"busy"), Reply())
-    task = attempt()
-    with pytest.raises(CodeNotTakenError) as raised:
-        await run(service, callback, task)
+    service, callback, task, unsent_at, pending = await refused_once(runtime, fakes, settings)
     # A later run sent the code and died: its mark is not the one this retry may ignore.
-    pending = PendingStore(runtime.redis, runtime.keys, Cipher(settings.encryption_keys))
-    await pending.note_sent(callback["state"], raised.value.unsent_at + 1)
+    await pending.note_sent(callback["state"], unsent_at + 1)
 
-    retry = ExchangeAttempt(task.attempt_id, 3, False, unsent_at=raised.value.unsent_at)
+    retry = ExchangeAttempt(task.attempt_id, 3, False, unsent_at=unsent_at)
     result = await run(service, callback, retry)
 
     assert result["error"] == "storage_unavailable"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
 from tokenlife.core.events import iso8601
-from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.policy import Status, Verdict, effective_status
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import CorruptRecordError
 
@@ -54,8 +54,23 @@ class Connection:
     # brings another one is refused unless the integration allows an account change.
     subject: str | None = None
     # Why the status is what it is, when it isn't plain: "refresh_failing" (degraded: the
-    # access token lapsed while refreshes fail), "refresh_token_may_be_lost".
+    # access token lapsed while refreshes fail), "refresh_token_may_be_lost"; and, as read
+    # (effective), "refresh_overdue" (lapsed with no refresh attempted).
     status_reason: str | None = None
+    # When the latest transient failure was recorded (pull_forward.lua's least wait).
+    last_failed_at: float | None = None
+    # When a refresh of this failing stretch ended with its outcome unknown.
+    outcome_unknown_at: float | None = None
+
+    def effective(self, now: float) -> Connection:
+        """The connection as readers should see it at `now` (core.policy.effective_status)."""
+        status, reason = effective_status(
+            self.status, self.status_reason, has_refresh_token=self.has_refresh_token,
+            expires_at=self.expires_at, now=now,
+        )  # fmt: skip
+        if status is self.status and reason == self.status_reason:
+            return self
+        return replace(self, status=status, status_reason=reason)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -229,4 +244,6 @@ def _parse_fields(raw: Mapping[str, str]) -> Connection:
         last_alert=json.loads(raw["last_alert"]) if "last_alert" in raw else None,
         subject=raw.get("subject"),
         status_reason=raw.get("status_reason"),
+        last_failed_at=_float(raw, "last_failed_at"),
+        outcome_unknown_at=_float(raw, "outcome_unknown_at"),
     )

@@ -7,10 +7,9 @@ the same Lua script, so the hash and the schedule never disagree.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, cast
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -24,6 +23,7 @@ from tokenlife.adapters.connection_record import (
     save_keys,
     token_fields,
 )
+from tokenlife.adapters.connection_write import Backoff, Written, last_alert
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Lease
@@ -32,22 +32,8 @@ from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import UnknownConnectionError
 
-
-class Backoff(StrEnum):
-    """What a write does to the connection's place among its provider's waiting retries."""
-
-    LEAVE = ""
-    ADD = "add"
-    REMOVE = "rem"
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What a compare-and-set write did."""
-
-    version: int | None  # None: someone got there first, nothing written
-    # After a write that left the provider's backoff set: how many others still wait.
-    backoff_waiting: int = 0
+# Backoff, Written and last_alert live in connection_write.py; importable from here too.
+__all__ = ["Backoff", "TokenStore", "Written", "last_alert"]
 
 
 class TokenStore:
@@ -57,8 +43,11 @@ class TokenStore:
         keys: Keys,
         cipher: Cipher,
         events_max_length: int = 100_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
+        # Only for what `get` shows: a lapsed token's status (Connection.effective).
+        self._clock = clock
         self._keys = keys
         self._cipher = cipher
         self._save = scripts.register(redis, "save_connection")
@@ -103,9 +92,28 @@ class TokenStore:
         )  # fmt: skip
         return int(reply[1])
 
-    async def update(self, connection: Connection, **write: Any) -> int | None:
+    async def update(
+        self,
+        connection: Connection,
+        *,
+        now: float,
+        tokens: TokenSet | None = None,
+        set_fields: Mapping[str, str] | None = None,
+        delete_fields: Iterable[str] = (),
+        schedule_at: float | None = None,
+        unschedule: bool = False,
+        event: Event | None = None,
+        lease: Lease | None = None,
+        operation: str = "",
+        backoff: Backoff = Backoff.LEAVE,
+    ) -> int | None:
         """`write`, returning the new version only (None when someone got there first)."""
-        return (await self.write(connection, **write)).version
+        written = await self.write(
+            connection, now=now, tokens=tokens, set_fields=set_fields,
+            delete_fields=delete_fields, schedule_at=schedule_at, unschedule=unschedule,
+            event=event, lease=lease, operation=operation, backoff=backoff,
+        )  # fmt: skip
+        return written.version
 
     async def write(
         self,
@@ -189,10 +197,14 @@ class TokenStore:
         return Written(None if version < 0 else version, waiting)
 
     async def get(self, integration: str, connection_id: str) -> Connection:
-        return parse_connection(await self._hash(integration, connection_id))
+        """The connection as readers (API, CLI, library) see it: a stored `active` whose
+        token has lapsed reads as degraded, "refresh_overdue" (core.policy)."""
+        raw = await self._hash(integration, connection_id)
+        return parse_connection(raw).effective(self._clock())
 
     async def load(self, integration: str, connection_id: str) -> tuple[Connection, TokenSet]:
-        """Metadata and the decrypted token set, read in one round trip."""
+        """Metadata as stored and the decrypted token set, read in one round trip (the
+        refresh path writes from the stored status, not the effective one)."""
         raw = await self._hash(integration, connection_id)
         connection = parse_connection(raw)
         refresh = raw.get("refresh_token")
@@ -235,14 +247,3 @@ class TokenStore:
         if not raw:
             raise UnknownConnectionError(f"no connection {connection_id!r} in {integration!r}")
         return raw
-
-
-def last_alert(event: Event) -> str:
-    """What a connection keeps of its latest alert: type, time and the fixes named."""
-    if not event.type.startswith("alert."):
-        return ""
-    fixes = [c.get("fix") for c in event.data.get("diagnosis") or [] if c.get("fix")]
-    return json.dumps(
-        {"type": event.type, "occurred_at": event.data.get("occurred_at"), "fixes": fixes},
-        separators=(",", ":"),
-    )

@@ -39,3 +39,31 @@ def status_for(verdict: Verdict) -> Status:
     if verdict is Verdict.REFRESH_TOKEN_MISSING:
         return Status.DEGRADED
     return Status.ACTIVE
+
+
+# Why a stored `active` connection reads as degraded: its access token has lapsed and no
+# refresh has replaced it (none attempted yet: its integration unavailable, no worker, every
+# claim throttled). A failed attempt writes "refresh_failing" instead.
+REFRESH_OVERDUE = "refresh_overdue"
+
+
+def effective_status(
+    status: Status,
+    status_reason: str | None,
+    *,
+    has_refresh_token: bool,
+    expires_at: float | None,
+    now: float,
+) -> tuple[Status, str | None]:
+    """The status a reader sees: the stored one, except that an `active` connection whose
+    access token has lapsed although it has a refresh token is degraded. Refreshes are due
+    well before expiry (refresh_timing.next_refresh_at), so a lapsed token means they are
+    overdue; only a failed attempt writes the status, and none may have run."""
+    if (
+        status is Status.ACTIVE
+        and has_refresh_token
+        and expires_at is not None
+        and expires_at <= now
+    ):
+        return Status.DEGRADED, REFRESH_OVERDUE
+    return status, status_reason

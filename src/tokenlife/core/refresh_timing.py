@@ -150,3 +150,23 @@ def unknown_outcome_retry_within(grace_seconds: int | None) -> float:
     if grace_seconds is None or grace_seconds <= 0:
         return PROMPT_RETRY_SECONDS
     return min(grace_seconds / 2, PROMPT_RETRY_SECONDS)
+
+
+def refresh_failing_alert_due(
+    *,
+    lapsed: bool,
+    outcome_unknown: bool,
+    earlier_outcome_unknown: bool,
+    grace_seconds: int | None,
+) -> bool:
+    """Whether a transient failure calls for `alert.refresh_failing` (sent once a stretch).
+
+    Always once the access token has lapsed. A refresh whose outcome is unknown alerts at
+    once where the provider documents no reuse grace (Auth0 without an overlap period:
+    reuse detection revokes the family, so the prompt retry itself may end the grant);
+    elsewhere the prompt retry with the stored token usually settles it silently, so only
+    a failure after an unknown outcome of the same stretch (the retry failed too) alerts.
+    """
+    if lapsed or earlier_outcome_unknown:
+        return True
+    return outcome_unknown and grace_seconds == 0

@@ -1,12 +1,20 @@
 """How long and how often a write that ends a refresh is retried while Redis is away
 (the loop itself is adapters/storage_errors.retry_while_unavailable, shared with the
-exchange's save)."""
+exchange's save), and the writer that applies it to TokenStore.write."""
 
 from __future__ import annotations
 
+import random
+import secrets
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 
-from tokenlife.adapters.storage_errors import SAVE_RETRY_GAP_SECONDS
+from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.locks import Lease
+from tokenlife.adapters.storage_errors import SAVE_RETRY_GAP_SECONDS, retry_while_unavailable
+from tokenlife.adapters.token_store import Backoff, TokenStore, Written
+from tokenlife.core.events import Event
+from tokenlife.core.tokens import TokenSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,3 +24,50 @@ class WriteRetry:
     seconds: float = 600.0
     base_seconds: float = 0.1
     max_delay_seconds: float = SAVE_RETRY_GAP_SECONDS
+
+
+class DurableWriter:
+    """TokenStore.write, retried through a Redis outage."""
+
+    def __init__(self, store: TokenStore, retry: WriteRetry, rng: random.Random) -> None:
+        self.store = store
+        self.retry = retry
+        self._rng = rng
+
+    async def write(
+        self,
+        connection: Connection,
+        what: str,
+        *,
+        now: float,
+        retry: WriteRetry | None = None,
+        tokens: TokenSet | None = None,
+        set_fields: Mapping[str, str] | None = None,
+        delete_fields: Iterable[str] = (),
+        schedule_at: float | None = None,
+        unschedule: bool = False,
+        event: Event | None = None,
+        lease: Lease | None = None,
+        backoff: Backoff = Backoff.LEAVE,
+    ) -> Written:
+        """One operation id for every try, so an attempt that landed but whose reply was
+        lost counts as written."""
+        operation = secrets.token_hex(8)
+        policy = retry or self.retry
+        deletions = tuple(delete_fields)
+
+        def attempt() -> Awaitable[Written]:
+            return self.store.write(
+                connection, now=now, tokens=tokens, set_fields=set_fields,
+                delete_fields=deletions, schedule_at=schedule_at, unschedule=unschedule,
+                event=event, lease=lease, operation=operation, backoff=backoff,
+            )  # fmt: skip
+
+        return await retry_while_unavailable(
+            attempt,
+            policy.seconds,
+            what=f"{what} of {connection.integration}/{connection.connection_id}",
+            base_seconds=policy.base_seconds,
+            max_delay_seconds=policy.max_delay_seconds,
+            rng=self._rng,
+        )

@@ -1,6 +1,6 @@
 """What a failed refresh writes: when to retry, the connection's failure fields, its
 status (degraded once the access token has lapsed) and, once per failing stretch, the
-alert; and the alert for new tokens that could not be saved."""
+alert (token_loss.py has the alert for new tokens that could not be saved)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ from tokenlife.core.refresh_timing import (
     RetryPolicy,
     after_transient_failure,
     may_have_rotated,
+    refresh_failing_alert_due,
     unknown_outcome_retry_within,
 )
 from tokenlife.errors import TokenlifeError
 
+_MAY_HAVE_ROTATED = (
+    ". The outcome of a refresh is unknown (the request went out, no answer came): the "
+    "provider may have rotated the refresh token; the next attempt re-sends the stored one"
+)
 # A prompt retry is for the first unknown outcomes of a stretch; a provider that keeps
 # timing out gets the usual backoff (and the recovery of another connection pulls it in).
 _PROMPT_RETRIES = 2
@@ -93,7 +98,13 @@ class FailureBookkeeping:
             "failure_window_start": repr(window.started_at),
             "failure_window_count": str(window.count),
             "last_error": error,
+            # Not updated_at: any later write (a rotation-conflict mark) would reset the
+            # least wait of pull_forward.lua.
+            "last_failed_at": repr(now),
         }
+        earlier_unknown = connection.outcome_unknown_at is not None
+        if unknown and not earlier_unknown:
+            fields["outcome_unknown_at"] = repr(now)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
             # The provider's word: no recovery elsewhere brings this retry before it.
@@ -103,59 +114,21 @@ class FailureBookkeeping:
             fields["status"] = Status.DEGRADED.value
             fields["status_reason"] = "refresh_failing"
         alert = None
-        if lapsed and not connection.refresh_failing_alerted:
+        due_alert = refresh_failing_alert_due(
+            lapsed=lapsed, outcome_unknown=unknown, earlier_outcome_unknown=earlier_unknown,
+            grace_seconds=grace,
+        )  # fmt: skip
+        if due_alert and not connection.refresh_failing_alerted:
+            rotated = unknown or earlier_unknown
+            description = str(exc) + (_MAY_HAVE_ROTATED if rotated else "")
             fields["refresh_failing_alerted"] = "1"
             alert = new_event(
                 events.REFRESH_FAILING, connection.integration, connection.connection_id, now,
-                provider=connection.provider, error=error, error_description=str(exc),
+                provider=connection.provider, error=error, error_description=description,
                 failing_since=events.iso8601(connection.failing_since or now),
                 failed_attempts=failures, access_token_expired_at=events.iso8601(expires_at),
                 next_attempt_at=events.iso8601(due),
-                refresh_token_may_have_rotated=unknown, refresh_token_may_be_lost=False,
+                refresh_token_may_have_rotated=rotated, refresh_token_may_be_lost=False,
                 **reuse_grace(integration),
             )  # fmt: skip
         return FailurePlan(due, fields, alert, unknown)
-
-
-# Why a rotated refresh token may be lost: the save gave up, or found a newer version.
-SAVE_FAILED = "save_failed"
-ROTATION_CONFLICT = "rotation_conflict"
-
-
-def lost_token_alert(
-    integration: Integration,
-    connection: Connection,
-    now: float,
-    rotated: bool,
-    error: str = SAVE_FAILED,
-) -> Event:
-    """The provider answered a refresh, but Redis stayed away until the retries ran out
-    (SAVE_FAILED); or the save found that another worker had written meanwhile, having
-    re-sent the refresh token this one rotated (ROTATION_CONFLICT: a claim after a Redis
-    outage longer than the lock)."""
-    grace = reuse_grace(integration)
-    seconds = grace["reuse_grace_seconds"]
-    window = (
-        f"the provider documents a reuse grace of {seconds} s for the old one"
-        if seconds
-        else "no reuse grace is documented for this provider"
-    )
-    return new_event(
-        events.REFRESH_FAILING, connection.integration, connection.connection_id, now,
-        provider=connection.provider, error=error,
-        error_description=(
-            ("The provider answered a refresh but the new tokens could not be saved: "
-             if error == SAVE_FAILED else
-             "The provider answered a refresh, but another worker re-sent the old refresh "
-             "token before the new one could be saved (Redis was away longer than the "
-             "lock): ")
-            + ("a rotated refresh token may be lost; " if rotated else "")
-            + window + ". The next attempt uses the stored refresh token; if it fails with "
-            "invalid_grant, the user has to connect again."
-        ),
-        failing_since=events.iso8601(connection.failing_since or now),
-        failed_attempts=connection.consecutive_failures + 1,
-        access_token_expired_at=events.iso8601(connection.expires_at or now),
-        next_attempt_at=events.iso8601(now),
-        refresh_token_may_have_rotated=False, refresh_token_may_be_lost=rotated, **grace,
-    )  # fmt: skip

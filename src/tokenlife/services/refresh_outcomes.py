@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -15,8 +14,7 @@ from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.event_stream import EventStream, new_event
 from tokenlife.adapters.locks import Lease
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
-from tokenlife.adapters.storage_errors import retry_while_unavailable
-from tokenlife.adapters.token_store import Backoff, TokenStore, Written
+from tokenlife.adapters.token_store import Backoff, TokenStore
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, classify, status_for
@@ -24,21 +22,18 @@ from tokenlife.core.presets import Preset
 from tokenlife.core.reauthorization import diagnose_reauthorization
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.tokens import TokenSet
-from tokenlife.errors import OAuthError, TokenlifeError, UnknownConnectionError
-from tokenlife.services.durable_write import WriteRetry
-from tokenlife.services.refresh_failure import (
-    ROTATION_CONFLICT,
-    FailureBookkeeping,
-    lost_token_alert,
-)
+from tokenlife.errors import OAuthError, TokenlifeError
+from tokenlife.services.durable_write import DurableWriter, WriteRetry
+from tokenlife.services.refresh_failure import FailureBookkeeping
 from tokenlife.services.scheduling import SchedulePolicy
+from tokenlife.services.token_loss import TokenLoss
 
 log = logging.getLogger(__name__)
 
 _FAILURE_FIELDS = (
     "consecutive_failures", "failing_since", "refresh_failing_alerted",
     "failure_window_start", "failure_window_count", "last_error", "status_reason",
-    "retry_not_before",
+    "retry_not_before", "last_failed_at", "outcome_unknown_at",
 )  # fmt: skip
 # A successful refresh brings forward at most this many of the provider's waiting retries, within
 # this many seconds: bounded work per success, and each of those recoveries brings more.
@@ -77,29 +72,14 @@ class OutcomeWriter:
         rng: random.Random,
     ) -> None:
         self._presets = presets
-        self._store = store
         self._events = events_
         self._schedule_policy = schedule_policy
         self._schedule = schedule
-        self.save_retry = save_retry
         self._rng = rng
         self._failures = FailureBookkeeping(retry, rng)
-
-    async def _write(
-        self, connection: Connection, what: str, retry: WriteRetry | None = None, **update: object
-    ) -> Written:
-        """store.write, retried through a Redis outage; one operation id for every try,
-        so an attempt that landed but whose reply was lost counts as written."""
-        operation = secrets.token_hex(8)
-        policy = retry or self.save_retry
-        return await retry_while_unavailable(
-            lambda: self._store.write(connection, operation=operation, **update),  # type: ignore[arg-type]
-            policy.seconds,
-            what=f"{what} of {connection.integration}/{connection.connection_id}",
-            base_seconds=policy.base_seconds,
-            max_delay_seconds=policy.max_delay_seconds,
-            rng=self._rng,
-        )
+        self._writer = DurableWriter(store, save_retry, rng)
+        self._write = self._writer.write
+        self._loss = TokenLoss(self._writer)
 
     async def refreshed(
         self,
@@ -139,11 +119,11 @@ class OutcomeWriter:
             log.error("refresh of %s/%s: the new tokens could not be saved (%s); a rotated "
                       "refresh token may be lost", connection.integration,
                       connection.connection_id, type(exc).__name__)  # fmt: skip
-            await self._mark_lost(integration, connection, now, rotated)
+            await self._loss.mark_lost(integration, connection, now, rotated)
             return Result(Outcome.SAVE_FAILED)
         if written.version is None:
             if rotated:
-                await self._rotation_conflict(integration, connection, now)
+                await self._loss.rotation_conflict(integration, connection, now)
             else:
                 log.warning("refresh of %s/%s lost a race: newer tokens were saved first",
                             connection.integration, connection.connection_id)  # fmt: skip
@@ -176,59 +156,6 @@ class OutcomeWriter:
             )
         except Exception:  # an optimisation: the retries come anyway
             log.warning("could not bring forward the retries of %s", provider, exc_info=True)
-
-    async def _mark_lost(
-        self, integration: Integration, connection: Connection, now: float, rotated: bool
-    ) -> None:
-        """Say so on the connection, with the provider's reuse grace, once Redis is back;
-        the next attempt re-sends the stored (old) refresh token at once, which works
-        inside that grace window."""
-        alert = lost_token_alert(integration, connection, now, rotated)
-        try:
-            # No secret is held any more: wait for Redis at least a minute to say so.
-            await self._write(
-                connection, "marking a possibly lost refresh token",
-                retry=replace(self.save_retry, seconds=max(self.save_retry.seconds, 60.0)),
-                now=now, event=alert, schedule_at=now,
-                set_fields={"status": Status.DEGRADED.value,
-                            "status_reason": "refresh_token_may_be_lost",
-                            "last_error": "save_failed", "refresh_failing_alerted": "1"},
-            )  # fmt: skip
-        except Exception:
-            log.error("refresh of %s/%s: could not mark the connection either",
-                      connection.integration, connection.connection_id)  # fmt: skip
-
-    async def _rotation_conflict(
-        self, integration: Integration, connection: Connection, now: float
-    ) -> None:
-        """Our save found a newer version although the provider had rotated the token we
-        sent. The residual race of a Redis outage longer than the lock: the lock expired,
-        a beat re-claimed the connection as soon as Redis returned, and another worker
-        re-sent the refresh token this one had rotated, before this save's next try (they
-        are at most 0.5 s apart). Inside a reuse grace that costs nothing; at a provider
-        that rotates strictly without one, the family may be revoked. Say so, loudly; and
-        unless the connection is already marked for re-authorization, retry at once with
-        what is stored, which tells whether it still works (docs/troubleshooting.md)."""
-        try:
-            current = await self._store.get(connection.integration, connection.connection_id)
-        except UnknownConnectionError:
-            return  # deleted meanwhile: nothing left to lose
-        log.error("refresh of %s/%s: a newer version was saved after the provider rotated "
-                  "the refresh token; the rotated token may be lost",
-                  connection.integration, connection.connection_id)  # fmt: skip
-        alert = lost_token_alert(integration, current, now, True, error=ROTATION_CONFLICT)
-        fields = {"refresh_failing_alerted": "1"}
-        schedule_at = None
-        if current.status is not Status.REAUTHORIZATION_REQUIRED:
-            fields |= {"status": Status.DEGRADED.value,
-                       "status_reason": "refresh_token_may_be_lost"}  # fmt: skip
-            schedule_at = now
-        try:
-            await self._write(current, "marking a possibly lost refresh token", now=now,
-                              event=alert, set_fields=fields, schedule_at=schedule_at)  # fmt: skip
-        except Exception:
-            log.error("refresh of %s/%s: could not mark the connection",
-                      connection.integration, connection.connection_id)  # fmt: skip
 
     async def transient(
         self,
