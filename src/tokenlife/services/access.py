@@ -77,9 +77,10 @@ class AccessTokens:
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
         integration = require_integration(self._integrations, integration_name)
+        deadline = asyncio.get_running_loop().time() + self._wait
         try:
-            async with asyncio.timeout(self._wait):
-                return await self._get(integration, connection_id)
+            async with asyncio.timeout_at(deadline):
+                return await self._get(integration, connection_id, deadline)
         except TimeoutError:
             raise transient(
                 f"no token within {self._wait:g} s (a refresh is in progress, the provider "
@@ -87,9 +88,16 @@ class AccessTokens:
                 RETRY_AFTER_SECONDS,
             ) from None
 
-    async def _get(self, integration: Integration, connection_id: str) -> AccessToken:
+    async def _get(
+        self, integration: Integration, connection_id: str, deadline: float
+    ) -> AccessToken:
         name = integration.name
         while True:
+            # Besides the timeout's cancellation: on Python 3.11 a redis-py command run
+            # under asyncio.wait_for (its socket timeout) can swallow that cancellation
+            # (CPython gh-86296), and this loop would poll on to the request timeout.
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError
             connection, tokens = await self._store.load(name, connection_id)
             now = self._clock()
             if connection.status is Status.REAUTHORIZATION_REQUIRED:
