@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from tests.fakes.base import Reply
 from tests.faults.harness import (
     FaultFakes,
@@ -103,6 +104,8 @@ async def run_case(runtime: Runtime, fakes: FaultFakes, integration: str) -> Cas
     return case
 
 
+# It starts a worker of its own (about 12 s): with the long ones, in `make test-faults`.
+@pytest.mark.faults
 async def test_a_refresh_processed_after_the_client_timed_out_is_retried_promptly(
     fault_fakes: FaultFakes,
     redis_db: int,
