@@ -96,11 +96,16 @@ async def test_a_damaged_record_is_a_json_404_never_a_500(
     await redis.srem(runtime.keys.connections("google"), cid)
 
 
-async def damaged(runtime: Runtime, redis: Redis) -> str:
-    """A saved google connection with two required fields cut off, on the schedule."""
+async def damaged(runtime: Runtime, redis: Redis, how: str = "missing-fields") -> str:
+    """A saved google connection with two required fields cut off (or a number that isn't
+    one), on the schedule."""
     cid = f"damaged-{uuid.uuid4().hex[:8]}"
     await save(runtime, cid)
-    await redis.hdel(runtime.keys.connection("google", cid), "status", "version")
+    key = runtime.keys.connection("google", cid)
+    if how == "bad-number":
+        await redis.hset(key, "expires_at", "soon")
+    else:
+        await redis.hdel(key, "status", "version")
     return cid
 
 
@@ -166,12 +171,14 @@ async def test_a_token_no_key_decrypts_is_a_409_and_delete_still_removes_it(
     assert await leftovers(runtime, redis, cid) == GONE
 
 
+@pytest.mark.parametrize("how", ["missing-fields", "bad-number"])
 async def test_a_due_damaged_record_leaves_the_schedule_and_holds_no_slot(
-    runtime: Runtime, redis: Redis, settings: Settings, worker: WorkerHandle
+    runtime: Runtime, redis: Redis, settings: Settings, worker: WorkerHandle, how: str
 ) -> None:
     """Before: the claim took the lock and a slot, then failed to parse, held both until
-    their TTL and counted `crashed`; every lease brought it back."""
-    cid = await damaged(runtime, redis)
+    their TTL and counted `crashed`; every lease brought it back. A bad number failed
+    inside the claim script itself."""
+    cid = await damaged(runtime, redis, how)
     await make_due(redis, settings, "google", cid)
     counters = f"{settings.key_prefix}:counters"
     field, crashed = "refresh:google:corrupt_record", "refresh:google:crashed"

@@ -189,3 +189,22 @@ async def test_the_access_token_is_in_no_log_and_no_event(
     for secret in secrets:
         assert secret not in caplog.text
         assert secret not in events
+
+
+async def test_a_header_aiohttp_refuses_leaves_the_account_unknown_not_the_tokens_lost(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An access token with a line break can't go in a header: aiohttp raises a bare
+    ValueError. The code is already redeemed, so that must not cost the tokens."""
+    from tokenlife.core.tokens import TokenSet
+    from tokenlife.services.account import account_from_endpoint
+
+    integration = runtime.config.integrations[INTEGRATION]
+    odd = TokenSet(
+        access_token="odd\r\ntoken-value-secret", token_type="Bearer", refresh_token=None,
+        expires_at=None, lifetime_seconds=None, lifetime_source=None, granted_scopes=None,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        account = await account_from_endpoint(runtime.http, integration, odd, 1.0)
+    assert account is None
+    assert "token-value-secret" not in caplog.text

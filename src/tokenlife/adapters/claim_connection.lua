@@ -16,9 +16,11 @@
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local ttl = tonumber(ARGV[2])
-local expires_at = redis.call('HGET', KEYS[3], 'expires_at')
+-- A value that isn't a number (a damaged record) bounds nothing here: the caller's parse
+-- names the record corrupt and gives the lock back.
+local expires_at = tonumber(redis.call('HGET', KEYS[3], 'expires_at') or '')
 if expires_at then
-  ttl = math.min(ttl, (tonumber(expires_at) - now) * 500)
+  ttl = math.min(ttl, (expires_at - now) * 500)
 end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) > 0 then
   ttl = math.min(ttl, tonumber(ARGV[8]) * 500)

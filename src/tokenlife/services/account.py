@@ -43,3 +43,12 @@ async def account_from_endpoint(
             integration.name, type(exc).__name__, exc,
         )  # fmt: skip
         return None
+    except Exception as exc:
+        # The code is already redeemed: nothing here may cost the tokens. aiohttp refuses
+        # a header with control characters (an odd access token) with a bare ValueError;
+        # only the type is logged, as the message could quote the header.
+        log.warning(
+            "integration %s: the account endpoint could not be asked (%s); the account "
+            "is treated as unknown", integration.name, type(exc).__name__,
+        )  # fmt: skip
+        return None

@@ -150,7 +150,12 @@ def revocation_outcome(
     """What the DELETE answer and `connection.deleted` say about revocation: `revoked`
     false never reads as success, `revocation_reason` says why nothing was revoked
     (`unreadable`: the record or its tokens could not be read, so nothing was tried)."""
-    reason = None if revoked else (unreadable or error if supported else NO_REVOCATION_ENDPOINT)
+    if revoked:
+        reason = None
+    elif unreadable:
+        reason = unreadable
+    else:
+        reason = error if supported else NO_REVOCATION_ENDPOINT
     return {
         "revoked": revoked,
         "revocation_supported": supported,

@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+from tokenlife.adapters.connection_write import Backoff
 from tokenlife.adapters.fleet_metrics import latency_fields
 from tokenlife.adapters.locks import Claim, ClaimKind, Locks
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
@@ -162,6 +163,7 @@ class RefreshEngine:
             await self._store.update(
                 connection, now=now, set_fields={"last_error": "undecryptable"},
                 schedule_at=now + _UNDECRYPTABLE_RETRY_SECONDS, lease=lease,
+                backoff=Backoff.REMOVE,  # no provider recovery pulls it forward
             )  # fmt: skip
             return "undecryptable", None
         result = await self._refresher.refresh(integration, connection, refresh_token, now, lease)
