@@ -178,7 +178,11 @@ class DiscoveryRetry:
             try:
                 await self.retry_due(now)
             except Exception:
+                # Nothing moved on (an unexpected error): wait a whole period rather than
+                # spin on the nearest next_try_at.
                 log.exception("discovery retry failed")
+                await asyncio.sleep(self._retry_seconds)
+                continue
             pending = [*self._registry.unavailable.values(), *self._registry.stale.values()]
             if pending:
                 wait = min(e.next_try_at for e in pending) - self._clock()
