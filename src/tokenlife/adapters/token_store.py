@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from redis.asyncio import Redis
 
@@ -23,14 +23,15 @@ from tokenlife.adapters.connection_record import (
     save_keys,
     token_fields,
 )
-from tokenlife.adapters.connection_write import Backoff, Written, last_alert
+from tokenlife.adapters.connection_write import Backoff, Change, Written, last_alert
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
-from tokenlife.adapters.locks import Lease
-from tokenlife.core.events import Event
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import UnknownConnectionError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Backoff, Written and last_alert live in connection_write.py; importable from here too.
 __all__ = ["Backoff", "TokenStore", "Written", "last_alert"]
@@ -93,42 +94,13 @@ class TokenStore:
         return int(reply[1])
 
     async def update(
-        self,
-        connection: Connection,
-        *,
-        now: float,
-        tokens: TokenSet | None = None,
-        set_fields: Mapping[str, str] | None = None,
-        delete_fields: Iterable[str] = (),
-        schedule_at: float | None = None,
-        unschedule: bool = False,
-        event: Event | None = None,
-        lease: Lease | None = None,
-        operation: str = "",
-        backoff: Backoff = Backoff.LEAVE,
+        self, connection: Connection, *, now: float, operation: str = "", **change: Unpack[Change]
     ) -> int | None:
         """`write`, returning the new version only (None when someone got there first)."""
-        written = await self.write(
-            connection, now=now, tokens=tokens, set_fields=set_fields,
-            delete_fields=delete_fields, schedule_at=schedule_at, unschedule=unschedule,
-            event=event, lease=lease, operation=operation, backoff=backoff,
-        )  # fmt: skip
-        return written.version
+        return (await self.write(connection, now=now, operation=operation, **change)).version
 
     async def write(
-        self,
-        connection: Connection,
-        *,
-        now: float,
-        tokens: TokenSet | None = None,
-        set_fields: Mapping[str, str] | None = None,
-        delete_fields: Iterable[str] = (),
-        schedule_at: float | None = None,
-        unschedule: bool = False,
-        event: Event | None = None,
-        lease: Lease | None = None,
-        operation: str = "",
-        backoff: Backoff = Backoff.LEAVE,
+        self, connection: Connection, *, now: float, operation: str = "", **change: Unpack[Change]
     ) -> Written:
         """Compare-and-set against `connection.version`; no version when someone got there
         first.
@@ -140,6 +112,10 @@ class TokenStore:
         its own write in place, it returns that version instead of None. `backoff` puts
         the connection in (or takes it out of) its provider's set of retries waiting.
         """
+        tokens, event, lease = change.get("tokens"), change.get("event"), change.get("lease")
+        schedule_at, unschedule = change.get("schedule_at"), change.get("unschedule", False)
+        backoff = change.get("backoff", Backoff.LEAVE)
+        set_fields, delete_fields = change.get("set_fields"), change.get("delete_fields", ())
         if schedule_at is not None and unschedule:
             raise ValueError("schedule_at and unschedule are exclusive")
         if unschedule:

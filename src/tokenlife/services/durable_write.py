@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tokenlife.adapters.connection_record import Connection
-from tokenlife.adapters.locks import Lease
+from tokenlife.adapters.connection_write import Change, Written
 from tokenlife.adapters.storage_errors import SAVE_RETRY_GAP_SECONDS, retry_while_unavailable
-from tokenlife.adapters.token_store import Backoff, TokenStore, Written
-from tokenlife.core.events import Event
-from tokenlife.core.tokens import TokenSet
+from tokenlife.adapters.token_store import TokenStore
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,27 +43,17 @@ class DurableWriter:
         *,
         now: float,
         retry: WriteRetry | None = None,
-        tokens: TokenSet | None = None,
-        set_fields: Mapping[str, str] | None = None,
-        delete_fields: Iterable[str] = (),
-        schedule_at: float | None = None,
-        unschedule: bool = False,
-        event: Event | None = None,
-        lease: Lease | None = None,
-        backoff: Backoff = Backoff.LEAVE,
+        **change: Unpack[Change],
     ) -> Written:
         """One operation id for every try, so an attempt that landed but whose reply was
         lost counts as written."""
         operation = secrets.token_hex(8)
         policy = retry or self.retry
-        deletions = tuple(delete_fields)
+        # Read once: every try writes the same deletions, even from a generator.
+        change["delete_fields"] = tuple(change.get("delete_fields", ()))
 
         def attempt() -> Awaitable[Written]:
-            return self.store.write(
-                connection, now=now, tokens=tokens, set_fields=set_fields,
-                delete_fields=deletions, schedule_at=schedule_at, unschedule=unschedule,
-                event=event, lease=lease, operation=operation, backoff=backoff,
-            )  # fmt: skip
+            return self.store.write(connection, now=now, operation=operation, **change)
 
         return await retry_while_unavailable(
             attempt,
