@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from tests.fakes.base import Reply
 from tests.redis_process import RedisProcess
 from tests.support import Fakes, WorkerHandle, consent, exchange, wait_until
+from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
@@ -34,7 +35,7 @@ from tokenlife.library import Tokenlife
 from tokenlife.providers import load_presets
 from tokenlife.runtime import load_config
 from tokenlife.services.durable_write import WriteRetry
-from tokenlife.services.refresh import Outcome, Refresher
+from tokenlife.services.refresh import Outcome, Refresher, Result
 from tokenlife.services.scheduling import SchedulePolicy
 from tokenlife.settings import Settings
 
@@ -139,6 +140,20 @@ class Rig:
         )  # fmt: skip
         return cid, body["family"], body["refresh_token"]
 
+    async def refresh_in_flight(
+        self, fakes: Fakes
+    ) -> tuple[str, str, str, Connection, asyncio.Future[Result]]:
+        """A seeded connection whose refresh the fake is answering slowly (0.3 s): its id,
+        family, old refresh token, the connection as read, and the refresh's task."""
+        cid, family, old = await self.seed(fakes)
+        fakes.generic.script_refresh(family, Reply(delay=0.3))
+        connection = await self.store.get(INTEGRATION, cid)
+        task = asyncio.ensure_future(
+            self.refresher.refresh(self.integration, connection, old, time.time())
+        )
+        await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+        return cid, family, old, connection, task
+
 
 @pytest.fixture
 async def rig(own_redis: RedisProcess, settings: Settings) -> AsyncIterator[Rig]:
@@ -154,13 +169,7 @@ async def test_the_save_is_retried_through_a_redis_crash_and_restart(
     rig: Rig, own_redis: RedisProcess, fakes: Fakes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tokenlife.adapters.storage_errors")
-    cid, family, old = await rig.seed(fakes)
-    fakes.generic.script_refresh(family, Reply(delay=0.3))
-    connection = await rig.store.get(INTEGRATION, cid)
-    task = asyncio.ensure_future(
-        rig.refresher.refresh(rig.integration, connection, old, time.time())
-    )
-    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+    cid, family, _, _, task = await rig.refresh_in_flight(fakes)
 
     own_redis.kill()  # before the provider answers: the save finds Redis gone
     await wait_until(
@@ -184,13 +193,7 @@ async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
     rig.refresher._outcomes._writer.retry = WriteRetry(
         seconds=0.5, base_seconds=0.05, max_delay_seconds=0.1
     )
-    cid, family, old = await rig.seed(fakes)
-    fakes.generic.script_refresh(family, Reply(delay=0.3))
-    connection = await rig.store.get(INTEGRATION, cid)
-    task = asyncio.ensure_future(
-        rig.refresher.refresh(rig.integration, connection, old, time.time())
-    )
-    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+    cid, family, old, _, task = await rig.refresh_in_flight(fakes)
     own_redis.kill()
     await wait_until(
         lambda: _true("could not be saved" in caplog.text), timeout=10, what="the save to give up"
@@ -244,13 +247,7 @@ async def test_a_save_that_finds_a_newer_version_after_a_rotation_alerts_and_mar
 ) -> None:
     """What the residual race leaves (a claim after a Redis outage longer than the lock):
     another writer got there while our rotated token waited to be saved."""
-    cid, family, old = await rig.seed(fakes)
-    fakes.generic.script_refresh(family, Reply(delay=0.3))
-    connection = await rig.store.get(INTEGRATION, cid)
-    task = asyncio.ensure_future(
-        rig.refresher.refresh(rig.integration, connection, old, time.time())
-    )
-    await wait_until(lambda: _true(presented(fakes, old)), timeout=10, what="the request")
+    cid, family, _, connection, task = await rig.refresh_in_flight(fakes)
     # Another worker's write lands first (its own refresh, in the real race).
     assert await rig.store.update(connection, now=time.time(), set_fields={"last_error": "x"})
 
