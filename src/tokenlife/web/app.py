@@ -35,6 +35,7 @@ from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
 from tokenlife.web.metrics import METRICS, metrics
+from tokenlife.web.problems import problem
 from tokenlife.worker import celery_config
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,6 @@ async def connect_route(request: web.Request) -> web.StreamResponse:
 
 async def callback_route(request: web.Request) -> web.StreamResponse:
     return await callback(request, request.app[RUNTIME], request.app[CELERY])
-
-
-def problem(http_status: int, error: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": error, "message": message, **extra}, status=http_status)
 
 
 @web.middleware

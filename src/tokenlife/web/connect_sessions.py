@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -19,13 +18,10 @@ from tokenlife.core.integration import Integration
 from tokenlife.runtime import Runtime
 from tokenlife.web.auth import ApiKey
 from tokenlife.web.connect import SESSION_PARAMETER, allowed_return_to
+from tokenlife.web.problems import problem
 
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/oauth/callback"
-
-
-def _problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": error, "message": message, **extra}, status=status)
 
 
 async def create_session(
@@ -35,21 +31,21 @@ async def create_session(
         # Bytes, not text(): a bogus charset in Content-Type must be a 400, not a 500.
         body = json.loads(await request.read())
     except web.HTTPRequestEntityTooLarge:  # a chunked body has no Content-Length to refuse
-        return _problem(413, "too_large", "the request body is too large")
+        return problem(413, "too_large", "the request body is too large")
     except (ValueError, RecursionError):
-        return _problem(400, "bad_request", "body: must be a JSON object", field="body")
+        return problem(400, "bad_request", "body: must be a JSON object", field="body")
     try:
         wanted = parse_session_request(body)
     except SessionRequestError as exc:
-        return _problem(400, "bad_request", str(exc), field=exc.field)
+        return problem(400, "bad_request", str(exc), field=exc.field)
     if not key.allows(wanted.integration):
-        return _problem(
+        return problem(
             403, "forbidden", f"this API key may not use integration {wanted.integration!r}"
         )
     integration = runtime.exchange.integration(wanted.integration)  # 404 for an unknown one
     allowed = runtime.config.settings.api_return_to_allowed
     if wanted.return_to is not None and not allowed_return_to(wanted.return_to, allowed):
-        return _problem(
+        return problem(
             400, "bad_request",
             "return_to: not under a prefix of TOKENLIFE_API_RETURN_TO_ALLOWED",
             field="return_to",
