@@ -1,0 +1,3 @@
+from tokenlife.cli import main
+
+main()
