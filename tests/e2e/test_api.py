@@ -331,8 +331,9 @@ async def test_refresh_of_a_degraded_connection_is_queued(
 ) -> None:  # fmt: skip
     cid = f"api-{uuid.uuid4().hex[:8]}"
     await connect(tl, worker, "generic-offline", cid)
-    degraded = {"status": "degraded", "status_reason": "refresh_failing"}
-    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", mapping=degraded)
+    key = f"{settings.key_prefix}:conn:generic-offline:{cid}"
+    await redis.hset(key, "status", "degraded")
+    await redis.hset(key, "status_reason", "refresh_failing")
     response = await client.post(f"/api/connections/generic-offline/{cid}/refresh", headers=auth())
     assert response.status == 202 and await response.json() == {"queued": True}
 

@@ -71,7 +71,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app[SESSIONS] = ConnectSessions(
         runtime.redis, runtime.keys, settings.connect_session_ttl_seconds
     )
-    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, runtime.config.integrations)
+    integrations = runtime.config.integrations
+    providers = {integration.provider for integration in integrations.values()}
+    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, integrations, providers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
