@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from tests.support import Fakes, WorkerHandle, connect, consent, exchange
+from tests.fakes.base import Reply
+from tests.support import Fakes, WorkerHandle, connect, consent, exchange, wait_until
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.outcome_counters import (
@@ -23,6 +24,7 @@ from tokenlife.adapters.outcome_counters import (
     ExchangeOutcome,
     exchange_field,
 )
+from tokenlife.errors import TransientError
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.refresh import Outcome
@@ -120,6 +122,12 @@ async def test_an_on_demand_refresh_is_counted_and_timed(
                      repr(time.time() + 10))  # fmt: skip
     assert (await client.post(url, headers=headers)).status == 200  # refreshed first
 
+    async def counted() -> bool:  # written just after the answer, off the caller's path
+        now = await scrape(client)
+        name = "tokenlife_on_demand_refreshes_total"
+        return value(now, name, **refreshed) > value(before, name, **refreshed)
+
+    await wait_until(counted, timeout=10, what="the on-demand refresh counted")
     after = await scrape(client)
     for name, labels, expected in [
         ("tokenlife_on_demand_refreshes_total", refreshed, 1),
@@ -172,3 +180,32 @@ def test_a_failure_reason_is_one_of_a_known_set(
     outcome: ExchangeOutcome, error: str | None, field: str
 ) -> None:
     assert exchange_field("google", outcome, error) == field
+
+
+async def test_a_refresh_whose_caller_gave_up_is_counted_when_it_ends(
+    settings: Settings, fakes: Fakes, tl: Tokenlife, worker: WorkerHandle, redis: Redis
+) -> None:
+    cid = f"metrics-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "generic-offline", cid, login_hint=cid)
+    family = next(f for f, fam in fakes.generic.families.items() if fam.grant.user == cid)
+    fakes.generic.script_refresh(family, Reply(delay=0.6))  # within the 1 s HTTP timeout
+    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
+                     repr(time.time() + 10))  # fmt: skip
+    configured = settings.model_copy(update={"api_token_wait_seconds": 0.2})
+    runtime = await Runtime.open(await load_config(configured))
+    keys = runtime.keys
+    metrics = FleetMetrics(redis, keys, (), providers=("custom",))
+    name, refreshed = "tokenlife_on_demand_refreshes_total", {"provider": "custom"}
+    try:
+        start = value(parse(render(await metrics.read(0)).decode()), name,
+                      outcome="refreshed", **refreshed)  # fmt: skip
+        with pytest.raises(TransientError):  # the caller's bound ran out first
+            await runtime.access.get("generic-offline", cid)
+
+        async def counted() -> bool:
+            figures = parse(render(await metrics.read(0)).decode())
+            return value(figures, name, outcome="refreshed", **refreshed) == start + 1
+
+        await wait_until(counted, timeout=10, what="the refresh counted after its caller left")
+    finally:
+        await runtime.close()

@@ -149,10 +149,17 @@ class AccessTokens:
 
     async def wait_background(self, timeout: float | None = None) -> bool:
         """Let leases given back after a cancelled call be released (at shutdown)."""
-        if not self._background:
-            return True
-        _, pending = await asyncio.wait(set(self._background), timeout=timeout)
-        return not pending
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # Again until none is left: a refresh that ends meanwhile starts its count.
+        while self._background:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            _, pending = await asyncio.wait(set(self._background), timeout=left)
+            if pending:
+                return False
+        return True
 
     def _give_back_later(self, lease: Lease) -> None:
         if lease.released or lease.handed_over:
@@ -166,23 +173,13 @@ class AccessTokens:
         # Redis away: the lock and the slot expire by themselves (a refresh logs its own).
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def _refresh_counted(
-        self,
-        integration: Integration,
-        connection: Connection,
-        refresh_token: str,
-        lease: Lease | None,
-    ) -> Result:
-        started = self._clock()
-        result = await self._refresher.refresh(
-            integration, connection, refresh_token, started, lease
-        )
-        if self._counters is not None:
-            latency = latency_fields(integration.provider, self._clock() - started)
-            await self._counters.add(
-                on_demand_fields(integration.provider, result.outcome.value, latency)
-            )
-        return result
+    def _count(self, done: asyncio.Task[Result], integration: Integration, started: float) -> None:
+        if self._counters is None or done.cancelled() or done.exception() is not None:
+            return  # a crash is logged by the refresher; there is no outcome to count
+        provider = integration.provider
+        latency = latency_fields(provider, self._clock() - started)
+        fields = on_demand_fields(provider, done.result().outcome.value, latency)
+        self._keep(asyncio.ensure_future(self._counters.add(fields)))
 
     async def _claimed(
         self, integration: Integration, connection: Connection, claim: Claim
@@ -196,12 +193,15 @@ class AccessTokens:
             return None
         assert claim.refresh_ciphertext is not None
         refresh_token = self._store.decrypt(claim.refresh_ciphertext)
-        # Its own task, so a refresh whose caller gave up is counted when it ends too.
-        counted = asyncio.ensure_future(
-            self._refresh_counted(integration, connection, refresh_token, claim.lease)
+        started = self._clock()
+        # Its own task, so a refresh whose caller gave up is counted when it ends too; the
+        # count is written after the answer, never in the caller's way.
+        refreshing = asyncio.ensure_future(
+            self._refresher.refresh(integration, connection, refresh_token, started, claim.lease)
         )
-        self._keep(counted)
-        result = await asyncio.shield(counted)
+        refreshing.add_done_callback(lambda done: self._count(done, integration, started))
+        self._keep(refreshing)
+        result = await asyncio.shield(refreshing)
         name, connection_id = integration.name, connection.connection_id
         if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
             raise ReauthorizationRequiredError(
