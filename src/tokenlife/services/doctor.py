@@ -228,3 +228,5 @@ async def _preflight_side(
             return await preflight(settings, presets, environ, session), None
     except TimeoutError:
         return None, f"no result within {limit:g} s (an issuer answers slowly?)"
+    except Exception as exc:  # the other checks still get reported
+        return None, f"it failed: {exc!r}"
