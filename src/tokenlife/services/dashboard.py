@@ -36,8 +36,9 @@ _ATTENTION_ORDER = {Status.REAUTHORIZATION_REQUIRED: 0, Status.DEGRADED: 1}
 
 @dataclass(frozen=True, slots=True)
 class Attention:
-    """A connection that needs someone, with the latest alert event about it (its full
-    diagnosis) when that is still among the recent events."""
+    """A connection that needs someone, with the latest alert event about it that carries a
+    diagnosis (causes, evidence, fixes), when that is still among the recent events: a later
+    alert.access_token_expiring must not hide why the connection is degraded."""
 
     connection: Connection
     alert: Mapping[str, Any] | None
@@ -121,7 +122,8 @@ class DashboardReader:
                 continue
             found.append(AlertEntry(kind, SEVERITY[kind], data))
             owner = (str(data.get("integration")), str(data.get("connection_id")))
-            latest.setdefault(owner, data | {"type": kind})  # newest first: keep the first
+            if data.get("diagnosis"):  # newest first: keep the first
+                latest.setdefault(owner, data | {"type": kind})
         return found, latest
 
     async def _dead_letters(self, allows: Callable[[str], bool]) -> list[DeadLetter]:

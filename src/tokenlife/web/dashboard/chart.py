@@ -38,9 +38,11 @@ def chart_svg(chart: RefreshChart) -> str:
                 f"{count}</title></rect>"
             )
         if index % 15 == 0 or index == minutes - 1:
+            anchor = "end" if index == minutes - 1 else "start"
+            at = x + step if index == minutes - 1 else x
             parts.append(
-                f'<text class="tick" x="{x + step / 2:.1f}" y="{HEIGHT - 4}" '
-                f'text-anchor="middle">{h(label[11:16])}</text>'
+                f'<text class="tick" x="{at:.1f}" y="{HEIGHT - 4}" '
+                f'text-anchor="{anchor}">{h(label[11:16])}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)

@@ -19,6 +19,17 @@ REASONS = {
     "refresh_token_missing": "no refresh token: the access token will lapse",
 }
 
+# When no alert named a fix: what the status itself calls for.
+DEFAULT_FIXES = {
+    "refresh_overdue": "Check that beat and a worker run (GET /readyz, `tokenlife doctor`), "
+    "then press Refresh now.",
+    "refresh_failing": "Check the provider's status and the last error; refreshes are retried "
+    "with backoff, and Refresh now tries at once.",
+    "refresh_token_may_be_lost": "Press Refresh now; if it fails, send a reconnect link.",
+    "reauthorization_required": "Send the account's owner a reconnect link.",
+    "default": "Send the account's owner a reconnect link.",
+}
+
 
 def dashboard_body(figures: Figures, login: Login) -> str:
     return "".join((
@@ -68,14 +79,17 @@ def _attention(figures: Figures, login: Login) -> str:
 def _needing(item: Attention, now: float, login: Login) -> str:
     c = item.connection
     last = dict(c.last_alert or {})
-    kind = last.get("type") or (item.alert or {}).get("type")
+    kind = last.get("type")
     title = TITLES.get(str(kind), str(kind or "no alert yet"))
     reason = REASONS.get(c.status_reason or c.verdict.value, c.status_reason or "")
     causes = _causes(item.alert)
     fixes = [str(f) for f in last.get("fixes") or []]
-    if not fixes and item.alert:
-        fixes = [str(d.get("fix")) for d in item.alert.get("diagnosis") or [] if d.get("fix")]
-    fix_list = "".join(f"<li>{h(f)}</li>" for f in fixes) or "<li>Reconnect the account.</li>"
+    if item.alert:  # the diagnosed alert's fixes first, then the last alert's others
+        diagnosed = [str(d.get("fix")) for d in item.alert.get("diagnosis") or [] if d.get("fix")]
+        fixes = diagnosed + [f for f in fixes if f not in diagnosed]
+    if not fixes:
+        fixes = [DEFAULT_FIXES.get(c.status_reason or c.status.value, DEFAULT_FIXES["default"])]
+    fix_list = "".join(f"<li>{h(f)}</li>" for f in fixes)
     error = f"<dt>last error</dt><dd><code>{h(c.last_error)}</code></dd>" if c.last_error else ""
     return f"""<article class="needing {h(c.status.value)}" data-integration="{h(c.integration)}"
  data-connection-id="{h(c.connection_id)}">
@@ -92,6 +106,7 @@ def _needing(item: Attention, now: float, login: Login) -> str:
 def _causes(alert: Mapping[str, Any] | None) -> str:
     if not alert:
         return ""
+    title = TITLES.get(str(alert.get("type")), str(alert.get("type")))
     message = alert.get("message") or alert.get("error_description") or alert.get("error")
     rows = "".join(
         f'<li>{h(d.get("cause"))}<br><span class="muted">evidence: {h(d.get("evidence"))}'
@@ -100,7 +115,8 @@ def _causes(alert: Mapping[str, Any] | None) -> str:
         if isinstance(d, dict)
     )
     text = f"<p>{h(message)}</p>" if message else ""
-    return f'<h4>Diagnosis</h4>{text}<ul class="causes">{rows}</ul>' if text or rows else ""
+    head = f'<h4>Diagnosis <span class="muted">({h(title)})</span></h4>'
+    return f'{head}{text}<ul class="causes">{rows}</ul>' if text or rows else ""
 
 
 def _actions(integration: str, connection_id: str, login: Login, refreshable: bool) -> str:
