@@ -88,6 +88,20 @@ async def test_login_sets_a_strict_httponly_session_cookie_that_is_not_the_key(
         assert FULL not in values and cookie.value not in values
 
 
+async def test_over_plain_http_to_another_host_the_cookie_is_secure_and_the_page_warns(
+    client: TestClient[Any, Any],
+) -> None:
+    host = {"Host": "tokens.example.com"}
+    form = await client.get("/dashboard/login", headers=host)
+    assert "will not keep the Secure session cookie" in await form.text()
+    response = await client.post(
+        "/dashboard/login", data={"api_key": FULL}, headers=host, allow_redirects=False
+    )
+    assert response.status == 303 and response.cookies[COOKIE]["secure"]
+    local = await client.get("/dashboard/login")
+    assert "will not keep" not in await local.text()
+
+
 @pytest.mark.parametrize(
     ("scheme", "host", "forwarded", "secure"),
     [
