@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from celery import Celery
+from multidict import MultiDictProxy
 
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.dashboard_sessions import DashboardSessions
@@ -145,16 +147,14 @@ async def overview(request: web.Request, dash: Dashboard, login: Login) -> web.S
     return html(pages.page("Dashboard", dashboard_body(figures, login), login, notice))
 
 
-def _target(form: object, login: Login) -> tuple[str, str]:
-    integration = connection_id = ""
-    if hasattr(form, "get"):
-        integration, connection_id = (
-            str(form.get("integration", "")),
-            str(form.get("connection_id", "")),
-        )
+def _target(form: MultiDictProxy[Any], login: Login) -> tuple[str, str]:
+    """The connection a form names, when the login's key may use its integration."""
+    integration, connection_id = form.get("integration"), form.get("connection_id")
+    if not isinstance(integration, str) or not isinstance(connection_id, str):
+        raise UnknownConnectionError("no connection named in the form")
     if not integration or not connection_id:
         raise UnknownConnectionError("no connection named in the form")
-    if not login.key.allows(integration):
+    if not login.key.allows(integration):  # 404, as for a connection that doesn't exist
         raise UnknownIntegrationError(f"this API key may not use integration {integration!r}")
     return integration, connection_id
 
