@@ -24,11 +24,16 @@ from tokenlife.web.dashboard.session import COOKIE, cookie_secure
 FULL = "dashboard-full-key-0123456789"
 LIMITED = "dashboard-generic-key-0123456789"
 XSS = '<img src=x onerror="alert(1)">'
+PREFIX = f"dashboard-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
 async def client(settings: Settings, fakes: Fakes) -> AsyncIterator[TestClient[Any, Any]]:
-    configured = settings.model_copy(update={"api_keys": (FULL, f"{LIMITED}:generic")})
+    # A prefix of its own: the made-up records here (never decryptable) stay out of the
+    # other tests' listings, key rotations and /metrics counts.
+    configured = settings.model_copy(
+        update={"api_keys": (FULL, f"{LIMITED}:generic"), "key_prefix": PREFIX}
+    )
     runtime = await Runtime.open(await load_config(configured))
     async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as test_client:
         yield test_client
@@ -50,7 +55,7 @@ async def store_connection(
     redis: Redis, settings: Settings, integration: str, connection_id: str, **fields: str
 ) -> None:
     """A stored record as a save leaves it (token fields are ciphertext; never read here)."""
-    keys, now = Keys(settings.key_prefix), time.time()
+    keys, now = Keys(PREFIX), time.time()
     record = {
         "integration": integration, "connection_id": connection_id, "provider": "custom",
         "status": "degraded", "verdict": "refresh_token_missing", "token_type": "Bearer",
@@ -81,7 +86,7 @@ async def test_login_sets_a_strict_httponly_session_cookie_that_is_not_the_key(
     assert cookie["path"] == "/dashboard"
     assert not cookie["secure"]  # plain http to 127.0.0.1: a Secure cookie would be dropped
     assert FULL not in cookie.value
-    stored = [k async for k in redis.scan_iter(f"{settings.key_prefix}:dashboard-session:*")]
+    stored = [k async for k in redis.scan_iter(f"{PREFIX}:dashboard-session:*")]
     assert stored and cookie.value not in "".join(stored)
     for key in stored:
         values = json.dumps(await redis.hgetall(key))
@@ -160,13 +165,13 @@ async def test_user_data_is_escaped_everywhere(
 ) -> None:
     cid = f"xss-{uuid.uuid4().hex[:6]}{XSS}"
     await store_connection(redis, settings, "generic", cid, last_error=f"</code>{XSS}")
-    await redis.xadd(f"{settings.key_prefix}:events", {
+    await redis.xadd(f"{PREFIX}:events", {
         "type": "alert.reauthorization_required",
         "data": json.dumps({"integration": "generic", "connection_id": cid, "message": XSS,
                             "occurred_at": "2026-01-01T00:00:00Z", "error": XSS,
                             "diagnosis": [{"cause": XSS, "fix": XSS, "evidence": XSS}]}),
     })  # fmt: skip
-    await redis.xadd(f"{settings.key_prefix}:alerts:dead", {
+    await redis.xadd(f"{PREFIX}:alerts:dead", {
         "target": XSS, "error": XSS,
         "payload": json.dumps({"integration": "generic", "type": XSS, "count": 1}),
     })  # fmt: skip

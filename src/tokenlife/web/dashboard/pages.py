@@ -77,7 +77,7 @@ def connect_link_page(
 <h2>Reconnect link</h2>
 <p>For <strong>{h(integration)}</strong> / <code>{h(connection_id)}</code>. It works once,
 until {h(expires_at)}: send it to the person who owns the account (not by e-mail: mail
-scanners open links and would spend it), or open it in their browser session.</p>
+scanners open links and would spend it).</p>
 <div class="copy-row"><input id="link" type="text" readonly value="{h(url)}">
 <button type="button" data-copy="link">Copy link</button></div>
 <p><a href="/dashboard">Back to the dashboard</a></p>
