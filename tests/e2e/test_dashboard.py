@@ -210,3 +210,25 @@ async def test_static_files_are_served_locally(client: TestClient[Any, Any]) -> 
     assert (css.status, js.status) == (200, 200)
     assert js.content_type == "text/javascript" and "http" not in await css.text()
     assert (await client.get("/dashboard/static/..%2fsession.py")).status == 404
+
+
+async def test_refresh_now_says_what_happened_on_the_next_page(
+    client: TestClient[Any, Any], redis: Redis, settings: Settings
+) -> None:
+    cid = f"lapsing-{uuid.uuid4().hex[:8]}"
+    await store_connection(redis, settings, "generic", cid)  # no refresh token
+    token = await log_in(client)
+    response = await client.post(
+        "/dashboard/refresh",
+        data={"integration": "generic", "connection_id": cid, "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert response.status == 303 and response.headers["Location"] == "/dashboard"
+    page = await (await client.get("/dashboard")).text()
+    assert f"generic/{cid} has no refresh token: send a reconnect link instead." in page
+    assert "has no refresh token" not in await (await client.get("/dashboard")).text()  # once
+    gone = await client.post(
+        "/dashboard/refresh",
+        data={"integration": "generic", "connection_id": "nobody", "csrf_token": token},
+    )
+    assert gone.status == 404
