@@ -146,11 +146,9 @@ async def test_an_operator_works_through_the_dashboard(
 
         # "Refresh now" on the overdue one: the worker refreshes it, the page says so.
         stale = page.locator(f'article.needing[data-connection-id="{overdue}"]')
-        assert (
-            "refresh_overdue"
-            in (await api_json(api, f"/api/connections/google/{overdue}"))["status_reason"]
-            or "lapsed" in await stale.inner_text()
-        )
+        before = await api_json(api, f"/api/connections/google/{overdue}")
+        assert (before["status"], before["status_reason"]) == ("degraded", "refresh_overdue")
+        assert "no refresh has run yet" in await stale.inner_text()
         await stale.locator("button.refresh").click()
         await page.wait_for_selector("#notice")
         assert f"Refreshed google/{overdue}: status active." in await page.inner_text("#notice")
