@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults lint bench clean
+.PHONY: run test test-faults test-browser lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,17 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not faults"
+	$(BIN)/pytest -m "not faults and not browser"
 
 ## test-faults: kill -9 of workers and Redis during refresh storms (docs/reliability.md); the quick fault tests run in `make test`
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults -q -m faults
+
+## test-browser: the dashboard in real headless Chromium (Debian's chromium, driven by Playwright; no browser download); saves docs/img/dashboard*.png
+test-browser: $(STAMP)
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,embedded,browser]'
+	$(BIN)/pytest tests/browser -q -m browser
 
 clean:
 	rm -rf $(VENV) .tokenlife .pytest_cache .mypy_cache .ruff_cache
