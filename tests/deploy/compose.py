@@ -85,12 +85,13 @@ def read_env_file(text: str) -> dict[str, str]:
     return values
 
 
-def commented_settings(text: str) -> dict[str, str]:
-    """`# KEY=VALUE` lines: the optional settings an env file documents."""
+def commented_settings(text: str, about: str = "") -> dict[str, str]:
+    """`# KEY=VALUE` lines: the optional settings an env file documents; with `about`,
+    only those of the paragraph (blank-line separated) that mentions it."""
+    paragraphs = [p for p in text.split("\n\n") if about in p]
+    lines = "\n".join(paragraphs).splitlines()
     return read_env_file(
-        "\n".join(
-            line.lstrip("# ") for line in text.splitlines() if re.match(r"#\s*[A-Z_]+=", line)
-        )
+        "\n".join(line.lstrip("# ") for line in lines if re.match(r"#\s*[A-Z_]+=", line))
     )
 
 

@@ -80,7 +80,8 @@ def test_the_rabbitmq_profile_adds_the_broker_and_only_it(document: dict[str, An
     assert set(with_rabbitmq) - set(plain) == {"rabbitmq"}
     assert "rabbitmq" not in plain
     # The switch of broker is in .env.example, commented out, with the profile.
-    optional = compose.commented_settings(compose.ENV_EXAMPLE.read_text())
+    optional = compose.commented_settings(compose.ENV_EXAMPLE.read_text(), about="RabbitMQ")
+    assert set(optional) == {"COMPOSE_PROFILES", "RABBITMQ_PASSWORD", "TOKENLIFE_BROKER_URL"}
     assert optional["COMPOSE_PROFILES"] == "rabbitmq"
     assert optional["TOKENLIFE_BROKER_URL"].startswith("amqp://tokenlife:")
     assert "@rabbitmq:5672/" in optional["TOKENLIFE_BROKER_URL"]
