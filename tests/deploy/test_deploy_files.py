@@ -4,20 +4,15 @@ examples beside them name real settings and a valid integration."""
 
 from __future__ import annotations
 
-import os
-import stat
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
 from tests.deploy import compose
-from tokenlife import development
 from tokenlife.integrations import load_integrations_file
 from tokenlife.providers import load_presets
 from tokenlife.settings import Settings
-from tokenlife.web.auth import parse_api_keys
 
 
 @pytest.fixture(scope="module")
@@ -121,30 +116,6 @@ def test_the_integrations_example_is_a_valid_integrations_file() -> None:
         {"GOOGLE_CLIENT_SECRET": "from-dot-env"},
     )
     assert loaded["google-drive"][1] == "from-dot-env"
-
-
-def test_the_development_api_key_is_made_once_private_and_accepted(tmp_path: Path) -> None:
-    key, generated = development.development_api_key(tmp_path)
-    assert generated and len(key) >= 32
-    mode = stat.S_IMODE(os.stat(tmp_path / "api.key").st_mode)
-    assert mode == 0o600
-    assert development.development_api_key(tmp_path) == (key, False)
-    (parsed,) = parse_api_keys([key])
-    assert parsed.integrations is None
-
-
-@pytest.mark.parametrize(
-    ("host", "url"),
-    [
-        ("0.0.0.0", "http://127.0.0.1:8080"),
-        ("::", "http://127.0.0.1:8080"),
-        ("127.0.0.1", "http://127.0.0.1:8080"),
-        ("::1", "http://[::1]:8080"),
-        ("tokens.internal", "http://tokens.internal:8080"),
-    ],
-)
-def test_up_names_the_address_a_local_browser_reaches(host: str, url: str) -> None:
-    assert development.local_url(host, 8080) == url
 
 
 @pytest.mark.parametrize(
