@@ -58,9 +58,13 @@ class HostProcess:
         )
         return result.returncode == 0
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # what `docker compose down` sends first
+
+    def stop(self) -> None:
+        self.terminate()
+        if self.process is not None:
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -158,8 +162,11 @@ class HostStack:
         ]
 
     def stop(self) -> None:
-        # Reverse order: the API, beat and workers before Redis.
-        for process in reversed(self.processes):
+        # The API, beat and workers (together) before Redis, so they can save on the way out.
+        others = [p for p in self.processes if p.name != "redis"]
+        for process in others:
+            process.terminate()
+        for process in [*others, *self.by_service("redis")]:
             process.stop()
 
     def logs(self) -> str:
