@@ -96,15 +96,21 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @click.command()
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def up(celery_args: tuple[str, ...]) -> None:
-    """Everything on one machine: the API, and a worker with beat; an embedded Redis and a
-    development key when none is configured. This is what `make run` calls."""
+    """Everything on one machine, for development: the API, and a worker with beat.
+
+    What is not configured it provides: an embedded Redis (when TOKENLIFE_REDIS_URL is
+    unset and none answers on 127.0.0.1:6379), an encryption key in .tokenlife/dev.key and
+    an API key in .tokenlife/api.key (shown once, when made). It prints where the API,
+    dashboard and metrics are. Arguments go to `celery worker`. This is what `make run`
+    calls; in production run `worker --no-beat`, one `beat` and `api` instead."""
     _develop(celery_args, with_api=True)
 
 
 @click.command()
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def run(celery_args: tuple[str, ...]) -> None:
-    """Like `up` without the API: a worker with beat, embedded Redis and dev key as needed."""
+    """Like `up` without the API: a worker with beat, and an embedded Redis and a
+    development encryption key as needed. Arguments go to `celery worker`."""
     _develop(celery_args, with_api=False)
 
 
