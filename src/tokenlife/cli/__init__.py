@@ -16,6 +16,7 @@ for command in (
     services.up,
     services.run,
     services.worker,
+    services.beat,
     services.api,
     connections.authorize_url,
     connections.connections,
