@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tokenlife.cli import catalogue, connections, events, keys, services
+from tokenlife.cli import catalogue, connections, demo, events, keys, services
 
 
 @click.group()
@@ -24,5 +24,6 @@ for command in (
     catalogue.providers,
     catalogue.integrations,
     events.events_group,
+    demo.demo_provider,
 ):
     main.add_command(command)
