@@ -318,7 +318,10 @@ class DemoProvider:
                 return self.json(400, self.error_body("invalid_grant", "Refresh token reused."))
             family.refreshes += 1
         grant = replace(family.grant, issue_refresh_token=self.rotates_refresh_tokens)
-        return self.json(200, self.token_body(grant, reply, family=family_id))
+        body = self.token_body(grant, reply, family=family_id)
+        log.info("%s: refresh token used by %s: a new access token for %s s", self.title,
+                 client.client_id, body.get("expires_in", "?"))  # fmt: skip
+        return self.json(200, body)
 
     async def account(self, request: web.Request) -> web.StreamResponse:
         """A "current user" API like GitHub's `GET /user`: `{"id": <number>, "login": ...}`
