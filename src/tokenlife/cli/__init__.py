@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tokenlife.cli import catalogue, connections, doctor, events, keys, services
+from tokenlife.cli import catalogue, connections, demo, doctor, events, keys, services
 
 
 @click.group()
@@ -26,5 +26,6 @@ for command in (
     catalogue.integrations,
     events.events_group,
     doctor.doctor,
+    demo.demo_provider,
 ):
     main.add_command(command)
