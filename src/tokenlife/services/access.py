@@ -214,9 +214,9 @@ class AccessTokens:
             raise error
         if result.outcome is Outcome.SAVE_FAILED:
             raise transient("the refreshed tokens could not be stored", RETRY_AFTER_SECONDS)
-        if result.outcome is Outcome.REFRESHED:
+        if result.outcome is Outcome.REFRESHED and result.tokens is not None:
             # What this refresh saved is the answer, even when the provider's new token
             # is itself short (an expired JWT): no second request.
-            _, tokens = await self._store.load(name, connection_id)
+            tokens = result.tokens
             return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
         return None

@@ -56,6 +56,9 @@ class Outcome(StrEnum):
 class Result:
     outcome: Outcome
     error: TokenlifeError | None = None
+    # What a REFRESHED result saved: the caller's answer without reading it back (by then a
+    # delete may have removed the connection).
+    tokens: TokenSet | None = None
 
 
 class OutcomeWriter:
@@ -139,7 +142,7 @@ class OutcomeWriter:
             # The provider answers: whichever connection showed it, the others' retries
             # need not sit out their backoff (checked in the write, one ZCARD).
             await self._pull_forward(connection.provider)
-        return Result(Outcome.REFRESHED)
+        return Result(Outcome.REFRESHED, tokens=new)
 
     async def _pull_forward(self, provider: str) -> None:
         """This provider answers again: its other connections' retries need not wait out
