@@ -67,7 +67,9 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
     # Whatever earlier tests left that no key reads (damaged on purpose) stays so.
     damaged_before = (await census(redis, settings, (new,), write=False)).undecryptable
     cids = ["rot-" + uuid.uuid4().hex[:10] for _ in range(5)]
-    families = dict(zip(cids, await asyncio.gather(*(connected(tl, worker, c) for c in cids))))
+    families = dict(
+        zip(cids, await asyncio.gather(*(connected(tl, worker, c) for c in cids)), strict=True)
+    )
     await tl.authorize_url(INTEGRATION, "rot-pending")  # a PKCE verifier, sealed too
     # Back to before the rotation: everything under the old key.
     await census(redis, settings, (old, new), write=True)
