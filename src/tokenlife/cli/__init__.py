@@ -8,7 +8,7 @@ from tokenlife.cli import catalogue, connections, events, keys, services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="tokenlife", message="%(prog)s %(version)s")
+@click.version_option(package_name="tokenlife", message="tokenlife %(version)s")
 def main() -> None:
     """Keep OAuth 2.0 integrations authorized; alert when they won't stay so.
 

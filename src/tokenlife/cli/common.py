@@ -19,6 +19,7 @@ from tokenlife.errors import (
     TransientError,
     UnknownConnectionError,
     UnknownIntegrationError,
+    UsageError,
 )
 from tokenlife.providers import load_presets
 from tokenlife.runtime import Runtime, load_config
@@ -32,7 +33,7 @@ class Exit(IntEnum):
 
     OK = 0
     ERROR = 1  # configuration, a stored value no key decrypts, anything unexpected
-    USAGE = 2  # a bad option or argument (click's own code for usage errors)
+    USAGE = 2  # a bad option or argument (click's own code), an invalid connection id
     NOT_FOUND = 3  # no such integration or connection (or its record is unreadable)
     REAUTHORIZE = 4  # the user has to connect again: no refresh can help
     UNAVAILABLE = 5  # Redis, the provider or the connection's lock: try again later
@@ -51,6 +52,8 @@ class Failure(click.ClickException):
 def exit_code(exc: BaseException) -> Exit:
     if isinstance(exc, UnknownIntegrationError | UnknownConnectionError):
         return Exit.NOT_FOUND  # CorruptRecordError included, as the API's 404
+    if isinstance(exc, UsageError):
+        return Exit.USAGE  # an invalid connection id, say
     if isinstance(exc, ReauthorizationRequiredError):
         return Exit.REAUTHORIZE
     if isinstance(exc, TransientError | RedisError | OSError):
