@@ -102,7 +102,7 @@ async def test_list_refresh_and_delete_with_the_exit_codes_scripts_rely_on(
     await connect(tl, worker, "google", cid, login_hint=cid)
     await connect(tl, worker, "google", stuck, login_hint=stuck)
     stuck_fields = {"status": "reauthorization_required", "last_error": "invalid_grant"}
-    await redis.hset(f"{settings.key_prefix}:conn:google:{stuck}", mapping=stuck_fields)
+    await redis.hset(f"{settings.key_prefix}:conn:google:{stuck}", mapping=stuck_fields)  # type: ignore[arg-type]
 
     listed = await in_process(settings, "connections", "list", "--integration", "google", "--json")
     assert listed.exit_code == 0, listed.output
