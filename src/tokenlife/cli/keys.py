@@ -14,6 +14,7 @@ from tokenlife.adapters.redis_client import open_redis
 from tokenlife.adapters.sealed_records import SealedRecords
 from tokenlife.cli import common
 from tokenlife.cli.common import Exit
+from tokenlife.errors import ConfigurationError
 from tokenlife.services.key_rotation import KeyCensus, KeyRing, KeyRotation
 from tokenlife.settings import require_encryption_keys
 
@@ -71,7 +72,7 @@ def _walk(*, write: bool, batch_size: int, as_json: bool) -> None:
     settings = common.settings()
     try:
         key_list = require_encryption_keys(settings)
-    except Exception as exc:  # ConfigurationError: no key found anywhere
+    except ConfigurationError as exc:  # no key set, no development key found
         raise common.Failure(str(exc)) from None
     interactive = sys.stderr.isatty() and not as_json
 
