@@ -134,7 +134,10 @@ class TokenlifeClient:
         return body
 
     async def access_token(self, integration: str, connection_id: str) -> AccessToken:
-        """A token valid for at least the server's leeway; refreshed first when needed."""
+        """A token valid for at least the server's leeway; refreshed first when needed.
+
+        `expires_at` is Unix time in seconds, as from the in-process `Tokenlife` (the
+        API's ISO 8601 string, parsed), so code works the same against either."""
         where = (integration, connection_id)
         body = await self._api("POST", _path(*where, "token"), connection=where)
         try:
@@ -142,7 +145,7 @@ class TokenlifeClient:
             return AccessToken(
                 access_token=str(body["access_token"]),
                 token_type=str(body["token_type"]),
-                expires_at=None if expires_at is None else float(expires_at),
+                expires_at=None if expires_at is None else _unix_time(expires_at),
             )
         except (KeyError, TypeError, ValueError):
             # Name no values: the body holds the token.
@@ -151,8 +154,11 @@ class TokenlifeClient:
             ) from None
 
     async def refresh(self, integration: str, connection_id: str) -> None:
-        """Queue a refresh for the worker now; returns once it is queued (202)."""
-        await self._api("POST", _path(integration, connection_id, "refresh"), expect=202)
+        """Queue a refresh for the worker now; returns once it is queued (202). Raises
+        ReauthorizationRequiredError when the user has to connect again, UsageError when
+        the connection has no refresh token (409 `no_refresh_token`)."""
+        where = (integration, connection_id)
+        await self._api("POST", _path(*where, "refresh"), expect=202, connection=where)
 
     async def delete(self, integration: str, connection_id: str) -> dict[str, Any]:
         """Revoke where the provider can, then forget: {deleted, revoked,
@@ -274,6 +280,16 @@ def error_for(
         error.retry_after = _seconds(headers.get("Retry-After"))
         return error
     return TokenlifeError(described)
+
+
+def _unix_time(value: object) -> float:
+    """An API timestamp (ISO 8601 UTC, docs/api.md) as Unix time; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("not an ISO 8601 string")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:  # the API always says UTC; never read one as local time
+        raise ValueError("no time zone")
+    return moment.timestamp()
 
 
 def _seconds(value: str | None) -> float | None:

@@ -23,6 +23,7 @@ from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
+from tokenlife.adapters.outcome_counters import Counters
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.redis_client import open_redis
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
@@ -124,6 +125,7 @@ class Runtime:
             http_timeout=settings.http_timeout_seconds,
             schedule_policy=policy,
             save_retry_seconds=settings.exchange_save_retry_seconds,
+            counters=Counters(redis, keys),
         )
         refresher = Refresher(
             presets=config.presets,
@@ -169,6 +171,7 @@ class Runtime:
             leeway=settings.access_token_leeway_seconds,
             wait_seconds=settings.api_token_wait_seconds,
             provider_concurrency=settings.provider_concurrency,
+            counters=Counters(redis, keys),
         )
 
     @classmethod

@@ -9,6 +9,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -153,13 +154,24 @@ async def test_the_token_endpoint_returns_a_valid_token_and_refreshes_on_demand(
 
     first = await (await client.post(url, headers=auth())).json()
     assert first["token_type"] == "Bearer" and first["access_token"] in fakes.google.issued_secrets
-    assert first["expires_at"] > time.time() + 3000
+    assert_expiry(first, 3600)
 
     await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
                      repr(time.time() + 10))  # fmt: skip
     second = await (await client.post(url, headers=auth())).json()
     assert second["access_token"] != first["access_token"]
-    assert second["expires_at"] > time.time() + 3000
+    assert_expiry(second, 3600)
+    shown = await (await client.get(f"/api/connections/google/{cid}", headers=auth())).json()
+    assert shown["expires_at"] == second["expires_at"]  # one format, the same instant
+
+
+def assert_expiry(answer: dict[str, Any], lifetime: int) -> None:
+    """`expires_at` an ISO 8601 UTC string, `expires_in` the whole seconds left until it."""
+    assert isinstance(answer["expires_at"], str) and answer["expires_at"].endswith("Z")
+    expires_at = datetime.fromisoformat(answer["expires_at"]).timestamp()
+    assert isinstance(answer["expires_in"], int)
+    assert lifetime - 30 < answer["expires_in"] <= lifetime
+    assert 0 <= expires_at - (time.time() + answer["expires_in"]) < 2
 
 
 async def test_a_connection_needing_reauthorization_answers_409(
@@ -287,6 +299,75 @@ async def test_refresh_on_request_is_queued_and_done_by_the_worker(
         return "token.refreshed" in await event_types(redis, settings, cid)
 
     await wait_until(refreshed, timeout=30, what="the queued refresh")
+
+
+async def test_refresh_of_a_connection_needing_reauthorization_is_the_token_409(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, fakes: Fakes,
+    redis: Redis, settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "google", cid, login_hint=cid)
+    family = next(f for f, fam in fakes.google.families.items() if fam.grant.user == cid)
+    fakes.google.script_refresh(family, Reply(status=400, body=b'{"error": "invalid_grant"}'))
+    await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
+                     repr(time.time() + 5))  # fmt: skip
+    token = await client.post(f"/api/connections/google/{cid}/token", headers=auth())
+    assert token.status == 409  # the refresh was refused: the user must connect again
+    sent = fakes.google.refreshes(family)
+
+    refresh = await client.post(f"/api/connections/google/{cid}/refresh", headers=auth())
+
+    assert refresh.status == 409
+    body = await refresh.json()
+    assert body == await token.json()  # the same reason and the same fixes
+    assert body["error"] == "reauthorization_required" and body["last_error"] == "invalid_grant"
+    assert body["diagnosis"] and body["last_alert"]["type"] == "alert.reauthorization_required"
+    assert fakes.google.refreshes(family) == sent  # nothing was queued
+
+
+async def test_refresh_of_a_degraded_connection_is_queued(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "generic-offline", cid)
+    key = f"{settings.key_prefix}:conn:generic-offline:{cid}"
+    await redis.hset(key, "status", "degraded")
+    await redis.hset(key, "status_reason", "refresh_failing")
+    response = await client.post(f"/api/connections/generic-offline/{cid}/refresh", headers=auth())
+    assert response.status == 202 and await response.json() == {"queued": True}
+
+    async def refreshed() -> bool:
+        return "token.refreshed" in await event_types(redis, settings, cid)
+
+    await wait_until(refreshed, timeout=30, what="the queued refresh of a degraded connection")
+
+
+async def test_refresh_without_a_refresh_token_says_until_when_and_then_reauthorize(
+    client: TestClient[Any, Any], tl: Tokenlife, worker: WorkerHandle, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    await connect(tl, worker, "generic", cid)  # no offline_access: no refresh token
+    url = f"/api/connections/generic/{cid}/refresh"
+    shown = await (await client.get(f"/api/connections/generic/{cid}", headers=auth())).json()
+
+    response = await client.post(url, headers=auth())
+    body = await response.json()
+    assert response.status == 409 and body["error"] == "no_refresh_token"
+    assert body["expires_at"] == shown["expires_at"] and shown["expires_at"] in body["message"]
+
+    await redis.hset(f"{settings.key_prefix}:conn:generic:{cid}", "expires_at",
+                     repr(time.time() - 5))  # fmt: skip
+    response = await client.post(url, headers=auth())
+    body = await response.json()
+    assert response.status == 409 and body["error"] == "reauthorization_required"
+    assert "no refresh token" in body["message"]
+    token = await client.post(f"/api/connections/generic/{cid}/token", headers=auth())
+    assert token.status == 409 and await token.json() == body
+
+    unknown = await client.post("/api/connections/generic/nobody/refresh", headers=auth())
+    assert unknown.status == 404 and (await unknown.json())["error"] == "not_found"
 
 
 async def test_metrics_show_the_fleet_in_one_scrape(

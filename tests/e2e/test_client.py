@@ -85,6 +85,9 @@ async def test_a_connection_is_shown_and_gives_a_token_the_provider_issued(
     assert token.access_token in fakes.google.issued_secrets
     assert token.token_type == "Bearer"
     assert token.expires_at is not None and token.expires_at > time.time() + 3000
+    # The API's ISO 8601 string, parsed to the Unix time the in-process library gives.
+    in_process = (await tl.get_access_token("google", cid)).expires_at
+    assert in_process is not None and abs(token.expires_at - in_process) < 1e-5  # µs precision
     assert token.access_token not in repr(token)
     assert "token_type='Bearer'" in repr(token)
 
@@ -138,6 +141,9 @@ async def test_a_connection_needing_reauthorization_raises_its_error(
     assert (raised.value.integration, raised.value.connection_id) == ("google", cid)
     assert raised.value.reason == "invalid_grant"
     assert token.access_token not in str(raised.value)
+    with pytest.raises(ReauthorizationRequiredError) as refused:  # not queued
+        await client.refresh("google", cid)
+    assert (refused.value.connection_id, refused.value.reason) == (cid, "invalid_grant")
 
 
 async def test_a_wrong_or_foreign_key_is_a_usage_error(server: TestServer) -> None:

@@ -15,6 +15,8 @@ back. The field families of that hash:
     alerts:{result}                   delivery results: sent, suppressed, dead_lettered, ...
     alerts:raised:{type}              alert events by type, counted by delivery as it reads
                                       the stream (services/delivery.py)
+    exchange:..., on_demand:...,      code exchanges and on-demand refreshes
+    on_demand_latency:...             (adapters/outcome_counters.py)
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from typing import cast
 from redis.asyncio import Redis
 
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.outcome_counters import (
+    ON_DEMAND_OUTCOMES,
+    exchange_series,
+    parse_outcome_counters,
+)
 from tokenlife.core.notifications import SEVERITY
 from tokenlife.core.policy import Status
 
@@ -73,15 +80,28 @@ class FleetFigures:
     alerts: Mapping[str, int] = field(default_factory=dict)  # by alert type
     deliveries: Mapping[str, int] = field(default_factory=dict)  # by result
     connections: Mapping[str, int] = field(default_factory=dict)  # by status
+    # Code exchanges by (provider, outcome, reason); on-demand refreshes by (provider,
+    # outcome) and their duration by provider (adapters/outcome_counters.py).
+    exchanges: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    on_demand: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    on_demand_latency: Mapping[str, Latency] = field(default_factory=dict)
 
 
 class FleetMetrics:
-    """Reads the figures; the integrations named are those whose connections are counted."""
+    """Reads the figures; the integrations named are those whose connections are counted,
+    and the `providers` those whose exchange and on-demand series show from the start."""
 
-    def __init__(self, redis: Redis, keys: Keys, integrations: Iterable[str]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        integrations: Iterable[str],
+        providers: Iterable[str] = (),
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._integrations = tuple(integrations)
+        self._providers = tuple(sorted(set(providers)))
 
     async def read(self, now: float) -> FleetFigures:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -93,7 +113,17 @@ class FleetMetrics:
         # Claimed members are leased (scored at the lease's end), so the lowest score is the
         # longest-waiting connection nobody has taken yet.
         lag = max(0.0, now - float(first[0][1])) if first else 0.0
+        exchanges, on_demand, on_demand_latency = parse_outcome_counters(
+            cast(dict[str, str], counters)
+        )
+        # Every known series from the first scrape (a rate() needs one), then what was counted.
+        exchanges = {**exchange_series(self._providers), **exchanges}
+        on_demand = {**{(p, o): 0 for p in self._providers for o in ON_DEMAND_OUTCOMES},
+                     **on_demand}  # fmt: skip
         return FleetFigures(
+            exchanges=exchanges,
+            on_demand=on_demand,
+            on_demand_latency={p: _histogram(f) for p, f in on_demand_latency.items()},
             refreshes=refreshes,
             latency=latency,
             schedule_depth=int(depth),

@@ -14,9 +14,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.fleet_metrics import latency_fields
 from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
+from tokenlife.adapters.outcome_counters import Counters, on_demand_fields
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
@@ -28,7 +31,7 @@ from tokenlife.errors import (
     TransientError,
     UnknownConnectionError,
 )
-from tokenlife.services.refresh import Outcome, Refresher
+from tokenlife.services.refresh import Outcome, Refresher, Result
 
 # How often a caller that found the lock or every slot taken looks again.
 _POLL_SECONDS = 0.02
@@ -63,6 +66,7 @@ class AccessTokens:
         leeway: float,
         wait_seconds: float,
         provider_concurrency: int,
+        counters: Counters | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._integrations = integrations
@@ -72,8 +76,9 @@ class AccessTokens:
         self._leeway = leeway
         self._wait = wait_seconds
         self._slots = provider_concurrency
+        self._counters = counters
         self._clock = clock
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
         integration = require_integration(self._integrations, integration_name)
@@ -144,19 +149,37 @@ class AccessTokens:
 
     async def wait_background(self, timeout: float | None = None) -> bool:
         """Let leases given back after a cancelled call be released (at shutdown)."""
-        if not self._background:
-            return True
-        _, pending = await asyncio.wait(set(self._background), timeout=timeout)
-        return not pending
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # Again until none is left: a refresh that ends meanwhile starts its count.
+        while self._background:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            _, pending = await asyncio.wait(set(self._background), timeout=left)
+            if pending:
+                return False
+        return True
 
     def _give_back_later(self, lease: Lease) -> None:
         if lease.released or lease.handed_over:
             return
-        task = asyncio.ensure_future(self._locks.give_back(lease))
+        self._keep(asyncio.ensure_future(self._locks.give_back(lease)))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """Referenced until done, and waited for by wait_background."""
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        # Redis away: the lock and the slot expire by themselves.
+        # Redis away: the lock and the slot expire by themselves (a refresh logs its own).
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _count(self, done: asyncio.Task[Result], integration: Integration, started: float) -> None:
+        if self._counters is None or done.cancelled() or done.exception() is not None:
+            return  # a crash is logged by the refresher; there is no outcome to count
+        provider = integration.provider
+        latency = latency_fields(provider, self._clock() - started)
+        fields = on_demand_fields(provider, done.result().outcome.value, latency)
+        self._keep(asyncio.ensure_future(self._counters.add(fields)))
 
     async def _claimed(
         self, integration: Integration, connection: Connection, claim: Claim
@@ -170,9 +193,15 @@ class AccessTokens:
             return None
         assert claim.refresh_ciphertext is not None
         refresh_token = self._store.decrypt(claim.refresh_ciphertext)
-        result = await self._refresher.refresh(
-            integration, connection, refresh_token, self._clock(), claim.lease
+        started = self._clock()
+        # Its own task, so a refresh whose caller gave up is counted when it ends too; the
+        # count is written after the answer, never in the caller's way.
+        refreshing = asyncio.ensure_future(
+            self._refresher.refresh(integration, connection, refresh_token, started, claim.lease)
         )
+        refreshing.add_done_callback(lambda done: self._count(done, integration, started))
+        self._keep(refreshing)
+        result = await asyncio.shield(refreshing)
         name, connection_id = integration.name, connection.connection_id
         if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
             raise ReauthorizationRequiredError(

@@ -17,6 +17,7 @@ import aiohttp
 
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.exchange_store import ExchangeStore
+from tokenlife.adapters.outcome_counters import UNKNOWN_PROVIDER, Counters
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.token_endpoint import post_token_request
 from tokenlife.adapters.token_store import TokenStore
@@ -73,6 +74,7 @@ class ExchangeService:
         http_timeout: float,
         schedule_policy: SchedulePolicy,
         save_retry_seconds: float = 20.0,
+        counters: Counters | None = None,
     ) -> None:
         self.integrations = integrations
         self._pending = pending
@@ -81,7 +83,7 @@ class ExchangeService:
         self._http_timeout = http_timeout
         self._save_retry_seconds = save_retry_seconds
         self._ending = ExchangeEnding(
-            pending, exchanges, presets, schedule_policy, save_retry_seconds
+            pending, exchanges, presets, schedule_policy, save_retry_seconds, counters
         )
 
     def integration(self, name: str) -> Integration:
@@ -146,6 +148,7 @@ class ExchangeService:
         problem = check_callback(state, code, error, iss)
         if problem is not None:
             log.warning("exchange rejected: %s", problem)
+            await self._ending.rejected("invalid_request")
             return summary(
                 None, None, outcome="failed", error="invalid_request", error_description=problem
             )
@@ -153,6 +156,7 @@ class ExchangeService:
             claim = await self._pending.claim(state, attempt.attempt_id)
         except InvalidStateError as exc:
             log.warning("exchange rejected: %s", exc)
+            await self._ending.rejected("invalid_state")
             return summary(
                 None, None, outcome="failed", error="invalid_state", error_description=str(exc)
             )
@@ -236,4 +240,6 @@ class ExchangeService:
             return await self._fail(run, "storage_unavailable", STORAGE_LOST)
 
     async def _fail(self, run: Run, error: str, description: str | None) -> dict[str, Any]:
-        return await self._ending.fail(run, error, description)
+        integration = self.integrations.get(run.pending.integration)
+        provider = integration.provider if integration is not None else UNKNOWN_PROVIDER
+        return await self._ending.fail(run, error, description, provider)

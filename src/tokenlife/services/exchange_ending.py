@@ -9,17 +9,24 @@ revoke (when possible) all tokens previously issued based on that authorization 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tokenlife.adapters.exchange_store import Authorized, ExchangeStore, SaveOutcome
+from tokenlife.adapters.outcome_counters import (
+    UNKNOWN_PROVIDER,
+    Counters,
+    ExchangeOutcome,
+    exchange_field,
+)
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.storage_errors import retry_while_unavailable
 from tokenlife.core.authorization import PendingAuthorization
 from tokenlife.core.integration import Integration
-from tokenlife.core.policy import classify, status_for
+from tokenlife.core.policy import Verdict, classify, status_for
 from tokenlife.core.presets import Preset
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import EndpointTimeoutError, TransientError, TransportError
@@ -34,6 +41,13 @@ from tokenlife.services.exchange_events import (
 from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
+# The exchanges_total outcome of a stored connection, by its verdict.
+STORED = {
+    Verdict.REFRESHABLE: ExchangeOutcome.AUTHORIZED,
+    Verdict.LONG_LIVED: ExchangeOutcome.AUTHORIZED,
+    Verdict.REFRESH_TOKEN_MISSING: ExchangeOutcome.REFRESH_TOKEN_MISSING,
+    Verdict.LIFETIME_UNKNOWN: ExchangeOutcome.LIFETIME_UNKNOWN,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +86,9 @@ class ExchangeEnding:
         presets: Mapping[str, Preset],
         schedule_policy: SchedulePolicy,
         save_retry_seconds: float,
+        counters: Counters | None = None,
     ) -> None:
+        self._counters = counters
         self._pending = pending
         self._exchanges = exchanges
         self._presets = presets
@@ -130,9 +146,15 @@ class ExchangeEnding:
                         "and these tokens are dropped", where)  # fmt: skip
         else:
             log.info("connection %s stored: %s", where, verdict)
+        if saved.outcome is SaveOutcome.SAVED:
+            await self._count(integration.provider, STORED[verdict])
+        elif saved.outcome is not SaveOutcome.ALREADY_DONE:  # counted by the run that ended it
+            await self._count(integration.provider, ExchangeOutcome.FAILED, saved.outcome.value)
         return saved.summary
 
-    async def fail(self, run: Run, error: str, description: str | None) -> dict[str, Any]:
+    async def fail(
+        self, run: Run, error: str, description: str | None, provider: str = UNKNOWN_PROVIDER
+    ) -> dict[str, Any]:
         """Publish `exchange.failed` and keep the outcome on the state, in one step; retried
         like the save while Redis is unavailable, so a failure still ends in its event."""
         event, result = failure(run.pending, run.now, error=error, description=description,
@@ -142,7 +164,19 @@ class ExchangeEnding:
         )
         log.warning("exchange for %s/%s failed: %s",
                     run.pending.integration, run.pending.connection_id, error)  # fmt: skip
+        if kept == json.loads(json.dumps(result)):  # else an earlier run's outcome stands
+            await self._count(provider, ExchangeOutcome.FAILED, error)
         return kept
+
+    async def rejected(self, error: str) -> None:
+        """A callback refused before any exchange began (no valid state to claim)."""
+        await self._count(UNKNOWN_PROVIDER, ExchangeOutcome.FAILED, error)
+
+    async def _count(
+        self, provider: str, outcome: ExchangeOutcome, error: str | None = None
+    ) -> None:
+        if self._counters is not None:
+            await self._counters.add({exchange_field(provider, outcome, error): 1})
 
     async def forget_sent(self, run: Run) -> None:
         """Clear the sent mark, best effort: the retry also carries `unsent_at`, so a Redis

@@ -37,6 +37,11 @@ from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
 from tokenlife.web.metrics import METRICS, metrics
 from tokenlife.web.problems import problem
+from tokenlife.web.token_answers import (
+    reauthorization_required,
+    refresh_refusal,
+    token_answer,
+)
 from tokenlife.worker import celery_config
 
 log = logging.getLogger(__name__)
@@ -67,7 +72,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app[SESSIONS] = ConnectSessions(
         runtime.redis, runtime.keys, settings.connect_session_ttl_seconds
     )
-    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, runtime.config.integrations)
+    integrations = runtime.config.integrations
+    providers = {integration.provider for integration in integrations.values()}
+    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, integrations, providers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)
@@ -293,29 +300,24 @@ async def access_token(request: web.Request) -> web.Response:
         token = await runtime.access.get(integration, connection_id)
     except ReauthorizationRequiredError as exc:
         connection = await runtime.tokens.get(integration, connection_id)
-        alert = dict(connection.last_alert or {})
-        return problem(
-            409, "reauthorization_required", str(exc),
-            status=connection.status.value, last_error=connection.last_error,
-            diagnosis=alert.get("fixes", []), last_alert=alert or None,
-        )  # fmt: skip
-    return web.json_response(
-        {"access_token": token.access_token, "token_type": token.token_type,
-         "expires_at": token.expires_at},
-    )  # fmt: skip
+        return reauthorization_required(connection, str(exc))
+    return web.json_response(token_answer(token, time.time()))
 
 
 async def refresh_now(request: web.Request) -> web.Response:
-    """Queue a refresh now; the worker does it as it does a scheduled one."""
+    """Queue a refresh now; the worker does it as it does a scheduled one (or say why not:
+    token_answers.refresh_refusal)."""
     runtime = request.app[RUNTIME]
     integration = request.match_info["integration"]
     connection_id = request.match_info["connection_id"]
     runtime.exchange.integration(integration)
     connection = await runtime.tokens.get(integration, connection_id)
-    if not connection.has_refresh_token:
-        return problem(409, "no_refresh_token", "this connection has no refresh token to use")
+    now = time.time()
+    refusal = refresh_refusal(connection, now)
+    if refusal is not None:
+        return refusal
     # The stored due time, so the worker's once-per-due-time check lets this one through.
-    due = connection.next_refresh_at if connection.next_refresh_at is not None else time.time()
+    due = connection.next_refresh_at if connection.next_refresh_at is not None else now
     # Publishing is blocking broker I/O: off the event loop.
     await asyncio.to_thread(
         request.app[CELERY].send_task,

@@ -6,7 +6,7 @@ process-global registry, no multiprocess files. The metrics are listed in docs/m
 
 Wiring, in create_app (the handler takes its reader from the app, not from a global):
 
-    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, runtime.config.integrations)
+    app[METRICS] = FleetMetrics(runtime.redis, runtime.keys, integrations, providers)
     app.router.add_get("/metrics", metrics)
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,7 +27,7 @@ from prometheus_client.metrics_core import (
 )
 from redis.exceptions import RedisError
 
-from tokenlife.adapters.fleet_metrics import FleetFigures, FleetMetrics
+from tokenlife.adapters.fleet_metrics import FleetFigures, FleetMetrics, Latency
 
 log = logging.getLogger(__name__)
 METRICS = web.AppKey("fleet_metrics", FleetMetrics)
@@ -77,6 +77,7 @@ class FleetCollector:
             buckets.append(("+Inf", float(latency.count)))
             duration.add_metric([provider], buckets, latency.sum_seconds)
         yield duration
+        yield from _exchanges_and_on_demand(figures)
 
         yield GaugeMetricFamily(
             "tokenlife_schedule_depth",
@@ -111,3 +112,37 @@ class FleetCollector:
         for status, value in sorted(figures.connections.items()):
             connections.add_metric([status], value)
         yield connections
+
+
+def _exchanges_and_on_demand(figures: FleetFigures) -> Iterator[Metric]:
+    exchanges = CounterMetricFamily(
+        "tokenlife_exchanges",
+        "Code exchanges by provider and how they ended; `reason` is a failed one's error.",
+        labels=["provider", "outcome", "reason"],
+    )
+    for series, value in sorted(figures.exchanges.items()):
+        exchanges.add_metric(list(series), value)
+    yield exchanges
+
+    on_demand = CounterMetricFamily(
+        "tokenlife_on_demand_refreshes",
+        "Refreshes a token request made (POST /token, get_access_token), by outcome.",
+        labels=["provider", "outcome"],
+    )
+    for pair, value in sorted(figures.on_demand.items()):
+        on_demand.add_metric(list(pair), value)
+    yield on_demand
+    yield _histogram(
+        "tokenlife_on_demand_refresh_duration_seconds",
+        "Time of an on-demand refresh's token request and the save of its result.",
+        figures.on_demand_latency,
+    )
+
+
+def _histogram(name: str, documentation: str, latency: Mapping[str, Latency]) -> Metric:
+    family = HistogramMetricFamily(name, documentation, labels=["provider"])
+    for provider, histogram in sorted(latency.items()):
+        buckets = [(repr(bound), float(count)) for bound, count in histogram.cumulative]
+        buckets.append(("+Inf", float(histogram.count)))
+        family.add_metric([provider], buckets, histogram.sum_seconds)
+    return family
