@@ -11,10 +11,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from tests.support import Fakes, WorkerHandle, connect, worker_environment
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.cli import main
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import TokenSet
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -171,3 +177,35 @@ def test_version_and_help_of_every_command() -> None:
             shown = runner.invoke(main, argv)
             assert shown.exit_code == 0, argv
             assert "Usage: " in shown.stdout and len(shown.stdout.splitlines()) > 4, argv
+
+
+async def test_keys_rotate_reseals_under_the_first_key_and_prints_lines_off_a_terminal(
+    settings: Settings, redis: Redis
+) -> None:
+    new, old = (Fernet.generate_key().decode() for _ in range(2))
+    prefix = "cli-keys-" + uuid.uuid4().hex[:8]
+    store = TokenStore(redis, Keys(prefix), Cipher([old]))
+    tokens = TokenSet(
+        access_token="access-" + uuid.uuid4().hex, token_type="Bearer",
+        refresh_token="refresh-" + uuid.uuid4().hex, expires_at=None, lifetime_seconds=None,
+        lifetime_source=None, granted_scopes=None,
+    )  # fmt: skip
+    await store.save(
+        integration="it", connection_id="one", provider="custom", tokens=tokens,
+        verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=(),
+        next_check_at=None, now=1.0,
+    )  # fmt: skip
+    env = {"TOKENLIFE_KEY_PREFIX": prefix, "TOKENLIFE_ENCRYPTION_KEYS": f"{new},{old}"}
+
+    rotated = await in_process(settings, "keys", "rotate", "--json", **env)
+
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout) == {
+        "records": 1, "records_by_kind": {"connection": 1}, "by_key": {"1": 1, "2": 0},
+        "on_old_keys": 0, "undecryptable": 0, "resealed": 1,
+    }  # fmt: skip
+    assert "tokenlife keys: 1 record(s) done" in rotated.stderr
+    assert await TokenStore(redis, Keys(prefix), Cipher([new])).tokens("it", "one") == tokens
+    env["TOKENLIFE_ENCRYPTION_KEYS"] = new  # the old key removed
+    status = await in_process(settings, "keys", "status", **env)
+    assert status.exit_code == 0 and "key #1 (encrypts): 1" in status.stdout
