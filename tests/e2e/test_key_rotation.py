@@ -28,8 +28,10 @@ from tests.support import (
     wait_until,
     worker_environment,
 )
+from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
-from tokenlife.adapters.sealed_records import SealedRecords
+from tokenlife.adapters.sealed_records import RecordKind, SealedRecords
+from tokenlife.adapters.token_store import TokenStore
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.connection_admin import RefreshNow
@@ -48,7 +50,7 @@ def keys_command(settings: Settings, *args: str) -> subprocess.CompletedProcess[
 
 
 async def census(redis: Redis, settings: Settings, keys: tuple[str, ...], write: bool) -> KeyCensus:
-    rotation = KeyRotation(SealedRecords(redis, Keys(settings.key_prefix)), KeyRing(keys), 7)
+    rotation = KeyRotation(SealedRecords(redis, Keys(settings.key_prefix)), KeyRing(keys), 100)
     return await rotation.run(write=write, progress=lambda _: None)
 
 
@@ -78,14 +80,22 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
     assert json.loads(before.stdout)["by_key"]["2"] >= len(cids) + 1
 
     slow = cids[0]
+    both_keys = Keys(settings.key_prefix)
+    both = TokenStore(redis, both_keys, Cipher(settings.encryption_keys))
+    slow_token = (await both.tokens(INTEGRATION, slow)).refresh_token
     fakes.generic.script_refresh(families[slow], Reply(delay=0.6))  # under the 1 s HTTP timeout
     for cid in cids:
         await make_due(redis, settings, INTEGRATION, cid)
     tick = asyncio.ensure_future(run_refresh_tick(worker))
-    await wait_until(lambda: _true(fakes.generic.refreshing_now > 0), timeout=10,
+    await wait_until(lambda: _true(presented(fakes, slow_token)), timeout=10,
                      what="the slow refresh in flight")  # fmt: skip
+    # Re-sealed while its refresh is in flight: the refresh's compare-and-set must still land.
+    records = SealedRecords(redis, Keys(settings.key_prefix))
+    [record] = await records.read(RecordKind.CONNECTION, [both_keys.connection(INTEGRATION, slow)])
+    assert await records.replace(record, record.resealed(KeyRing(settings.encryption_keys).reseal))
+    assert fakes.generic.families[families[slow]].refreshes == 0, "answered too soon"
+    # Everything else, while the worker's other refreshes run.
     rotated = await census(redis, settings, settings.encryption_keys, write=True)
-    assert fakes.generic.refreshing_now > 0, "the rotation must overlap the slow refresh"
     await tick
 
     async def all_refreshed() -> bool:
@@ -93,9 +103,10 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
         return all("token.refreshed" in k for k in kinds)
 
     await wait_until(all_refreshed, timeout=20, what="every connection refreshed")
+    # The refreshes rewrote most under the new key themselves; the pending one is re-sealed.
     assert rotated.resealed >= 1 and rotated.on_old_keys == 0 and rotated.changing == 0
     for cid in cids:
-        # The refresh that was in flight during the rotation landed its compare-and-set.
+        # Each refresh landed its compare-and-set, the slow one's re-sealed under it too.
         assert (await tl.connection(INTEGRATION, cid)).version == 2
         family = fakes.generic.families[families[cid]]
         assert family.refreshes == 1 and family.reuse_detected == 0 and not family.revoked
@@ -126,3 +137,7 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def presented(fakes: Fakes, refresh_token: str | None) -> bool:
+    return any(r.get("refresh_token") == refresh_token for r in fakes.generic.token_requests)
