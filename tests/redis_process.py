@@ -21,10 +21,12 @@ def free_port() -> int:
 
 class RedisProcess:
     """`redis-server` in its own process group, AOF on (appendfsync always: a write
-    acknowledged before a SIGKILL is there after the restart)."""
+    acknowledged before a SIGKILL is there after the restart); `options` come last and
+    override these (`"--appendonly", "no"`)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         self.directory = directory
+        self.options = options
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -36,7 +38,7 @@ class RedisProcess:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--protected-mode", "no"],
+             "--save", "", "--protected-mode", "no", *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         client = sync_redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)

@@ -4,6 +4,7 @@ Redis when none is configured or answering, and a generated development key."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -111,3 +112,27 @@ def find_development_key(start: Path | None = None) -> Path | None:
         if info.st_uid == os.getuid() and not info.st_mode & 0o022:
             return path
     return None
+
+
+def development_api_key(state_dir: Path = STATE_DIR) -> tuple[str, bool]:
+    """The API key in `.tokenlife/api.key` (0600), generating it first when missing;
+    (key, generated). A bare key in TOKENLIFE_API_KEYS' format: it allows every
+    integration (web/auth.py)."""
+    path = state_dir / "api.key"
+    if path.exists():
+        return path.read_text().strip(), False
+    state_dir.mkdir(mode=0o700, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key, True
+
+
+def local_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches an API bound to `host`."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - reading the setting, not binding
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

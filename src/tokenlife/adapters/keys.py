@@ -25,6 +25,11 @@ ALERT_DELIVERED_TTL_SECONDS = 7 * 86400
 # A provider slot is returned when a refresh ends; this only frees slots of crashed workers
 # (or of claims whose caller went away), and never outlives the claim's lock.
 PROVIDER_SLOT_TTL_SECONDS = 330
+# A minute of refresh outcomes is read for an hour (the dashboard's chart); kept a few minutes
+# longer, so the oldest minute shown is never half-expired.
+REFRESH_HISTORY_TTL_SECONDS = 3600 + 300
+# A dashboard login lasts a working day; logging out ends it sooner.
+DASHBOARD_SESSION_TTL_SECONDS = 8 * 3600
 # No claim lease or lock is shorter: a refresh needs a moment, and a lease shorter than a
 # beat tick or two would hand the same connection out again while its batch is queued.
 MIN_LEASE_SECONDS = 15
@@ -93,6 +98,17 @@ class Keys:
         """Hash of running totals (outcomes, latency buckets, alerts; the field families are
         listed in adapters/fleet_metrics.py), read by GET /metrics."""
         return f"{self.prefix}:counters"
+
+    def refreshes_in_minute(self, minute: int) -> str:
+        """Hash of one minute's refresh outcomes (minute: epoch seconds // 60), fields
+        `{integration}:{outcome}`; written beside the counters, gone after
+        REFRESH_HISTORY_TTL_SECONDS."""
+        return f"{self.prefix}:refreshes-by-minute:{minute}"
+
+    def dashboard_session(self, session_hash: str) -> str:
+        """Hash of one dashboard login, under the SHA-256 of the cookie's session id (never
+        the id, never the API key), gone after DASHBOARD_SESSION_TTL_SECONDS."""
+        return f"{self.prefix}:dashboard-session:{session_hash}"
 
     # Alert delivery: one run at a time, dedup marks, delivered marks, the dead letters.
     @property

@@ -13,7 +13,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
-from tokenlife.adapters.keys import MIN_LEASE_SECONDS, Keys
+from tokenlife.adapters.keys import MIN_LEASE_SECONDS, REFRESH_HISTORY_TTL_SECONDS, Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +46,21 @@ class RefreshSchedule:
             claimed.append(Due(integration, connection_id, float(score)))
         return claimed
 
-    async def count(self, totals: dict[str, int]) -> None:
-        """Add to the running totals in one round trip."""
-        if not totals:
+    async def count(
+        self, totals: dict[str, int], minute: dict[str, int] | None = None, now: float = 0.0
+    ) -> None:
+        """Add to the running totals, and `minute` (fields `{integration}:{outcome}`) to the
+        bucket of the minute `now` falls in (adapters/refresh_history.py), in one round trip."""
+        if not totals and not minute:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for name, amount in totals.items():
                 pipe.hincrby(self._keys.counters, name, amount)
+            if minute:
+                bucket = self._keys.refreshes_in_minute(int(now // 60))
+                for name, amount in minute.items():
+                    pipe.hincrby(bucket, name, amount)
+                pipe.expire(bucket, REFRESH_HISTORY_TTL_SECONDS)
             await pipe.execute()
 
     async def tick(self, now: float, claimed: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tokenlife.cli import catalogue, connections, events, keys, services
+from tokenlife.cli import catalogue, connections, doctor, events, keys, services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,7 @@ for command in (
     services.up,
     services.run,
     services.worker,
+    services.beat,
     services.api,
     connections.authorize_url,
     connections.connections,
@@ -28,5 +29,6 @@ for command in (
     catalogue.providers,
     catalogue.integrations,
     events.events_group,
+    doctor.doctor,
 ):
     main.add_command(command)

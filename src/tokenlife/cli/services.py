@@ -1,4 +1,4 @@
-"""The processes: `tokenlife up | run | worker | api`."""
+"""The processes: `tokenlife up | run | worker | beat | api`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from tokenlife.runtime import Runtime, load_config
 @click.option("--host", default=None, help="Overrides TOKENLIFE_API_HOST.")
 @click.option("--port", type=int, default=None, help="Overrides TOKENLIFE_API_PORT.")
 def api(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API (health, readiness, the token API for apps)."""
+    """Serve the HTTP API: /healthz, /readyz, /metrics, the token API for apps under
+    /api/ (TOKENLIFE_API_KEYS), the connect flow (/connect, /oauth/callback) and the
+    dashboard. Any number may run behind a load balancer."""
     from aiohttp import web
 
     from tokenlife.web.app import create_app
@@ -56,25 +58,59 @@ def api(host: str | None, port: int | None) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--beat/--no-beat", default=True, help="Run Celery beat inside the worker.")
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    help="Run Celery beat inside the worker (default). Use --no-beat when more than one "
+    "worker runs and a separate `tokenlife beat` schedules them.",
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(beat: bool, celery_args: tuple[str, ...]) -> None:
-    """Check the configuration, then run a Celery worker (extra args go to Celery)."""
+    """Check the configuration, then run a Celery worker.
+
+    Arguments after the options go to `celery worker` unchanged, e.g.
+    `tokenlife worker --no-beat --concurrency 4 --hostname worker-a@%h`.
+    Exits with 2 when the configuration is wrong."""
     _start_worker(beat, celery_args)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat(celery_args: tuple[str, ...]) -> None:
+    """Run Celery beat alone: the clock that queues the refresh and alert ticks.
+
+    Run exactly one per deployment, beside workers started with `--no-beat`; it uses the
+    same schedule as a worker's embedded beat. Two beats do no harm to tokens (claims are
+    atomic) but double the ticks. Arguments go to `celery beat` unchanged, e.g.
+    `--schedule /var/lib/tokenlife/celerybeat-schedule`. Exits with 2 when the settings
+    are wrong."""
+    from tokenlife import worker as worker_module
+
+    if worker_module.settings_error is not None:
+        click.echo(f"tokenlife: refusing to start: {worker_module.settings_error}", err=True)
+        sys.exit(2)
+    code = worker_module.app.start(["beat", "--loglevel", "INFO", *celery_args])
+    sys.exit(code or 0)
 
 
 @click.command()
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def up(celery_args: tuple[str, ...]) -> None:
-    """Everything on one machine: the API, and a worker with beat; an embedded Redis and a
-    development key when none is configured. This is what `make run` calls."""
+    """Everything on one machine, for development: the API, and a worker with beat.
+
+    What is not configured it provides: an embedded Redis (when TOKENLIFE_REDIS_URL is
+    unset and none answers on 127.0.0.1:6379), an encryption key in .tokenlife/dev.key and
+    an API key in .tokenlife/api.key (shown once, when made). It prints where the API,
+    dashboard and metrics are. Arguments go to `celery worker`. This is what `make run`
+    calls; in production run `worker --no-beat`, one `beat` and `api` instead."""
     _develop(celery_args, with_api=True)
 
 
 @click.command()
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def run(celery_args: tuple[str, ...]) -> None:
-    """Like `up` without the API: a worker with beat, embedded Redis and dev key as needed."""
+    """Like `up` without the API: a worker with beat, and an embedded Redis and a
+    development encryption key as needed. Arguments go to `celery worker`."""
     _develop(celery_args, with_api=False)
 
 
@@ -103,9 +139,16 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
                 err=True,
             )
         if with_api:
+            _development_api_key(settings.api_keys)
             # Its own process: the API's event loop stays clear of Celery's.
             api_argv = [sys.executable, "-m", "tokenlife.cli", "api"]
             children.append(subprocess.Popen(api_argv))  # noqa: S603 - our own command
+            base = development.local_url(settings.api_host, settings.api_port)
+            click.echo(
+                f"tokenlife: API {base}/api/  dashboard {base}/dashboard  "
+                f"metrics {base}/metrics  health {base}/healthz",
+                err=True,
+            )
     except (TokenlifeError, OSError) as exc:
         _stop(children)
         raise click.ClickException(str(exc)) from None
@@ -114,6 +157,28 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
         _start_worker(True, ("--schedule", schedule, *celery_args))
     finally:
         _stop(children)
+
+
+def _development_api_key(configured: tuple[str, ...]) -> None:
+    """Without TOKENLIFE_API_KEYS the API refuses every /api/ call: on a developer's
+    machine use (or make) `.tokenlife/api.key`, and show the key once, when made."""
+    from tokenlife import development
+
+    if configured:
+        return
+    key, generated = development.development_api_key()
+    os.environ["TOKENLIFE_API_KEYS"] = key
+    path = development.STATE_DIR / "api.key"
+    if generated:
+        click.echo(
+            f"tokenlife: generated a development API key (kept in {path}, shown only now):\n"
+            f"    {key}\n"
+            "  send it as `Authorization: Bearer <key>` to /api/, and paste it into the "
+            "dashboard's login; set TOKENLIFE_API_KEYS in production.",
+            err=True,
+        )
+    else:
+        click.echo(f"tokenlife: using the development API key in {path}", err=True)
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:

@@ -76,6 +76,8 @@ class RefreshEngine:
         outcomes: Counter[str] = Counter()
         # Outcome counts and latency buckets, added to the counters in one round trip.
         totals: Counter[str] = Counter()
+        # By integration and minute, for the dashboard's last hour (and a key's own view).
+        minute: Counter[str] = Counter()
         for due, attempt in zip(batch, results, strict=True):
             seconds = None
             if isinstance(attempt, BaseException):
@@ -91,9 +93,10 @@ class RefreshEngine:
             integration = self._integrations.get(due.integration)
             provider = integration.provider if integration else "unknown"
             totals[f"refresh:{provider}:{result}"] += 1
+            minute[f"{due.integration}:{result}"] += 1
             if seconds is not None:
                 totals.update(latency_fields(provider, seconds))
-        await self._schedule.count(dict(totals))
+        await self._schedule.count(dict(totals), dict(minute), clock())
         return outcomes
 
     async def _attempt(self, due: Due, clock: Callable[[], float]) -> tuple[str, float | None]:

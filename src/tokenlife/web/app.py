@@ -35,6 +35,7 @@ from tokenlife.services import connection_admin
 from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
+from tokenlife.web.dashboard import setup_dashboard
 from tokenlife.web.metrics import METRICS, metrics
 from tokenlife.web.problems import problem
 from tokenlife.web.token_answers import (
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/connect-sessions", create_session_route)
     app.router.add_get("/connect/{integration}", connect_route)
     app.router.add_get("/oauth/callback", callback_route)
+    setup_dashboard(app, runtime, app[KEYS], celery)
     app.on_cleanup.append(_close_celery)
     return app
 
