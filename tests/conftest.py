@@ -90,7 +90,8 @@ def settings(redis_db: int, fakes: Fakes, tmp_path_factory: pytest.TempPathFacto
         _env_file=None,  # type: ignore[call-arg]
         redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
         key_prefix=f"test-{uuid.uuid4().hex[:8]}",
-        encryption_keys=(Fernet.generate_key().decode(),),
+        # A second, older key, as during a rotation: tests/e2e/test_key_rotation.py.
+        encryption_keys=(Fernet.generate_key().decode(), Fernet.generate_key().decode()),
         integrations_file=path,
         http_timeout_seconds=1.0,
         exchange_max_retries=2,

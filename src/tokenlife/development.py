@@ -95,6 +95,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def find_development_key(start: Path | None = None) -> Path | None:
+    """The `.tokenlife/dev.key` that `tokenlife up` wrote in `start` (default: the working
+    directory) or the nearest directory above it, as git finds `.git`: a command run from
+    a subdirectory of the project finds the key `make run` made at its top.
+
+    Only a file of this user that no one else may write counts: a key planted by someone
+    else would encrypt this user's tokens for them."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        path = directory / STATE_DIR / "dev.key"
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if info.st_uid == os.getuid() and not info.st_mode & 0o022:
+            return path
+    return None
+
+
 def development_api_key(state_dir: Path = STATE_DIR) -> tuple[str, bool]:
     """The API key in `.tokenlife/api.key` (0600), generating it first when missing;
     (key, generated). A bare key in TOKENLIFE_API_KEYS' format: it allows every

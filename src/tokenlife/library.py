@@ -23,6 +23,9 @@ class Tokenlife:
 
     @classmethod
     async def from_environment(cls, settings: Settings | None = None) -> Tokenlife:
+        """Configured from `TOKENLIFE_*` (or `settings`). Without TOKENLIFE_ENCRYPTION_KEYS it
+        uses the development key `make run` wrote, found from the working directory
+        upwards (settings.require_encryption_keys), with a warning."""
         config = await load_config(settings or load_settings())
         return cls(await Runtime.open(config))
 

@@ -5,6 +5,7 @@ Built only in entry points (worker start, CLI), then passed down as narrow piece
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,10 @@ from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tokenlife.development import STATE_DIR, find_development_key
 from tokenlife.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -106,8 +110,9 @@ class Settings(BaseSettings):
             except (ValueError, TypeError):
                 # Never echo the key itself.
                 raise ValueError(
-                    f"key #{position} is not a Fernet key (32 url-safe base64-encoded bytes; "
-                    "make one with `tokenlife generate-key`)"
+                    f"key #{position} is not a Fernet key (32 url-safe base64-encoded bytes); "
+                    "check that it was copied whole: stored tokens decrypt only with the "
+                    "exact key that encrypted them"
                 ) from None
         return keys
 
@@ -171,9 +176,39 @@ def load_settings() -> Settings:
 
 
 def require_encryption_keys(settings: Settings) -> tuple[str, ...]:
-    if not settings.encryption_keys:
+    """TOKENLIFE_ENCRYPTION_KEYS; when unset, the development key `tokenlife up` wrote
+    (development.find_development_key), so the CLI, the library, the API and a worker
+    started by hand decrypt what `make run` stored. Never a new key: it could not decrypt
+    anything already stored."""
+    if settings.encryption_keys:
+        return settings.encryption_keys
+    path = find_development_key()
+    if path is None:
         raise ConfigurationError(
-            "TOKENLIFE_ENCRYPTION_KEYS is not set: tokens can't be stored unencrypted. "
-            "Generate a key with `tokenlife generate-key`."
+            "TOKENLIFE_ENCRYPTION_KEYS is not set, and there is no development key "
+            f"({STATE_DIR / 'dev.key'}, written by `tokenlife up` / `make run`) in "
+            f"{Path.cwd()} or a directory above it. If tokens are stored already, set "
+            "TOKENLIFE_ENCRYPTION_KEYS to the key(s) that encrypted them (no other key "
+            "decrypts them), or run from the directory holding that dev.key. Only for a "
+            "fresh deployment with nothing stored: make a key with `tokenlife keys generate`."
         )
-    return settings.encryption_keys
+    key = path.read_text().strip()
+    try:
+        Fernet(key)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{path} is not a Fernet key (32 url-safe base64-encoded bytes); it was edited "
+            "or truncated, and only the original decrypts the tokens stored with it"
+        ) from None
+    if path not in _warned:
+        _warned.add(path)
+        log.warning(
+            "tokenlife: TOKENLIFE_ENCRYPTION_KEYS is not set; using the development key in "
+            "%s. For production set TOKENLIFE_ENCRYPTION_KEYS (docs/configuration.md).",
+            path,
+        )
+    return (key,)
+
+
+# Development keys already warned about: a process resolves its keys more than once.
+_warned: set[Path] = set()

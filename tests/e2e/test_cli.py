@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+from click.testing import CliRunner, Result
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from tests.support import Fakes, WorkerHandle, connect, worker_environment
+from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.cli import main
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import TokenSet
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -44,15 +54,15 @@ async def test_authorize_url_prints_a_url_and_stores_the_pending_state(
     assert pending["params"]["state"] == query["state"]  # exactly what was sent
 
 
-def test_authorize_url_for_an_unknown_integration_says_so(settings: Settings) -> None:
-    result = tokenlife(settings, "authorize-url", "nope", "user-1")
-    assert result.returncode == 1
+async def test_authorize_url_for_an_unknown_integration_exits_3(settings: Settings) -> None:
+    result = await in_process(settings, "authorize-url", "nope", "user-1")
+    assert result.exit_code == 3
     assert "no integration named 'nope'" in result.stderr
 
 
-def test_authorize_url_rejects_a_bad_connection_id(settings: Settings) -> None:
-    result = tokenlife(settings, "authorize-url", "google", "has space")
-    assert result.returncode == 1
+async def test_authorize_url_rejects_a_bad_connection_id_as_usage(settings: Settings) -> None:
+    result = await in_process(settings, "authorize-url", "google", "has space")
+    assert result.exit_code == 2
     assert "invalid connection id" in result.stderr
 
 
@@ -73,7 +83,129 @@ async def test_connections_show_json_prints_metadata_and_no_token(
         assert secret not in result.stdout
 
 
-def test_connections_show_unknown_connection_fails_cleanly(settings: Settings) -> None:
-    result = tokenlife(settings, "connections", "show", "google", "nobody")
-    assert result.returncode == 1
+async def test_connections_show_unknown_connection_exits_3(settings: Settings) -> None:
+    result = await in_process(settings, "connections", "show", "google", "nobody")
+    assert result.exit_code == 3
     assert "no connection 'nobody'" in result.stderr
+
+
+async def in_process(settings: Settings, *args: str, **extra: str) -> Result:
+    """The command run in this process (on a thread: it runs its own event loop), with
+    the environment a deployment gives it."""
+    env = {k: v for k, v in worker_environment(settings).items() if k.startswith("TOKENLIFE_")}
+    env.update(extra)
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env)
+
+
+def secrets_of(fakes: Fakes) -> list[str]:
+    return [*fakes.google.issued_secrets, *fakes.generic.issued_secrets]
+
+
+async def test_list_refresh_and_delete_with_the_exit_codes_scripts_rely_on(
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    cid, stuck = ("cli-" + uuid.uuid4().hex[:10] for _ in range(2))
+    await connect(tl, worker, "google", cid, login_hint=cid)
+    await connect(tl, worker, "google", stuck, login_hint=stuck)
+    stuck_fields = {"status": "reauthorization_required", "last_error": "invalid_grant"}
+    await redis.hset(f"{settings.key_prefix}:conn:google:{stuck}", mapping=stuck_fields)  # type: ignore[arg-type]
+
+    listed = await in_process(settings, "connections", "list", "--integration", "google", "--json")
+    assert listed.exit_code == 0, listed.output
+    ids = {c["connection_id"]: c["status"] for c in json.loads(listed.stdout)}
+    assert ids[cid] == "active" and ids[stuck] == "reauthorization_required"
+    only = await in_process(settings, "connections", "list", "--status",
+                            "reauthorization_required", "--json")  # fmt: skip
+    assert stuck in {c["connection_id"] for c in json.loads(only.stdout)}
+    assert cid not in {c["connection_id"] for c in json.loads(only.stdout)}
+    limited = await in_process(settings, "connections", "list", "--limit", "1", "--json")
+    assert len(json.loads(limited.stdout)) == 1
+
+    refreshed = await in_process(settings, "connections", "refresh", "google", cid, "--json")
+    assert refreshed.exit_code == 0, refreshed.output
+    body = json.loads(refreshed.stdout)
+    assert body["outcome"] == "refreshed" and body["connection"]["version"] == 2
+    needs_user = await in_process(settings, "connections", "refresh", "google", stuck)
+    assert needs_user.exit_code == 4 and "needs re-authorization" in needs_user.stderr
+
+    deleted = await in_process(settings, "connections", "delete", "google", cid, "--json")
+    assert deleted.exit_code == 0, deleted.output
+    assert json.loads(deleted.stdout)["revoked"] is True
+    gone = await in_process(settings, "connections", "refresh", "google", cid)
+    assert gone.exit_code == 3 and "no connection" in gone.stderr
+    for result in (listed, only, refreshed, needs_user, deleted):
+        for secret in secrets_of(fakes):
+            assert secret not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("connections", "list", "--integration", "nope"), 3, "no integration named 'nope'"),
+        (("connections", "list", "--status", "sleepy"), 2, "Invalid value for '--status'"),
+        (("connections", "delete", "google", "nobody"), 3, "no connection 'nobody'"),
+        (("connections", "refresh", "nope", "x"), 3, "no integration named 'nope'"),
+    ],
+)
+async def test_errors_exit_with_their_documented_code(
+    settings: Settings, args: tuple[str, ...], code: int, says: str
+) -> None:
+    result = await in_process(settings, *args)
+    assert result.exit_code == code, result.output
+    assert says in result.stderr
+
+
+async def test_redis_unavailable_exits_5_without_the_url(settings: Settings) -> None:
+    dead = settings.model_copy(update={"redis_url": "redis://:hunter2-password@127.0.0.1:9/0"})
+    result = await in_process(
+        dead, "connections", "show", "google", "x", TOKENLIFE_REDIS_RETRIES="0"
+    )
+    assert result.exit_code == 5, result.output
+    assert "Redis unavailable" in result.stderr and "hunter2" not in result.output
+
+
+def test_version_and_help_of_every_command() -> None:
+    runner = CliRunner()
+    version = runner.invoke(main, ["--version"])
+    assert version.exit_code == 0 and version.stdout.startswith("tokenlife ")
+    assert version.stdout.split()[1][0].isdigit()
+    groups = {"connections": ["list", "show", "refresh", "delete"],
+              "keys": ["generate", "rotate", "status"]}  # fmt: skip
+    for group, commands in groups.items():
+        for command in [None, *commands]:
+            argv = [group, *([command] if command else []), "--help"]
+            shown = runner.invoke(main, argv)
+            assert shown.exit_code == 0, argv
+            assert "Usage: " in shown.stdout and len(shown.stdout.splitlines()) > 4, argv
+
+
+async def test_keys_rotate_reseals_under_the_first_key_and_prints_lines_off_a_terminal(
+    settings: Settings, redis: Redis
+) -> None:
+    new, old = (Fernet.generate_key().decode() for _ in range(2))
+    prefix = "cli-keys-" + uuid.uuid4().hex[:8]
+    store = TokenStore(redis, Keys(prefix), Cipher([old]))
+    tokens = TokenSet(
+        access_token="access-" + uuid.uuid4().hex, token_type="Bearer",
+        refresh_token="refresh-" + uuid.uuid4().hex, expires_at=None, lifetime_seconds=None,
+        lifetime_source=None, granted_scopes=None,
+    )  # fmt: skip
+    await store.save(
+        integration="it", connection_id="one", provider="custom", tokens=tokens,
+        verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=(),
+        next_check_at=None, now=1.0,
+    )  # fmt: skip
+    env = {"TOKENLIFE_KEY_PREFIX": prefix, "TOKENLIFE_ENCRYPTION_KEYS": f"{new},{old}"}
+
+    rotated = await in_process(settings, "keys", "rotate", "--json", **env)
+
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout) == {
+        "records": 1, "records_by_kind": {"connection": 1}, "by_key": {"1": 1, "2": 0},
+        "on_old_keys": 0, "undecryptable": 0, "resealed": 1,
+    }  # fmt: skip
+    assert "tokenlife keys: 1 record(s) done" in rotated.stderr
+    assert await TokenStore(redis, Keys(prefix), Cipher([new])).tokens("it", "one") == tokens
+    env["TOKENLIFE_ENCRYPTION_KEYS"] = new  # the old key removed
+    status = await in_process(settings, "keys", "status", **env)
+    assert status.exit_code == 0 and "key #1 (encrypts): 1" in status.stdout

@@ -7,9 +7,13 @@ import click
 from tokenlife.cli import catalogue, connections, demo, doctor, events, keys, services
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tokenlife", message="tokenlife %(version)s")
 def main() -> None:
-    """Keep OAuth 2.0 integrations authorized; alert when they won't stay so."""
+    """Keep OAuth 2.0 integrations authorized; alert when they won't stay so.
+
+    Exit codes every command keeps (docs/cli.md): 0 ok, 1 error, 2 usage, 3 not found,
+    4 needs re-authorization, 5 unavailable (try again), 6 records still need an old key."""
 
 
 for command in (

@@ -1,15 +1,23 @@
-"""`tokenlife connections ...` and `tokenlife authorize-url`."""
+"""`tokenlife connections ...` and `tokenlife authorize-url`. Metadata only: no command
+prints a token value. Exit codes: cli/common.py Exit, docs/cli.md."""
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from typing import Any
 
 import click
 
 from tokenlife.cli import common
+from tokenlife.cli.common import Exit
+from tokenlife.core.policy import Status
+from tokenlife.errors import UnknownIntegrationError
 from tokenlife.runtime import Runtime
+from tokenlife.services.connection_admin import RefreshNow, list_connections
+from tokenlife.services.refresh import Outcome
+
+JSON_OPTION = common.JSON_OPTION
 
 
 @click.command("authorize-url")
@@ -35,25 +43,128 @@ def authorize_url(integration: str, connection_id: str) -> None:
 
 @click.group()
 def connections() -> None:
-    """Inspect stored connections (metadata only, never tokens)."""
+    """Stored connections: list, show, refresh now, delete (metadata only, never tokens).
+
+    Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 needs re-authorization,
+    5 unavailable (Redis, the provider, a refresh in progress: try again)."""
+
+
+@connections.command("list")
+@click.option("--integration", metavar="NAME", help="Only this integration's connections.")
+@click.option("--status", type=click.Choice([s.value for s in Status]), help="Only this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N.")
+@JSON_OPTION
+def list_command(
+    integration: str | None, status: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List connections of the configured integrations (status as readers see it: a
+    lapsed token reads as degraded)."""
+    settings = common.settings()
+
+    async def use(runtime: Runtime) -> list[dict[str, Any]]:
+        registry = runtime.config.integrations
+        # Metadata only: an integration whose discovery is still failing is listed too.
+        names = [*registry, *registry.unavailable]
+        if integration is not None:
+            if integration not in names:
+                raise UnknownIntegrationError(f"no integration named {integration!r}")
+            names = [integration]
+        wanted = None if status is None else Status(status)
+        found = await list_connections(runtime.tokens, names, wanted)
+        return [c.as_json() for c in found[:limit]]
+
+    rows = common.run(common.with_runtime(settings, use))
+    if as_json:
+        common.echo_json(rows)
+        return
+    for row in rows:
+        click.echo(
+            f"{row['integration']:24} {row['connection_id']:32} {row['status']:26} "
+            f"expires {row['expires_at'] or '-':22} next refresh {row['next_refresh_at'] or '-'}"
+        )
+    click.echo(f"{len(rows)} connection(s)", err=True)
 
 
 @connections.command("show")
 @click.argument("integration")
 @click.argument("connection_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@JSON_OPTION
 def show_connection(integration: str, connection_id: str, as_json: bool) -> None:
-    """Show a connection's status, expiry and scopes."""
+    """Show a connection's status, expiry, scopes and last alert."""
     settings = common.settings()
 
     async def use(runtime: Runtime) -> dict[str, Any]:
-        connection = await runtime.exchange.connection(integration, connection_id)
+        connection = await runtime.tokens.get(integration, connection_id)
         return connection.as_json()
 
     data = common.run(common.with_runtime(settings, use))
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        common.echo_json(data)
         return
     for key, value in data.items():
         shown = " ".join(value) if isinstance(value, list) else value
         click.echo(f"{key:32} {shown if shown is not None else '-'}")
+
+
+@connections.command("refresh")
+@click.argument("integration")
+@click.argument("connection_id")
+@JSON_OPTION
+def refresh_connection(integration: str, connection_id: str, as_json: bool) -> None:
+    """Refresh a connection now, due or not, in this process (it waits for a refresh the
+    worker has in progress), and report the outcome. Exit 4 when the user has to connect
+    again, 5 when the provider or Redis failed for now (the worker retries on schedule)."""
+    settings = common.settings()
+
+    async def use(runtime: Runtime) -> dict[str, Any]:
+        refresh = RefreshNow(
+            integrations=runtime.config.integrations, store=runtime.tokens,
+            locks=runtime.locks, refresher=runtime.refresher,
+            provider_concurrency=settings.provider_concurrency,
+            wait_seconds=settings.http_timeout_seconds + 5,
+        )  # fmt: skip
+        result = await refresh.refresh(integration, connection_id)
+        connection = await runtime.tokens.get(integration, connection_id)
+        error = None if result.error is None else str(result.error)
+        return {"outcome": result.outcome.value, "error": error,
+                "connection": connection.as_json()}  # fmt: skip
+
+    data = common.run(common.with_runtime(settings, use))
+    outcome = Outcome(data["outcome"])
+    code = {
+        Outcome.REFRESHED: Exit.OK,
+        Outcome.REAUTHORIZATION_REQUIRED: Exit.REAUTHORIZE,
+    }.get(outcome, Exit.UNAVAILABLE)
+    if as_json:
+        common.echo_json(data)
+    else:
+        connection = data["connection"]
+        click.echo(
+            f"{outcome.value}: {integration}/{connection_id} status {connection['status']}, "
+            f"expires {connection['expires_at'] or '-'}"
+        )
+        if data["error"]:
+            click.echo(f"error: {data['error']}", err=True)
+    sys.exit(code)
+
+
+@connections.command("delete")
+@click.argument("integration")
+@click.argument("connection_id")
+@JSON_OPTION
+def delete_connection(integration: str, connection_id: str, as_json: bool) -> None:
+    """Revoke the grant at the provider (RFC 7009, when it has an endpoint) and delete the
+    connection, as DELETE /api/connections/... does. Exit 0 once deleted, even when the
+    revocation failed: the output says `revoked` and why not."""
+    settings = common.settings()
+
+    async def use(runtime: Runtime) -> dict[str, Any]:
+        return await runtime.removal.delete(integration, connection_id, time.time())
+
+    data = common.run(common.with_runtime(settings, use))
+    if as_json:
+        common.echo_json(data)
+        return
+    click.echo(f"deleted {integration}/{connection_id}; revoked: {str(data['revoked']).lower()}")
+    if data["revocation_reason"]:
+        click.echo(f"warning: {data['revocation_reason']}", err=True)

@@ -31,6 +31,7 @@ from tokenlife.errors import (
     UsageError,
 )
 from tokenlife.runtime import Runtime
+from tokenlife.services import connection_admin
 from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
@@ -273,15 +274,11 @@ async def list_connections(request: web.Request) -> web.Response:
     if wanted is not None:
         runtime.exchange.integration(wanted)  # 404 for an unknown one
         names = [wanted]
-    found = []
-    for name in names:
-        for connection_id in await runtime.tokens.list_ids(name):
-            try:
-                connection = await runtime.tokens.get(name, connection_id)
-            except UnknownConnectionError:
-                continue  # deleted since it was listed
-            if status is None or connection.status.value == status:
-                found.append(connection.as_json())
+    found = [
+        connection.as_json()
+        for connection in await connection_admin.list_connections(runtime.tokens, names)
+        if status is None or connection.status.value == status
+    ]
     page = found[offset : offset + limit]
     more = offset + limit < len(found)
     return web.json_response(

@@ -1,0 +1,117 @@
+"""What an operator does to connections from the CLI: list them, and refresh one now,
+in this process, through the same claim and Refresher a scheduled refresh uses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.locks import Claim, ClaimKind, Locks
+from tokenlife.adapters.token_store import TokenStore
+from tokenlife.core.integration import Integration
+from tokenlife.core.integration_registry import require_integration
+from tokenlife.core.policy import Status
+from tokenlife.errors import (
+    ConnectionBusyError,
+    CorruptRecordError,
+    ReauthorizationRequiredError,
+    UnknownConnectionError,
+)
+from tokenlife.services.refresh import Refresher, Result
+
+# How often a refresh that found the lock (or every provider slot) taken looks again.
+_POLL_SECONDS = 0.05
+
+
+async def list_connections(
+    store: TokenStore, integrations: Iterable[str], status: Status | None = None
+) -> list[Connection]:
+    """The stored connections of `integrations`, as readers see them (effective status),
+    sorted by integration then id; those deleted while listed are skipped."""
+    found = []
+    for name in sorted(integrations):
+        for connection_id in await store.list_ids(name):
+            try:
+                connection = await store.get(name, connection_id)
+            except UnknownConnectionError:  # deleted since listed, or unreadable
+                continue
+            if status is None or connection.status is status:
+                found.append(connection)
+    return found
+
+
+class RefreshNow:
+    """Refresh one connection now, due or not. Single-flight with the worker: it claims
+    the connection's lock and a provider slot first, waiting up to `wait_seconds` for a
+    refresh in progress (then ConnectionBusyError)."""
+
+    def __init__(
+        self,
+        *,
+        integrations: Mapping[str, Integration],
+        store: TokenStore,
+        locks: Locks,
+        refresher: Refresher,
+        provider_concurrency: int,
+        wait_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._integrations = integrations
+        self._store = store
+        self._locks = locks
+        self._refresher = refresher
+        self._slots = provider_concurrency
+        self._wait = wait_seconds
+        self._clock = clock
+
+    async def refresh(self, integration_name: str, connection_id: str) -> Result:
+        """The outcome; ReauthorizationRequiredError when no refresh can help (the status
+        says so, or there is no refresh token) without asking the provider."""
+        integration = require_integration(self._integrations, integration_name)
+        try:
+            async with asyncio.timeout(self._wait):
+                claim = await self._claim(integration, connection_id)
+        except TimeoutError:
+            raise ConnectionBusyError(
+                "a refresh of this connection is in progress; try again", retry_after=5.0
+            ) from None
+        connection, lease = claim.connection, claim.lease
+        assert connection is not None and lease is not None
+        try:
+            if connection.status is Status.REAUTHORIZATION_REQUIRED:
+                raise ReauthorizationRequiredError(
+                    integration_name, connection_id, connection.last_error or "status"
+                )
+            if claim.refresh_ciphertext is None:
+                raise ReauthorizationRequiredError(
+                    integration_name, connection_id,
+                    "no refresh token; only connecting again renews it",
+                )  # fmt: skip
+            refresh_token = self._store.decrypt(claim.refresh_ciphertext)
+        except BaseException:
+            await self._locks.give_back(lease)
+            raise
+        # The lease is the refresh's from here on: it gives it back when it ends.
+        return await self._refresher.refresh(
+            integration, connection, refresh_token, self._clock(), lease
+        )
+
+    async def _claim(self, integration: Integration, connection_id: str) -> Claim:
+        name = integration.name
+        while True:
+            claim = await self._locks.claim(
+                name, connection_id, integration.provider, self._slots,
+                integration.preset.facts.refresh_token_reuse_grace_seconds,
+            )  # fmt: skip
+            if claim.kind is ClaimKind.GONE:
+                raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
+            if claim.kind is ClaimKind.CORRUPT:
+                raise CorruptRecordError(
+                    "the stored record of this connection is unreadable; "
+                    "delete it and connect again"
+                )
+            if claim.kind is ClaimKind.OK:
+                return claim
+            await asyncio.sleep(_POLL_SECONDS)  # locked or throttled: wait for them
