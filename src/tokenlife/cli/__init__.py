@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from tokenlife import logs
 from tokenlife.cli import catalogue, connections, events, keys, services
 
 
 @click.group()
 def main() -> None:
     """Keep OAuth 2.0 integrations authorized; alert when they won't stay so."""
+    logs.configure_from_environment()  # docs/logging.md; `worker` and `api` raise the level
 
 
 for command in (

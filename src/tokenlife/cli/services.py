@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from tokenlife import logs
 from tokenlife.cli import common
 from tokenlife.errors import TokenlifeError
 from tokenlife.runtime import Runtime, load_config
@@ -24,6 +25,7 @@ def api(host: str | None, port: int | None) -> None:
     from tokenlife.web.auth import parse_api_keys
 
     settings = common.settings()
+    logs.configure(level=settings.log_level or "INFO", fmt=settings.log_format)
     try:
         parse_api_keys(settings.api_keys)
     except ValueError as exc:

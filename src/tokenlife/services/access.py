@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from tokenlife import logs
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
 from tokenlife.adapters.token_store import TokenStore
@@ -77,6 +78,7 @@ class AccessTokens:
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
         integration = require_integration(self._integrations, integration_name)
+        logs.bind_connection(integration_name, connection_id, integration.provider)
         deadline = asyncio.get_running_loop().time() + self._wait
         try:
             async with asyncio.timeout_at(deadline):
@@ -99,6 +101,7 @@ class AccessTokens:
             if asyncio.get_running_loop().time() >= deadline:
                 raise TimeoutError
             connection, tokens = await self._store.load(name, connection_id)
+            logs.conceal(tokens.access_token, tokens.refresh_token)
             now = self._clock()
             if connection.status is Status.REAUTHORIZATION_REQUIRED:
                 raise ReauthorizationRequiredError(
