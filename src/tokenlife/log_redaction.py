@@ -38,7 +38,7 @@ _ASSIGNED = re.compile(rf"(?i)(?<![A-Za-z0-9_])({_NAMES})(=)([^&\s'\"<>,;)\]}}]+
 _QUOTED = re.compile(rf"(?i)(['\"])({_NAMES})\1(\s*:\s*)(['\"])((?:\\.|(?!\4).)*)\4")
 # A header line `Authorization: <anything>`, then `Bearer x`/`Basic x` anywhere (RFC 6750
 # §2.1, RFC 7617); case-sensitive on purpose: "basic checks" is prose, not a credential.
-_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization)(\s*:\s*)([^\r\n'\"]+)")
+_HEADER = re.compile(r"(?i)(?<![\w-])((?:proxy-)?authorization)(\s*:\s*)([^\r\n'\"]+)")
 _CREDENTIAL = re.compile(r"\b(Bearer|bearer|BEARER|Basic)(\s+)([A-Za-z0-9._~+/=-]{4,})")
 # A Fernet key or token: base64url, 44 characters for a key, `gAAAAA` for a token.
 _FERNET = re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}")

@@ -38,6 +38,9 @@ def exchange_code(
     `unsent_at` is set by our own retry only (CodeNotTakenError): the sent mark that run
     left although the provider can't have redeemed the code.
     """
+    # Celery logs the return value and any retry's exception from this thread's context:
+    # a provider's error_description that echoes the code is redacted there too.
+    logs.conceal(state, code)
     process = process_runtime()
     settings = process.runtime.config.settings
     retries: int = self.request.retries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def api(host: str | None, port: int | None) -> None:
             host=host or settings.api_host,
             port=port or settings.api_port,
             access_log=None,
-            print=lambda line: click.echo(f"tokenlife: {line}", err=True),
+            # aiohttp's start-up lines go out as log lines, in the log format.
+            print=logging.getLogger("tokenlife.api").info,
         )
     except TokenlifeError as exc:  # a configuration error: a message, not a traceback
         raise click.ClickException(str(exc)) from None
