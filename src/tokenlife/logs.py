@@ -146,6 +146,10 @@ def configure(
     # aiohttp's access log would print query strings (state, code); `tokenlife api` also
     # runs without one (access_log=None), this keeps a library user's app honest too.
     logging.getLogger("aiohttp.access").disabled = True
+    # Apprise logs the full target URL at DEBUG ("Slack POST URL: https://hooks.slack.com/
+    # services/T…/B…/secret", apprise/plugins/slack.py), a credential in a path no pattern
+    # can tell apart; at INFO and above it prints URLs with privacy=True.
+    logging.getLogger("apprise").setLevel(max(threshold, logging.INFO))
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -58,6 +58,7 @@ def captured() -> Iterator[io.StringIO]:
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiohttp.access").disabled = False
+    logging.getLogger("apprise").setLevel(logging.NOTSET)
     structlog.reset_defaults()
     logs.clear()
 

@@ -14,6 +14,8 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+import structlog
+
 from tokenlife import logs
 from tokenlife.adapters.connection_write import Backoff
 from tokenlife.adapters.fleet_metrics import latency_fields
@@ -82,9 +84,12 @@ class RefreshEngine:
             if isinstance(attempt, BaseException):
                 if not isinstance(attempt, Exception):
                     raise attempt
-                log.exception(
-                    "refresh of %s/%s crashed", due.integration, due.connection_id, exc_info=attempt
-                )
+                # Logged from the batch, outside the connection's own task: bind it here.
+                with structlog.contextvars.bound_contextvars(
+                    integration=due.integration, connection_id=due.connection_id
+                ):
+                    log.exception("refresh of %s/%s crashed", due.integration,
+                                  due.connection_id, exc_info=attempt)  # fmt: skip
                 result = "crashed"
             else:
                 result, seconds = attempt
