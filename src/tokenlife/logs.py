@@ -32,6 +32,9 @@ from tokenlife.settings import Settings, load_settings
 
 # The token values and codes the current context holds (see conceal()).
 _held: ContextVar[tuple[str, ...]] = ContextVar("tokenlife_log_secrets", default=())
+# The most recent values kept: a library caller that asks for tokens in one long-lived
+# task would otherwise grow the tuple forever. A refresh or an exchange holds at most five.
+_HELD_AT_MOST = 32
 
 # Our own loggers, when asked for without a name (the summary line, tests).
 LOGGER_NAME = "tokenlife"
@@ -45,7 +48,7 @@ def conceal(*values: str | None) -> None:
     """
     new = tuple(v for v in values if v)
     if new:
-        _held.set(_held.get() + new)
+        _held.set((_held.get() + new)[-_HELD_AT_MOST:])
 
 
 def bind_connection(integration: str, connection_id: str, provider: str | None = None) -> None:

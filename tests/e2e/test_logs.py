@@ -68,6 +68,34 @@ def lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.parametrize(
+    ("environ", "level", "fmt"),
+    [
+        ({}, None, "auto"),
+        ({"TOKENLIFE_LOG_LEVEL": "debug", "TOKENLIFE_LOG_FORMAT": "JSON"}, "DEBUG", "json"),
+        ({"TOKENLIFE_LOG_LEVEL": "", "TOKENLIFE_LOG_FORMAT": "console"}, None, "console"),
+    ],
+)
+def test_log_settings(
+    environ: dict[str, str], level: str | None, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOKENLIFE_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("TOKENLIFE_LOG_FORMAT", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.log_level, settings.log_format) == (level, fmt)
+
+
+def test_conceal_keeps_the_latest_values_only(captured: io.StringIO) -> None:
+    logs.configure(level="INFO", fmt="json", stream=captured)
+    for n in range(100):  # a long-lived caller asking for many tokens
+        logs.conceal(f"token-number-{n:04d}")
+    logging.getLogger("tokenlife.test").warning("token-number-0099 token-number-0000")
+    [line] = lines(captured.getvalue())
+    assert line["message"] == "[redacted] token-number-0000"
+
+
 def test_a_crash_traceback_loses_its_secrets(captured: io.StringIO) -> None:
     logs.configure(level="INFO", fmt="json", stream=captured)
     # What aiohttp raises: the URL with its query string is in the exception's text.
