@@ -170,7 +170,8 @@ def process_runtime() -> ProcessRuntime:
 @signals.setup_logging.connect
 def _setup_logging(loglevel: int | str | None = None, logfile: str | None = None, **_: Any) -> None:
     """Celery's own logging goes through ours: a receiver on this signal stops Celery from
-    configuring any logger (https://docs.celeryq.dev/en/stable/userguide/signals.html#setup-logging).
+    configuring any logger (https://docs.celeryq.dev/en/stable/userguide/signals.html#setup-logging;
+    celery/app/log.py `setup_logging_subsystem`: `if not receivers:` configures the root).
     Sent by the worker, embedded beat and `celery beat` alike, before they log anything."""
     logs.configure(
         level=settings.log_level or loglevel, fmt=settings.log_format, logfile=logfile or None
