@@ -31,6 +31,7 @@ from tests.support import (
     WorkerHandle,
     client_app,
     consent,
+    events_for,
     exchange,
     make_due,
     run_refresh_tick,
@@ -233,6 +234,10 @@ async def test_known_secrets_never_reach_the_logs(
         await make_due(redis, settings, "google", via_api, expires_at=repr(time.time() - 5))
         async with http.post(token_url, headers=auth) as r:
             assert r.status == 409, await r.text()
+    # The echo stays out of the event (and so out of alerts and webhooks) too.
+    [refused_event] = [d for t, d in await events_for(redis, settings, via_api)
+                       if t == "alert.reauthorization_required"]  # fmt: skip
+    assert refused_event["error_description"] == "refresh token [redacted] was revoked"
     # The worker: an exchange refused with the code echoed, an exchange, a scheduled
     # refresh, a failing one that echoes the token.
     refused = f"logs-c-{tag}"
