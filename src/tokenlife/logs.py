@@ -67,6 +67,16 @@ def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return redact_event(event, _held.get())
 
 
+_FIRST = ("timestamp", "level", "logger", "message")
+
+
+def _first_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # A person reading raw JSON lines finds when, how bad and what at the start of each.
+    return {k: event[k] for k in _FIRST if k in event} | {
+        k: v for k, v in event.items() if k not in _FIRST
+    }
+
+
 def wants_json(fmt: str, stream: IO[str] | None) -> bool:
     """`auto` means JSON lines unless a person is watching the log stream."""
     if fmt != "auto":
@@ -115,7 +125,7 @@ def configure(
     renderer: Processor
     if as_json:
         renderer = structlog.processors.JSONRenderer(default=str)
-        finish: list[Processor] = [structlog.processors.EventRenamer("message")]
+        finish: list[Processor] = [structlog.processors.EventRenamer("message"), _first_fields]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
         finish = []
