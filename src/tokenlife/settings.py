@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # An access-token call answers within this long (a token, or 503 with Retry-After),
     # below the 10 s timeout of the documented client example.
     api_token_wait_seconds: Annotated[float, Field(gt=0, le=300)] = 8.0
+    # Logs (docs/logging.md): `auto` is JSON lines unless the log stream is a terminal;
+    # no level means the one the command was started with (Celery's --loglevel, else INFO).
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    # Beat's tick runs are counted and logged as one INFO line per this period.
+    log_summary_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
 
     @field_validator(
         "encryption_keys", "expiry_alert_lead_days", "alert_urls", "alert_webhook_urls",
@@ -100,6 +106,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_case(cls, value: object) -> object:
+        # TOKENLIFE_LOG_LEVEL=info works like INFO; an empty value means unset.
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_case(cls, value: object) -> object:
+        return value.strip().lower() or "auto" if isinstance(value, str) else value
 
     @field_validator("encryption_keys")
     @classmethod

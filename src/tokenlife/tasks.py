@@ -7,13 +7,17 @@ import random
 import time
 from typing import Any
 
+from tokenlife import logs
 from tokenlife.adapters.refresh_schedule import Due
+from tokenlife.beat_quiet import TickTally
 from tokenlife.core.backoff import compute_backoff
 from tokenlife.errors import CodeNotTakenError, StorageUnavailableError, TransientError
 from tokenlife.services.callback import ExchangeAttempt, summary
 from tokenlife.worker import app, process_runtime
 
 log = logging.getLogger(__name__)
+# What this process's refresh ticks did since its last summary line (beat_quiet).
+_ticks: TickTally | None = None
 
 
 @app.task(name="tokenlife.exchange_code", bind=True)
@@ -34,6 +38,9 @@ def exchange_code(
     `unsent_at` is set by our own retry only (CodeNotTakenError): the sent mark that run
     left although the provider can't have redeemed the code.
     """
+    # Celery logs the return value and any retry's exception from this thread's context:
+    # a provider's error_description that echoes the code is redacted there too.
+    logs.conceal(state, code)
     process = process_runtime()
     settings = process.runtime.config.settings
     retries: int = self.request.retries
@@ -104,8 +111,24 @@ def refresh_due() -> int:
     for batch in batches:
         refresh_batch.delay([[d.integration, d.connection_id, d.due_at] for d in batch])
     claimed = sum(len(b) for b in batches)
-    process.run(process.runtime.schedule.tick(time.time(), claimed))
+    now = time.time()
+    process.run(process.runtime.schedule.tick(now, claimed))
+    _summarise(now, claimed, len(batches), settings.log_summary_seconds)
     return claimed
+
+
+def _summarise(now: float, claimed: int, batches: int, period: float) -> None:
+    """One INFO line a period instead of Celery's three a tick (those are DEBUG now)."""
+    global _ticks
+    if _ticks is None:
+        _ticks = TickTally(period)
+    summary = _ticks.add(now, claimed=claimed, batches=batches)
+    if summary is not None:
+        logs.get_logger(__name__).info(
+            "refresh ticks: {ticks} run, {claimed} connections claimed in {batches} batches "
+            "over {seconds:.0f} s".format(**summary),
+            **summary,
+        )
 
 
 @app.task(name="tokenlife.refresh_batch", ignore_result=True, acks_late=True)

@@ -19,9 +19,10 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import structlog
 from celery import Celery, signals
 
-from tokenlife import broker_transport
+from tokenlife import broker_transport, logs
 from tokenlife.errors import ConfigurationError
 from tokenlife.preflight import report_at_start
 from tokenlife.runtime import Config, Runtime, load_config
@@ -92,7 +93,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "worker_hijack_root_logger": True,
+        # Our setup_logging receiver (below) configures logging instead of Celery.
+        "worker_hijack_root_logger": False,
         "beat_schedule": {
             "tokenlife.refresh_due": {
                 "task": "tokenlife.refresh_due",
@@ -165,8 +167,40 @@ def process_runtime() -> ProcessRuntime:
     return _process
 
 
+@signals.setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, logfile: str | None = None, **_: Any) -> None:
+    """Celery's own logging goes through ours: a receiver on this signal stops Celery from
+    configuring any logger (https://docs.celeryq.dev/en/stable/userguide/signals.html#setup-logging;
+    celery/app/log.py `setup_logging_subsystem`: `if not receivers:` configures the root).
+    Sent by the worker, embedded beat and `celery beat` alike, before they log anything."""
+    logs.configure(
+        level=settings.log_level or loglevel, fmt=settings.log_format, logfile=logfile or None
+    )
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    # Every line logged while a task runs (coroutines on the process loop included: their
+    # asyncio tasks copy this context) names the task.
+    logs.clear()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+
+
+@signals.task_postrun.connect
+def _unbind_task(**_: Any) -> None:
+    logs.clear()
+
+
 @signals.worker_init.connect
-def _check_configuration(**_: Any) -> None:
+def _check_configuration(sender: Any = None, **_: Any) -> None:
+    # Celery sets logging up after this signal (WorkController.on_init_blueprint); without
+    # this the lines below would meet an unconfigured root logger and INFO would be lost.
+    logfile = getattr(sender, "logfile", None)
+    logs.configure(
+        level=settings.log_level or getattr(sender, "loglevel", None),
+        fmt=settings.log_format,
+        logfile=logfile if logfile and "%" not in logfile else None,  # %n: Celery's node format
+    )
     try:
         config = configure()
     except ConfigurationError as exc:

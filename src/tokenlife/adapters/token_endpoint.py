@@ -14,9 +14,11 @@ from tokenlife.core.tokens import TokenSet, parse_token_response
 from tokenlife.errors import (
     EndpointTimeoutError,
     InvalidResponseError,
+    OAuthError,
     ServerError,
     TransportError,
 )
+from tokenlife.log_redaction import REDACTED, SECRET_NAMES
 
 # No token response comes near this; a bigger body is a misconfigured endpoint or an
 # attack on our memory, so stop reading instead of buffering it.
@@ -73,7 +75,28 @@ async def post_token_request(
 ) -> TokenSet:
     answer = await _post_form(session, request, timeout, "token endpoint")
     retry_after = parse_retry_after(answer.retry_after, now)
-    return parse_token_response(answer.status, answer.content_type, answer.body, now, retry_after)
+    try:
+        return parse_token_response(
+            answer.status, answer.content_type, answer.body, now, retry_after
+        )
+    except OAuthError as exc:
+        forget_echo(exc, request)
+        raise
+
+
+def forget_echo(exc: OAuthError, request: TokenRequest) -> None:
+    """Take what we sent (the code, the refresh token, the client secret) out of the
+    provider's error description: it goes into events, alerts, webhooks and logs, and some
+    providers repeat the presented value ("refresh token rt-… was revoked")."""
+    if not exc.description:
+        return
+    sent = [v for k, v in request.form.items() if k in SECRET_NAMES and len(v) >= 8]
+    cleaned = exc.description
+    for value in sorted(sent, key=len, reverse=True):
+        cleaned = cleaned.replace(value, REDACTED)
+    if cleaned != exc.description:
+        exc.description = cleaned
+        exc.args = (f"{exc.error}: {cleaned}",)  # what str(exc) shows (errors.OAuthError)
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:

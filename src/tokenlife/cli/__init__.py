@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from tokenlife import logs
 from tokenlife.cli import catalogue, connections, demo, doctor, events, keys, services
 
 
@@ -14,6 +15,7 @@ def main() -> None:
 
     Exit codes every command keeps (docs/cli.md): 0 ok, 1 error, 2 usage, 3 not found,
     4 needs re-authorization, 5 unavailable (try again), 6 records still need an old key."""
+    logs.configure_from_environment()  # docs/logging.md; `worker` and `api` raise the level
 
 
 for command in (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 
 import click
 
+from tokenlife import logs
 from tokenlife.cli import common
 from tokenlife.errors import TokenlifeError
 from tokenlife.runtime import Runtime, load_config
@@ -26,6 +28,7 @@ def api(host: str | None, port: int | None) -> None:
     from tokenlife.web.auth import parse_api_keys
 
     settings = common.settings()
+    logs.configure(level=settings.log_level or "INFO", fmt=settings.log_format)
     try:
         parse_api_keys(settings.api_keys)
     except ValueError as exc:
@@ -51,7 +54,8 @@ def api(host: str | None, port: int | None) -> None:
             host=host or settings.api_host,
             port=port or settings.api_port,
             access_log=None,
-            print=lambda line: click.echo(f"tokenlife: {line}", err=True),
+            # aiohttp's start-up lines go out as log lines, in the log format.
+            print=logging.getLogger("tokenlife.api").info,
         )
     except TokenlifeError as exc:  # a configuration error: a message, not a traceback
         raise click.ClickException(str(exc)) from None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenlife import logs
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.fleet_metrics import latency_fields
 from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
@@ -82,6 +83,7 @@ class AccessTokens:
 
     async def get(self, integration_name: str, connection_id: str) -> AccessToken:
         integration = require_integration(self._integrations, integration_name)
+        logs.bind_connection(integration_name, connection_id, integration.provider)
         deadline = asyncio.get_running_loop().time() + self._wait
         try:
             async with asyncio.timeout_at(deadline):
@@ -104,6 +106,7 @@ class AccessTokens:
             if asyncio.get_running_loop().time() >= deadline:
                 raise TimeoutError
             connection, tokens = await self._store.load(name, connection_id)
+            logs.conceal(tokens.access_token, tokens.refresh_token)
             now = self._clock()
             if connection.status is Status.REAUTHORIZATION_REQUIRED:
                 raise ReauthorizationRequiredError(

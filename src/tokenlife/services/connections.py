@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from tokenlife import logs
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.token_endpoint import post_revocation
@@ -79,6 +80,7 @@ class ConnectionRemoval:
         self, integration: Integration, connection_id: str, now: float
     ) -> dict[str, Any]:
         integration_name = integration.name
+        logs.bind_connection(integration_name, connection_id, integration.provider)
         supported = integration.revocation_url is not None
         revoked, problem, unreadable = False, None, None
         provider = integration.provider
@@ -113,6 +115,7 @@ class ConnectionRemoval:
             (tokens.refresh_token, "refresh_token") if tokens.refresh_token
             else (tokens.access_token, "access_token")
         )  # fmt: skip
+        logs.conceal(token)
         try:
             await post_revocation(
                 self._http, revocation_request(integration, token, hint), self._timeout

@@ -14,6 +14,9 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+import structlog
+
+from tokenlife import logs
 from tokenlife.adapters.connection_write import Backoff
 from tokenlife.adapters.fleet_metrics import latency_fields
 from tokenlife.adapters.locks import Claim, ClaimKind, Locks
@@ -83,9 +86,12 @@ class RefreshEngine:
             if isinstance(attempt, BaseException):
                 if not isinstance(attempt, Exception):
                     raise attempt
-                log.exception(
-                    "refresh of %s/%s crashed", due.integration, due.connection_id, exc_info=attempt
-                )
+                # Logged from the batch, outside the connection's own task: bind it here.
+                with structlog.contextvars.bound_contextvars(
+                    integration=due.integration, connection_id=due.connection_id
+                ):
+                    log.exception("refresh of %s/%s crashed", due.integration,
+                                  due.connection_id, exc_info=attempt)  # fmt: skip
                 result = "crashed"
             else:
                 result, seconds = attempt
@@ -101,6 +107,8 @@ class RefreshEngine:
 
     async def _attempt(self, due: Due, clock: Callable[[], float]) -> tuple[str, float | None]:
         """The outcome, and how long the token request and its save took when one was made."""
+        # Each due connection runs in its own asyncio task (gather): its own log context.
+        logs.bind_connection(due.integration, due.connection_id)
         try:
             integration = require_integration(self._integrations, due.integration)
         except (UnknownIntegrationError, IntegrationUnavailableError) as exc:
@@ -109,6 +117,7 @@ class RefreshEngine:
             log.warning("due connection %s/%s: %s", due.integration, due.connection_id, exc)
             unavailable = isinstance(exc, IntegrationUnavailableError)
             return ("integration_unavailable" if unavailable else "unknown_integration"), None
+        logs.bind_connection(due.integration, due.connection_id, integration.provider)
         claim = await self._locks.claim(
             due.integration, due.connection_id, integration.provider, self._concurrency,
             integration.preset.facts.refresh_token_reuse_grace_seconds,
@@ -158,6 +167,7 @@ class RefreshEngine:
             return await self._expiry.check(connection, now, lease), None
         try:
             refresh_token = self._store.decrypt(claim.refresh_ciphertext)
+            logs.conceal(refresh_token)
         except DecryptionError:
             # The key that wrote it is gone from TOKENLIFE_ENCRYPTION_KEYS: retrying every
             # lease can't help, but putting the key back should, so look again hourly.

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from tokenlife import logs
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.outcome_counters import UNKNOWN_PROVIDER, Counters
@@ -145,6 +146,7 @@ class ExchangeService:
         may have received it. Raises TransientError only when a retry may help and
         `attempt.final` is false: CodeNotTakenError when the retry may send the code again.
         """
+        logs.conceal(state, code)
         problem = check_callback(state, code, error, iss)
         if problem is not None:
             log.warning("exchange rejected: %s", problem)
@@ -166,6 +168,7 @@ class ExchangeService:
         assert claim.pending is not None
         run = Run(state, claim.pending, attempt, now)
         pending = claim.pending
+        logs.bind_connection(pending.integration, pending.connection_id)
         try:
             integration = self.integration(pending.integration)
         except IntegrationUnavailableError as exc:
@@ -187,6 +190,7 @@ class ExchangeService:
                 pending.integration, pending.connection_id, events.iso8601(claim.sent_at),
             )  # fmt: skip
             return await self._fail(run, "storage_unavailable", STORAGE_LOST)
+        logs.bind_connection(pending.integration, pending.connection_id, integration.provider)
         mixed_up = issuer_problem(integration, iss)
         if mixed_up is not None:
             return await self._fail(run, "issuer_mismatch", mixed_up)
@@ -204,6 +208,7 @@ class ExchangeService:
         await self._pending.note_sent(run.state, run.now)
         try:
             tokens = await post_token_request(self._http, request, self._http_timeout, run.now)
+            logs.conceal(tokens.access_token, tokens.refresh_token, tokens.id_token)
         except TransientError as exc:
             if may_have_reached_provider(exc):
                 # The sent mark stays: whatever runs next never sends this code again.

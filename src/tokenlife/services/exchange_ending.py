@@ -162,8 +162,10 @@ class ExchangeEnding:
         kept = await retry_while_unavailable(
             lambda: self._pending.finish(run.state, event, result), self._save_retry_seconds
         )
-        log.warning("exchange for %s/%s failed: %s",
-                    run.pending.integration, run.pending.connection_id, error)  # fmt: skip
+        # The provider's description helps the operator; a token or code it echoes is
+        # redacted (tokenlife.logs.conceal, log_redaction).
+        log.warning("exchange for %s/%s failed: %s (%s)", run.pending.integration,
+                    run.pending.connection_id, error, description or "no description")  # fmt: skip
         if kept == json.loads(json.dumps(result)):  # else an earlier run's outcome stands
             await self._count(provider, ExchangeOutcome.FAILED, error)
         return kept

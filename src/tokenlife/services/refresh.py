@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from tokenlife import logs
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.locks import Lease, Locks
@@ -129,9 +130,11 @@ class Refresher:
         now: float,
         lease: Lease | None,
     ) -> Result:
+        logs.conceal(refresh_token)
         request = refresh_token_request(integration, refresh_token)
         try:
             new = await post_token_request(self._http, request, self._timeout, now)
+            logs.conceal(new.access_token, new.refresh_token, new.id_token)
         except TransientError as exc:
             sent = isinstance(exc, EndpointTimeoutError) or (
                 isinstance(exc, TransportError) and exc.request_sent

@@ -178,9 +178,10 @@ class OutcomeWriter:
         if written.version is None:
             return Result(Outcome.CONFLICT, exc)
         unknown = ", outcome unknown" if plan.outcome_unknown else ""
-        log.warning("refresh of %s/%s failed (%s, attempt %s%s); next try in %.0f s",
+        # `exc` carries the provider's description; what it echoes is redacted (log_redaction).
+        log.warning("refresh of %s/%s failed (%s, attempt %s%s): %s; next try in %.0f s",
                     connection.integration, connection.connection_id, plan.fields["last_error"],
-                    plan.fields["consecutive_failures"], unknown, plan.due - now)  # fmt: skip
+                    plan.fields["consecutive_failures"], unknown, exc, plan.due - now)  # fmt: skip
         return Result(Outcome.TRANSIENT_FAILURE, exc)
 
     async def permanent(
@@ -215,5 +216,5 @@ class OutcomeWriter:
         if written.version is None:
             return Result(Outcome.CONFLICT, exc)
         log.warning("connection %s/%s needs re-authorization: %s",
-                    connection.integration, connection.connection_id, exc.error)  # fmt: skip
+                    connection.integration, connection.connection_id, exc)  # fmt: skip
         return Result(Outcome.REAUTHORIZATION_REQUIRED, exc)
