@@ -23,9 +23,9 @@ from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.fakes.receiver import AlertReceiver
 from tokenlife.adapters.keys import Keys
+from tokenlife.celery_config import celery_config
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
-from tokenlife.worker import celery_config
 
 
 @dataclass

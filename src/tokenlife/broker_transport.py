@@ -12,7 +12,7 @@ Here the missing client is a redis ConnectionError instead, which kombu ignores 
 closing: the consumer reconnects, and the unacknowledged messages stay in the broker's
 unacked set, from which kombu restores them (`visibility_timeout`, `restore_visible`).
 Selected with Celery's `broker_transport` (as `tokenlife-redis`) for redis:// broker URLs
-(worker.celery_config); rediss:// and other brokers keep kombu's own transport.
+(celery_config.py); rediss:// and other brokers keep kombu's own transport.
 """
 
 from __future__ import annotations

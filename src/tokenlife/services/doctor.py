@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenlife.adapters.key_usage import sample_key_usage
 from tokenlife.adapters.keys import Keys
+from tokenlife.celery_config import celery_config
 from tokenlife.core.doctor import (
     BrokerFacts,
     Check,
@@ -49,7 +50,6 @@ from tokenlife.core.preflight import Finding
 from tokenlife.core.presets import Preset
 from tokenlife.preflight import preflight
 from tokenlife.settings import Settings
-from tokenlife.worker import celery_config
 
 T = TypeVar("T")
 

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
+from tokenlife.celery_config import celery_config
 from tokenlife.errors import (
     ConnectionBusyError,
     CorruptRecordError,
@@ -43,7 +44,6 @@ from tokenlife.web.token_answers import (
     refresh_refusal,
     token_answer,
 )
-from tokenlife.worker import celery_config
 
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
