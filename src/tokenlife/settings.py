@@ -231,3 +231,16 @@ def require_encryption_keys(settings: Settings) -> tuple[str, ...]:
 
 # Development keys already warned about: a process resolves its keys more than once.
 _warned: set[Path] = set()
+
+
+def encryption_keys_in_use(settings: Settings) -> tuple[tuple[str, ...], Path | None]:
+    """The keys require_encryption_keys finds, for a caller that reports a missing key
+    instead of stopping (`tokenlife doctor`): (keys, the development key file they came
+    from, or None when they are TOKENLIFE_ENCRYPTION_KEYS); ((), None) when there is none."""
+    if settings.encryption_keys:
+        return settings.encryption_keys, None
+    try:
+        keys = require_encryption_keys(settings)
+    except ConfigurationError:
+        return (), None
+    return keys, find_development_key()

@@ -139,7 +139,6 @@ def test_key_sample_rules(
     [
         # Stored data exists: only the old key helps; never suggest a new one.
         (KeyFacts(0, KeySample(examined=5)), "the key they were stored with", False),
-        (KeyFacts(0, KeySample(examined=5), ".tokenlife/dev.key"), ".tokenlife/dev.key", False),
         # Redis unreadable: we can't know what is stored, so no "generate" either.
         (KeyFacts(0, None), "the key your stored connections use", False),
         # Nothing stored yet: a fresh key is the right answer.
@@ -153,6 +152,16 @@ def test_missing_keys_never_suggest_a_new_key_when_anything_may_be_stored(
     assert check.status is Status.ERROR
     assert in_fix in (check.fix or "")
     assert ("generate" in (check.fix or "")) is suggests_generating
+
+
+def test_keys_from_the_development_key_are_checked_and_warned_about() -> None:
+    present, sample = key_checks(KeyFacts(1, KeySample(examined=2, current=2),
+                                          "/srv/app/.tokenlife/dev.key"))  # fmt: skip
+    assert present.status is Status.WARNING
+    assert "/srv/app/.tokenlife/dev.key" in present.message
+    assert "TOKENLIFE_ENCRYPTION_KEYS" in (present.fix or "")
+    assert "generate" not in (present.fix or "")
+    assert sample.status is Status.OK
 
 
 def test_integration_findings_become_checks_with_their_severity() -> None:

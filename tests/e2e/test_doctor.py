@@ -45,13 +45,15 @@ scopes = ["openid", "https://www.googleapis.com/auth/drive.readonly"]
 """
 
 
-def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], float]:
+def doctor(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> tuple[int, dict[str, Any], float]:
     """Run `tokenlife doctor --json` as an operator would; (exit code, report, seconds)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLIFE_")}
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "tokenlife.cli", "doctor", "--json", *args],
-        env={**base, **env}, capture_output=True, text=True, timeout=60,
+        env={**base, **env}, capture_output=True, text=True, timeout=60, cwd=cwd,
     )  # fmt: skip
     elapsed = time.monotonic() - started
     assert result.stdout, result.stderr
@@ -215,6 +217,26 @@ def test_a_redis_and_a_broker_that_are_down_fail_fast(silent_port: int) -> None:
     assert (found[("worker", "ping")], found[("beat", "tick")]) == ("unknown", "unknown")
     assert found[("keys", "sample")] == "unknown"
     assert elapsed < 8, f"took {elapsed:.1f} s"
+
+
+def test_the_development_key_is_found_from_a_subdirectory_like_every_command(
+    tmp_path: Path,
+) -> None:
+    # As settings.require_encryption_keys finds it for the CLI, the API and the worker.
+    (tmp_path / ".tokenlife").mkdir()
+    dev_key = tmp_path / ".tokenlife" / "dev.key"
+    dev_key.write_text(key())
+    dev_key.chmod(0o600)
+    (tmp_path / "sub").mkdir()
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"TOKENLIFE_REDIS_URL": closed, "TOKENLIFE_BROKER_URL": closed}
+
+    _, report, _ = doctor(env, "--timeout", "0.5", cwd=tmp_path / "sub")
+
+    configured = check(report, "keys", "configured")
+    assert configured["status"] == "warning"
+    assert str(dev_key) in configured["message"]
+    assert "generate" not in json.dumps(report)
 
 
 async def test_a_redis_that_never_answers_is_reported_within_the_bound(

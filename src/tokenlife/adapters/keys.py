@@ -56,6 +56,15 @@ class Keys:
     def connection(self, integration: str, connection_id: str) -> str:
         return f"{self.prefix}:conn:{integration}:{connection_id}"
 
+    def connection_named(self, key: str) -> tuple[str, str] | None:
+        """(integration, connection_id) of a key built by `connection`, for naming it to a
+        person (the doctor's examples); None for another key. Split at the first colon."""
+        head = f"{self.prefix}:conn:"
+        if not key.startswith(head) or ":" not in key[len(head) :]:
+            return None
+        integration, connection_id = key[len(head) :].split(":", 1)
+        return integration, connection_id
+
     def connections(self, integration: str) -> str:
         """A set of the connection ids of one integration, for listing without SCAN."""
         return f"{self.prefix}:conns:{integration}"

@@ -11,7 +11,6 @@ import click
 
 from tokenlife.cli import common
 from tokenlife.core.doctor import Check, Status, exit_code
-from tokenlife.development import STATE_DIR
 from tokenlife.errors import ConfigurationError
 from tokenlife.services.doctor import Bounds, examine
 from tokenlife.settings import load_settings
@@ -48,11 +47,7 @@ def doctor(as_json: bool, strict: bool, timeout: float, sample: int) -> None:
         checks = [Check("settings", "valid", Status.ERROR, str(exc), fix)]
     else:
         bounds = Bounds(timeout=timeout, sample_size=sample, ping_seconds=min(1.0, timeout))
-        dev_key = STATE_DIR / "dev.key"
-        checks = common.run(examine(
-            settings, common.presets(), os.environ, time.time(), bounds,
-            development_key_file=str(dev_key) if dev_key.is_file() else None,
-        ))  # fmt: skip
+        checks = common.run(examine(settings, common.presets(), os.environ, time.time(), bounds))
     code = exit_code(checks, strict=strict)
     if as_json:
         click.echo(json.dumps({"ok": code == 0, "checks": [c.as_dict() for c in checks]},

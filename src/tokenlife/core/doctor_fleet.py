@@ -33,7 +33,9 @@ class KeySample:
 class KeyFacts:
     configured: int  # how many keys TOKENLIFE_ENCRYPTION_KEYS lists (all valid Fernet keys)
     sample: KeySample | None  # None when Redis could not be read
-    development_key_file: str | None = None  # `.tokenlife/dev.key` when `make run` made one
+    # The `.tokenlife/dev.key` the keys came from, TOKENLIFE_ENCRYPTION_KEYS being unset
+    # (settings.require_encryption_keys, as every other entry point finds it).
+    development_key_file: str | None = None
 
 
 def key_checks(facts: KeyFacts) -> list[Check]:
@@ -41,6 +43,14 @@ def key_checks(facts: KeyFacts) -> list[Check]:
     if facts.configured == 0:
         return [_no_keys(facts)]
     present = Check("keys", "configured", Status.OK, f"{facts.configured} key(s) configured")
+    if facts.development_key_file is not None:
+        present = Check(
+            "keys", "configured", Status.WARNING,
+            "TOKENLIFE_ENCRYPTION_KEYS is not set; using the development key in "
+            f"{facts.development_key_file}, as every tokenlife process started here does",
+            "Fine for `make run`. For production set TOKENLIFE_ENCRYPTION_KEYS everywhere; "
+            "keep this key in it (after the first) while connections it stored are kept.",
+        )  # fmt: skip
     if sample is None:
         return [present, Check("keys", "sample", Status.UNKNOWN,
                                "stored connections could not be read (see Redis above)",
@@ -50,13 +60,8 @@ def key_checks(facts: KeyFacts) -> list[Check]:
 
 def _no_keys(facts: KeyFacts) -> Check:
     stored = facts.sample.examined if facts.sample is not None else None
-    message = "TOKENLIFE_ENCRYPTION_KEYS is not set"
-    if facts.development_key_file is not None:
-        fix = (
-            f"`make run` keeps its development key in {facts.development_key_file}: set "
-            "TOKENLIFE_ENCRYPTION_KEYS to that key, and to your production key elsewhere."
-        )
-    elif stored:
+    message = "TOKENLIFE_ENCRYPTION_KEYS is not set, and no usable development key was found"
+    if stored:
         message += f", and {_connections(stored)} are stored, encrypted with some key"
         fix = "Set TOKENLIFE_ENCRYPTION_KEYS to the key they were stored with; a new key " \
               "can't decrypt them."  # fmt: skip

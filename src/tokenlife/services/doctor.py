@@ -26,8 +26,8 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tokenlife.adapters.key_usage import sample_key_usage
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.sealed_records import RecordKind, SealedRecords
 from tokenlife.celery_config import celery_config
 from tokenlife.core.doctor import (
     BrokerFacts,
@@ -49,7 +49,8 @@ from tokenlife.core.doctor_fleet import (
 from tokenlife.core.preflight import Finding
 from tokenlife.core.presets import Preset
 from tokenlife.preflight import preflight
-from tokenlife.settings import Settings
+from tokenlife.services.key_rotation import KeyCensus, KeyRing, KeyRotation
+from tokenlife.settings import Settings, encryption_keys_in_use
 
 T = TypeVar("T")
 
@@ -67,17 +68,19 @@ async def examine(
     environ: Mapping[str, str],
     now: float,
     bounds: Bounds,
-    development_key_file: str | None = None,
 ) -> list[Check]:
     """Every check, in the order an operator fixes things: storage, broker, keys,
-    integrations, then the processes. `development_key_file` names the key `make run`
-    generated, when there is one (development.STATE_DIR)."""
+    integrations, then the processes. The keys are found as every other entry point finds
+    them (settings.require_encryption_keys: the development key `make run` wrote, in this
+    directory or one above, when TOKENLIFE_ENCRYPTION_KEYS is unset)."""
+    encryption_keys, development_key = encryption_keys_in_use(settings)
     (redis, sample, heartbeat), (broker, workers, ping_error), findings = await asyncio.gather(
-        _redis_side(settings, bounds),
+        _redis_side(settings, encryption_keys, bounds),
         _broker_side(settings, bounds),
         _preflight_side(settings, presets, environ, bounds),
     )
-    keys = KeyFacts(len(settings.encryption_keys), sample, development_key_file)
+    keys = KeyFacts(len(encryption_keys), sample,
+                    None if development_key is None else str(development_key))  # fmt: skip
     liveness = LivenessFacts(
         interval_seconds=settings.refresh_due_interval_seconds,
         heartbeat_at=heartbeat,
@@ -97,7 +100,7 @@ async def examine(
 
 
 async def _redis_side(
-    settings: Settings, bounds: Bounds
+    settings: Settings, encryption_keys: tuple[str, ...], bounds: Bounds
 ) -> tuple[RedisFacts, KeySample | None, float | None]:
     url = redact_url(settings.redis_url)
     try:
@@ -118,12 +121,36 @@ async def _redis_side(
         except (RedisError, OSError, TimeoutError) as exc:
             return RedisFacts(url, _describe(exc), _kind(exc)), None, None
         facts = RedisFacts(url, info=info, rdb_save=rdb_save, config_refused=refused)
-        sample = await sample_key_usage(
-            client, keys, settings.encryption_keys, bounds.sample_size, bounds.timeout
-        )
+        sample = await key_sample(client, keys, encryption_keys, bounds)
         return facts, sample, None if raw is None else float(raw)
     finally:
         await client.aclose()
+
+
+async def key_sample(
+    client: Redis, keys: Keys, encryption_keys: tuple[str, ...], bounds: Bounds
+) -> KeySample:
+    """Up to `sample_size` stored connections counted as `tokenlife keys status` counts
+    them (KeyRotation, read only); what was counted within the timeout is the sample."""
+    rotation = KeyRotation(SealedRecords(client, keys), KeyRing(encryption_keys))
+    census, error = KeyCensus(), None
+    try:
+        async with asyncio.timeout(bounds.timeout):
+            await rotation.run(
+                write=False, progress=lambda _: None, census=census,
+                kinds=(RecordKind.CONNECTION,), limit=bounds.sample_size,
+            )  # fmt: skip
+    except TimeoutError:
+        error = f"the {bounds.timeout:g} s bound"
+    except (RedisError, OSError) as exc:
+        error = _describe(exc)
+    named = (keys.connection_named(k) for k in census.undecryptable_keys)
+    return KeySample(
+        examined=sum(census.by_kind.values()), current=census.by_key.get(0, 0),
+        older=census.on_old_keys, undecryptable=census.undecryptable,
+        examples=tuple(f"{n[0]}/{n[1]}" for n in named if n is not None),
+        complete=census.complete and error is None, error=error,
+    )  # fmt: skip
 
 
 async def _config_save(client: Redis) -> tuple[str | None, str | None]:

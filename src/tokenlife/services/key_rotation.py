@@ -29,7 +29,9 @@ class KeyRing:
 
     def __init__(self, keys: Sequence[str]) -> None:
         self._fernets = [Fernet(k) for k in keys]
-        self._multi = MultiFernet(self._fernets)
+        # No key at all (the doctor without TOKENLIFE_ENCRYPTION_KEYS): nothing decrypts,
+        # and MultiFernet refuses an empty list.
+        self._multi = MultiFernet(self._fernets) if self._fernets else None
 
     def index(self, ciphertext: str) -> int | None:
         """0 for the first key; None when no key decrypts it."""
@@ -44,6 +46,8 @@ class KeyRing:
     def reseal(self, ciphertext: str) -> str:
         # Keeps the token's timestamp; https://cryptography.io/en/latest/fernet/
         # (MultiFernet.rotate).
+        if self._multi is None:
+            raise ValueError("no encryption key to re-seal with")
         return self._multi.rotate(ciphertext.encode("ascii")).decode("ascii")
 
 
@@ -56,6 +60,8 @@ class KeyCensus:
     undecryptable: int = 0  # no configured key decrypts them: no rotation can help
     resealed: int = 0  # re-encrypted by this run
     changing: int = 0  # changed under every try; left under an old key for the next run
+    undecryptable_keys: list[str] = field(default_factory=list)  # the first few, by Redis key
+    complete: bool = False  # every record of the kinds asked for was visited
 
     @property
     def on_old_keys(self) -> int:
@@ -81,22 +87,41 @@ class KeyRotation:
     async def total(self) -> int:
         return await self._records.count_connections()
 
-    async def run(self, *, write: bool, progress: Callable[[int], None]) -> KeyCensus:
-        """Walk every sealed record in SCAN batches; with `write`, re-seal those under an
-        old key. `progress` is told how many records each batch held."""
-        census = KeyCensus()
-        for kind in RecordKind:
+    async def run(
+        self,
+        *,
+        write: bool,
+        progress: Callable[[int], None],
+        kinds: Sequence[RecordKind] = tuple(RecordKind),
+        limit: int | None = None,
+        census: KeyCensus | None = None,
+    ) -> KeyCensus:
+        """Walk every sealed record of `kinds` in SCAN batches; with `write`, re-seal those
+        under an old key. `progress` is told how many records each batch held. With
+        `limit`, stop after that many records (the doctor's bounded sample); a `census`
+        passed in holds what was counted even when the caller's timeout cancels the walk."""
+        census = KeyCensus() if census is None else census
+        seen = 0
+        for kind in kinds:
             cursor = 0
             while True:
                 cursor, found = await self._records.scan(kind, cursor, self._batch)
                 # SCAN may return a key twice; counting it once per batch is enough.
                 unique = list(dict.fromkeys(found))
+                if limit is not None and seen + len(unique) > limit:
+                    unique = unique[: limit - seen]
+                    cursor = -1  # stopped short: not complete
                 if unique:
-                    for record in await self._records.read(kind, unique):
+                    records = await self._records.read(kind, unique)
+                    for record in records:
                         await self._visit(record, census, write)
+                    seen += len(records)
                     progress(len(unique))
+                if cursor == -1:
+                    return census
                 if cursor == 0:
                     break
+        census.complete = True
         return census
 
     def _oldest_key(self, record: SealedRecord) -> int | None:
@@ -126,5 +151,7 @@ class KeyRotation:
         census.by_kind[record.kind.value] += 1
         if oldest is None:
             census.undecryptable += 1
+            if len(census.undecryptable_keys) < 5:
+                census.undecryptable_keys.append(record.key)
         else:
             census.by_key[oldest] += 1

@@ -1,5 +1,6 @@
 """The key sample of `tokenlife doctor`, against the real Redis: each stored connection
-counted by the key that decrypts it, bounded by a limit."""
+counted by the key that decrypts it, as `tokenlife keys status` counts (KeyRotation),
+bounded by a limit."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.key_usage import sample_key_usage
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import TokenSet
+from tokenlife.services.doctor import Bounds, key_sample
 
 NEW, OLD, LOST = (Fernet.generate_key().decode() for _ in range(3))
 
@@ -39,7 +40,7 @@ async def test_each_connection_is_counted_by_the_key_that_decrypts_it(redis: Red
     await redis.hset(keys.connection("google", "u-half"), "status", "active")
     await redis.set(keys.connect_session("google", "h"), "{}")
 
-    sample = await sample_key_usage(redis, keys, (NEW, OLD), limit=100, seconds=5)
+    sample = await key_sample(redis, keys, (NEW, OLD), Bounds(timeout=5, sample_size=100))
 
     assert (sample.examined, sample.current, sample.older, sample.undecryptable) == (3, 1, 1, 1)
     assert sample.examples == ("google/u-lost",)
@@ -53,7 +54,7 @@ async def test_a_connection_needing_two_keys_counts_as_older(redis: Redis) -> No
     old_refresh = Cipher([OLD]).encrypt("rt")
     await redis.hset(keys.connection("google", "u-mixed"), "refresh_token", old_refresh)
 
-    sample = await sample_key_usage(redis, keys, (NEW, OLD), limit=100, seconds=5)
+    sample = await key_sample(redis, keys, (NEW, OLD), Bounds(timeout=5, sample_size=100))
 
     assert (sample.current, sample.older) == (0, 1)
 
@@ -63,7 +64,7 @@ async def test_the_sample_stops_at_its_limit_and_says_it_is_partial(redis: Redis
     for n in range(3):
         await save(redis, keys, NEW, f"u-{n}", None)
 
-    sample = await sample_key_usage(redis, keys, (NEW,), limit=2, seconds=5)
+    sample = await key_sample(redis, keys, (NEW,), Bounds(timeout=5, sample_size=2))
 
     assert sample.examined == 2 and not sample.complete
 
@@ -74,6 +75,6 @@ async def test_without_keys_every_stored_connection_is_counted_and_none_decrypts
     keys = Keys(f"keyuse-{uuid.uuid4().hex[:8]}")
     await save(redis, keys, NEW, "u-1", "rt")
 
-    sample = await sample_key_usage(redis, keys, (), limit=100, seconds=5)
+    sample = await key_sample(redis, keys, (), Bounds(timeout=5, sample_size=100))
 
     assert (sample.examined, sample.undecryptable) == (1, 1)
