@@ -218,6 +218,10 @@ async def test_refresh_now_says_what_happened_on_the_next_page(
     cid = f"lapsing-{uuid.uuid4().hex[:8]}"
     await store_connection(redis, settings, "generic", cid)  # no refresh token
     token = await log_in(client)
+    shown = await (await client.get("/dashboard")).text()
+    card = shown.split(f'data-connection-id="{cid}"', 1)[1].split("</article>", 1)[0]
+    assert "Refresh now can't help: this connection has no refresh token" in card
+    assert 'class="refresh"' not in card  # no button for a refresh that can't work
     response = await client.post(
         "/dashboard/refresh",
         data={"integration": "generic", "connection_id": cid, "csrf_token": token},
@@ -225,8 +229,10 @@ async def test_refresh_now_says_what_happened_on_the_next_page(
     )
     assert response.status == 303 and response.headers["Location"] == "/dashboard"
     page = await (await client.get("/dashboard")).text()
-    assert f"generic/{cid} has no refresh token: send a reconnect link instead." in page
-    assert "has no refresh token" not in await (await client.get("/dashboard")).text()  # once
+    # Nothing queued: why (core.refresh_refusal, as the API's 409) and the fix.
+    assert f"generic/{cid} was not refreshed: this connection has no refresh token" in page
+    assert "Fix: Before then, send the user a reconnect link" in page
+    assert "was not refreshed" not in await (await client.get("/dashboard")).text()  # once
     gone = await client.post(
         "/dashboard/refresh",
         data={"integration": "generic", "connection_id": "nobody", "csrf_token": token},

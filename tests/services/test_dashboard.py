@@ -123,11 +123,15 @@ async def test_refresh_now_reports_what_the_worker_did(
             await redis.hset(keys.connection("crm", cid), mapping=writes)  # type: ignore[arg-type]
 
     reader = DashboardReader(redis, keys, store, ["crm"])
-    got, after = await reader.refresh_now("crm", cid, queue, wait_seconds=0.3, clock=Clock())
+    got, after, refusal = await reader.refresh_now(
+        "crm", cid, queue, wait_seconds=0.3, clock=Clock()
+    )
     assert got == outcome
     if outcome in ("no_refresh_token", "reauthorization_required"):
         assert queued == []
+        assert refusal is not None and refusal.kind == outcome and refusal.fix
     else:
+        assert refusal is None
         assert queued == [NOW + 1800]  # the stored due time, as POST /refresh sends it
     if worker_writes is not None:
         assert after.version == 9

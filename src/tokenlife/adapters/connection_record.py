@@ -11,6 +11,7 @@ from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
 from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status, Verdict, effective_status
+from tokenlife.core.refresh_refusal import RefreshRefusal, refresh_refusal
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import CorruptRecordError
 
@@ -71,6 +72,13 @@ class Connection:
         if status is self.status and reason == self.status_reason:
             return self
         return replace(self, status=status, status_reason=reason)
+
+    def refresh_refusal(self, now: float) -> RefreshRefusal | None:
+        """Why a refresh asked for now can't succeed, or None (core.refresh_refusal)."""
+        return refresh_refusal(
+            status=self.status, last_error=self.last_error,
+            has_refresh_token=self.has_refresh_token, expires_at=self.expires_at, now=now,
+        )  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -80,15 +80,13 @@ class RefreshNow:
         connection, lease = claim.connection, claim.lease
         assert connection is not None and lease is not None
         try:
-            if connection.status is Status.REAUTHORIZATION_REQUIRED:
-                raise ReauthorizationRequiredError(
-                    integration_name, connection_id, connection.last_error or "status"
-                )
-            if claim.refresh_ciphertext is None:
-                raise ReauthorizationRequiredError(
-                    integration_name, connection_id,
-                    "no refresh token; only connecting again renews it",
-                )  # fmt: skip
+            # The refusal the API and the dashboard give (core.refresh_refusal); here a
+            # missing refresh token is exit 4 too: only connecting again renews it.
+            refusal = connection.refresh_refusal(self._clock())
+            if refusal is not None or claim.refresh_ciphertext is None:
+                reason = ("no refresh token" if refusal is None
+                          else f"{refusal.reason}; fix: {refusal.fix}")  # fmt: skip
+                raise ReauthorizationRequiredError(integration_name, connection_id, reason)
             refresh_token = self._store.decrypt(claim.refresh_ciphertext)
         except BaseException:
             await self._locks.give_back(lease)

@@ -23,6 +23,7 @@ from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.notifications import SEVERITY
 from tokenlife.core.policy import SECONDS_PER_DAY, Status
 from tokenlife.core.refresh_chart import RefreshChart, refresh_chart
+from tokenlife.core.refresh_refusal import RefreshRefusal, requested_due
 
 EXPIRY_HORIZON_SECONDS = 7 * SECONDS_PER_DAY
 # The latest events looked through for alerts (and each connection's diagnosis): bounded,
@@ -156,28 +157,27 @@ class DashboardReader:
         *,
         wait_seconds: float,
         clock: Callable[[], float],
-    ) -> tuple[str, Connection]:
-        """Queue a refresh as POST /api/.../refresh does (`queue` gets the stored due time,
-        so the worker's once-per-due-time check lets it through) and wait up to
-        `wait_seconds` for the worker to write its outcome: "refreshed", "failed",
-        "queued" (not done yet), or why nothing was queued: "no_refresh_token",
-        "reauthorization_required"."""
+    ) -> tuple[str, Connection, RefreshRefusal | None]:
+        """Queue a refresh as POST /api/.../refresh does (`queue` gets the due time,
+        core.refresh_refusal.requested_due) and wait up to `wait_seconds` for the worker
+        to write its outcome: "refreshed", "failed", "queued" (not done yet), or, with the
+        refusal saying why and the fix, nothing queued: "no_refresh_token",
+        "reauthorization_required" (core.refresh_refusal, as the API and the CLI)."""
         before = await self._tokens.get(integration, connection_id)
-        if not before.has_refresh_token:
-            return "no_refresh_token", before
-        if before.status is Status.REAUTHORIZATION_REQUIRED:
-            return "reauthorization_required", before
-        due = before.next_refresh_at if before.next_refresh_at is not None else clock()
-        await queue(due)
+        now = clock()
+        refusal = before.refresh_refusal(now)
+        if refusal is not None:
+            return refusal.kind.value, before, refusal
+        await queue(requested_due(before.next_refresh_at, now))
         deadline = clock() + wait_seconds
         after = before
         while after.version == before.version and clock() < deadline:
             await asyncio.sleep(0.1)
             after = await self._tokens.get(integration, connection_id)
         if after.version == before.version:
-            return "queued", after
+            return "queued", after, None
         refreshed = after.last_refreshed_at != before.last_refreshed_at
-        return ("refreshed" if refreshed else "failed"), after
+        return ("refreshed" if refreshed else "failed"), after, None
 
 
 def shape(

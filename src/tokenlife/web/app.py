@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.celery_config import celery_config
+from tokenlife.core.refresh_refusal import requested_due
 from tokenlife.errors import (
     ConnectionBusyError,
     CorruptRecordError,
@@ -39,9 +40,10 @@ from tokenlife.web.connect_sessions import create_session
 from tokenlife.web.dashboard import setup_dashboard
 from tokenlife.web.metrics import METRICS, metrics
 from tokenlife.web.problems import problem
+from tokenlife.web.refresh_queue import queue_refresh
 from tokenlife.web.token_answers import (
     reauthorization_required,
-    refresh_refusal,
+    refusal_answer,
     token_answer,
 )
 
@@ -308,24 +310,18 @@ async def access_token(request: web.Request) -> web.Response:
 
 async def refresh_now(request: web.Request) -> web.Response:
     """Queue a refresh now; the worker does it as it does a scheduled one (or say why not:
-    token_answers.refresh_refusal)."""
+    core.refresh_refusal)."""
     runtime = request.app[RUNTIME]
     integration = request.match_info["integration"]
     connection_id = request.match_info["connection_id"]
     runtime.exchange.integration(integration)
     connection = await runtime.tokens.get(integration, connection_id)
     now = time.time()
-    refusal = refresh_refusal(connection, now)
+    refusal = connection.refresh_refusal(now)
     if refusal is not None:
-        return refusal
-    # The stored due time, so the worker's once-per-due-time check lets this one through.
-    due = connection.next_refresh_at if connection.next_refresh_at is not None else now
-    # Publishing is blocking broker I/O: off the event loop.
-    await asyncio.to_thread(
-        request.app[CELERY].send_task,
-        "tokenlife.refresh_batch",
-        args=[[[integration, connection_id, due]]],
-    )
+        return refusal_answer(connection, refusal)
+    due = requested_due(connection.next_refresh_at, now)
+    await queue_refresh(request.app[CELERY], integration, connection_id, due)
     return web.json_response({"queued": True}, status=202)
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.core.events import iso8601
-from tokenlife.core.policy import Status
+from tokenlife.core.refresh_refusal import RefreshRefusal, RefusalKind
 from tokenlife.errors import ReauthorizationRequiredError
 from tokenlife.services.access import AccessToken
 from tokenlife.web.problems import problem
@@ -41,25 +41,15 @@ def reauthorization_required(connection: Connection, message: str) -> web.Respon
     )  # fmt: skip
 
 
-def refresh_refusal(connection: Connection, now: float) -> web.Response | None:
-    """Why POST /refresh won't queue a refresh, or None to queue it. A connection the user
-    must connect again gets the /token 409: a queued refresh that can't succeed would hide
-    that. A degraded one with a refresh token is queued: a refresh may bring it back."""
+def refusal_answer(connection: Connection, refusal: RefreshRefusal) -> web.Response:
+    """The 409 of POST /refresh (core.refresh_refusal decides): a connection the user must
+    connect again gets the /token 409; one without a refresh token says until when its
+    access token works."""
     where = (connection.integration, connection.connection_id)
-    if connection.status is Status.REAUTHORIZATION_REQUIRED:
-        error = ReauthorizationRequiredError(*where, connection.last_error or "status")
+    if refusal.kind is RefusalKind.REAUTHORIZATION_REQUIRED:
+        error = ReauthorizationRequiredError(*where, refusal.reason)
         return reauthorization_required(connection, str(error))
-    if connection.has_refresh_token:
-        return None
-    if connection.expires_at is not None and connection.expires_at <= now:
-        # What /token says of the same connection (services/access.py).
-        error = ReauthorizationRequiredError(*where, "access token expired, no refresh token")
-        return reauthorization_required(connection, str(error))
-    until = iso8601(connection.expires_at)
     return problem(
-        409, "no_refresh_token",
-        "this connection has no refresh token to use; its access token stays valid "
-        + (f"until {until}" if until else "for as long as the provider allows")
-        + ", then the user has to connect again",
-        status=connection.status.value, expires_at=until,
+        409, refusal.kind.value, refusal.reason,
+        status=connection.status.value, expires_at=iso8601(connection.expires_at),
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from tokenlife.web.dashboard.session import (
     request_secure,
     set_cookie,
 )
+from tokenlife.web.refresh_queue import queue_refresh
 
 log = logging.getLogger(__name__)
 # "Refresh now" waits this long for the worker's outcome before saying "queued".
@@ -165,26 +165,23 @@ async def refresh(request: web.Request, dash: Dashboard, login: Login) -> web.St
         dash.runtime.exchange.integration(integration)
 
         async def queue(due: float) -> None:
-            # The task POST /api/connections/.../refresh sends; publishing blocks: a thread.
-            await asyncio.to_thread(
-                dash.celery.send_task, "tokenlife.refresh_batch",
-                args=[[[integration, connection_id, due]]],
-            )  # fmt: skip
+            await queue_refresh(dash.celery, integration, connection_id, due)
 
-        outcome, after = await dash.reader.refresh_now(
+        outcome, after, refusal = await dash.reader.refresh_now(
             integration, connection_id, queue, wait_seconds=REFRESH_WAIT_SECONDS, clock=time.time
         )
     except (UnknownConnectionError, UnknownIntegrationError) as exc:
         return html(pages.error_page(login, str(exc)), 404)
     name = f"{integration}/{connection_id}"
-    notice = {
-        "refreshed": f"Refreshed {name}: status {after.status.value}.",
-        "failed": f"Refresh of {name} failed: {after.last_error or 'see the alerts'}; "
-                  f"status {after.status.value}.",
-        "queued": f"Refresh of {name} queued; the worker has not finished it yet.",
-        "no_refresh_token": f"{name} has no refresh token: send a reconnect link instead.",
-        "reauthorization_required": f"{name} needs re-authorization: send a reconnect link.",
-    }[outcome]  # fmt: skip
+    if refusal is not None:  # nothing queued: why, and what fixes it (core.refresh_refusal)
+        notice = f"{name} was not refreshed: {refusal.reason}. Fix: {refusal.fix}"
+    else:
+        notice = {
+            "refreshed": f"Refreshed {name}: status {after.status.value}.",
+            "failed": f"Refresh of {name} failed: {after.last_error or 'see the alerts'}; "
+                      f"status {after.status.value}.",
+            "queued": f"Refresh of {name} queued; the worker has not finished it yet.",
+        }[outcome]  # fmt: skip
     log.info("dashboard: refresh of %s: %s", name, outcome)
     await dash.sessions.set_notice(login.session_id, notice)
     raise see_other("/dashboard")

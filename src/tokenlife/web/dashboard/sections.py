@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from tokenlife.adapters.connection_record import Connection
 from tokenlife.core.notifications import TITLES
+from tokenlife.core.refresh_refusal import RefreshRefusal
 from tokenlife.services.dashboard import Attention, Figures
 from tokenlife.web.dashboard.chart import chart_svg, legend
 from tokenlife.web.dashboard.pages import csrf_input, h, when
@@ -99,7 +101,7 @@ def _needing(item: Attention, now: float, login: Login) -> str:
 <dl><dt>last alert</dt><dd>{h(title)} {when(_time(last.get("occurred_at")), now)}</dd>
 <dt>access token expires</dt><dd>{when(c.expires_at, now)}</dd>{error}</dl>
 {causes}<h4>Fix</h4><ol class="fixes">{fix_list}</ol>
-<div class="actions">{_actions(c.integration, c.connection_id, login, c.has_refresh_token)}</div>
+<div class="actions">{_actions(c.integration, c.connection_id, login, c.refresh_refusal(now))}</div>
 </article>"""
 
 
@@ -119,19 +121,31 @@ def _causes(alert: Mapping[str, Any] | None) -> str:
     return f'{head}{text}<ul class="causes">{rows}</ul>' if text or rows else ""
 
 
-def _actions(integration: str, connection_id: str, login: Login, refreshable: bool) -> str:
+def _actions(
+    integration: str, connection_id: str, login: Login, refusal: RefreshRefusal | None,
+    *, explain: bool = True,
+) -> str:  # fmt: skip
+    """Refresh now only where a refresh can work (core.refresh_refusal, as POST /refresh
+    decides); elsewhere why not (unless the table says it), beside the reconnect link."""
     hidden = (
         f'{csrf_input(login)}<input type="hidden" name="integration" value="{h(integration)}">'
         f'<input type="hidden" name="connection_id" value="{h(connection_id)}">'
     )
     refresh = ""
-    if refreshable:
+    if refusal is not None and explain:
+        refresh = f'<p class="muted refusal">Refresh now can\'t help: {h(refusal.reason)}</p>'
+    elif refusal is None:
         refresh = (f'<form method="post" action="/dashboard/refresh">{hidden}'
                    '<button type="submit" class="refresh">Refresh now</button></form>')  # fmt: skip
     return refresh + (
         f'<form method="post" action="/dashboard/connect-link">{hidden}'
         '<button type="submit" class="reconnect">Copy reconnect link</button></form>'
     )
+
+
+def _row_actions(c: Connection, now: float, login: Login) -> str:
+    refusal = c.refresh_refusal(now)
+    return _actions(c.integration, c.connection_id, login, refusal, explain=False)
 
 
 def _expiring(figures: Figures, login: Login) -> str:
@@ -143,7 +157,7 @@ def _expiring(figures: Figures, login: Login) -> str:
         f'<tr data-integration="{h(c.integration)}" data-connection-id="{h(c.connection_id)}">'
         f"<td>{h(c.integration)}</td><td><code>{h(c.connection_id)}</code></td>"
         f"<td>{h(c.status.value)}</td><td>{when(c.expires_at, figures.now)}</td>"
-        f'<td class="actions">{_actions(c.integration, c.connection_id, login, False)}</td></tr>'
+        f'<td class="actions">{_row_actions(c, figures.now, login)}</td></tr>'
         for c in figures.expiring
     )
     return f"""<section class="panel" id="expiring"><h2>Expiring in the next 7 days
