@@ -16,6 +16,7 @@ from functools import partial
 import aiohttp
 from redis.asyncio import Redis
 
+from tokenlife.adapters.connection_scan import ConnectionScan
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.discovery import DiscoveryCache
 from tokenlife.adapters.event_stream import EventStream
@@ -108,6 +109,9 @@ class Runtime:
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
         self.tokens = TokenStore(redis, keys, cipher, settings.events_max_length)
+        # Every connection of some integrations, a page per round trip: the CLI's and the
+        # API's listing and the dashboard walk the same way.
+        self.scan = ConnectionScan(redis, keys)
         self.schedule = RefreshSchedule(redis, keys)
         # A claim's lock outlives one token request, however little the token has left.
         self.locks = Locks(redis, keys, lock_min_seconds=settings.http_timeout_seconds + 5)

@@ -92,7 +92,7 @@ async def test_what_no_refresh_can_help_never_reaches_the_provider(
 
 async def test_list_filters_by_status(runtime: Runtime) -> None:
     active, stuck = await stored(runtime), await stored(runtime, status=Status.DEGRADED)
-    found = await list_connections(runtime.tokens, [INTEGRATION], Status.DEGRADED)
+    found = await list_connections(runtime.scan, [INTEGRATION], time.time(), Status.DEGRADED)
     ids = [c.connection_id for c in found]
     assert stuck in ids and active not in ids
     assert ids == sorted(ids)

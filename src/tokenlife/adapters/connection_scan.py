@@ -1,4 +1,5 @@
-"""Every connection of some integrations, read a page per round trip, for the dashboard.
+"""Every connection of some integrations, read a page per round trip: the dashboard and the
+listing of `tokenlife connections list` and GET /api/connections (services/connection_admin).
 
 Token values stay encrypted: the records are parsed into Connection, which holds none.
 O(connections) per read, like a /metrics scrape, in pages so that neither Redis nor one

@@ -70,7 +70,7 @@ def list_command(
                 raise UnknownIntegrationError(f"no integration named {integration!r}")
             names = [integration]
         wanted = None if status is None else Status(status)
-        found = await list_connections(runtime.tokens, names, wanted)
+        found = await list_connections(runtime.scan, names, time.time(), wanted)
         return [c.as_json() for c in found[:limit]]
 
     rows = common.run(common.with_runtime(settings, use))

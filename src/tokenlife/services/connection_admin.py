@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from tokenlife.adapters.connection_record import Connection
+from tokenlife.adapters.connection_scan import ConnectionScan
 from tokenlife.adapters.locks import Claim, ClaimKind, Locks
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
@@ -26,20 +27,16 @@ _POLL_SECONDS = 0.05
 
 
 async def list_connections(
-    store: TokenStore, integrations: Iterable[str], status: Status | None = None
+    scan: ConnectionScan, integrations: Iterable[str], now: float, status: Status | None = None
 ) -> list[Connection]:
-    """The stored connections of `integrations`, as readers see them (effective status),
-    sorted by integration then id; those deleted while listed are skipped."""
-    found = []
-    for name in sorted(integrations):
-        for connection_id in await store.list_ids(name):
-            try:
-                connection = await store.get(name, connection_id)
-            except UnknownConnectionError:  # deleted since listed, or unreadable
-                continue
-            if status is None or connection.status is status:
-                found.append(connection)
-    return found
+    """The stored connections of `integrations`, as readers see them at `now` (effective
+    status), sorted by integration then id; read as the dashboard reads them (a page per
+    round trip), so deleted and unreadable records are left out alike."""
+    stored, _ = await scan.read(sorted(integrations))
+    found = sorted(
+        (c.effective(now) for c in stored), key=lambda c: (c.integration, c.connection_id)
+    )
+    return [c for c in found if status is None or c.status is status]
 
 
 class RefreshNow:

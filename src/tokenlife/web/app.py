@@ -278,7 +278,7 @@ async def list_connections(request: web.Request) -> web.Response:
         names = [wanted]
     found = [
         connection.as_json()
-        for connection in await connection_admin.list_connections(runtime.tokens, names)
+        for connection in await connection_admin.list_connections(runtime.scan, names, time.time())
         if status is None or connection.status.value == status
     ]
     page = found[offset : offset + limit]
