@@ -23,7 +23,8 @@ from tokenlife.adapters.keys import (
     REFRESH_LOCK_TTL_SECONDS,
     Keys,
 )
-from tokenlife.errors import CorruptRecordError
+from tokenlife.core.integration import Integration
+from tokenlife.errors import CorruptRecordError, UnknownConnectionError
 
 
 @dataclass(slots=True)
@@ -73,6 +74,26 @@ class Locks:
         self._claim = scripts.register(redis, "claim_connection")
         # A claim's lock never lives shorter than this (longer than one token request).
         self._lock_min_ms = int(min(lock_min_seconds, REFRESH_LOCK_TTL_SECONDS) * 1000)
+
+    async def claim_for_caller(
+        self, integration: Integration, connection_id: str, slots: int
+    ) -> Claim | None:
+        """One claim for a caller asking now (a token on demand, `connections refresh`):
+        the claim when taken; None while a refresh holds the lock or the provider has all
+        its slots taken (look again); UnknownConnectionError or CorruptRecordError when
+        there is no readable connection to refresh."""
+        name = integration.name
+        claim = await self.claim(
+            name, connection_id, integration.provider, slots,
+            integration.preset.facts.refresh_token_reuse_grace_seconds,
+        )  # fmt: skip
+        if claim.kind is ClaimKind.GONE:
+            raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
+        if claim.kind is ClaimKind.CORRUPT:
+            raise CorruptRecordError(
+                "the stored record of this connection is unreadable; delete it and connect again"
+            )
+        return claim if claim.kind is ClaimKind.OK else None
 
     async def claim(
         self,

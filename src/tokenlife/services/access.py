@@ -19,18 +19,17 @@ from typing import Any
 from tokenlife import logs
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.fleet_metrics import latency_fields
-from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
+from tokenlife.adapters.locks import Claim, Lease, Locks
 from tokenlife.adapters.outcome_counters import Counters, on_demand_fields
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
+from tokenlife.core.refresh_refusal import RefusalKind
 from tokenlife.core.refresh_timing import needs_refresh
 from tokenlife.errors import (
-    CorruptRecordError,
     ReauthorizationRequiredError,
     TransientError,
-    UnknownConnectionError,
 )
 from tokenlife.services.refresh import Outcome, Refresher, Result
 
@@ -108,32 +107,20 @@ class AccessTokens:
             connection, tokens = await self._store.load(name, connection_id)
             logs.conceal(tokens.access_token, tokens.refresh_token)
             now = self._clock()
-            if connection.status is Status.REAUTHORIZATION_REQUIRED:
-                raise ReauthorizationRequiredError(
-                    name, connection_id, connection.last_error or "status"
-                )
+            # The rule POST /refresh and the dashboard answer by (core.refresh_refusal):
+            # re-authorization needed, or lapsed without a refresh token.
+            refusal = connection.refresh_refusal(now)
+            if refusal is not None and refusal.kind is RefusalKind.REAUTHORIZATION_REQUIRED:
+                raise ReauthorizationRequiredError(name, connection_id, refusal.reason)
             fresh = not needs_refresh(
                 expires_at=tokens.expires_at, lifetime_seconds=tokens.lifetime_seconds,
                 leeway=self._leeway, now=now,
             )  # fmt: skip
             if fresh or tokens.refresh_token is None:
-                if tokens.expires_at is not None and tokens.expires_at <= now:
-                    raise ReauthorizationRequiredError(
-                        name, connection_id, "access token expired, no refresh token"
-                    )
                 return AccessToken(tokens.access_token, tokens.token_type, tokens.expires_at)
-            claim = await self._locks.claim(
-                name, connection_id, integration.provider, self._slots,
-                integration.preset.facts.refresh_token_reuse_grace_seconds,
-            )  # fmt: skip
-            if claim.kind is ClaimKind.GONE:
-                raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
-            if claim.kind is ClaimKind.CORRUPT:  # damaged since it was read above
-                raise CorruptRecordError(
-                    "the stored record of this connection is unreadable; "
-                    "delete it and connect again"
-                )
-            if claim.kind is not ClaimKind.OK:
+            # Gone or damaged since it was read above: raised as for the CLI's refresh.
+            claim = await self._locks.claim_for_caller(integration, connection_id, self._slots)
+            if claim is None:
                 # Someone is refreshing it, or the provider has all the refreshes it may
                 # take: wait for them, then read again.
                 await asyncio.sleep(_POLL_SECONDS)

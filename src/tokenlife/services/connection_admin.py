@@ -9,17 +9,12 @@ from collections.abc import Callable, Iterable, Mapping
 
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.connection_scan import ConnectionScan
-from tokenlife.adapters.locks import Claim, ClaimKind, Locks
+from tokenlife.adapters.locks import Claim, Locks
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
-from tokenlife.errors import (
-    ConnectionBusyError,
-    CorruptRecordError,
-    ReauthorizationRequiredError,
-    UnknownConnectionError,
-)
+from tokenlife.errors import ConnectionBusyError, ReauthorizationRequiredError
 from tokenlife.services.refresh import Refresher, Result
 
 # How often a refresh that found the lock (or every provider slot) taken looks again.
@@ -94,19 +89,8 @@ class RefreshNow:
         )
 
     async def _claim(self, integration: Integration, connection_id: str) -> Claim:
-        name = integration.name
         while True:
-            claim = await self._locks.claim(
-                name, connection_id, integration.provider, self._slots,
-                integration.preset.facts.refresh_token_reuse_grace_seconds,
-            )  # fmt: skip
-            if claim.kind is ClaimKind.GONE:
-                raise UnknownConnectionError(f"no connection {connection_id!r} in {name!r}")
-            if claim.kind is ClaimKind.CORRUPT:
-                raise CorruptRecordError(
-                    "the stored record of this connection is unreadable; "
-                    "delete it and connect again"
-                )
-            if claim.kind is ClaimKind.OK:
+            claim = await self._locks.claim_for_caller(integration, connection_id, self._slots)
+            if claim is not None:
                 return claim
             await asyncio.sleep(_POLL_SECONDS)  # locked or throttled: wait for them
