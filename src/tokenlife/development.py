@@ -7,11 +7,14 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+import redis
 from cryptography.fernet import Fernet
+from redis.exceptions import RedisError
 
 from tokenlife.errors import ConfigurationError
 
@@ -27,17 +30,28 @@ def redis_answers(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.
         return False
 
 
-def development_key(state_dir: Path = STATE_DIR) -> tuple[str, bool]:
-    """The key in `.tokenlife/dev.key`, generating it first when missing; (key, generated)."""
+def holds_keys(url: str, pattern: str) -> bool:
+    """Whether the Redis at `url` has a key matching `pattern`; False when it can't say."""
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
+            return next(iter(client.scan_iter(match=pattern, count=1000)), None) is not None
+    except RedisError:
+        return False
+
+
+def development_key(state_dir: Path = STATE_DIR) -> tuple[str, Path, bool]:
+    """The development key every entry point finds (find_development_key: here or in a
+    directory above), else a new one in `state_dir`; (key, its file, generated)."""
+    found = find_development_key(state_dir.resolve().parent)
+    if found is not None:
+        return read_development_key(found), found, False
     path = state_dir / "dev.key"
-    if path.exists():
-        return path.read_text().strip(), False
     state_dir.mkdir(mode=0o700, exist_ok=True)
     key = Fernet.generate_key().decode("ascii")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
-    return key, True
+    return key, path, True
 
 
 def start_embedded_redis(state_dir: Path = STATE_DIR) -> tuple[subprocess.Popen[bytes], str]:
@@ -100,18 +114,45 @@ def find_development_key(start: Path | None = None) -> Path | None:
     directory) or the nearest directory above it, as git finds `.git`: a command run from
     a subdirectory of the project finds the key `make run` made at its top.
 
-    Only a file of this user that no one else may write counts: a key planted by someone
-    else would encrypt this user's tokens for them."""
+    The walk stops at the first directory this user does not own (/tmp, /home, /): a key
+    planted by someone else would encrypt this user's tokens for them. read_development_key
+    checks the file itself once it is open."""
     here = (start or Path.cwd()).resolve()
+    uid = os.getuid()
     for directory in (here, *here.parents):
-        path = directory / STATE_DIR / "dev.key"
         try:
-            info = path.stat()
+            if directory.stat().st_uid != uid:
+                return None
         except OSError:
-            continue
-        if info.st_uid == os.getuid() and not info.st_mode & 0o022:
+            return None
+        path = directory / STATE_DIR / "dev.key"
+        if path.exists():
             return path
     return None
+
+
+def read_development_key(path: Path) -> str:
+    """The key in `path`, opened without following a symlink and checked on the open file
+    (no race between check and read): owned by this user, in a directory of this user,
+    writable by nobody else. Raises ConfigurationError otherwise."""
+    parent = path.parent.lstat()
+    if not stat.S_ISDIR(parent.st_mode) or parent.st_uid != os.getuid() or parent.st_mode & 0o022:
+        raise ConfigurationError(
+            f"{path.parent} is not a directory of this user that only it may write; "
+            "refusing the development key in it"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ConfigurationError(f"can't read the development key {path}: {exc.strerror}") from None
+    with os.fdopen(fd) as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != os.getuid() or info.st_mode & 0o022 or not stat.S_ISREG(info.st_mode):
+            raise ConfigurationError(
+                f"{path} is not a file of this user that only it may write; refusing it "
+                "as the development key"
+            )
+        return handle.read().strip()
 
 
 def development_api_key(state_dir: Path = STATE_DIR) -> tuple[str, bool]:

@@ -32,6 +32,8 @@ SECRET_NAMES = frozenset(
 )  # fmt: skip
 
 _NAMES = "|".join(sorted((re.escape(n) for n in SECRET_NAMES), key=len, reverse=True))
+# `name='value'` / `name="value"`: a keyword in a Python repr (a dataclass, a call).
+_ASSIGNED_QUOTED = re.compile(rf"(?i)(?<![A-Za-z0-9_])({_NAMES})(=)(['\"])((?:\\.|(?!\3).)*)\3")
 # `name=value` in a URL, form body or message; the value ends at a separator.
 _ASSIGNED = re.compile(rf"(?i)(?<![A-Za-z0-9_])({_NAMES})(=)([^&\s'\"<>,;)\]}}]+)")
 # `"name": "value"` (JSON) and `'name': 'value'` (a Python repr).
@@ -40,6 +42,8 @@ _QUOTED = re.compile(rf"(?i)(['\"])({_NAMES})\1(\s*:\s*)(['\"])((?:\\.|(?!\4).)*
 # §2.1, RFC 7617); case-sensitive on purpose: "basic checks" is prose, not a credential.
 _HEADER = re.compile(r"(?i)(?<![\w-])((?:proxy-)?authorization)(\s*:\s*)([^\r\n'\"]+)")
 _CREDENTIAL = re.compile(r"\b(Bearer|bearer|BEARER|Basic)(\s+)([A-Za-z0-9._~+/=-]{4,})")
+# The password of a URL's userinfo (RFC 3986 §3.2.1): redis://:pw@, amqp://user:pw@.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)(@)")
 # A Fernet key or token: base64url, 44 characters for a key, `gAAAAA` for a token.
 _FERNET = re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}")
 
@@ -52,10 +56,13 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
     """`text` without secrets: the known values, then secrets recognised by their shape."""
     for value in sorted({v for v in known if len(v) >= MIN_KNOWN_LENGTH}, key=len, reverse=True):
         text = text.replace(value, REDACTED)
-    text = _ASSIGNED.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
-    text = _QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{REDACTED}{m[4]}", text)
+    # Credentials first: `authorization=Bearer x` must lose x, not only the word Bearer.
     text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
     text = _CREDENTIAL.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+    text = _USERINFO.sub(lambda m: f"{m[1]}{REDACTED}{m[3]}", text)
+    text = _ASSIGNED_QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{REDACTED}{m[3]}", text)
+    text = _ASSIGNED.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+    text = _QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{REDACTED}{m[4]}", text)
     return _FERNET.sub(REDACTED, text)
 
 

@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tokenlife.development import STATE_DIR, find_development_key
+from tokenlife.development import STATE_DIR, find_development_key, read_development_key
 from tokenlife.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def require_encryption_keys(settings: Settings) -> tuple[str, ...]:
             "decrypts them), or run from the directory holding that dev.key. Only for a "
             "fresh deployment with nothing stored: make a key with `tokenlife keys generate`."
         )
-    key = path.read_text().strip()
+    key = read_development_key(path)
     try:
         Fernet(key)
     except (ValueError, TypeError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 import aiohttp
 import pytest
@@ -17,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from tokenlife.adapters.token_endpoint import (
     MAX_BODY_BYTES,
+    forget_echo,
     parse_retry_after,
     post_token_request,
 )
@@ -25,6 +28,7 @@ from tokenlife.core.grants import TokenRequest
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import (
     EndpointTimeoutError,
+    InvalidClientError,
     InvalidGrantError,
     InvalidResponseError,
     RateLimitedError,
@@ -302,3 +306,14 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 def test_parse_retry_after_ignores_non_ascii_digits() -> None:
     assert parse_retry_after("²", NOW) is None
+
+
+def test_a_client_secret_sent_in_the_basic_header_is_taken_out_of_an_echo() -> None:
+    secret = "s3cret/with+chars"
+    header = "Basic " + base64.b64encode(f"client-1:{quote_plus(secret)}".encode()).decode()
+    request = TokenRequest("https://idp.example/token", {"grant_type": "refresh_token"},
+                           {"Authorization": header})  # fmt: skip
+    exc = InvalidClientError(f"client secret {secret} is wrong ({header})")
+    forget_echo(exc, request)
+    assert secret not in str(exc) and header.split()[1] not in str(exc)
+    assert "invalid_client" in str(exc)

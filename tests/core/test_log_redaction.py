@@ -35,6 +35,16 @@ R = REDACTED
         ("{'Authorization': 'Basic dXNlcjpwYXNz'}", f"{{'Authorization': '{R}'}}"),
         ("sent Bearer abcdefgh to the API", f"sent Bearer {R} to the API"),
         ("Proxy-Authorization: Basic dXNlcjpwYXNz", f"Proxy-Authorization: {R}"),
+        # the name assigned a credential: the credential goes, not only its scheme
+        ("authorization=Bearer ya29.abcdefgh", f"authorization={R} {R}"),
+        # passwords in URLs: Redis, TLS Redis, RabbitMQ; a URL without one is left alone
+        ("redis://:hunter2pw@redis:6379/0", f"redis://:{R}@redis:6379/0"),
+        ("rediss://tokenlife:p%40ss@cache.example:6380/0", f"rediss://tokenlife:{R}@cache.example:6380/0"),
+        ("amqp://guest:guest@127.0.0.1:5672//", f"amqp://guest:{R}@127.0.0.1:5672//"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        # keyword arguments in a repr
+        ("Call(client_secret='s3cr3t-value', code=\"c-1 2\")",
+         f"Call(client_secret='{R}', code=\"{R}\")"),
         ("connection g/u1 needs re-authorization: invalid_grant",
          "connection g/u1 needs re-authorization: invalid_grant"),
         # Fernet tokens (what the store writes) never show either

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import Fakes, WorkerHandle, connect, wait_for, worker_environment
-from tokenlife.development import development_key, find_development_key
+from tokenlife.development import development_key, find_development_key, read_development_key
+from tokenlife.errors import ConfigurationError
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -48,9 +49,30 @@ def test_the_key_is_found_from_below_and_only_when_nobody_else_may_write_it(
     development_key(tmp_path / ".tokenlife")
     below = tmp_path / "a" / "b"
     below.mkdir(parents=True)
-    assert find_development_key(below) == tmp_path / ".tokenlife" / "dev.key"
-    (tmp_path / ".tokenlife" / "dev.key").chmod(0o666)  # anyone could plant a key here
-    assert find_development_key(below) != tmp_path / ".tokenlife" / "dev.key"
+    path = find_development_key(below)
+    assert path == tmp_path / ".tokenlife" / "dev.key"
+    key = read_development_key(path)
+    path.chmod(0o666)  # anyone could have planted this key
+    with pytest.raises(ConfigurationError, match="only it may write"):
+        read_development_key(path)
+    path.chmod(0o600)
+    (tmp_path / ".tokenlife").chmod(0o777)  # or swapped the file in this directory
+    with pytest.raises(ConfigurationError, match="only it may write"):
+        read_development_key(path)
+    (tmp_path / ".tokenlife").chmod(0o700)
+    assert read_development_key(path) == key
+
+
+def test_a_symlinked_key_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.key"
+    elsewhere.write_text("not-mine\n")
+    elsewhere.chmod(0o600)
+    (tmp_path / ".tokenlife").mkdir(mode=0o700)
+    (tmp_path / ".tokenlife" / "dev.key").symlink_to(elsewhere)
+    path = find_development_key(tmp_path)
+    assert path is not None
+    with pytest.raises(ConfigurationError, match="can't read"):
+        read_development_key(path)
 
 
 async def test_cli_library_and_api_all_use_the_development_key(

@@ -65,7 +65,7 @@ def test_up_starts_redis_a_dev_key_the_worker_and_the_api_when_nothing_is_config
             process.wait(timeout=30)
     log = output.read_text()
     assert "started an embedded Redis at redis://127.0.0.1:" in log, log[-3000:]
-    assert "generated a new development encryption key" in log
+    assert "generated a development encryption key" in log
     assert "ready." in log and "HEALTHZ 200" in log
     state = tmp_path / ".tokenlife"
     assert (state / "dev.key").stat().st_mode & 0o777 == 0o600
@@ -75,7 +75,7 @@ def test_up_starts_redis_a_dev_key_the_worker_and_the_api_when_nothing_is_config
 
 
 def test_development_key_is_generated_once_then_reused(tmp_path: Path) -> None:
-    key, generated = development_key(tmp_path / "state")
-    again, generated_again = development_key(tmp_path / "state")
+    key, path, generated = development_key(tmp_path / ".tokenlife")
+    again, path_again, generated_again = development_key(tmp_path / ".tokenlife")
     assert generated and not generated_again
-    assert key == again
+    assert key == again and path == path_again == tmp_path / ".tokenlife" / "dev.key"

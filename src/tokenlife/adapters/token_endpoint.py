@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 from dataclasses import dataclass
 from datetime import UTC
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import aiohttp
 
@@ -91,12 +92,26 @@ def forget_echo(exc: OAuthError, request: TokenRequest) -> None:
     if not exc.description:
         return
     sent = [v for k, v in request.form.items() if k in SECRET_NAMES and len(v) >= 8]
+    sent += _basic_secret(request.headers.get("Authorization", ""))
     cleaned = exc.description
     for value in sorted(sent, key=len, reverse=True):
         cleaned = cleaned.replace(value, REDACTED)
     if cleaned != exc.description:
         exc.description = cleaned
         exc.args = (f"{exc.error}: {cleaned}",)  # what str(exc) shows (errors.OAuthError)
+
+
+def _basic_secret(header: str) -> list[str]:
+    """client_secret_basic sends the secret in the header (RFC 6749 §2.3.1: form-encoded,
+    then base64, RFC 7617): the header as sent, and the secret in both spellings."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return []
+    try:
+        _, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return [encoded]
+    return [v for v in (encoded, secret, unquote_plus(secret)) if len(v) >= 8]
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:

@@ -10,9 +10,12 @@ import sys
 import click
 
 from tokenlife import logs
+from tokenlife.adapters.keys import Keys
 from tokenlife.cli import common
-from tokenlife.errors import TokenlifeError
+from tokenlife.errors import ConfigurationError, TokenlifeError
+from tokenlife.log_redaction import redact_text
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings
 
 
 @click.command()
@@ -124,16 +127,6 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
     settings = common.settings()
     children: list[subprocess.Popen[bytes]] = []
     try:
-        if not settings.encryption_keys:
-            key, generated = development.development_key()
-            os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = key
-            what = "generated a new" if generated else "using the"
-            click.echo(
-                f"tokenlife: {what} development encryption key in "
-                f"{development.STATE_DIR / 'dev.key'}; set TOKENLIFE_ENCRYPTION_KEYS in "
-                "production.",
-                err=True,
-            )
         if "redis_url" not in settings.model_fields_set and not development.redis_answers():
             redis_process, url = development.start_embedded_redis()
             children.append(redis_process)
@@ -142,6 +135,8 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
                 f"tokenlife: started an embedded Redis at {url} (data in {development.STATE_DIR}/)",
                 err=True,
             )
+        if not settings.encryption_keys:
+            _development_encryption_key(settings)
         if with_api:
             _development_api_key(settings.api_keys)
             # Its own process: the API's event loop stays clear of Celery's.
@@ -161,6 +156,30 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
         _start_worker(True, ("--schedule", schedule, *celery_args))
     finally:
         _stop(children)
+
+
+def _development_encryption_key(settings: Settings) -> None:
+    """The development key every entry point finds; a new one only while the Redis holds
+    no connection under this prefix (a new key could never decrypt them)."""
+    from tokenlife import development
+
+    url = os.environ.get("TOKENLIFE_REDIS_URL", settings.redis_url)
+    pattern = Keys(settings.key_prefix).connection("*", "*")
+    if development.find_development_key() is None and development.holds_keys(url, pattern):
+        raise ConfigurationError(
+            f"TOKENLIFE_ENCRYPTION_KEYS is not set and no development key was found, but "
+            f"{redact_text(url)} holds connections under the prefix {settings.key_prefix!r}: "
+            "set TOKENLIFE_ENCRYPTION_KEYS to the key that encrypted them (a new key could "
+            "not decrypt them), or run from the directory whose .tokenlife/dev.key did"
+        )
+    key, path, generated = development.development_key()
+    os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = key
+    what = "generated a" if generated else "using the"
+    click.echo(
+        f"tokenlife: {what} development encryption key in {path}; set "
+        "TOKENLIFE_ENCRYPTION_KEYS in production.",
+        err=True,
+    )
 
 
 def _development_api_key(configured: tuple[str, ...]) -> None:
