@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from celery import Celery
+from celery.result import AsyncResult
 from redis.exceptions import RedisError
 
 from tokenlife.adapters.connect_sessions import ConnectSessions
@@ -195,6 +196,18 @@ async def callback(request: web.Request, runtime: Runtime, celery: Celery) -> we
     return response
 
 
+def send_exchange(celery: Celery, kwargs: dict[str, Any]) -> AsyncResult:
+    """Queue the code exchange. Celery copies `kwargsrepr` into the message headers (kept
+    by the broker), task events and `celery inspect`, so the code and state are masked
+    there; the worker reads the real ones from the body. `argsrepr`/`kwargsrepr`:
+    https://docs.celeryq.dev/en/stable/userguide/tasks.html#hiding-sensitive-information-in-arguments
+    """
+    shown = {k: "***" if k in ("code", "state") else v for k, v in kwargs.items()}
+    return celery.send_task(
+        "tokenlife.exchange_code", kwargs=kwargs, argsrepr="()", kwargsrepr=repr(shown)
+    )
+
+
 async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) -> web.StreamResponse:
     kwargs: dict[str, Any] = {"state": state}
     if "error" in query:
@@ -203,7 +216,7 @@ async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) ->
         kwargs["code"] = query.get("code")
     if "iss" in query:  # RFC 9207: the worker checks it against the integration's issuer
         kwargs["iss"] = query["iss"]
-    result = await asyncio.to_thread(celery.send_task, "tokenlife.exchange_code", kwargs=kwargs)
+    result = await asyncio.to_thread(send_exchange, celery, kwargs)
     # Poll rather than block a thread per waiting user in result.get().
     deadline = time.monotonic() + runtime.config.settings.api_callback_wait_seconds
     while not await asyncio.to_thread(result.ready):
