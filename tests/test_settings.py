@@ -31,3 +31,29 @@ def test_a_wait_at_or_over_the_request_timeout_is_refused(
 
     monkeypatch.setenv(f"TOKENLIFE_{wait}", "19.5")
     assert load_settings().api_request_timeout_seconds == 20
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "says"),
+    [
+        ("REDIS_URL", "redis://:hun/ter2pw@127.0.0.1:6379/0", "not a valid URL"),
+        ("REDIS_URL", "redis://:hunter2pw@127.0.0.1:99999/0", "not a valid URL"),
+        ("REDIS_URL", "http://:hunter2pw@127.0.0.1/0", "the scheme must be one of redis, rediss, unix"),
+        ("BROKER_URL", "amqp://g:hun/ter2pw@h//;amqp://g:hunter2pw@h2//", "not a valid URL"),
+    ],
+)
+def test_a_bad_url_is_one_line_naming_the_setting_and_not_the_password(
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str, says: str
+) -> None:
+    """Else redis-py or kombu raise later, quoting the "port": part of the password."""
+    monkeypatch.setenv(f"TOKENLIFE_{name}", url)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert f"TOKENLIFE_{name}: {says}" in str(raised.value)
+    assert "hun" not in str(raised.value) and "ter2pw" not in str(raised.value)
+
+
+def test_a_sentinel_list_is_a_broker_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = "sentinel://:pw@h1:26379;sentinel://:pw@h2:26379"
+    monkeypatch.setenv("TOKENLIFE_BROKER_URL", listed)
+    assert load_settings().effective_broker_url == listed

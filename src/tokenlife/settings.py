@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tokenlife.core.service_urls import REDIS_SCHEMES, check_url
 from tokenlife.development import STATE_DIR, find_development_key, read_development_key
 from tokenlife.errors import ConfigurationError
 
@@ -106,6 +113,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Checked here so a bad URL is one line naming the setting, never a traceback
+        # from redis-py or kombu that quotes part of the password (core/service_urls.py).
+        if value is None:
+            return None
+        return check_url(value, REDIS_SCHEMES if info.field_name == "redis_url" else None)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -104,8 +104,15 @@ def test_the_broker_is_reachable_or_an_error_with_its_fix() -> None:
         ("rediss://user:s3cret@h/1", "rediss://user:***@h/1"),
         ("amqp://guest:guest@[::1]:5672//", "amqp://guest:***@[::1]:5672//"),
         ("redis://h:6379/0", "redis://h:6379/0"),
+        # Never raises, and what doesn't parse loses its userinfo whole.
+        ("redis://:hun/ter2pw@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
+        ("redis://user:12/x@h:6379/0", "redis://***@h:6379/0"),
+        ("amqp://u:pw@h:99999//", "amqp://***@h:99999//"),
+        ("redis://h:99999/0", "redis://h:99999/0"),
+        ("sentinel://:pw@h1:26379;sentinel://:pw@h2:26379",
+         "sentinel://:***@h1:26379;sentinel://:***@h2:26379"),
     ],
-)
+)  # fmt: skip
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 

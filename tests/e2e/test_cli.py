@@ -145,6 +145,10 @@ async def test_list_refresh_and_delete_with_the_exit_codes_scripts_rely_on(
         (("connections", "list", "--status", "sleepy"), 2, "Invalid value for '--status'"),
         (("connections", "delete", "google", "nobody"), 3, "no connection 'nobody'"),
         (("connections", "refresh", "nope", "x"), 3, "no integration named 'nope'"),
+        (("connections", "show", "nope", "abc"), 3, "no integration named 'nope'"),
+        (("connections", "show", "google", "a b"), 2, "invalid connection id"),
+        (("connections", "refresh", "google", "a/b"), 2, "invalid connection id"),
+        (("connections", "delete", "google", "a" * 300), 2, "invalid connection id"),
     ],
 )
 async def test_errors_exit_with_their_documented_code(
@@ -153,6 +157,16 @@ async def test_errors_exit_with_their_documented_code(
     result = await in_process(settings, *args)
     assert result.exit_code == code, result.output
     assert says in result.stderr
+
+
+async def test_a_malformed_redis_url_is_a_settings_error_without_the_password(
+    settings: Settings,
+) -> None:
+    bad = "redis://:hun/ter2pw@127.0.0.1:6379/0"  # an unencoded '/' in the password
+    result = await in_process(settings, "connections", "list", TOKENLIFE_REDIS_URL=bad)
+    assert result.exit_code == 1, result.output
+    assert "TOKENLIFE_REDIS_URL: not a valid URL" in result.stderr
+    assert "Traceback" not in result.output and "ter2pw" not in result.output
 
 
 async def test_redis_unavailable_exits_5_without_the_url(settings: Settings) -> None:

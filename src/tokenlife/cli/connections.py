@@ -11,6 +11,7 @@ import click
 
 from tokenlife.cli import common
 from tokenlife.cli.common import Exit
+from tokenlife.core.integration import check_connection_id
 from tokenlife.core.policy import Status
 from tokenlife.errors import UnknownIntegrationError
 from tokenlife.runtime import Runtime
@@ -18,6 +19,25 @@ from tokenlife.services.connection_admin import RefreshNow, list_connections
 from tokenlife.services.refresh import Outcome
 
 JSON_OPTION = common.JSON_OPTION
+
+
+def _connection_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """The id rule the API and connect sessions apply (core.integration): a bad id is a
+    usage error (exit 2), not a connection that doesn't exist."""
+    try:
+        return check_connection_id(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+CONNECTION_ID = click.argument("connection_id", callback=_connection_id)
+
+
+def _known(runtime: Runtime, integration: str) -> None:
+    """Metadata only: an integration whose discovery is still failing counts too."""
+    registry = runtime.config.integrations
+    if integration not in registry and integration not in registry.unavailable:
+        raise UnknownIntegrationError(f"no integration named {integration!r}")
 
 
 @click.command("authorize-url")
@@ -63,11 +83,9 @@ def list_command(
 
     async def use(runtime: Runtime) -> list[dict[str, Any]]:
         registry = runtime.config.integrations
-        # Metadata only: an integration whose discovery is still failing is listed too.
         names = [*registry, *registry.unavailable]
         if integration is not None:
-            if integration not in names:
-                raise UnknownIntegrationError(f"no integration named {integration!r}")
+            _known(runtime, integration)
             names = [integration]
         wanted = None if status is None else Status(status)
         found = await list_connections(runtime.scan, names, time.time(), wanted)
@@ -87,13 +105,14 @@ def list_command(
 
 @connections.command("show")
 @click.argument("integration")
-@click.argument("connection_id")
+@CONNECTION_ID
 @JSON_OPTION
 def show_connection(integration: str, connection_id: str, as_json: bool) -> None:
     """Show a connection's status, expiry, scopes and last alert."""
     settings = common.settings()
 
     async def use(runtime: Runtime) -> dict[str, Any]:
+        _known(runtime, integration)
         connection = await runtime.tokens.get(integration, connection_id)
         return connection.as_json()
 
@@ -108,7 +127,7 @@ def show_connection(integration: str, connection_id: str, as_json: bool) -> None
 
 @connections.command("refresh")
 @click.argument("integration")
-@click.argument("connection_id")
+@CONNECTION_ID
 @JSON_OPTION
 def refresh_connection(integration: str, connection_id: str, as_json: bool) -> None:
     """Refresh a connection now, due or not, in this process (it waits for a refresh the
@@ -150,7 +169,7 @@ def refresh_connection(integration: str, connection_id: str, as_json: bool) -> N
 
 @connections.command("delete")
 @click.argument("integration")
-@click.argument("connection_id")
+@CONNECTION_ID
 @JSON_OPTION
 def delete_connection(integration: str, connection_id: str, as_json: bool) -> None:
     """Revoke the grant at the provider (RFC 7009, when it has an endpoint) and delete the

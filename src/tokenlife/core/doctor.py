@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+
+# Re-exported: services/doctor.py shows the URLs it checked without their password.
+from tokenlife.core.service_urls import redact_url as redact_url
 
 
 class Status(StrEnum):
@@ -39,19 +41,6 @@ class Check:
 def exit_code(checks: Sequence[Check], *, strict: bool) -> int:
     failing = {Status.ERROR, Status.WARNING} if strict else {Status.ERROR}
     return 1 if any(c.status in failing for c in checks) else 0
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password (it may be printed, logged, pasted into a ticket)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 # The newest commands tokenlife sends: XAUTOCLAIM (alert delivery reclaiming a crashed

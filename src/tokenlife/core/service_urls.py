@@ -1,0 +1,69 @@
+"""The Redis and broker URLs of the settings: checked when the settings are read, and shown
+without their password (doctor output, errors). Pure.
+
+A password may hold any character, but in a URL '/', '?', '#' and '@' end the userinfo
+early unless percent-encoded (RFC 3986 §3.2.1, https://www.rfc-editor.org/rfc/rfc3986#section-3.2.1).
+Python's own errors about such a URL quote its "port", which is then part of the
+password, so neither function here ever lets one out."""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
+ENCODE_HINT = (
+    "percent-encode '/', '?', '#', '@' and ':' in the user name and password "
+    "(e.g. '/' as %2F)"
+)
+
+
+def check_url(url: str, schemes: tuple[str, ...] | None = None) -> str:
+    """`url` when it parses; else ValueError with a message that doesn't quote it. Without
+    `schemes`, a `;`-separated list is allowed (Celery's broker failover and Sentinel
+    lists, https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url)."""
+    for part in [url] if schemes else url.split(";"):
+        parts = _split(part)
+        if parts is None or not parts.scheme:
+            raise ValueError(
+                "not a valid URL (scheme://[user:password@]host[:port]/..., a port from 0 "
+                f"to 65535); {ENCODE_HINT}"
+            )
+        if schemes and parts.scheme.lower() not in schemes:
+            raise ValueError(f"the scheme must be one of {', '.join(schemes)}")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (it may be printed, logged, pasted into a ticket).
+    Never raises: what doesn't parse loses everything up to its last '@'."""
+    return ";".join(_redact_one(part) for part in url.split(";"))
+
+
+def _redact_one(url: str) -> str:
+    parts = _split(url)
+    if parts is None:
+        scheme, sep, rest = url.partition("://")
+        if "@" not in rest:
+            return url
+        return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if sep else "***"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def _split(url: str) -> SplitResult | None:
+    """The parts, or None when they can't be trusted: a bad port or IPv6 literal, or an
+    '@' after the host (a password with an unencoded '/' split off the rest)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return None
+    if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+        return None
+    return parts
