@@ -38,7 +38,7 @@ def test_a_wait_at_or_over_the_request_timeout_is_refused(
     [
         ("REDIS_URL", "redis://:hun/ter2pw@127.0.0.1:6379/0", "not a valid URL"),
         ("REDIS_URL", "redis://:hunter2pw@127.0.0.1:99999/0", "not a valid URL"),
-        ("REDIS_URL", "http://:hunter2pw@127.0.0.1/0", "the scheme must be one of redis, rediss, unix"),
+        ("REDIS_URL", "http://:hunter2pw@127.0.0.1/0", "the scheme must be one of redis,"),
         ("BROKER_URL", "amqp://g:hun/ter2pw@h//;amqp://g:hunter2pw@h2//", "not a valid URL"),
     ],
 )

@@ -12,8 +12,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
 ENCODE_HINT = (
-    "percent-encode '/', '?', '#', '@' and ':' in the user name and password "
-    "(e.g. '/' as %2F)"
+    "percent-encode '/', '?', '#', '@' and ':' in the user name and password (e.g. '/' as %2F)"
 )
 
 
