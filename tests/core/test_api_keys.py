@@ -39,3 +39,10 @@ def test_short_keys_are_refused() -> None:
 def test_an_empty_integration_list_is_refused_not_read_as_all() -> None:
     with pytest.raises(ValueError, match="empty"):
         parse_api_keys(["a-key-of-enough-length:"])
+
+
+def test_a_key_listed_twice_is_refused_whatever_its_scope() -> None:
+    """Else the API would use the last entry and a dashboard session the first."""
+    with pytest.raises(ValueError, match="listed twice") as refused:
+        parse_api_keys(["a-full-access-key-123:crm", "a-full-access-key-123"])
+    assert "a-full-access-key-123" not in str(refused.value)

@@ -4,6 +4,7 @@ escaping, and a limited key's view. The browser drives it in tests/browser/."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from tests.support import Fakes
+from tokenlife.adapters.dashboard_sessions import DashboardSessions
 from tokenlife.adapters.keys import Keys
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
@@ -125,10 +127,17 @@ def test_the_cookie_is_secure_except_over_plain_http_to_loopback(
     assert cookie_secure(scheme, host, forwarded) is secure
 
 
-async def test_a_wrong_key_is_refused_and_sets_no_cookie(client: TestClient[Any, Any]) -> None:
-    response = await client.post("/dashboard/login", data={"api_key": "wrong-key-0123456789"})
+async def test_a_wrong_key_is_refused_and_sets_no_cookie(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="tokenlife.web.dashboard.routes"):
+        response = await client.post("/dashboard/login", data={"api_key": "wrong-key-0123456789"})
     assert response.status == 401 and COOKIE not in response.cookies
     assert "wrong-key-0123456789" not in await response.text()
+    # Logged for whoever watches for guessing, with the address and never the key.
+    (failed,) = [r for r in caplog.records if "failed login" in r.getMessage()]
+    assert failed.levelno == logging.WARNING and "127.0.0.1" in failed.getMessage()
+    assert "wrong-key-0123456789" not in caplog.text
     forged = client.session.cookie_jar
     forged.update_cookies({COOKIE: "made-up-session-id"})
     page = await client.get("/dashboard", allow_redirects=False)
@@ -238,3 +247,15 @@ async def test_refresh_now_says_what_happened_on_the_next_page(
         data={"integration": "generic", "connection_id": "nobody", "csrf_token": token},
     )
     assert gone.status == 404
+
+
+async def test_a_new_login_ends_the_browsers_previous_session(
+    client: TestClient[Any, Any], redis: Redis
+) -> None:
+    await log_in(client)
+    first = client.session.cookie_jar.filter_cookies(client.make_url("/dashboard"))[COOKIE].value
+    await log_in(client, LIMITED)
+    second = client.session.cookie_jar.filter_cookies(client.make_url("/dashboard"))[COOKIE].value
+    sessions = DashboardSessions(redis, Keys(PREFIX))
+    assert second != first
+    assert await sessions.get(first) is None and await sessions.get(second) is not None

@@ -12,6 +12,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
+from tokenlife.adapters import scripts
 from tokenlife.adapters.keys import DASHBOARD_SESSION_TTL_SECONDS, Keys
 
 
@@ -29,6 +30,7 @@ class DashboardSessions:
         self._redis = redis
         self._keys = keys
         self._ttl = ttl_seconds
+        self._set_notice = scripts.register(redis, "set_notice")
 
     def _key(self, session_id: str) -> str:
         return self._keys.dashboard_session(hashlib.sha256(session_id.encode()).hexdigest())
@@ -60,9 +62,10 @@ class DashboardSessions:
     async def delete(self, session_id: str) -> None:
         await self._redis.delete(self._key(session_id))
 
-    async def set_notice(self, session_id: str, notice: str) -> None:
-        """A one-time message for the next page this session sees (post/redirect/get)."""
-        await self._redis.hset(self._key(session_id), "notice", notice)
+    async def set_notice(self, session_id: str, notice: str) -> bool:
+        """A one-time message for the next page this session sees (post/redirect/get);
+        False when the session is gone (logged out meanwhile): nothing is written."""
+        return bool(await self._set_notice(keys=[self._key(session_id)], args=[notice]))
 
     async def pop_notice(self, session_id: str) -> str | None:
         async with self._redis.pipeline(transaction=True) as pipe:

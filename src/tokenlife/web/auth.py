@@ -19,7 +19,7 @@ class ApiKey:
 
 
 def parse_api_keys(values: Iterable[str]) -> list[ApiKey]:
-    keys = []
+    keys: list[ApiKey] = []
     for value in values:
         secret, scoped, scope = value.partition(":")
         if len(secret) < 16:
@@ -28,7 +28,12 @@ def parse_api_keys(values: Iterable[str]) -> list[ApiKey]:
         if names is not None and not names:
             # "KEY:" with nothing after it must not quietly mean "every integration".
             raise ValueError("an API key's integration list after ':' is empty")
-        keys.append(ApiKey(hashlib.sha256(secret.encode()).digest(), names))
+        digest = hashlib.sha256(secret.encode()).digest()
+        if any(k.digest == digest for k in keys):
+            # Which scope would win? The API takes the last match, the dashboard's session
+            # the first: one key, one entry. (The message never names the key.)
+            raise ValueError(f"API key #{len(keys) + 1} is listed twice; list each key once")
+        keys.append(ApiKey(digest, names))
     return keys
 
 

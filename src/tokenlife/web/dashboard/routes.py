@@ -26,7 +26,9 @@ from tokenlife.web.connect_sessions import connect_link
 from tokenlife.web.dashboard import pages
 from tokenlife.web.dashboard.sections import dashboard_body
 from tokenlife.web.dashboard.session import (
+    COOKIE,
     CSRF_FIELD,
+    MAX_SESSION_ID,
     Login,
     clear_cookie,
     cross_site,
@@ -127,7 +129,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     if isinstance(submitted, str) and submitted.strip():
         key = authenticate(f"Bearer {submitted.strip()}", dash.keys)
     if key is None:
+        # For an operator watching for key guessing; the submitted value is never logged.
+        log.warning("dashboard: failed login from %s", request.remote)
         return html(pages.login_page("That is not a valid API key.", _insecure(request)), 401)
+    previous = request.cookies.get(COOKIE)
+    if previous and len(previous) <= MAX_SESSION_ID:
+        # A new login ends this browser's previous session rather than leaving it alive
+        # beside the new one (renew the session id at login, OWASP:
+        # https://cheatsheetseries.owasp.org/cheatsheets/Session_Management_Cheat_Sheet.html).
+        await dash.sessions.delete(previous)
     session_id = await dash.sessions.create(key.digest, time.time())
     response = see_other("/dashboard")
     set_cookie(response, request, session_id)

@@ -25,6 +25,7 @@ from tokenlife.web.auth import ApiKey
 COOKIE = "tokenlife_dashboard"
 COOKIE_PATH = "/dashboard"
 CSRF_FIELD = "csrf_token"
+MAX_SESSION_ID = 100  # ours are 43 characters; a longer cookie is not looked up
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ async def current_login(
     """The request's login, while its session lives and its key is still configured (a
     key removed from TOKENLIFE_API_KEYS ends its sessions at the next restart)."""
     session_id = request.cookies.get(COOKIE)
-    if not session_id or len(session_id) > 100:
+    if not session_id or len(session_id) > MAX_SESSION_ID:
         return None
     session = await sessions.get(session_id)
     if session is None:
