@@ -66,6 +66,22 @@ async def test_status_counts_by_key_and_changes_nothing(redis: Redis, keys: Keys
     assert await redis.hgetall(keys.connection("it", "on-old")) == stored
 
 
+async def test_a_connection_without_a_version_is_counted_never_resealed(
+    redis: Redis, keys: Keys
+) -> None:
+    await save(TokenStore(redis, keys, Cipher([OLD])), "it", "no-version", token_set())
+    await redis.hdel(keys.connection("it", "no-version"), "version")
+    stored = await redis.hgetall(keys.connection("it", "no-version"))
+
+    census = await rotation(redis, keys, NEW, OLD).run(write=True, progress=lambda _: None)
+
+    assert census.unversioned == 1 and census.unversioned_keys == [
+        keys.connection("it", "no-version")
+    ]
+    assert census.on_old_keys == 1 and census.resealed == 0  # still needs OLD: exit 6
+    assert await redis.hgetall(keys.connection("it", "no-version")) == stored
+
+
 async def test_a_record_changed_since_it_was_read_is_left_to_the_writer(
     redis: Redis, keys: Keys
 ) -> None:

@@ -216,10 +216,25 @@ async def test_keys_rotate_reseals_under_the_first_key_and_prints_lines_off_a_te
     assert rotated.exit_code == 0, rotated.output
     assert json.loads(rotated.stdout) == {
         "records": 1, "records_by_kind": {"connection": 1}, "by_key": {"1": 1, "2": 0},
-        "on_old_keys": 0, "undecryptable": 0, "resealed": 1,
+        "on_old_keys": 0, "undecryptable": 0, "unversioned": 0, "resealed": 1,
     }  # fmt: skip
     assert "tokenlife keys: 1 record(s) done" in rotated.stderr
     assert await TokenStore(redis, Keys(prefix), Cipher([new])).tokens("it", "one") == tokens
     env["TOKENLIFE_ENCRYPTION_KEYS"] = new  # the old key removed
     status = await in_process(settings, "keys", "status", **env)
     assert status.exit_code == 0 and "key #1 (encrypts): 1" in status.stdout
+
+    # A record without its version is never re-sealed, but it is counted: exit 6, and
+    # the line says which and what to do.
+    await store.save(
+        integration="it", connection_id="broken", provider="custom", tokens=tokens,
+        verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=(),
+        next_check_at=None, now=1.0,
+    )  # fmt: skip
+    await redis.hdel(Keys(prefix).connection("it", "broken"), "version")
+    env["TOKENLIFE_ENCRYPTION_KEYS"] = f"{new},{old}"
+    again = await in_process(settings, "keys", "rotate", **env)
+    assert again.exit_code == 6, again.output
+    assert "still need an old key: 1" in again.stdout and "re-encrypted now: 0" in again.stdout
+    assert "1 connection record(s) have no version field" in again.stderr
+    assert "tokenlife connections delete" in again.stderr and "it/broken" in again.stderr

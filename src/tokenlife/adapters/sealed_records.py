@@ -39,6 +39,12 @@ class SealedRecord:
     version: str
     values: dict[str, str]
 
+    @property
+    def unversioned(self) -> bool:
+        """A connection hash without its `version` field: every reader takes it for
+        corrupt, and re-sealing it could not be checked against a concurrent write."""
+        return self.kind is RecordKind.CONNECTION and not self.version
+
     def ciphertexts(self) -> list[str]:
         found = []
         for raw in self.values.values():
@@ -104,10 +110,12 @@ class SealedRecords:
         for key, reply in zip(keys, replies, strict=True):
             if kind is RecordKind.CONNECTION:
                 version, *secrets = reply
-                if version is None:
-                    continue
                 values = {f: v for f, v in zip(CONNECTION_SECRETS, secrets, strict=True) if v}
-                records.append(SealedRecord(kind, key, version, values))
+                if version is None and not values:
+                    continue  # gone since the SCAN
+                # Without a version it is still counted (SealedRecord.unversioned): its
+                # ciphertexts may need an old key, so `keys status` must not say 0.
+                records.append(SealedRecord(kind, key, version or "", values))
             elif reply is not None:
                 records.append(SealedRecord(kind, key, "", {"" if kind is RecordKind.PENDING
                                                             else "pending": reply}))  # fmt: skip

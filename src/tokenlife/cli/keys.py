@@ -113,8 +113,24 @@ def _walk(*, write: bool, batch_size: int, as_json: bool) -> None:
             "keys; if a key was removed too early, put it back (last in the list)",
             err=True,
         )
+    if census.unversioned:
+        named = ", ".join(_connection_names(census.unversioned_keys, settings.key_prefix))
+        click.echo(
+            f"warning: {census.unversioned} connection record(s) have no version field "
+            "(damaged or not written by tokenlife: no reader can use them, and they are "
+            "never re-encrypted); delete each with `tokenlife connections delete "
+            f"INTEGRATION CONNECTION_ID` and have its user connect again: {named}",
+            err=True,
+        )
     if census.on_old_keys:
         sys.exit(Exit.OLD_KEYS)
+
+
+def _connection_names(redis_keys: list[str], prefix: str) -> list[str]:
+    """INTEGRATION/CONNECTION_ID of the first few, for the commands that fix them."""
+    keys = Keys(prefix)
+    found = (keys.connection_named(k) for k in redis_keys)
+    return [f"{n[0]}/{n[1]}" for n in found if n is not None]
 
 
 def _lines() -> Callable[[int], None]:

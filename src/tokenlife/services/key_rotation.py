@@ -61,6 +61,10 @@ class KeyCensus:
     resealed: int = 0  # re-encrypted by this run
     changing: int = 0  # changed under every try; left under an old key for the next run
     undecryptable_keys: list[str] = field(default_factory=list)  # the first few, by Redis key
+    # Connection hashes without a version: never re-sealed (no safe compare-and-set), so
+    # those under an old key stay in on_old_keys until deleted (`connections delete`).
+    unversioned: int = 0
+    unversioned_keys: list[str] = field(default_factory=list)  # the first few, by Redis key
     complete: bool = False  # every record of the kinds asked for was visited
 
     @property
@@ -74,6 +78,7 @@ class KeyCensus:
             "by_key": {str(i + 1): self.by_key.get(i, 0) for i in range(key_count)},
             "on_old_keys": self.on_old_keys,
             "undecryptable": self.undecryptable,
+            "unversioned": self.unversioned,
             "resealed": self.resealed,
         }
 
@@ -133,7 +138,7 @@ class KeyRotation:
     async def _visit(self, record: SealedRecord, census: KeyCensus, write: bool) -> None:
         oldest = self._oldest_key(record)
         tries = 0
-        while write and oldest is not None and oldest > 0:
+        while write and oldest is not None and oldest > 0 and not record.unversioned:
             if tries == RESEAL_TRIES:
                 census.changing += 1
                 break
@@ -149,6 +154,10 @@ class KeyRotation:
             record = again[0]
             oldest = self._oldest_key(record)
         census.by_kind[record.kind.value] += 1
+        if record.unversioned:
+            census.unversioned += 1
+            if len(census.unversioned_keys) < 5:
+                census.unversioned_keys.append(record.key)
         if oldest is None:
             census.undecryptable += 1
             if len(census.undecryptable_keys) < 5:
