@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
+README = ROOT / "README.md"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 
 _VARIABLE = re.compile(
@@ -83,6 +84,14 @@ def read_env_file(text: str) -> dict[str, str]:
             key, _, value = stripped.partition("=")
             values[key.strip()] = value.strip()
     return values
+
+
+def readme_values(readme: Path = README) -> list[str]:
+    """The values README.md's Deploy section says to fill in (`# fill in A, B and C`)."""
+    section = readme.read_text().partition("## Deploy")[2].partition("\n## ")[0]
+    match = re.search(r"# fill in (.+)", section)
+    assert match, "README.md's Deploy section names no values to fill in"
+    return re.findall(r"[A-Z][A-Z0-9_]+", match[1])
 
 
 def commented_settings(text: str, about: str = "") -> dict[str, str]:

@@ -4,6 +4,7 @@ examples beside them name real settings and a valid integration."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -12,6 +13,7 @@ import pytest
 from tests.deploy import compose
 from tokenlife.integrations import load_integrations_file
 from tokenlife.providers import load_presets
+from tokenlife.runtime import SHUTDOWN_SAVE_SECONDS
 from tokenlife.settings import Settings
 
 
@@ -59,7 +61,8 @@ def test_two_workers_without_beat_one_beat_and_the_api_on_8080(
     assert services["beat"]["command"] == ["beat"]
     assert services["beat"].get("deploy", {}).get("replicas", 1) == 1
     assert services["api"]["command"] == ["api"]
-    assert services["api"]["ports"] == ["8080:8080"]
+    # Loopback only: a TLS reverse proxy faces the network (docs/deployment.md).
+    assert services["api"]["ports"] == ["127.0.0.1:8080:8080"]
     assert compose.environment(services["api"])["TOKENLIFE_API_HOST"] == "0.0.0.0"
     for name in ("worker", "beat", "api"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -110,12 +113,40 @@ def test_the_env_example_names_only_real_settings() -> None:
 
 
 def test_the_integrations_example_is_a_valid_integrations_file() -> None:
+    # Its secret is one of the values README.md says to fill in.
+    secrets = {name: "from-dot-env" for name in compose.readme_values()}
     loaded = load_integrations_file(
-        compose.ROOT / "integrations.example.toml",
-        load_presets(),
-        {"GOOGLE_CLIENT_SECRET": "from-dot-env"},
+        compose.ROOT / "integrations.example.toml", load_presets(), secrets
     )
     assert loaded["google-drive"][1] == "from-dot-env"
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration ("1m30s", "45s": Go's time.ParseDuration units)."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_a_refresh_in_flight_is_saved_before_docker_kills_the_process(
+    services: dict[str, Any], name: str
+) -> None:
+    # SIGTERM, then SIGKILL after stop_grace_period (Docker's default: 10 s). The API's
+    # shutdown waits TOKENLIFE_HTTP_TIMEOUT_SECONDS + SHUTDOWN_SAVE_SECONDS (runtime.py),
+    # a worker's warm shutdown one token request and its save.
+    service = services[name]
+    declared = {
+        **compose.read_env_file(compose.ENV_EXAMPLE.read_text()),
+        **compose.environment(service),
+    }
+    timeout = float(
+        declared.get("TOKENLIFE_HTTP_TIMEOUT_SECONDS")
+        or Settings.model_fields["http_timeout_seconds"].default
+    )
+    grace = _seconds(service.get("stop_grace_period", "10s"))
+    assert grace >= timeout + SHUTDOWN_SAVE_SECONDS, (name, grace, timeout)
 
 
 @pytest.mark.parametrize(

@@ -35,19 +35,23 @@ USER = "stack-user"
 
 
 def dot_env(api_key: str, integrations: Path, rabbitmq: bool) -> dict[str, str]:
-    """.env.example filled in as its comments say; with the RabbitMQ lines uncommented."""
+    """.env.example with exactly the values README.md says to fill in; with the RabbitMQ
+    lines uncommented. Besides those, only what points the stack at the fakes."""
     text = compose.ENV_EXAMPLE.read_text()
     values = compose.read_env_file(text)
-    filled = {
+    readme = {
         "TOKENLIFE_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "TOKENLIFE_API_KEYS": api_key,
         "GOOGLE_CLIENT_SECRET": "stack-secret",
-        "INTEGRATIONS_TOML": str(integrations),
-        # Our own queue names on the shared RabbitMQ (the queue is named after it).
-        "TOKENLIFE_KEY_PREFIX": f"stack-{uuid.uuid4().hex[:8]}",
     }
-    assert set(filled) - {"TOKENLIFE_KEY_PREFIX"} <= set(values)
-    values.update(filled)
+    assert sorted(readme) == sorted(compose.readme_values())
+    values.update(readme)
+    values.update(
+        # The fake Google's endpoints, with the example's secret variable.
+        INTEGRATIONS_TOML=str(integrations),
+        # Our own queue names on the shared RabbitMQ (the queue is named after it).
+        TOKENLIFE_KEY_PREFIX=f"stack-{uuid.uuid4().hex[:8]}",
+    )
     if rabbitmq:
         values.update(compose.commented_settings(text, about="RabbitMQ"))
     return values
