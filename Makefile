@@ -36,7 +36,7 @@ test: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults -q -m faults
 
-## test-browser: the dashboard in real headless Chromium (Debian's chromium, driven by Playwright; no browser download); saves docs/img/dashboard*.png
+## test-browser: the dashboard in real headless Chromium (Debian's chromium, driven by Playwright; no browser download); UPDATE_SCREENSHOTS=1 rewrites docs/img/dashboard*.png
 test-browser: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,embedded,browser]'

@@ -93,12 +93,15 @@ def _needing(item: Attention, now: float, login: Login) -> str:
         fixes = [DEFAULT_FIXES.get(c.status_reason or c.status.value, DEFAULT_FIXES["default"])]
     fix_list = "".join(f"<li>{h(f)}</li>" for f in fixes)
     error = f"<dt>last error</dt><dd><code>{h(c.last_error)}</code></dd>" if c.last_error else ""
+    # Its own line: "access token expiring 1 s ago" read as if the token had expired.
+    raised_at = _time(last.get("occurred_at"))
+    raised = "" if raised_at is None else f"<dt>alert raised</dt><dd>{when(raised_at, now)}</dd>"
     return f"""<article class="needing {h(c.status.value)}" data-integration="{h(c.integration)}"
  data-connection-id="{h(c.connection_id)}">
 <header><span class="badge {h(c.status.value)}">{h(c.status.value.replace("_", " "))}</span>
 <strong>{h(c.integration)}</strong> / <code class="cid">{h(c.connection_id)}</code>
 <span class="muted">{h(reason)}</span></header>
-<dl><dt>last alert</dt><dd>{h(title)} {when(_time(last.get("occurred_at")), now)}</dd>
+<dl><dt>last alert</dt><dd>{h(title)}</dd>{raised}
 <dt>access token expires</dt><dd>{when(c.expires_at, now)}</dd>{error}</dl>
 {causes}<h4>Fix</h4><ol class="fixes">{fix_list}</ol>
 <div class="actions">{_actions(c.integration, c.connection_id, login, c.refresh_refusal(now))}</div>
