@@ -3,14 +3,17 @@
 Beat runs `tokenlife.refresh_due` every second and `tokenlife.deliver_alerts` every two;
 Celery logs each at INFO three times ("Scheduler: Sending due task" in celery.beat,
 "Task … received" in celery.worker.strategy, "Task … succeeded" in celery.app.trace),
-which buries every line that matters. The counting here is pure and takes `now`.
+which buries every line that matters. The counting here is pure and takes `now`; the
+counts themselves live in Redis (adapters/tick_tally.py).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 # Our periodic tasks; other tasks (an exchange, a refresh batch) keep Celery's INFO lines.
 TICK_TASKS = frozenset({"tokenlife.refresh_due", "tokenlife.deliver_alerts"})
@@ -44,30 +47,25 @@ class TickFilter(logging.Filter):
         return self.threshold <= logging.DEBUG
 
 
-@dataclass
-class TickTally:
-    """What the refresh ticks of one worker process did since the last summary."""
+def tally_period(now: float, period: float) -> int:
+    """The summary period `now` falls in: every process on every machine counts its ticks
+    into the same one (Redis, adapters/tick_tally.py), so one line a period covers the
+    fleet. Clocks a moment apart only move a tick across a boundary."""
+    return math.floor(now / period)
 
-    period: float
-    started_at: float | None = None
-    ticks: int = 0
-    claimed: int = 0
-    batches: int = 0
 
-    def add(self, now: float, *, claimed: int, batches: int) -> dict[str, float] | None:
-        """Count one tick; the summary (and a fresh count) once `period` has passed."""
-        if self.started_at is None:
-            self.started_at = now
-        self.ticks += 1
-        self.claimed += claimed
-        self.batches += batches
-        if now - self.started_at < self.period:
-            return None
-        summary = {
-            "ticks": self.ticks,
-            "claimed": self.claimed,
-            "batches": self.batches,
-            "seconds": round(now - self.started_at, 1),
-        }
-        self.started_at, self.ticks, self.claimed, self.batches = now, 0, 0, 0
-        return summary
+def tick_summary(
+    counts: Mapping[str, str | int], period_index: int, period: float
+) -> dict[str, Any] | None:
+    """The summary line's fields for one period's tally (None: no tick ran in it). No
+    task id or connection: it is about every tick of the period, not the one that logs."""
+    if not counts:
+        return None
+    start = period_index * period
+    return {
+        "ticks": int(counts.get("ticks", 0)),
+        "claimed": int(counts.get("claimed", 0)),
+        "batches": int(counts.get("batches", 0)),
+        "seconds": period,
+        "period_start": datetime.fromtimestamp(start, UTC).isoformat(),
+    }

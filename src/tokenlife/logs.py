@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Any
 
@@ -40,6 +42,16 @@ _HELD_AT_MOST = 32
 LOGGER_NAME = "tokenlife"
 
 
+def one_line(text: str) -> str:
+    """A multi-line message (a settings report) as one log line: "a:\n  b\n  c" becomes
+    "a: b; c"."""
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
+    line = ""
+    for part in parts:
+        line += part if not line else (" " if line.endswith(":") else "; ") + part
+    return line
+
+
 def conceal(*values: str | None) -> None:
     """Never print these values (a token, a code) on a line logged from this context.
 
@@ -55,6 +67,17 @@ def bind_connection(integration: str, connection_id: str, provider: str | None =
     """Put the connection on every line logged from this context (and tasks it starts)."""
     fields = {"integration": integration, "connection_id": connection_id}
     structlog.contextvars.bind_contextvars(**fields, **({"provider": provider} if provider else {}))
+
+
+@contextmanager
+def unbound() -> Iterator[None]:
+    """Log a line without this context's fields (task, connection), then put them back."""
+    saved = structlog.contextvars.get_contextvars()
+    structlog.contextvars.clear_contextvars()
+    try:
+        yield
+    finally:
+        structlog.contextvars.bind_contextvars(**saved)
 
 
 def clear() -> None:
@@ -150,6 +173,9 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(threshold)
+    # Python's warnings (Celery's SecurityWarning, a DeprecationWarning) are log lines too,
+    # not plain text on stderr beside the JSON.
+    logging.captureWarnings(True)
     # Celery gives its own loggers handlers of their own unless we take over; make sure
     # every record reaches the one handler above, and only once.
     for name in ("celery", "celery.task", "celery.redirected", "kombu", "amqp"):

@@ -9,15 +9,13 @@ from typing import Any
 
 from tokenlife import logs
 from tokenlife.adapters.refresh_schedule import Due
-from tokenlife.beat_quiet import TickTally
+from tokenlife.adapters.tick_tally import TickTallies
 from tokenlife.core.backoff import compute_backoff
 from tokenlife.errors import CodeNotTakenError, StorageUnavailableError, TransientError
 from tokenlife.services.callback import ExchangeAttempt, summary
 from tokenlife.worker import app, process_runtime
 
 log = logging.getLogger(__name__)
-# What this process's refresh ticks did since its last summary line (beat_quiet).
-_ticks: TickTally | None = None
 
 
 @app.task(name="tokenlife.exchange_code", bind=True)
@@ -113,22 +111,18 @@ def refresh_due() -> int:
     claimed = sum(len(b) for b in batches)
     now = time.time()
     process.run(process.runtime.schedule.tick(now, claimed))
-    _summarise(now, claimed, len(batches), settings.log_summary_seconds)
-    return claimed
-
-
-def _summarise(now: float, claimed: int, batches: int, period: float) -> None:
-    """One INFO line a period instead of Celery's three a tick (those are DEBUG now)."""
-    global _ticks
-    if _ticks is None:
-        _ticks = TickTally(period)
-    summary = _ticks.add(now, claimed=claimed, batches=batches)
+    # One INFO line a period for the fleet instead of Celery's three a tick (DEBUG now).
+    tallies = TickTallies(process.runtime.redis, process.runtime.keys)
+    period = settings.log_summary_seconds
+    summary = process.run(tallies.count(now, period, claimed=claimed, batches=len(batches)))
     if summary is not None:
-        logs.get_logger(__name__).info(
-            "refresh ticks: {ticks} run, {claimed} connections claimed in {batches} batches "
-            "over {seconds:.0f} s".format(**summary),
-            **summary,
-        )
+        with logs.unbound():  # about every tick of the period, not this task's
+            logs.get_logger(__name__).info(
+                "refresh ticks: {ticks} run, {claimed} connections claimed in {batches} "
+                "batches over {seconds:.0f} s".format(**summary),
+                **summary,
+            )
+    return claimed
 
 
 @app.task(name="tokenlife.refresh_batch", ignore_result=True, acks_late=True)

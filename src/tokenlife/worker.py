@@ -121,6 +121,22 @@ def _unbind_task(**_: Any) -> None:
     logs.clear()
 
 
+@signals.worker_ready.connect
+def _quiet_shutdown(sender: Any = None, **_: Any) -> None:
+    """Where logs are JSON, Celery's "worker: Warm shutdown (MainProcess)", printed on
+    stdout by its SIGTERM handler, becomes a log line: the same handler, re-installed
+    with verbose=False (celery/apps/worker.py _shutdown_handler), and ours below."""
+    if logs.wants_json(settings.log_format, sys.stderr):
+        from celery.apps.worker import install_worker_term_handler
+
+        install_worker_term_handler(sender, verbose=False)
+        signals.worker_shutting_down.connect(_log_shutdown, weak=False)
+
+
+def _log_shutdown(sig: str = "", how: str = "", **_: Any) -> None:
+    log.info("worker: %s shutdown on %s", how.lower(), sig)
+
+
 @signals.worker_init.connect
 def _check_configuration(sender: Any = None, **_: Any) -> None:
     # Celery sets logging up after this signal (WorkController.on_init_blueprint); without
@@ -134,10 +150,11 @@ def _check_configuration(sender: Any = None, **_: Any) -> None:
     try:
         config = configure()
     except ConfigurationError as exc:
-        print(f"tokenlife: refusing to start: {exc}", file=sys.stderr, flush=True)
+        # One line, as `tokenlife worker` says it (docs/cli.md: invalid settings exit 1).
+        log.error("refusing to start: %s", logs.one_line(str(exc)))
         # SystemExit passes through Celery's signal dispatcher, which logs other errors
         # and carries on.
-        raise SystemExit(2) from None
+        raise SystemExit(1) from None
     log.info(
         "tokenlife worker: %d integration(s): %s",
         len(config.integrations),

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tokenlife.beat_quiet import TickTally, is_tick_record
+from tokenlife import logs
+from tokenlife.beat_quiet import is_tick_record, tally_period, tick_summary
 from tokenlife.log_redaction import REDACTED, redact_event, redact_text
 
 R = REDACTED
@@ -127,15 +128,32 @@ def test_is_tick_record(name: str, level: int, args: object, tick: bool) -> None
     assert is_tick_record(name, level, args) is tick
 
 
-def test_tick_tally_sums_a_period_then_starts_again() -> None:
-    tally = TickTally(period=60)
-    assert tally.add(1000.0, claimed=0, batches=0) is None
-    assert tally.add(1030.0, claimed=250, batches=3) is None
-    assert tally.add(1059.9, claimed=0, batches=0) is None
-    assert tally.add(1060.0, claimed=10, batches=1) == {
-        "ticks": 4, "claimed": 260, "batches": 4, "seconds": 60.0,
+@pytest.mark.parametrize(
+    ("now", "period", "index"),
+    [(0.0, 60, 0), (59.9, 60, 0), (60.0, 60, 1), (1_700_000_030.5, 60, 28_333_333),
+     (7.5, 2.5, 3)],
+)  # fmt: skip
+def test_tally_period(now: float, period: float, index: int) -> None:
+    assert tally_period(now, period) == index
+
+
+def test_tick_summary_of_a_period_and_of_none() -> None:
+    counts = {"ticks": "60", "claimed": "260", "batches": "4"}
+    assert tick_summary(counts, 28_333_333, 60) == {
+        "ticks": 60, "claimed": 260, "batches": 4, "seconds": 60,
+        "period_start": "2023-11-14T22:13:00+00:00",
     }  # fmt: skip
-    assert tally.add(1061.0, claimed=1, batches=1) is None
-    assert tally.add(1120.0, claimed=0, batches=0) == {
-        "ticks": 2, "claimed": 1, "batches": 1, "seconds": 60.0,
-    }  # fmt: skip
+    assert tick_summary({}, 28_333_333, 60) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("invalid settings:\n  TOKENLIFE_A: bad\n  TOKENLIFE_B: worse",
+         "invalid settings: TOKENLIFE_A: bad; TOKENLIFE_B: worse"),
+        ("one line", "one line"),
+        ("first\n\nsecond\n", "first; second"),
+    ],
+)  # fmt: skip
+def test_one_line(text: str, line: str) -> None:
+    assert logs.one_line(text) == line

@@ -43,6 +43,8 @@ def test_up_shows_a_new_key_once_then_only_where_it_is(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TOKENLIFE_API_KEYS", raising=False)
+    # As on a terminal: plain lines on stderr (else they are log lines, docs/logging.md).
+    monkeypatch.setenv("TOKENLIFE_LOG_FORMAT", "console")
     services._development_api_key(())
     key = (tmp_path / ".tokenlife" / "api.key").read_text().strip()
     first = capsys.readouterr().err

@@ -29,7 +29,6 @@ from tests.redis_process import free_port
 from tests.support import (
     Fakes,
     WorkerHandle,
-    client_app,
     consent,
     events_for,
     exchange,
@@ -309,36 +308,56 @@ async def test_known_secrets_never_reach_the_logs(
     assert all(line.startswith("{") for line in served.splitlines() if line.strip())
 
 
-def test_beat_at_info_logs_a_summary_not_every_tick(settings: Settings, tmp_path: Path) -> None:
-    """A worker with embedded beat, ticking every second: Celery's three lines a tick stay
-    at DEBUG; the summary (every second here, a minute by default) is the INFO line."""
+def test_beat_at_info_logs_one_summary_for_the_fleet_and_only_json(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`tokenlife worker --no-beat` with two pool processes and `tokenlife beat`, ticking
+    every second, their output not a terminal: every line on stdout and stderr is JSON
+    (no Celery banner, no plain `tokenlife:` line, the shutdown included); Celery's three
+    lines a tick stay at DEBUG; the summary (every 2 s here, a minute by default) is one
+    INFO line a period for both processes, without the task id of the tick that logged it."""
     quiet = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-beat"})
-    env = {**worker_environment(quiet), "TOKENLIFE_LOG_SUMMARY_SECONDS": "1"}
-    log_path = tmp_path / "beat.log"
-    app = client_app(quiet)
-    with log_path.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tokenlife.worker", "worker", "--beat",
-             "--schedule", str(tmp_path / "schedule"), "--pool", "prefork", "--concurrency",
-             "1", "--loglevel", "INFO", "--hostname", f"beat-{quiet.key_prefix}@%h",
-             "--without-gossip", "--without-mingle"],
-            env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
+    env = {**worker_environment(quiet), "TOKENLIFE_LOG_SUMMARY_SECONDS": "2"}
+    env.pop("TOKENLIFE_LOG_FORMAT", None)  # auto: JSON, as stdout and stderr are files
+    cli = [sys.executable, "-m", "tokenlife.cli"]
+    commands = {
+        "worker": [*cli, "worker", "--no-beat", "--pool", "prefork", "--concurrency", "2",
+                   "--hostname", f"beat-{quiet.key_prefix}@%h", "--without-gossip",
+                   "--without-mingle"],
+        "beat": [*cli, "beat", "--schedule", str(tmp_path / "schedule")],
+    }  # fmt: skip
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    for name, argv in commands.items():
+        with (
+            (tmp_path / f"{name}.out").open("wb") as out,
+            (tmp_path / f"{name}.err").open("wb") as err,
+        ):
+            processes[name] = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=out, stderr=err)
+    worker_log = tmp_path / "worker.err"
 
-            def summaries() -> list[dict[str, Any]]:
-                return [x for x in lines(log_path.read_text()) if "ticks" in x]
+    def summaries() -> list[dict[str, Any]]:
+        return [x for x in lines(worker_log.read_text()) if "ticks" in x]
 
-            wait_for(lambda: process.poll() is not None or len(summaries()) >= 2, timeout=30,
-                     what="two summary lines")  # fmt: skip
-            assert process.poll() is None, log_path.read_text()
-        finally:
+    try:
+        wait_for(lambda: any(p.poll() is not None for p in processes.values())
+                 or len(summaries()) >= 2, timeout=30, what="two summary lines")  # fmt: skip
+        assert all(p.poll() is None for p in processes.values()), worker_log.read_text()
+    finally:
+        for process in processes.values():
             stop_worker(process)
-            app.close()
-    got = lines(log_path.read_text())
+    output = {path.name: path.read_text() for path in tmp_path.glob("*.[oe][ur][tr]")}
+    for name, text in output.items():
+        for line in text.splitlines():
+            assert line.startswith("{") and json.loads(line), f"{name}: {line!r}"
+    assert output["worker.out"] == output["beat.out"] == ""
+    got = lines(worker_log.read_text())
     ticks = [x for x in got if "ticks" in x]
-    # Two summaries span three ticks at least: nine INFO lines from Celery without the filter.
-    assert sum(x["ticks"] for x in ticks) >= 3 and all(x["level"] == "info" for x in ticks)
+    # One line a period for both pool processes (each process logged its own before).
+    starts = [x["period_start"] for x in ticks]
+    assert len(starts) == len(set(starts)) and sum(x["ticks"] for x in ticks) >= 2
+    assert all(x["level"] == "info" and "task_id" not in x for x in ticks)
     noisy = [x["message"] for x in got if "refresh_due" in x["message"]
              or "deliver_alerts" in x["message"]]  # fmt: skip
     assert noisy == []  # ~3 INFO lines a second without the filter
+    assert any("integrations:" in x["message"] for x in got)  # was a plain stderr line
+    assert any("warm shutdown" in x["message"] for x in got)  # was plain text on stdout

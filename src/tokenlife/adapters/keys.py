@@ -144,6 +144,16 @@ class Keys:
         """Set by every refresh_due tick: readiness sees beat and a worker alive."""
         return f"{self.prefix}:heartbeat"
 
+    def tick_tally(self, period_index: int) -> str:
+        """Hash: what every process's refresh ticks did in one summary period (beat_quiet);
+        kept two periods and a minute, so the next period's first tick can still read it."""
+        return f"{self.prefix}:ticks:{period_index}"
+
+    def tick_summary(self, period_index: int) -> str:
+        """SET NX by the first tick of the next period: that one process logs the period's
+        summary line, for the whole fleet. Same TTL as the tally."""
+        return f"{self.prefix}:ticks:{period_index}:logged"
+
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"

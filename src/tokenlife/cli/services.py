@@ -9,9 +9,8 @@ import sys
 
 import click
 
-from tokenlife import logs
 from tokenlife.adapters.keys import Keys
-from tokenlife.cli import common
+from tokenlife.cli import service_output
 from tokenlife.errors import ConfigurationError, TokenlifeError
 from tokenlife.log_redaction import redact_text
 from tokenlife.runtime import Runtime, load_config
@@ -30,15 +29,14 @@ def api(host: str | None, port: int | None) -> None:
     from tokenlife.web.app import create_app
     from tokenlife.web.auth import parse_api_keys
 
-    settings = common.settings()
-    logs.configure(level=settings.log_level or "INFO", fmt=settings.log_format)
+    settings = service_output.service_settings()
     try:
         parse_api_keys(settings.api_keys)
     except ValueError as exc:
-        raise click.ClickException(f"TOKENLIFE_API_KEYS: {exc}") from None
+        service_output.refuse(f"TOKENLIFE_API_KEYS: {exc}")
     if not settings.api_keys:
-        click.echo(
-            "tokenlife: no TOKENLIFE_API_KEYS: every /api/ request will be refused", err=True
+        service_output.say(
+            "no TOKENLIFE_API_KEYS: every /api/ request will be refused", logging.WARNING
         )
 
     async def application() -> web.Application:
@@ -61,7 +59,7 @@ def api(host: str | None, port: int | None) -> None:
             print=logging.getLogger("tokenlife.api").info,
         )
     except TokenlifeError as exc:  # a configuration error: a message, not a traceback
-        raise click.ClickException(str(exc)) from None
+        service_output.refuse(str(exc))
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -77,7 +75,7 @@ def worker(beat: bool, celery_args: tuple[str, ...]) -> None:
 
     Arguments after the options go to `celery worker` unchanged, e.g.
     `tokenlife worker --no-beat --concurrency 4 --hostname worker-a@%h`.
-    Exits with 2 when the configuration is wrong."""
+    Exits with 1 when the configuration is wrong."""
     _start_worker(beat, celery_args)
 
 
@@ -89,14 +87,16 @@ def beat(celery_args: tuple[str, ...]) -> None:
     Run exactly one per deployment, beside workers started with `--no-beat`; it uses the
     same schedule as a worker's embedded beat. Two beats do no harm to tokens (claims are
     atomic) but double the ticks. Arguments go to `celery beat` unchanged, e.g.
-    `--schedule /var/lib/tokenlife/celerybeat-schedule`. Exits with 2 when the settings
+    `--schedule /var/lib/tokenlife/celerybeat-schedule`. Exits with 1 when the settings
     are wrong."""
+    service_output.service_settings()
     from tokenlife import worker as worker_module
 
     if worker_module.settings_error is not None:
-        click.echo(f"tokenlife: refusing to start: {worker_module.settings_error}", err=True)
-        sys.exit(2)
-    code = worker_module.app.start(["beat", "--loglevel", "INFO", *celery_args])
+        service_output.refuse(str(worker_module.settings_error))
+    code = worker_module.app.start(
+        [*service_output.celery_quiet(), "beat", "--loglevel", "INFO", *celery_args]
+    )
     sys.exit(code or 0)
 
 
@@ -124,16 +124,15 @@ def run(celery_args: tuple[str, ...]) -> None:
 def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
     from tokenlife import development
 
-    settings = common.settings()
+    settings = service_output.service_settings()
     children: list[subprocess.Popen[bytes]] = []
     try:
         if "redis_url" not in settings.model_fields_set and not development.redis_answers():
             redis_process, url = development.start_embedded_redis()
             children.append(redis_process)
             os.environ["TOKENLIFE_REDIS_URL"] = url
-            click.echo(
-                f"tokenlife: started an embedded Redis at {url} (data in {development.STATE_DIR}/)",
-                err=True,
+            service_output.say(
+                f"started an embedded Redis at {url} (data in {development.STATE_DIR}/)"
             )
         if not settings.encryption_keys:
             _development_encryption_key(settings)
@@ -143,14 +142,13 @@ def _develop(celery_args: tuple[str, ...], *, with_api: bool) -> None:
             api_argv = [sys.executable, "-m", "tokenlife.cli", "api"]
             children.append(subprocess.Popen(api_argv))  # noqa: S603 - our own command
             base = development.local_url(settings.api_host, settings.api_port)
-            click.echo(
-                f"tokenlife: API {base}/api/  dashboard {base}/dashboard  "
-                f"metrics {base}/metrics  health {base}/healthz",
-                err=True,
+            service_output.say(
+                f"API {base}/api/  dashboard {base}/dashboard  "
+                f"metrics {base}/metrics  health {base}/healthz"
             )
     except (TokenlifeError, OSError) as exc:
         _stop(children)
-        raise click.ClickException(str(exc)) from None
+        service_output.refuse(str(exc))
     try:
         schedule = str(development.STATE_DIR / "celerybeat-schedule")
         _start_worker(True, ("--schedule", schedule, *celery_args))
@@ -175,10 +173,8 @@ def _development_encryption_key(settings: Settings) -> None:
     key, path, generated = development.development_key()
     os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = key
     what = "generated a" if generated else "using the"
-    click.echo(
-        f"tokenlife: {what} development encryption key in {path}; set "
-        "TOKENLIFE_ENCRYPTION_KEYS in production.",
-        err=True,
+    service_output.say(
+        f"{what} development encryption key in {path}; set TOKENLIFE_ENCRYPTION_KEYS in production."
     )
 
 
@@ -201,7 +197,7 @@ def _development_api_key(configured: tuple[str, ...]) -> None:
             err=True,
         )
     else:
-        click.echo(f"tokenlife: using the development API key in {path}", err=True)
+        service_output.say(f"using the development API key in {path}")
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -221,17 +217,18 @@ def _start_worker(beat: bool, celery_args: tuple[str, ...]) -> None:
     # have just set them.
     from tokenlife import worker as worker_module
 
+    service_output.service_settings()
     try:
         config = worker_module.configure()
     except TokenlifeError as exc:
-        click.echo(f"tokenlife: refusing to start: {exc}", err=True)
-        sys.exit(2)
+        service_output.refuse(str(exc))
     names = ", ".join(sorted(config.integrations))
-    click.echo(
-        f"tokenlife: integrations: {names}"
+    service_output.say(
+        f"integrations: {names}"
         if names
-        else "tokenlife: no integrations configured; set TOKENLIFE_INTEGRATIONS_FILE",
-        err=True,
+        else "no integrations configured; set TOKENLIFE_INTEGRATIONS_FILE",
+        logging.INFO if names else logging.WARNING,
     )
-    argv = ["worker", "--loglevel", "INFO", *(["--beat"] if beat else []), *celery_args]
+    quiet = service_output.celery_quiet()
+    argv = [*quiet, "worker", "--loglevel", "INFO", *(["--beat"] if beat else []), *celery_args]
     worker_module.app.worker_main(argv)
