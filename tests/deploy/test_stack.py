@@ -170,6 +170,13 @@ async def test_a_connection_and_its_refreshes_go_through_the_compose_stack(
         prefix = stack.dot_env["TOKENLIFE_KEY_PREFIX"]
         _on_rabbitmq(lambda channel: channel.queue_declare(prefix, passive=True))
     assert not stack.exited()
+    # A container's output is what `docker compose logs` ships: JSON lines only (no
+    # Celery banner, no plain start-up line), docs/logging.md.
+    for process in stack.processes:
+        if process.name != "redis":
+            text = process.log_path.read_text()
+            plain = [line for line in text.splitlines() if not line.startswith("{")]
+            assert text and not plain, f"{process.name}: {plain[:5]}"
 
 
 def _on_rabbitmq(call: Callable[[Any], Any]) -> None:
