@@ -12,7 +12,7 @@ from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.adapters.tick_tally import TickTallies
 from tokenlife.core.backoff import compute_backoff
 from tokenlife.errors import CodeNotTakenError, StorageUnavailableError, TransientError
-from tokenlife.services.callback import ExchangeAttempt, summary
+from tokenlife.services.callback import ExchangeAttempt, masked_reprs, summary
 from tokenlife.worker import app, process_runtime
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def exchange_code(
     # Celery logs the return value and any retry's exception from this thread's context:
     # a provider's error_description that echoes the code is redacted there too.
     logs.conceal(state, code)
+    # A retry is a new message: its headers mask the code and state as the first one did.
+    hidden = masked_reprs(dict(self.request.kwargs or {}))
     process = process_runtime()
     settings = process.runtime.config.settings
     retries: int = self.request.retries
@@ -68,15 +70,23 @@ def exchange_code(
                       attempt.number, exc)  # fmt: skip
             return summary(None, None, outcome="failed", error=exc.error,
                            error_description=str(exc))  # fmt: skip
-        raise self.retry(exc=exc, countdown=_countdown(retries, exc), max_retries=None) from None
+        raise self.retry(
+            exc=exc, countdown=_countdown(retries, exc), max_retries=None, **hidden
+        ) from None
     except CodeNotTakenError as exc:
         # The message carries what Redis may have failed to record: the mark to ignore.
         again = {**self.request.kwargs, "unsent_at": exc.unsent_at}
         raise self.retry(
-            exc=exc, kwargs=again, countdown=_countdown(retries, exc), max_retries=None
+            exc=exc,
+            kwargs=again,
+            countdown=_countdown(retries, exc),
+            max_retries=None,
+            **masked_reprs(again),
         ) from None
     except TransientError as exc:
-        raise self.retry(exc=exc, countdown=_countdown(retries, exc), max_retries=None) from None
+        raise self.retry(
+            exc=exc, countdown=_countdown(retries, exc), max_retries=None, **hidden
+        ) from None
 
 
 def _countdown(retries: int, exc: TransientError) -> float:

@@ -27,6 +27,17 @@ class ExchangeAttempt:
     unsent_at: float | None = None
 
 
+def masked_reprs(kwargs: dict[str, Any]) -> dict[str, str]:
+    """Celery's `argsrepr`/`kwargsrepr` for an exchange task message (its send and its
+    retries): Celery copies them into the message headers (kept by the broker), task events
+    and `celery inspect`, so the code and state are masked there; the worker reads the real
+    ones from the body.
+    https://docs.celeryq.dev/en/stable/userguide/tasks.html#hiding-sensitive-information-in-arguments
+    """
+    shown = {k: "***" if k in ("code", "state") else v for k, v in kwargs.items()}
+    return {"argsrepr": "()", "kwargsrepr": repr(shown)}
+
+
 def check_callback(state: object, code: object, error: object, iss: object = None) -> str | None:
     """What is wrong with the callback's parameters, or None."""
     if not isinstance(state, str) or not 0 < len(state) <= _MAX_STATE:

@@ -36,6 +36,7 @@ from tokenlife.errors import (
     UsageError,
 )
 from tokenlife.runtime import Runtime
+from tokenlife.services.callback import masked_reprs
 
 log = logging.getLogger(__name__)
 HTML_HEADERS = {
@@ -197,15 +198,8 @@ async def callback(request: web.Request, runtime: Runtime, celery: Celery) -> we
 
 
 def send_exchange(celery: Celery, kwargs: dict[str, Any]) -> AsyncResult:
-    """Queue the code exchange. Celery copies `kwargsrepr` into the message headers (kept
-    by the broker), task events and `celery inspect`, so the code and state are masked
-    there; the worker reads the real ones from the body. `argsrepr`/`kwargsrepr`:
-    https://docs.celeryq.dev/en/stable/userguide/tasks.html#hiding-sensitive-information-in-arguments
-    """
-    shown = {k: "***" if k in ("code", "state") else v for k, v in kwargs.items()}
-    return celery.send_task(
-        "tokenlife.exchange_code", kwargs=kwargs, argsrepr="()", kwargsrepr=repr(shown)
-    )
+    """Queue the code exchange; the message headers show the code and state masked."""
+    return celery.send_task("tokenlife.exchange_code", kwargs=kwargs, **masked_reprs(kwargs))
 
 
 async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) -> web.StreamResponse:
