@@ -74,10 +74,16 @@ def clean_error(error: str) -> str:
     return cleaned or "unknown_error"
 
 
-def bounded(text: str | None, limit: int = MAX_DESCRIPTION) -> str | None:
-    """Provider text on one line and at most `limit` characters."""
+def bounded(
+    text: str | None, limit: int = MAX_DESCRIPTION, conceal: tuple[str | None, ...] = ()
+) -> str | None:
+    """Provider text on one line and at most `limit` characters, each `conceal` value (the
+    code, the state: a provider may echo them) masked."""
     if text is None:
         return None
+    for secret in conceal:
+        if secret:
+            text = text.replace(secret, "***")
     flat = " ".join(_CONTROL.sub(" ", text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 

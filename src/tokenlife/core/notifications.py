@@ -20,6 +20,7 @@ SEVERITY: dict[str, Severity] = {
     events.ACCESS_TOKEN_EXPIRING: "warning",
     events.LIFETIME_UNKNOWN: "info",
     events.CONFIGURATION: "warning",  # "critical" for findings of severity error
+    events.EXCHANGE_FAILED_ALERT: "warning",  # the diagnosis's own severity, in the event
 }
 # An event of the key type clears these alerts of the same connection.
 CLEARS: dict[str, tuple[str, ...]] = {
@@ -35,12 +36,14 @@ TITLES = {
     events.ACCESS_TOKEN_EXPIRING: "access token expiring",
     events.LIFETIME_UNKNOWN: "access token lifetime unknown",
     events.CONFIGURATION: "configuration problem",
+    events.EXCHANGE_FAILED_ALERT: "connecting an account failed",
 }
 SECTIONS = {
     events.REAUTHORIZATION_REQUIRED: "re-authorization-required",
     events.REFRESH_FAILING: "refreshes-keep-failing",
     events.ACCESS_TOKEN_EXPIRING: "access-token-expiring",
     events.CONFIGURATION: "configuration-findings",
+    events.EXCHANGE_FAILED_ALERT: "a-connect-that-ended-in-exchangefailed",
     events.LIFETIME_UNKNOWN: "refresh-token-is-not-present-and-access-token-lifetime-is-too-short",
 }
 PROVIDER_SECTIONS = {
@@ -60,6 +63,10 @@ class Alert:
     def severity(self) -> Severity:
         if self.type == events.CONFIGURATION and self.data.get("severity") == "error":
             return "critical"
+        if self.type == events.EXCHANGE_FAILED_ALERT and self.data.get("severity") in (
+            "critical", "warning", "info",
+        ):  # fmt: skip
+            return self.data["severity"]  # type: ignore[no-any-return]
         return SEVERITY.get(self.type, "info")
 
     @property
@@ -76,8 +83,11 @@ class Alert:
         return str(self.data.get("event_id", self.entry_id))
 
     def dedup_key(self, alert_type: str | None = None) -> str:
-        """One notification per (connection, alert type) within the window."""
+        """One notification per (connection, alert type) within the window; a failed
+        exchange, one per (integration, cause), however many users hit it."""
         detail = self.data.get("code", "") if self.type == events.CONFIGURATION else ""
+        if self.type == events.EXCHANGE_FAILED_ALERT:
+            return f"{self.integration}:-:{self.type}:{self.data.get('cause', '')}"
         return f"{self.integration}:{self.connection_id or '-'}:{alert_type or self.type}{detail}"
 
 
