@@ -127,12 +127,15 @@ class Notification:
 def group(items: Iterable[tuple[str, str, Alert]]) -> list[Notification]:
     """(target, kind, alert) -> one notification per target, kind, alert type and
     integration: a storm of a thousand connections failing together is one message."""
-    buckets: dict[tuple[str, str, str, str], list[Alert]] = {}
+    buckets: dict[tuple[str, str, str, str, str], list[Alert]] = {}
     for target, kind, alert in items:
-        buckets.setdefault((target, kind, alert.type, alert.integration), []).append(alert)
+        # Failed exchanges of different causes need different fixes: one message each.
+        cause = alert.data.get("cause", "") if alert.type == events.EXCHANGE_FAILED_ALERT else ""
+        key = (target, kind, alert.type, alert.integration, str(cause))
+        buckets.setdefault(key, []).append(alert)
     return [
         Notification(target, kind, type_, integration, tuple(alerts))  # type: ignore[arg-type]
-        for (target, kind, type_, integration), alerts in buckets.items()
+        for (target, kind, type_, integration, _), alerts in buckets.items()
     ]
 
 
