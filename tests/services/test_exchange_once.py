@@ -234,7 +234,8 @@ async def test_an_id_token_for_another_client_ends_in_invalid_id_token(
         await runtime.tokens.get("generic", cid)
     events = await events_for(redis, settings, cid)
     assert [(t, d["error"]) for t, d in events] == [
-        ("exchange.failed", "invalid_id_token"), ("alert.exchange_failed", "invalid_id_token")
+        ("exchange.failed", "invalid_id_token"),
+        ("alert.exchange_failed", "invalid_id_token"),
     ]
 
 
@@ -255,7 +256,8 @@ async def test_an_iss_that_is_not_the_issuer_is_refused_before_the_code_is_sent(
         await runtime.tokens.get("generic-offline", cid)
     events = await events_for(redis, settings, cid)
     assert [(t, d["error"]) for t, d in events] == [
-        ("exchange.failed", "issuer_mismatch"), ("alert.exchange_failed", "issuer_mismatch")
+        ("exchange.failed", "issuer_mismatch"),
+        ("alert.exchange_failed", "issuer_mismatch"),
     ]
 
 
