@@ -220,7 +220,10 @@ async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) ->
     summary = await asyncio.to_thread(result.get, propagate=False)
     if not isinstance(summary, dict):
         return page(500, "Something went wrong.", "The exchange failed; see the worker log.")
-    if summary.get("integration") is None:
+    if summary.get("integration") is None and summary.get("error") in (
+        "invalid_state", "invalid_request",
+    ):  # fmt: skip
+        # Refused before any exchange: no such state, or a callback without one.
         return rejected_page(summary, query)
     return_to = summary.get("return_to")
     if return_to:
