@@ -198,7 +198,7 @@ def test_fact_check_corrections(name: str, fact: str, value: str) -> None:
     assert PRESETS[name].facts.sources[fact].startswith("https://")
 
 
-@pytest.mark.parametrize(("name", "idle_days"), [("bitbucket", 90), ("auth0", 15), ("google", 180)])
+@pytest.mark.parametrize(("name", "idle_days"), [("bitbucket", 90), ("auth0", 30), ("google", 180)])
 def test_idle_limits_drive_the_keep_alive(name: str, idle_days: float) -> None:
     assert PRESETS[name].refresh_token_idle_days == idle_days
 
