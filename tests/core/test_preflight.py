@@ -232,3 +232,46 @@ def test_offline_access_without_consent_only_where_oidc_rules_decide(
     config: dict[str, Any],
 ) -> None:
     assert "offline_access_without_consent" not in [f.code for f in findings(config)]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "supported", "fix"),
+    [
+        # The seed's story: a certified server that supports only none, login and consent.
+        pytest.param(None, ["none", "login", "consent"],
+                     'Set extra_authorization_params.prompt = "consent".', id="custom-default"),
+        pytest.param("login select_account", ["login"],
+                     'Set extra_authorization_params.prompt = "login".', id="no-consent-offered"),
+        pytest.param("consent", [], "Set extra_authorization_params.prompt to a value",
+                     id="none-offered"),
+    ],
+)  # fmt: skip
+def test_a_prompt_value_the_issuer_does_not_list_is_an_error(
+    prompt: str | None, supported: list[str], fix: str
+) -> None:
+    params = {} if prompt is None else {"prompt": prompt}
+    config = correct_config(PRESETS["custom"], scopes=["openid"], extra_authorization_params=params)
+    document = {
+        "scopes_supported": ["openid", "offline_access"],
+        "prompt_values_supported": supported,
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+    }
+    found = [f for f in findings(config, discovery=document) if f.severity == "error"]
+    assert codes(found) == [("error", "prompt_value_unsupported")]
+    assert found[0].fix.startswith(fix)
+    assert "invalid_request" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param({"prompt_values_supported": ["none", "login", "consent", "select_account"]},
+                     id="listed"),
+        pytest.param({}, id="not-published"),
+    ],
+)  # fmt: skip
+def test_prompt_values_pass_when_listed_or_unpublished(document: dict[str, Any]) -> None:
+    config = correct_config(PRESETS["custom"], scopes=["openid", "offline_access"])
+    document |= {"scopes_supported": ["openid", "offline_access"],
+                 "grant_types_supported": ["authorization_code", "refresh_token"]}  # fmt: skip
+    assert codes(findings(config, discovery=document)) == []

@@ -19,6 +19,9 @@ from tokenlife.core.presets import Preset
 Severity = Literal["error", "warning"]
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 OFFLINE_ACCESS = "https://openid.net/specs/openid-connect-core-1_0.html#OfflineAccess"
+# Where prompt_values_supported is defined (OP metadata of "Initiating User Registration
+# via OpenID Connect 1.0").
+PROMPT_VALUES = "https://openid.net/specs/openid-connect-prompt-create-1_0.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,7 @@ def _discovery(integration: Integration, document: Mapping[str, Any] | None) -> 
             "Check the server's client settings for offline access / refresh tokens.",
             "https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata",
         ))  # fmt: skip
+    found += _prompt_values(integration, document.get("prompt_values_supported"))
     grants = document.get("grant_types_supported")
     # RFC 8414 §2: when omitted, the default is authorization_code and implicit only.
     if not isinstance(grants, list) or "refresh_token" not in grants:
@@ -220,3 +224,31 @@ def _discovery(integration: Integration, document: Mapping[str, Any] | None) -> 
             "https://www.rfc-editor.org/rfc/rfc8414#section-2",
         ))  # fmt: skip
     return found
+
+
+def _prompt_values(integration: Integration, supported: Any) -> list[Finding]:
+    """A server that publishes prompt_values_supported refuses the others with
+    invalid_request ("unsupported prompt value requested"): every connect would fail, and
+    the custom default select_account is the value most often missing."""
+    prompt = integration.authorization_params.get("prompt", "").split()
+    if not isinstance(supported, list) or not prompt:
+        return []
+    refused = [value for value in prompt if value not in supported]
+    if not refused:
+        return []
+    offered = " ".join(str(v) for v in supported) or "(none)"
+    usable = "consent" if "consent" in supported else next(iter(supported), None)
+    fix = (
+        f'Set extra_authorization_params.prompt = "{usable}".'
+        if usable
+        else "Set extra_authorization_params.prompt to a value the server accepts."
+    )
+    return [
+        _finding(
+            integration, "error", "prompt_value_unsupported",
+            f"The integration sends prompt={' '.join(prompt)}, but the issuer's discovery "
+            f"document lists only {offered} in prompt_values_supported: the server will "
+            f"refuse every authorization request for {' '.join(refused)} (invalid_request).",
+            fix, PROMPT_VALUES,
+        )
+    ]  # fmt: skip
