@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import aiohttp
 import apprise
 
-from tokenlife.core.notifications import sign
+from tokenlife.core.notifications import notify_type, sign
 from tokenlife.errors import DeliveryError
 
 
@@ -30,7 +30,12 @@ class AppriseTarget:
         notifier = apprise.Apprise()
         if not notifier.add(self.url):
             raise DeliveryError(f"target {self.name}: not a valid Apprise URL")
-        if not await notifier.async_notify(body=body, title=title):
+        # The notify type tells PagerDuty the incident's severity and Slack/Teams the colour;
+        # the payload's kind and severity decide it, so a replayed dead letter keeps it.
+        kind = apprise.NotifyType(
+            notify_type(str(payload.get("kind")), str(payload.get("severity")))
+        )
+        if not await notifier.async_notify(body=body, title=title, notify_type=kind):
             raise DeliveryError(f"target {self.name}: Apprise could not deliver")
 
 
