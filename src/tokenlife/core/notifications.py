@@ -14,9 +14,10 @@ from tokenlife.core import events
 from tokenlife.core.alert_details import detail_lines, fix_steps
 
 Severity = Literal["critical", "warning", "info"]
-# Apprise's notify types (apprise.NotifyType): PagerDuty maps failure to a critical incident
-# and warning to a warning one, Slack and Teams colour the message by it
-# (https://github.com/caronc/apprise/wiki/Development_API#notify--send-notifications).
+# Apprise's notify types (apprise.NotifyType, https://github.com/caronc/apprise/wiki/Development_API):
+# PagerDuty maps failure to a critical event and warning to a warning one
+# (PAGERDUTY_SEVERITY_MAP in https://github.com/caronc/apprise/blob/master/apprise/plugins/pagerduty.py),
+# Slack and Teams colour the message by it.
 NotifyType = Literal["failure", "warning", "info", "success"]
 NOTIFY_TYPES: dict[str, NotifyType] = {"critical": "failure", "warning": "warning",
                                        "info": "info"}  # fmt: skip

@@ -173,6 +173,9 @@ class AlertDelivery:
                 return []
             targets = await self._not_told_yet(alert, targets)
             if not targets:
+                # Held back like a repeat (tokenlife_alert_deliveries_total's "suppressed");
+                # the counters hash also says why.
+                totals["suppressed"] += 1
                 totals["folded"] += 1
                 return []
             if not await self._first_in_window(alert, targets):
