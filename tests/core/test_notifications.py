@@ -13,6 +13,7 @@ from tokenlife.core.notifications import (
     Route,
     folds,
     group,
+    incident_key,
     notify_type,
     render,
     section,
@@ -255,3 +256,15 @@ def test_an_expiry_alert_right_after_a_missing_refresh_token_is_folded(
     expiring = alert("alert.access_token_expiring", occurred_at=later)
     at = None if earlier is None else datetime.fromisoformat(earlier).timestamp()
     assert folds(expiring, at) is folded
+
+
+def test_an_alert_and_its_resolution_share_an_incident_key() -> None:
+    failing = [alert("alert.refresh_failing", f"user-{n}") for n in (1, 2)]
+    # What delivery resolves: the recovery event's data under the cleared alert's type.
+    recovered = [Alert("2-0", "alert.refresh_failing", {"integration": "crm",
+                 "connection_id": f"user-{n}", "failed_attempts": 3}) for n in (2, 1)]  # fmt: skip
+    opened = Notification("pager", "alert", "alert.refresh_failing", "crm", tuple(failing))
+    closed = Notification("pager", "resolved", "alert.refresh_failing", "crm", tuple(recovered))
+    assert incident_key(opened) == incident_key(closed)
+    alone = Notification("pager", "resolved", "alert.refresh_failing", "crm", tuple(recovered[:1]))
+    assert incident_key(alone) != incident_key(opened)

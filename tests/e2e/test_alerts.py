@@ -231,6 +231,8 @@ async def test_apprise_notify_types_and_the_webhook_follow_severity(alerting: Al
         ("alert.access_token_expiring", "warning", "warning"),
         ("alert.refresh_failing", "critical", "success"),
     ]
+    keys = [p["incident_key"] for p in webhook_payloads(alerting)]
+    assert keys[1] == keys[3] and len(set(keys)) == 3  # the resolution closes its alert
 
 
 @pytest.mark.parametrize("same_run", [True, False])

@@ -176,6 +176,13 @@ def notify_type(kind: str, severity: str) -> NotifyType:
     return "success" if kind == "resolved" else NOTIFY_TYPES.get(severity, "info")
 
 
+def incident_key(notification: Notification) -> str:
+    """The same for an alert and for the notification that resolves it (same connections,
+    same alert type), so a receiver, and PagerDuty, can close what the alert opened."""
+    keys = sorted(alert.dedup_key() for alert in notification.alerts)
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
+
+
 def render(notification: Notification, docs_url: str, now: float) -> tuple[str, str]:
     """(title, body) for a person: the problem, what was asked and what came back, when the
     token expires, since when it fails and how, the fixes as numbered steps, and where to
