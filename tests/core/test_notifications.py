@@ -107,7 +107,9 @@ def test_two_findings_sharing_a_code_keep_apart_and_each_is_a_message() -> None:
     assert scope.dedup_key() == again.dedup_key()
     grouped = group([("ops", "alert", scope), ("ops", "alert", prompt)])
     assert [n.alerts for n in grouped] == [(scope,), (prompt,)]
-    bodies = [render(n, "https://d", NOW)[1] for n in grouped]
+    titles, bodies = zip(*(render(n, "https://d", NOW) for n in grouped), strict=True)
+    assert set(titles) == {"[tokenlife] crm: configuration problem "
+                           "(refresh_token_requirement_missing)"}  # fmt: skip
     assert "1. Add offline_access to scopes." in bodies[0]
     assert "1. Set extra_authorization_params.prompt." in bodies[1]
 

@@ -190,7 +190,7 @@ def render(notification: Notification, docs_url: str, now: float) -> tuple[str, 
     first = notification.alerts[0]
     what = TITLES.get(notification.type, notification.type)
     count = len(notification.alerts)
-    who = first.connection_id or "configuration"
+    who = first.connection_id or str(first.data.get("code") or "configuration")
     subject = f"{count} connections" if count > 1 else who
     if notification.kind == "resolved":
         return (f"[tokenlife] RESOLVED {notification.integration}: {what} ({subject})",
