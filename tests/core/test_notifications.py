@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from tokenlife.core.alert_details import moment, relative
+from tokenlife.core.notification_payload import incident_key, notify_type
 from tokenlife.core.notifications import (
     Alert,
     Notification,
     Route,
     folds,
     group,
-    incident_key,
-    notify_type,
     render,
     section,
     sign,

@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import apprise
 
-from tokenlife.core.notifications import notify_type, sign
+from tokenlife.core.notification_payload import notify_type
+from tokenlife.core.notifications import sign
 from tokenlife.errors import DeliveryError
 
 

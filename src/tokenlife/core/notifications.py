@@ -14,14 +14,6 @@ from tokenlife.core import events
 from tokenlife.core.alert_details import detail_lines, fix_steps
 
 Severity = Literal["critical", "warning", "info"]
-# Apprise's notify types (apprise.NotifyType, https://github.com/caronc/apprise/wiki/Development_API):
-# PagerDuty maps failure to a critical event and warning to a warning one
-# (PAGERDUTY_SEVERITY_MAP in https://github.com/caronc/apprise/blob/master/apprise/plugins/pagerduty.py),
-# Slack and Teams colour the message by it.
-NotifyType = Literal["failure", "warning", "info", "success"]
-NOTIFY_TYPES: dict[str, NotifyType] = {"critical": "failure", "warning": "warning",
-                                       "info": "info"}  # fmt: skip
-
 SEVERITY: dict[str, Severity] = {
     events.REAUTHORIZATION_REQUIRED: "critical",
     events.REFRESH_FAILING: "critical",
@@ -169,18 +161,6 @@ def folds(alert: Alert, earlier_occurred_at: float | None) -> bool:
     if earlier_occurred_at is None or at is None:
         return False
     return 0 <= at - earlier_occurred_at <= FOLD_SECONDS
-
-
-def notify_type(kind: str, severity: str) -> NotifyType:
-    """Apprise's notify type: success for a resolution, else by the alert's severity."""
-    return "success" if kind == "resolved" else NOTIFY_TYPES.get(severity, "info")
-
-
-def incident_key(notification: Notification) -> str:
-    """The same for an alert and for the notification that resolves it (same connections,
-    same alert type), so a receiver, and PagerDuty, can close what the alert opened."""
-    keys = sorted(alert.dedup_key() for alert in notification.alerts)
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
 
 
 def render(notification: Notification, docs_url: str, now: float) -> tuple[str, str]:

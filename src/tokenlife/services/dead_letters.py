@@ -8,12 +8,11 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from tokenlife.adapters.keys import Keys
-from tokenlife.core.notifications import Alert, Notification
 from tokenlife.errors import DeliveryError
 
 MAX_DEAD_LETTERS = 100_000  # the stream is trimmed to about this many, oldest first
@@ -106,24 +105,6 @@ async def replay(
         outcome = Replayed.DELIVERED if error is None else Replayed.FAILED
         results.append(ReplayResult(letter, outcome, error, new_id))
     return results
-
-
-def notification(target: str, payload: dict[str, Any]) -> Notification:
-    """The notification a payload was made from, to render its text again: its first events
-    as they were, the connections past them by id only (a storm's payload keeps 50 events
-    but every connection id)."""
-    type_ = str(payload.get("type", ""))
-    integration = str(payload.get("integration") or "-")
-    events = [e for e in payload.get("events") or [] if isinstance(e, dict)]
-    alerts = [Alert(str(e.get("event_id", "")), type_, e) for e in events]
-    for cid in (payload.get("connection_ids") or [])[len(events) :]:
-        alerts.append(Alert("", type_, {"integration": integration, "connection_id": cid}))
-    if not alerts:
-        alerts.append(Alert("", type_, {"integration": integration}))
-    kind: Literal["alert", "resolved"] = (
-        "resolved" if payload.get("kind") == "resolved" else "alert"
-    )
-    return Notification(target, kind, type_, integration, tuple(alerts))
 
 
 def _letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:

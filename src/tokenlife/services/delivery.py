@@ -14,7 +14,6 @@ target can neither overlap two runs nor lose an alert.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
@@ -30,6 +29,7 @@ from tokenlife.adapters import scripts
 from tokenlife.adapters.keys import ALERT_DELIVERED_TTL_SECONDS, ALERT_LOCK_TTL_SECONDS, Keys
 from tokenlife.adapters.notifiers import Target
 from tokenlife.core import events
+from tokenlife.core.notification_payload import notification_from, payload
 from tokenlife.core.notifications import (
     CLEARS,
     FOLDS_INTO,
@@ -39,8 +39,6 @@ from tokenlife.core.notifications import (
     Route,
     folds,
     group,
-    incident_key,
-    notify_type,
     render,
     targets_for,
 )
@@ -50,7 +48,6 @@ from tokenlife.services import dead_letters
 log = logging.getLogger(__name__)
 GROUP = "tokenlife-alerts"
 _READ_COUNT = 5000
-_PAYLOAD_EVENTS = 50  # a storm's payload carries the first few events and every id
 
 
 # Lock time kept back for acknowledging, counting and releasing after the last send.
@@ -229,27 +226,26 @@ class AlertDelivery:
         notification = Notification(notification.target, notification.kind, notification.type,
                                     notification.integration, tuple(pending))  # fmt: skip
         title, body = render(notification, self._policy.docs_url, now)
-        payload = _payload(notification)
-        error = await self._send(target, title, body, payload, now)
+        body_json = payload(notification)
+        error = await self._send(target, title, body, body_json, now)
         if error is None:
             await self._mark_delivered(notification)
             totals["sent"] += 1
             return
-        await self._dead_letter(notification.target, payload, error)
+        await self._dead_letter(notification.target, body_json, error)
         totals["dead_lettered"] += 1
 
-    async def resend(self, target_name: str, payload: dict[str, Any], now: float) -> str | None:
+    async def resend(self, target_name: str, sent: dict[str, Any], now: float) -> str | None:
         """A dead letter's notification once more, through the same retries as a run: its
         payload as it was (the same notification_id), its text rendered for `now`. None
         when the target accepted it, else why not (the caller dead-letters it again)."""
         target = self._targets.get(target_name)
         if target is None:
             raise DeliveryError(f"target {target_name} is not configured")
-        title, body = render(dead_letters.notification(target_name, payload),
-                             self._policy.docs_url, now)  # fmt: skip
+        title, body = render(notification_from(target_name, sent), self._policy.docs_url, now)
         self._deadline = _monotonic() + self._policy.lock_seconds * (1 - _LOCK_MARGIN_FRACTION)
         try:
-            return await self._send(target, title, body, payload, now)
+            return await self._send(target, title, body, sent, now)
         except _OutOfTime:
             return "timed out"
 
@@ -304,23 +300,6 @@ def _monotonic() -> float:
 
 def _delivery_id(alert: Alert, notification: Notification) -> str:
     return f"{alert.event_id}:{notification.kind}"
-
-
-def _payload(notification: Notification) -> dict[str, Any]:
-    ids = [a.event_id for a in notification.alerts]
-    digest = hashlib.sha256(f"{notification.target}:{notification.kind}:{','.join(ids)}".encode())
-    return {
-        "notification_id": digest.hexdigest()[:32],
-        "kind": notification.kind,
-        "type": notification.type,
-        "severity": notification.alerts[0].severity,
-        "notify_type": notify_type(notification.kind, notification.alerts[0].severity),
-        "incident_key": incident_key(notification),
-        "integration": notification.integration,
-        "count": len(notification.alerts),
-        "connection_ids": [a.connection_id for a in notification.alerts],
-        "events": [dict(a.data) for a in notification.alerts[:_PAYLOAD_EVENTS]],
-    }
 
 
 def _entries_of(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
