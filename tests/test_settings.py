@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tokenlife.errors import ConfigurationError
+from tokenlife.log_redaction import redact_text
 from tokenlife.settings import load_settings
 
 
@@ -51,6 +52,8 @@ def test_a_bad_url_is_one_line_naming_the_setting_and_not_the_password(
         load_settings()
     assert f"TOKENLIFE_{name}: {says}" in str(raised.value)
     assert "hun" not in str(raised.value) and "ter2pw" not in str(raised.value)
+    # The hint survives the log redaction it passes through (no URL-shaped template).
+    assert redact_text(str(raised.value)) == str(raised.value)
 
 
 def test_a_sentinel_list_is_a_broker_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import (
@@ -80,7 +81,9 @@ class Settings(BaseSettings):
     alert_retry_base_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     alert_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
     alert_claim_idle_seconds: Annotated[float, Field(ge=0, le=86400)] = 60.0
-    docs_url: str = "docs/troubleshooting.md"
+    # The troubleshooting page notifications link to (absolute: a message is read far from
+    # the repository). The project publishes no docs site, so there is no default to link.
+    docs_url: str = ""
 
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
     api_host: str = "127.0.0.1"
@@ -113,6 +116,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("docs_url")
+    @classmethod
+    def _check_docs_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise ValueError(
+                f"{value!r} is not an absolute http(s) URL; notifications are "
+                "read outside the repository, where a relative link leads nowhere"
+            )
+        return value.split("#", 1)[0]
 
     @field_validator("redis_url", "broker_url")
     @classmethod

@@ -121,7 +121,10 @@ def refresh_due() -> int:
     claimed = sum(len(b) for b in batches)
     now = time.time()
     process.run(process.runtime.schedule.tick(now, claimed))
-    # One INFO line a period for the fleet instead of Celery's three a tick (DEBUG now).
+    # One INFO line a period for the fleet instead of Celery's three a tick (DEBUG now);
+    # nothing to count, and no Redis write a tick, when nobody reads INFO.
+    if not log.isEnabledFor(logging.INFO):
+        return claimed
     tallies = TickTallies(process.runtime.redis, process.runtime.keys)
     period = settings.log_summary_seconds
     summary = process.run(tallies.count(now, period, claimed=claimed, batches=len(batches)))

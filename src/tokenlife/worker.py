@@ -126,10 +126,12 @@ def _quiet_shutdown(sender: Any = None, **_: Any) -> None:
     """Where logs are JSON, Celery's "worker: Warm shutdown (MainProcess)", printed on
     stdout by its SIGTERM handler, becomes a log line: the same handler, re-installed
     with verbose=False (celery/apps/worker.py _shutdown_handler), and ours below."""
-    if logs.wants_json(settings.log_format, sys.stderr):
+    # Not with REMAP_SIGTERM: Celery then makes SIGTERM a cold shutdown, kept as it is.
+    if logs.wants_json(settings.log_format, sys.stderr) and not os.environ.get("REMAP_SIGTERM"):
         from celery.apps.worker import install_worker_term_handler
 
-        install_worker_term_handler(sender, verbose=False)
+        # worker_ready's sender is the Consumer; the handler wants the WorkController.
+        install_worker_term_handler(getattr(sender, "controller", sender), verbose=False)
         signals.worker_shutting_down.connect(_log_shutdown, weak=False)
 
 

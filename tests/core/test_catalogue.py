@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from tokenlife.catalogue import providers_table, replace_table
 from tokenlife.core.authorization import build_authorization_request
 from tokenlife.core.diagnosis import detect_vendor
+from tokenlife.core.integration import Integration
 from tokenlife.core.presets import Preset
 from tokenlife.core.provider_facts import FACTS, UNCONFIRMED, facts_from_mapping
 from tokenlife.integrations import IntegrationConfig, resolve
@@ -115,6 +118,94 @@ def test_slack_scopes_are_joined_with_commas() -> None:
 def test_docs_list_every_provider() -> None:
     text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
     assert all(f"| `{name}` |" in text for name in PRESETS)
+
+
+def test_the_docs_table_is_the_catalogue() -> None:
+    # Regenerate with `python -m tokenlife.providers --update-docs docs/providers.md`.
+    text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
+    assert replace_table(text, providers_table(PRESETS)) == text
+
+
+def test_the_docs_table_needs_its_markers() -> None:
+    with pytest.raises(ValueError, match="markers"):
+        replace_table("# The provider catalogue\n", "| table |")
+
+
+def _custom_at(authorize_url: str, token_url: str) -> Integration:
+    config = IntegrationConfig(
+        provider="custom", client_id="c", client_secret="s",
+        redirect_uri="https://app.example.com/cb",
+        authorize_url=authorize_url, token_url=token_url,
+    )  # fmt: skip
+    return resolve("crm", config, PRESETS["custom"], "s", 30.0)
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        # Microsoft's national clouds and the B2C / External ID tenant subdomains.
+        ("https://login.microsoftonline.us/contoso/oauth2/v2.0", "microsoft"),
+        ("https://login.partner.microsoftonline.cn/common/oauth2/v2.0", "microsoft"),
+        ("https://contoso.b2clogin.com/contoso.onmicrosoft.com/b2c_1_in/oauth2/v2.0", "microsoft"),
+        ("https://contoso.ciamlogin.com/contoso.onmicrosoft.com/oauth2/v2.0", "microsoft"),
+        ("https://accounts.zoho.eu/oauth/v2", "zoho"),
+        ("https://acme.myshopify.com/admin/oauth", "shopify"),
+        ("https://api.x.com/2/oauth2", "x"),
+        ("https://graph.instagram.com/oauth", "instagram"),
+        # A host that only ends in a listed name's letters is not that vendor.
+        ("https://notb2clogin.com/oauth2/v2.0", None),
+        ("https://login.microsoftonline.us.example.net/oauth2/v2.0", None),
+        ("https://box.com.example/oauth2", None),
+    ],
+)
+def test_a_custom_integration_is_recognised_by_host(base: str, expected: str | None) -> None:
+    found = detect_vendor(_custom_at(f"{base}/authorize", f"{base}/token"), PRESETS)
+    assert (found and found[0].name) == expected, found
+
+
+@pytest.mark.parametrize(
+    ("name", "sent"),
+    [
+        ("reddit", "duration=permanent"),
+        ("x", "offline.access"),
+        ("zoho", "access_type=offline&prompt=consent"),
+    ],
+)
+def test_the_authorization_url_asks_for_a_refresh_token(name: str, sent: str) -> None:
+    preset = PRESETS[name]
+    config = IntegrationConfig(
+        provider=name, client_id="c", client_secret="s", redirect_uri="https://app.example.com/cb"
+    )
+    request = build_authorization_request(
+        resolve("crm", config, preset, "s", 30.0), "user-1", "state", None, 0.0
+    )
+    assert sent in request.url
+    assert urlsplit(request.url).hostname in {"www.reddit.com", "x.com", "accounts.zoho.com"}
+
+
+@pytest.mark.parametrize(
+    ("name", "fact", "value"),
+    [
+        ("bitbucket", "rotates_refresh_tokens", "yes"),
+        ("xero", "returns_expires_in", "yes"),
+        ("spotify", "rotates_refresh_tokens", "sometimes"),
+        ("facebook", "issues_refresh_tokens", "never"),
+        ("instagram", "issues_refresh_tokens", "never"),
+    ],
+)
+def test_fact_check_corrections(name: str, fact: str, value: str) -> None:
+    assert PRESETS[name].facts.get(fact) == value
+    assert PRESETS[name].facts.sources[fact].startswith("https://")
+
+
+@pytest.mark.parametrize(("name", "idle_days"), [("bitbucket", 90), ("auth0", 30), ("google", 180)])
+def test_idle_limits_drive_the_keep_alive(name: str, idle_days: float) -> None:
+    assert PRESETS[name].refresh_token_idle_days == idle_days
+
+
+def test_zendesk_names_the_expires_in_trap_of_old_clients() -> None:
+    quirks = PRESETS["zendesk"].facts.quirks
+    assert any("expires_in" in q.text and "before" in q.text for q in quirks)
 
 
 @pytest.mark.parametrize(

@@ -93,3 +93,55 @@ def test_the_first_fix_is_the_right_one(
     causes = diagnose_missing_refresh_token(integration, PRESETS, sent, granted, 3600)
     assert causes[0].fix.startswith(first_fix), [c.fix for c in causes]
     assert all(c.cause and c.fix and c.evidence for c in causes)
+
+
+OIDC = custom_at("https://idp.acme.com/authorize", "https://idp.acme.com/token")
+OFFLINE = {"scopes": ("openid", "offline_access")}
+
+ORDER = [
+    pytest.param("custom", OIDC | OFFLINE | {"extra_authorization_params": {"prompt": "login"}},
+                 ("openid",), ["Send prompt=consent", "Ask the user to reconnect"],
+                 id="offline-access-prompt-login-dropped"),
+    pytest.param("custom", OIDC | OFFLINE, ("openid",),
+                 ["Send prompt=consent", "Ask the user to reconnect"],
+                 id="offline-access-custom-default-select-account-dropped"),
+    pytest.param("custom", OIDC | OFFLINE | {"extra_authorization_params": {"prompt": "login"}},
+                 None, ["Send prompt=consent"], id="offline-access-prompt-login-no-granted-scope"),
+    pytest.param("custom", OIDC | OFFLINE | {"extra_authorization_params": {"prompt": "consent"}},
+                 ("openid",), ["Ask the user to reconnect"], id="consent-sent-still-dropped"),
+    pytest.param("custom", OIDC | {"scopes": ("openid",)}, ("openid",),
+                 ["Add offline_access", "Send prompt=consent"],
+                 id="without-offline-access-the-scope-comes-first"),
+    pytest.param("custom", custom_at("https://accounts.google.com/o/oauth2/v2/auth",
+                                     "https://oauth2.googleapis.com/token"), None,
+                 ['Use provider "google"', "Send access_type=offline", "Send prompt=consent"],
+                 id="wrong-provider-first-then-the-vendor-order"),
+    pytest.param("google", {"extra_authorization_params": {"access_type": "online",
+                                                           "prompt": "login"}}, None,
+                 ["Send access_type=offline", "Send prompt=consent"], id="google-both-unmet"),
+    pytest.param("custom", OIDC | OFFLINE | {"extra_authorization_params": {"prompt": "consent"}},
+                 ("openid", "offline_access"), ["Check that the client registration"],
+                 id="all-sent-all-granted"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("provider", "config", "granted", "fixes"), ORDER)
+def test_the_fixes_come_in_order_of_likelihood(
+    provider: str, config: dict[str, Any], granted: tuple[str, ...] | None, fixes: list[str]
+) -> None:
+    integration, sent = sent_for(provider, **config)
+    causes = diagnose_missing_refresh_token(integration, PRESETS, sent, granted, 3600)
+    assert len(causes) == len(fixes), [c.fix for c in causes]
+    for cause, fix in zip(causes, fixes, strict=True):
+        assert cause.fix.startswith(fix), [c.fix for c in causes]
+
+
+def test_a_dropped_offline_scope_is_evidence_for_the_prompt() -> None:
+    config = OIDC | OFFLINE | {"extra_authorization_params": {"prompt": "login"}}
+    integration, sent = sent_for("custom", **config)
+    first = diagnose_missing_refresh_token(integration, PRESETS, sent, ("openid",), 3600)[0]
+    assert first.cause.startswith("The authorization request carried prompt=login.")
+    assert first.evidence == (
+        "parameters sent: scope=openid offline_access, prompt=login; "
+        "granted scope lacks offline_access"
+    )

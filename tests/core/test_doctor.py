@@ -111,6 +111,13 @@ def test_the_broker_is_reachable_or_an_error_with_its_fix() -> None:
         ("redis://h:99999/0", "redis://h:99999/0"),
         ("sentinel://:pw@h1:26379;sentinel://:pw@h2:26379",
          "sentinel://:***@h1:26379;sentinel://:***@h2:26379"),
+        # a password in the query (redis-py reads ?password=), with or without userinfo
+        ("redis://127.0.0.1:6379/15?password=Sekr1t", "redis://127.0.0.1:6379/15?password=***"),
+        ("unix:///run/r.sock?db=0&password=Sekr1t", "unix:///run/r.sock?db=0&password=***"),
+        ("rediss://:pw@h/0?ssl_password=kp&ssl_cert_reqs=required",
+         "rediss://:***@h/0?ssl_password=***&ssl_cert_reqs=required"),
+        # an '@' past the host is no userinfo
+        ("redis://h:6379/0?client_name=me@x", "redis://h:6379/0?client_name=me@x"),
     ],
 )  # fmt: skip
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:

@@ -44,10 +44,10 @@ def test_one_notification_per_integration_and_cause() -> None:
 def test_the_message_says_what_was_sent_what_came_back_and_the_fix() -> None:
     notification = Notification("hook", "alert", events.EXCHANGE_FAILED_ALERT, "crm",
                                 (alert("u1", PROMPT),))  # fmt: skip
-    title, body = render(notification, DOCS)
+    title, body = render(notification, DOCS, now=0.0)
     assert title == "[tokenlife] crm: connecting an account failed (u1)"
     assert "Connecting an account failed: The provider refused the prompt value" in body
     assert "Requested: scopes openid; prompt=select_account" in body
-    assert "Error: invalid_request (unsupported prompt value requested)" in body
+    assert "Last error: invalid_request (unsupported prompt value requested)" in body
     assert '1. Send prompt=consent: set extra_authorization_params.prompt = "consent"' in body
     assert body.endswith(f"More: {DOCS}#a-connect-that-ended-in-exchangefailed")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from tokenlife.core.alert_details import moment, relative
+from tokenlife.core.notification_payload import incident_key, notify_type
 from tokenlife.core.notifications import (
     Alert,
     Notification,
     Route,
+    folds,
     group,
     render,
     section,
@@ -15,6 +20,8 @@ from tokenlife.core.notifications import (
     targets_for,
     verify,
 )
+
+NOW = datetime(2026, 11, 30, 11, 5, tzinfo=UTC).timestamp()
 
 
 def alert(type_: str, connection: str | None = "user-1", integration: str = "crm",
@@ -72,6 +79,40 @@ def test_dedup_keys_separate_connections_types_and_configuration_codes() -> None
     assert len(keys) == 5
 
 
+def test_two_findings_sharing_a_code_keep_apart_and_each_is_a_message() -> None:
+    scope = alert(
+        "alert.configuration",
+        None,
+        code="refresh_token_requirement_missing",
+        message="lacks scope offline_access",
+        fix="Add offline_access to scopes.",
+    )
+    prompt = alert(
+        "alert.configuration",
+        None,
+        code="refresh_token_requirement_missing",
+        message="lacks prompt=consent",
+        fix="Set extra_authorization_params.prompt.",
+    )
+    # The same finding again, its wording carrying another error: the same problem.
+    again = alert(
+        "alert.configuration",
+        None,
+        code="refresh_token_requirement_missing",
+        message="lacks scope offline_access (2)",
+        fix="Add offline_access to scopes.",
+    )
+    assert scope.dedup_key() != prompt.dedup_key()
+    assert scope.dedup_key() == again.dedup_key()
+    grouped = group([("ops", "alert", scope), ("ops", "alert", prompt)])
+    assert [n.alerts for n in grouped] == [(scope,), (prompt,)]
+    titles, bodies = zip(*(render(n, "https://d", NOW) for n in grouped), strict=True)
+    assert set(titles) == {"[tokenlife] crm: configuration problem "
+                           "(refresh_token_requirement_missing)"}  # fmt: skip
+    assert "1. Add offline_access to scopes." in bodies[0]
+    assert "1. Set extra_authorization_params.prompt." in bodies[1]
+
+
 def test_a_storm_groups_by_target_type_and_integration() -> None:
     storm = [alert("alert.refresh_failing", f"user-{n}") for n in range(1000)]
     items = [(t, "alert", a) for a in storm for t in ("ops", "pager")]
@@ -95,13 +136,17 @@ def test_a_storm_groups_by_target_type_and_integration() -> None:
 )
 def test_the_link_points_at_the_matching_troubleshooting_section(event: Alert, anchor: str) -> None:
     assert section(event) == anchor
-    _title, body = render(Notification("ops", "alert", event.type, "crm", (event,)), "D")
-    assert body.endswith(f"More: D#{anchor}")
+    notification = Notification("ops", "alert", event.type, "crm", (event,))
+    _title, body = render(notification, "https://docs.example.com/t", NOW)
+    assert body.endswith(f"More: https://docs.example.com/t#{anchor}")
+    _title, body = render(notification, "", NOW)  # no docs site set: named, never linked
+    assert body.endswith(f"More: section #{anchor} of docs/troubleshooting.md "
+                         "(set TOKENLIFE_DOCS_URL to link it)")  # fmt: skip
 
 
 def test_a_resolved_notification_says_so() -> None:
     event = alert("alert.refresh_failing")
-    title, _body = render(Notification("ops", "resolved", event.type, "crm", (event,)), "D")
+    title, _body = render(Notification("ops", "resolved", event.type, "crm", (event,)), "D", NOW)
     assert title == "[tokenlife] RESOLVED crm: refresh failing (user-1)"
 
 
@@ -123,3 +168,104 @@ def test_signatures(secret: bytes, timestamp: int, body: bytes, now: float, vali
 @pytest.mark.parametrize("header", ["", "t=abc,v1=00", "v1=00", "t=1000"])
 def test_malformed_signatures_do_not_verify(header: str) -> None:
     assert verify(b"s", header, b"{}", 1000) is False
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-30T14:05:00Z", "14:05 UTC, in 3 h"),
+        ("2026-11-30T11:50:00Z", "11:50 UTC, in 45 min"),
+        ("2026-11-30T11:05:30Z", "11:05 UTC, in under a minute"),
+        ("2026-11-30T09:00:00Z", "09:00 UTC, 2 h ago"),
+        ("2026-12-01T14:05:00Z", "2026-12-01 14:05 UTC, in 27 h"),
+        ("2026-12-07T11:05:00+00:00", "2026-12-07 11:05 UTC, in 7 days"),
+        ("2026-11-30T15:05:00+01:00", "14:05 UTC, in 3 h"),
+        ("not a time", None),
+        (None, None),
+    ],
+)
+def test_times_read_as_clock_and_distance(value: object, expected: str | None) -> None:
+    assert moment(value, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(-59, "under a minute ago"), (89 * 60, "in 89 min"), (90 * 60, "in 2 h"),
+     (-47 * 3600, "47 h ago"), (48 * 3600, "in 2 days")],
+)  # fmt: skip
+def test_relative_distances(seconds: float, expected: str) -> None:
+    assert relative(seconds) == expected
+
+
+def test_a_failing_refresh_tells_on_call_when_since_how_often_and_what_next() -> None:
+    event = alert("alert.refresh_failing", provider="custom", error="server_error",
+                  error_description="HTTP 503", failing_since="2026-11-30T08:05:00Z",
+                  failed_attempts=7, access_token_expired_at="2026-11-30T10:05:00Z",
+                  next_attempt_at="2026-11-30T11:20:00Z")  # fmt: skip
+    _title, body = render(Notification("ops", "alert", event.type, "crm", (event,)), "", NOW)
+    assert "\n".join([
+        "Connection: user-1",
+        "Access token expired at 10:05 UTC, 60 min ago",
+        "Failing since: 08:05 UTC, 3 h ago",
+        "Attempts: 7",
+        "Last error: server_error (HTTP 503)",
+        "Next attempt: 11:20 UTC, in 15 min",
+    ]) in body  # fmt: skip
+    assert "How to fix:\n1. Nothing to do while the error is transient" in body
+
+
+def test_an_expiring_token_says_when_and_what_to_do() -> None:
+    event = alert(
+        "alert.access_token_expiring",
+        expires_at="2026-11-30T14:05:00Z",
+        message="The access token expires soon and there is no refresh token.",
+    )
+    _title, body = render(Notification("ops", "alert", event.type, "crm", (event,)), "", NOW)
+    assert "Access token expires at 14:05 UTC, in 3 h" in body
+    assert "1. Ask the user to connect again before the access token expires" in body
+
+
+@pytest.mark.parametrize(
+    ("kind", "event", "expected"),
+    [
+        ("alert", alert("alert.reauthorization_required"), "failure"),
+        ("alert", alert("alert.refresh_failing"), "failure"),
+        ("alert", alert("alert.access_token_expiring"), "warning"),
+        ("alert", alert("alert.refresh_token_missing"), "warning"),
+        ("alert", alert("alert.lifetime_unknown"), "info"),
+        ("alert", alert("alert.configuration", None, severity="error"), "failure"),
+        ("resolved", alert("alert.refresh_failing"), "success"),
+    ],
+)
+def test_apprise_notify_types_follow_severity(kind: str, event: Alert, expected: str) -> None:
+    assert notify_type(kind, event.severity) == expected
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "folded"),
+    [
+        ("2026-11-30T11:00:00Z", "2026-11-30T11:00:01Z", True),  # back to back
+        ("2026-11-30T11:00:00Z", "2026-11-30T11:10:00Z", True),
+        ("2026-11-30T11:00:00Z", "2026-11-30T11:10:01Z", False),  # a reminder, not a repeat
+        ("2026-11-30T11:00:01Z", "2026-11-30T11:00:00Z", False),
+        (None, "2026-11-30T11:00:00Z", False),
+    ],
+)
+def test_an_expiry_alert_right_after_a_missing_refresh_token_is_folded(
+    earlier: str | None, later: str, folded: bool
+) -> None:
+    expiring = alert("alert.access_token_expiring", occurred_at=later)
+    at = None if earlier is None else datetime.fromisoformat(earlier).timestamp()
+    assert folds(expiring, at) is folded
+
+
+def test_an_alert_and_its_resolution_share_an_incident_key() -> None:
+    failing = [alert("alert.refresh_failing", f"user-{n}") for n in (1, 2)]
+    # What delivery resolves: the recovery event's data under the cleared alert's type.
+    recovered = [Alert("2-0", "alert.refresh_failing", {"integration": "crm",
+                 "connection_id": f"user-{n}", "failed_attempts": 3}) for n in (2, 1)]  # fmt: skip
+    opened = Notification("pager", "alert", "alert.refresh_failing", "crm", tuple(failing))
+    closed = Notification("pager", "resolved", "alert.refresh_failing", "crm", tuple(recovered))
+    assert incident_key(opened) == incident_key(closed)
+    alone = Notification("pager", "resolved", "alert.refresh_failing", "crm", tuple(recovered[:1]))
+    assert incident_key(alone) != incident_key(opened)

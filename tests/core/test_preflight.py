@@ -88,7 +88,7 @@ GOOGLE_URLS = {
         ),
         pytest.param(
             correct_config(PRESETS["custom"], extra_authorization_params={}),
-            [("warning", "refresh_token_requirement_missing")],
+            [("error", "offline_access_without_consent")],
             id="custom-prompt-select-account",
         ),
         pytest.param(
@@ -98,7 +98,7 @@ GOOGLE_URLS = {
                 extra_scopes=["offline_access"],
                 extra_authorization_params={},
             ),
-            [("warning", "refresh_token_requirement_missing")],
+            [("error", "offline_access_without_consent")],
             id="custom-offline-access-without-consent",
         ),
         pytest.param(
@@ -183,3 +183,95 @@ def test_discovery_document_checks(
 ) -> None:
     config = correct_config(PRESETS["custom"], scopes=["openid", "offline_access"])
     assert codes(findings(config, discovery=document)) == expected
+
+
+CUSTOM_OFFLINE = {"scopes": ["openid", "offline_access"]}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "named"),
+    [
+        pytest.param(None, "prompt=select_account (the custom default)", id="custom-default"),
+        pytest.param("select_account", "prompt=select_account (the custom default)",
+                     id="select-account-spelt-out"),
+        pytest.param("login", "prompt=login.", id="login"),
+        pytest.param("none", "prompt=none.", id="none"),
+        pytest.param("", "no prompt", id="no-prompt"),
+    ],
+)  # fmt: skip
+def test_offline_access_without_consent_names_the_prompt_sent(
+    prompt: str | None, named: str
+) -> None:
+    params = {} if prompt is None else {"prompt": prompt}
+    config = correct_config(PRESETS["custom"], extra_authorization_params=params, **CUSTOM_OFFLINE)
+    found = findings(config)
+    assert codes(found) == [("error", "offline_access_without_consent")]
+    assert named in found[0].message
+    assert "OpenID Connect Core §11" in found[0].message
+    assert found[0].fix.startswith('Set extra_authorization_params.prompt = "consent"')
+    assert found[0].source == (
+        "https://openid.net/specs/openid-connect-core-1_0.html#OfflineAccess"
+    )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(correct_config(PRESETS["custom"], extra_authorization_params={
+            "prompt": "consent select_account"}, **CUSTOM_OFFLINE), id="consent-in-a-list"),
+        pytest.param(correct_config(PRESETS["custom"], scopes=["openid"],
+                                    extra_authorization_params={"prompt": "consent"}),
+                     id="no-offline-access-requested"),
+        pytest.param(correct_config(PRESETS["microsoft"]), id="a-catalogued-vendor"),
+        pytest.param(correct_config(PRESETS["custom"], **GOOGLE_URLS,
+                                    extra_authorization_params={}, **CUSTOM_OFFLINE),
+                     id="custom-at-google-endpoints-gets-google-rules"),
+    ],
+)  # fmt: skip
+def test_offline_access_without_consent_only_where_oidc_rules_decide(
+    config: dict[str, Any],
+) -> None:
+    assert "offline_access_without_consent" not in [f.code for f in findings(config)]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "supported", "fix"),
+    [
+        # The seed's story: a certified server that supports only none, login and consent.
+        pytest.param(None, ["none", "login", "consent"],
+                     'Set extra_authorization_params.prompt = "consent".', id="custom-default"),
+        pytest.param("login select_account", ["login"],
+                     'Set extra_authorization_params.prompt = "login".', id="no-consent-offered"),
+        pytest.param("consent", [], "Set extra_authorization_params.prompt to a value",
+                     id="none-offered"),
+    ],
+)  # fmt: skip
+def test_a_prompt_value_the_issuer_does_not_list_is_an_error(
+    prompt: str | None, supported: list[str], fix: str
+) -> None:
+    params = {} if prompt is None else {"prompt": prompt}
+    config = correct_config(PRESETS["custom"], scopes=["openid"], extra_authorization_params=params)
+    document = {
+        "scopes_supported": ["openid", "offline_access"],
+        "prompt_values_supported": supported,
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+    }
+    found = [f for f in findings(config, discovery=document) if f.severity == "error"]
+    assert codes(found) == [("error", "prompt_value_unsupported")]
+    assert found[0].fix.startswith(fix)
+    assert "invalid_request" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param({"prompt_values_supported": ["none", "login", "consent", "select_account"]},
+                     id="listed"),
+        pytest.param({}, id="not-published"),
+    ],
+)  # fmt: skip
+def test_prompt_values_pass_when_listed_or_unpublished(document: dict[str, Any]) -> None:
+    config = correct_config(PRESETS["custom"], scopes=["openid", "offline_access"])
+    document |= {"scopes_supported": ["openid", "offline_access"],
+                 "grant_types_supported": ["authorization_code", "refresh_token"]}  # fmt: skip
+    assert codes(findings(config, discovery=document)) == []

@@ -67,3 +67,18 @@ def test_up_leaves_configured_api_keys_alone(
     assert not (tmp_path / ".tokenlife").exists()
     assert capsys.readouterr().err == ""
     assert os.environ["TOKENLIFE_API_KEYS"] == "configured-key-0123456789"
+
+
+def test_with_json_logs_a_new_key_stays_in_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log shipper would keep a key printed to the log stream (and redaction would
+    blank it anyway): the line names the file instead."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TOKENLIFE_API_KEYS", raising=False)
+    monkeypatch.setenv("TOKENLIFE_LOG_FORMAT", "json")
+    services._development_api_key(())
+    key = (tmp_path / ".tokenlife" / "api.key").read_text().strip()
+    captured = capsys.readouterr()
+    assert key not in captured.err and key not in captured.out
+    assert os.environ["TOKENLIFE_API_KEYS"] == key

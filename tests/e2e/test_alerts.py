@@ -24,6 +24,7 @@ from tokenlife.services.delivery import GROUP
 from tokenlife.settings import Settings
 
 SECRET = "whsec-test"
+DOCS_URL = "https://docs.example.com/tokenlife/troubleshooting"
 
 
 @dataclass
@@ -54,6 +55,7 @@ async def alerting(settings: Settings, fakes: Fakes) -> AsyncIterator[Alerting]:
         "alert_urls": (f"json://{host}{paths['json']}", f"form://{host}{paths['form']}"),
         "alert_retry_base_seconds": 0.01,
         "alert_claim_idle_seconds": 0,
+        "docs_url": DOCS_URL,
     })  # fmt: skip
     runtime = await Runtime.open(await load_config(configured))
     alerting = Alerting(runtime, fakes.receiver, configured.key_prefix, paths)
@@ -198,8 +200,84 @@ async def test_the_message_is_written_for_a_person(alerting: Alerting) -> None:
     assert "Requested: scopes openid profile; prompt=select_account" in body
     assert "Came back: access token lifetime 3599 s (0.04 days); refresh token: no" in body
     assert "1. Add offline_access to scopes.\n2. Send prompt=consent." in body
-    assert "docs/troubleshooting.md#custom-providers" in body
+    assert f"More: {DOCS_URL}#custom-providers" in body
     assert message["title"] == "[tokenlife] crm: refresh token missing (user-1)"
+
+
+def apprise_types(alerting: Alerting) -> list[tuple[str, str]]:
+    """(title, notify type) of what Apprise's json:// posted, in order."""
+    sent = [json.loads(r.body) for r in alerting.receiver.at(alerting.paths["json"])]
+    return [(m["title"], m["type"]) for m in sent]
+
+
+async def test_apprise_notify_types_and_the_webhook_follow_severity(alerting: Alerting) -> None:
+    await alerting.emit(events.REAUTHORIZATION_REQUIRED, "user-1", error="invalid_grant")
+    await alerting.emit(events.REFRESH_FAILING, "user-2", error="timeout")
+    await alerting.emit(events.ACCESS_TOKEN_EXPIRING, "user-3", expires_at="2099-01-01T00:00:00Z")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-2", failed_attempts=3)
+    await alerting.deliver()
+
+    assert apprise_types(alerting) == [
+        ("[tokenlife] crm: re-authorization required (user-1)", "failure"),
+        ("[tokenlife] crm: refresh failing (user-2)", "failure"),
+        ("[tokenlife] crm: access token expiring (user-3)", "warning"),
+        ("[tokenlife] RESOLVED crm: refresh failing (user-2)", "success"),
+    ]
+    hooks = [(p["type"], p["severity"], p["notify_type"]) for p in webhook_payloads(alerting)]
+    assert hooks == [
+        ("alert.reauthorization_required", "critical", "failure"),
+        ("alert.refresh_failing", "critical", "failure"),
+        ("alert.access_token_expiring", "warning", "warning"),
+        ("alert.refresh_failing", "critical", "success"),
+    ]
+    keys = [p["incident_key"] for p in webhook_payloads(alerting)]
+    assert keys[1] == keys[3] and len(set(keys)) == 3  # the resolution closes its alert
+
+
+@pytest.mark.parametrize("same_run", [True, False])
+async def test_a_degraded_connection_is_one_message_not_two_back_to_back(
+    alerting: Alerting, same_run: bool
+) -> None:
+    expires_at = events.iso8601(time.time() + 3 * 3600 + 60)
+    await alerting.emit(events.REFRESH_TOKEN_MISSING, "user-1", message="m",
+                        expires_at=expires_at, status="degraded")  # fmt: skip
+    if not same_run:
+        await alerting.deliver()
+    await alerting.emit(events.ACCESS_TOKEN_EXPIRING, "user-1", expires_at=expires_at)
+    await alerting.emit(events.ACCESS_TOKEN_EXPIRING, "user-2", expires_at=expires_at)
+    totals = await alerting.deliver()
+
+    assert totals["folded"] == 1
+    assert [(p["type"], p["connection_ids"]) for p in webhook_payloads(alerting)] == [
+        ("alert.refresh_token_missing", ["user-1"]),
+        ("alert.access_token_expiring", ["user-2"]),  # no earlier alert: told as it is
+    ]
+    [first, _] = webhook_payloads(alerting)
+    assert "Access token expires at " in first["text"] and ", in 3 h" in first["text"]
+
+    # Connected again with a refresh token: the degraded connection's alert resolves.
+    await alerting.emit(events.CONNECTION_AUTHORIZED, "user-1", status="active")
+    await alerting.deliver()
+    resolved = webhook_payloads(alerting)[2:]
+    assert [(p["kind"], p["type"]) for p in resolved] == [
+        ("resolved", "alert.refresh_token_missing")
+    ]
+
+
+async def test_two_preflight_findings_sharing_a_code_both_reach_on_call(
+    alerting: Alerting,
+) -> None:
+    for fix in ("Add offline_access to scopes.", "Set extra_authorization_params.prompt."):
+        await alerting.runtime.events.emit(
+            events.CONFIGURATION, "crm", None, time.time(), severity="error",
+            code="refresh_token_requirement_missing", message=f"lacks it: {fix}", fix=fix,
+        )  # fmt: skip
+    await alerting.deliver()
+
+    fixes = sorted(p["events"][0]["fix"] for p in webhook_payloads(alerting))
+    assert fixes == ["Add offline_access to scopes.", "Set extra_authorization_params.prompt."]
+    assert [t for _, t in apprise_types(alerting)] == ["failure", "failure"]
 
 
 async def test_the_worker_delivers_a_real_alert_through_its_beat_task(

@@ -79,9 +79,57 @@ client_secret = "y"
 scopes = ["openid", "https://graph.microsoft.com/Mail.Read"]
 redirect_uri = "https://app.example.com/callback"
 """)
-    result = check(settings, TOKENLIFE_INTEGRATIONS_FILE=str(path))
+    # --strict too: with no finding at all, nothing fails.
+    result = check(settings, "--strict", TOKENLIFE_INTEGRATIONS_FILE=str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 finding(s), 0 error(s)" in result.stdout
+
+
+def test_the_custom_default_prompt_with_offline_access_is_an_error(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "integrations.toml"
+    path.write_text("""
+[integrations.oidc]
+provider = "custom"
+authorize_url = "https://idp.example.com/authorize"
+token_url = "https://idp.example.com/token"
+client_id = "x"
+client_secret = "y"
+scopes = ["openid", "offline_access"]
+redirect_uri = "https://app.example.com/callback"
+""")
+    result = check(settings, TOKENLIFE_INTEGRATIONS_FILE=str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ERROR    oidc: The integration requests offline_access with prompt=select_account" in (
+        result.stdout
+    )
+    assert 'fix: Set extra_authorization_params.prompt = "consent"' in result.stdout
+
+
+def test_strict_fails_on_warnings_too(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "integrations.toml"
+    # Only a warning: OIDC advice to request offline_access.
+    path.write_text("""
+[integrations.oidc]
+provider = "custom"
+authorize_url = "https://idp.example.com/authorize"
+token_url = "https://idp.example.com/token"
+client_id = "x"
+client_secret = "y"
+scopes = ["openid"]
+extra_authorization_params = { prompt = "consent" }
+redirect_uri = "https://app.example.com/callback"
+""")
+    lenient = check(settings, TOKENLIFE_INTEGRATIONS_FILE=str(path))
+    strict = check(settings, "--strict", "--json", TOKENLIFE_INTEGRATIONS_FILE=str(path))
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert "WARNING  oidc:" in lenient.stdout
+    assert "1 finding(s), 0 error(s)" in lenient.stdout
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert [(f["severity"], f["code"]) for f in json.loads(strict.stdout)] == [
+        ("warning", "refresh_token_requirement_missing")
+    ]
 
 
 async def test_the_worker_reports_findings_as_events_at_start(

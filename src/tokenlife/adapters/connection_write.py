@@ -1,5 +1,6 @@
 """What a write to a connection (update_connection.lua) changes, says back, asks of the
-backoff set, and keeps of an alert; shared by TokenStore, ExchangeStore and DurableWriter."""
+backoff set, and does to the alert it shows; shared by TokenStore, ExchangeStore and
+DurableWriter."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from tokenlife.core.connection_alert import shown_after
 from tokenlife.core.events import Event
 from tokenlife.core.tokens import TokenSet
 
 if TYPE_CHECKING:
+    from tokenlife.adapters.connection_record import Connection
     from tokenlife.adapters.locks import Lease
 
 
@@ -47,12 +50,18 @@ class Written:
     backoff_waiting: int = 0
 
 
-def last_alert(event: Event) -> str:
-    """What a connection keeps of its latest alert: type, time and the fixes named."""
-    if not event.type.startswith("alert."):
+def alert_change(connection: Connection, event: Event | None) -> str:
+    """What update_connection.lua does to the connection's `last_alert`: the JSON to store,
+    '-' to delete it, '' to leave it (core.connection_alert decides). Deciding from the
+    record the caller read is atomic with the write: it lands only on that version."""
+    if event is None:
         return ""
-    fixes = [c.get("fix") for c in event.data.get("diagnosis") or [] if c.get("fix")]
-    return json.dumps(
-        {"type": event.type, "occurred_at": event.data.get("occurred_at"), "fixes": fixes},
-        separators=(",", ":"),
-    )
+    shown = shown_after(connection.last_alert, event)
+    if shown == connection.last_alert:
+        return ""
+    return "-" if shown is None else encode_alert(shown)
+
+
+def encode_alert(alert: Mapping[str, Any] | None) -> str:
+    """A connection's alert as stored ('' for none)."""
+    return "" if alert is None else json.dumps(alert, separators=(",", ":"))

@@ -13,10 +13,11 @@ from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
 from tokenlife.adapters.connection_record import connection_fields, save_args, save_keys
+from tokenlife.adapters.connection_write import encode_alert
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import EXCHANGE_CLAIM_TTL_SECONDS, Keys
 from tokenlife.adapters.storage_errors import storage_errors
-from tokenlife.adapters.token_store import last_alert
+from tokenlife.core.connection_alert import shown_after_all
 from tokenlife.core.events import Event
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
@@ -88,7 +89,6 @@ class ExchangeStore:
             verdict=a.verdict, status=a.status, scopes_requested=a.scopes_requested,
             next_check_at=a.next_check_at, now=now,
         )  # fmt: skip
-        alerts = [last_alert(e) for e in events if last_alert(e)]
         refused_event, refused_summary = refusal
         async with storage_errors():
             reply = await self._save(
@@ -100,7 +100,8 @@ class ExchangeStore:
                                a.next_check_at, fields, a.subject),
                     "1" if integration.allow_account_change else "",
                     json.dumps([wire(e) for e in events]),
-                    alerts[-1] if alerts else "",
+                    # A new authorization replaces the record: its alerts start afresh.
+                    encode_alert(shown_after_all(None, events)),
                     json.dumps(summary),
                     json.dumps(wire(refused_event)),
                     json.dumps(refused_summary),

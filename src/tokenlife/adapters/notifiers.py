@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import apprise
 
+from tokenlife.core.notification_payload import notify_type
 from tokenlife.core.notifications import sign
 from tokenlife.errors import DeliveryError
 
@@ -28,10 +30,34 @@ class AppriseTarget:
 
     async def send(self, title: str, body: str, payload: dict[str, Any], now: float) -> None:
         notifier = apprise.Apprise()
-        if not notifier.add(self.url):
+        if not notifier.add(with_incident(self.url, payload)):
             raise DeliveryError(f"target {self.name}: not a valid Apprise URL")
-        if not await notifier.async_notify(body=body, title=title):
+        # The notify type tells PagerDuty the incident's severity and Slack/Teams the colour;
+        # the payload's kind and severity decide it, so a replayed dead letter keeps it.
+        kind = apprise.NotifyType(
+            notify_type(str(payload.get("kind")), str(payload.get("severity")))
+        )
+        if not await notifier.async_notify(body=body, title=title, notify_type=kind):
             raise DeliveryError(f"target {self.name}: Apprise could not deliver")
+
+
+def with_incident(url: str, payload: dict[str, Any]) -> str:
+    """A pagerduty:// URL with the notification's incident key as its `dedup` and
+    `action=map`, unless the URL sets them: Apprise's PagerDuty plugin triggers with that
+    key and, on a `success` notification, resolves the incident with the same key
+    (https://github.com/caronc/apprise/blob/master/apprise/plugins/pagerduty.py); without
+    them, every RESOLVED notification would open an incident of its own."""
+    key = payload.get("incident_key")
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "pagerduty" or not key:
+        return url
+    given = parse_qs(parts.query)
+    extra = [f"{name}={value}" for name, value in (("dedup", key), ("action", "map"))
+             if name not in given]  # fmt: skip
+    if not extra:
+        return url
+    query = "&".join([parts.query, *extra] if parts.query else extra)
+    return parts._replace(query=query).geturl()
 
 
 @dataclass

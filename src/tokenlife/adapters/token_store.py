@@ -23,7 +23,7 @@ from tokenlife.adapters.connection_record import (
     save_keys,
     token_fields,
 )
-from tokenlife.adapters.connection_write import Backoff, Change, Written, last_alert
+from tokenlife.adapters.connection_write import Backoff, Change, Written, alert_change
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
 from tokenlife.core.policy import Status, Verdict
@@ -33,8 +33,8 @@ from tokenlife.errors import UnknownConnectionError
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-# Backoff, Written and last_alert live in connection_write.py; importable from here too.
-__all__ = ["Backoff", "TokenStore", "Written", "last_alert"]
+# Backoff and Written live in connection_write.py; importable from here too.
+__all__ = ["Backoff", "TokenStore", "Written"]
 
 
 class TokenStore:
@@ -161,7 +161,7 @@ class TokenStore:
                 event.type if event else "",
                 json.dumps(event.data, separators=(",", ":")) if event else "",
                 self._events_max_length,
-                last_alert(event) if event else "",
+                alert_change(connection, event),
                 operation,
                 backoff.value,
                 deadline,

@@ -11,7 +11,8 @@
 -- as is, '-' takes the connection off it), 5 JSON object of fields to set, 6 JSON list of
 -- fields to delete, 7 lock token or '', 8 slot token or '', 9 event type or '',
 -- 10 event data (JSON), 11 approximate length cap of the stream, 12 the connection's
--- last alert (JSON) when the event is an alert, else '', 13 operation id or '',
+-- alert to show (JSON; '-' clears it, '' leaves it: core/connection_alert.py decides from
+-- the version expected, so it is as atomic as the write), 13 operation id or '',
 -- 14 backoff: 'add' (scored by the due time), 'rem' or '', 15 token deadline ('' leaves
 -- it, '-' removes it).
 -- Returns {the new version, or -1 when the version didn't match (nothing written); when a
@@ -42,7 +43,9 @@ if current == ARGV[1] then
   if ARGV[9] ~= '' then
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[11], '*', 'type', ARGV[9], 'data', ARGV[10])
   end
-  if ARGV[12] ~= '' then
+  if ARGV[12] == '-' then
+    redis.call('HDEL', KEYS[1], 'last_alert')
+  elseif ARGV[12] ~= '' then
     redis.call('HSET', KEYS[1], 'last_alert', ARGV[12])
   end
   if ARGV[14] == 'add' and ARGV[4] ~= '' and ARGV[4] ~= '-' then

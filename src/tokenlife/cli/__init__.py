@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tokenlife import logs
-from tokenlife.cli import catalogue, connections, demo, doctor, events, keys, services
+from tokenlife.cli import alerts, catalogue, connections, demo, doctor, events, keys, services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +31,7 @@ for command in (
     catalogue.providers,
     catalogue.integrations,
     events.events_group,
+    alerts.alerts,
     doctor.doctor,
     demo.demo_provider,
 ):

@@ -58,8 +58,10 @@ def integrations() -> None:
 
 @integrations.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def check_integrations(as_json: bool) -> None:
-    """Preflight every integration; exit 1 when there is an error (warnings pass)."""
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+def check_integrations(as_json: bool, strict: bool) -> None:
+    """Preflight every integration; exit 1 when there is an error (with --strict, any
+    finding)."""
     settings = common.settings()
 
     async def run() -> list[Finding]:
@@ -67,6 +69,7 @@ def check_integrations(as_json: bool) -> None:
             return await preflight(settings, common.presets(), os.environ, session)
 
     findings = common.run(run())
+    errors = sum(f.severity == "error" for f in findings)
     if as_json:
         click.echo(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
@@ -74,7 +77,6 @@ def check_integrations(as_json: bool) -> None:
             click.echo(
                 f"{f.severity.upper():8} {f.integration}: {f.message}\n         fix: {f.fix}"
             )
-        errors = sum(f.severity == "error" for f in findings)
         click.echo(f"{len(findings)} finding(s), {errors} error(s)")
-    if any(f.severity == "error" for f in findings):
+    if errors or (strict and findings):
         sys.exit(1)

@@ -188,7 +188,12 @@ def _development_api_key(configured: tuple[str, ...]) -> None:
     key, generated = development.development_api_key()
     os.environ["TOKENLIFE_API_KEYS"] = key
     path = development.STATE_DIR / "api.key"
-    if generated:
+    if generated and service_output.json_logs():
+        # A log line would redact the key, and a log shipper would keep it: the file has it.
+        service_output.say(f"generated a development API key in {path} (mode 0600); send it "
+                           "as `Authorization: Bearer <key>` to /api/ and paste it into the "
+                           "dashboard's login")  # fmt: skip
+    elif generated:
         click.echo(
             f"tokenlife: generated a development API key (kept in {path}, shown only now):\n"
             f"    {key}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 from urllib.parse import urlsplit
 
 from tokenlife.core.integration import Integration, split_scope
@@ -45,6 +46,20 @@ def detect_vendor(
     return None
 
 
+class Likelihood(IntEnum):
+    """How strongly the evidence points at a cause; causes are listed in this order."""
+
+    WRONG_PROVIDER = 0  # none of the vendor's rules were applied: everything else follows
+    DOCUMENTED_CONDITION_UNMET = 1  # the vendor documents it as a condition, and it was unmet
+    SCOPE_NOT_REQUESTED = 2  # a scope that likely carries offline access was not asked for
+    PARAMETER_NOT_SENT = 3  # a parameter the server likely needs was not sent
+    # The request was complete, yet the grant lacks the offline scope: the user or an admin
+    # declined it. Below a parameter that was not sent: a server that drops offline_access
+    # (OIDC Core §11 without prompt=consent) leaves the very same evidence.
+    NOT_GRANTED = 4
+    NOTHING_KNOWN_MISSING = 5
+
+
 def diagnose_missing_refresh_token(
     integration: Integration,
     presets: Mapping[str, Preset],
@@ -52,65 +67,87 @@ def diagnose_missing_refresh_token(
     granted_scopes: tuple[str, ...] | None,
     lifetime_seconds: int | None,
 ) -> list[Cause]:
-    """Most likely cause first. Every cause names the evidence it rests on."""
-    causes: list[Cause] = []
+    """Most likely cause first (`Likelihood`, then the preset's order). Every cause names
+    the evidence it rests on."""
+    ranked: list[tuple[Likelihood, Cause]] = []
     rules = integration.preset
     vendor = detect_vendor(integration, presets)
     if vendor is not None:
         rules, evidence = vendor
-        causes.append(
+        ranked.append((
+            Likelihood.WRONG_PROVIDER,
             Cause(
                 cause=f"The integration uses provider 'custom', but {evidence}, so none of "
                 f"{rules.title}'s refresh-token requirements were applied.",
                 fix=f'Use provider "{rules.name}": set provider = "{rules.name}" '
                 "in the integration.",
                 evidence=evidence,
-            )
-        )
+            ),
+        ))  # fmt: skip
     scopes = split_scope(sent_params.get("scope", ""))
+    dropped = _dropped_offline_scopes(rules, scopes, granted_scopes)
     for requirement in rules.requires:
-        cause = _unmet(requirement, rules, scopes, sent_params, granted_scopes)
-        if cause is not None:
-            causes.append(cause)
-    if not causes:
-        causes.append(_nothing_known_missing(integration, lifetime_seconds))
-    return causes
+        found = _unmet(requirement, scopes, sent_params, granted_scopes, dropped)
+        if found is not None:
+            ranked.append(found)
+    if not ranked:
+        nothing = _nothing_known_missing(integration, lifetime_seconds)
+        ranked.append((Likelihood.NOTHING_KNOWN_MISSING, nothing))
+    return [cause for _, cause in sorted(ranked, key=lambda pair: pair[0])]
+
+
+def _dropped_offline_scopes(
+    rules: Preset, scopes: tuple[str, ...], granted: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """Offline scopes that were requested but are missing from the granted scope (only
+    where the vendor echoes them, so that absence means something)."""
+    if granted is None or not rules.echoes_offline_scope:
+        return ()
+    wanted = [r.scope for r in rules.requires if r.scope is not None]
+    return tuple(s for s in wanted if s in scopes and s not in granted)
 
 
 def _unmet(
     req: Requirement,
-    rules: Preset,
     scopes: tuple[str, ...],
     params: Mapping[str, str],
     granted: tuple[str, ...] | None,
-) -> Cause | None:
+    dropped: tuple[str, ...],
+) -> tuple[Likelihood, Cause] | None:
+    documented = req.strength == "required"
+    if req.scope is not None and req.scope not in scopes:
+        likely = Likelihood.SCOPE_NOT_REQUESTED
+        return Likelihood.DOCUMENTED_CONDITION_UNMET if documented else likely, Cause(
+            cause=f"The {req.scope} scope wasn't requested. {req.why}",
+            fix=f"Add {req.scope} to the integration's scopes (or extra_scopes).",
+            evidence=f"scopes sent: {' '.join(scopes) or '(none)'}",
+            source=req.source,
+        )
     if req.scope is not None:
-        if req.scope not in scopes:
-            return Cause(
-                cause=f"The {req.scope} scope wasn't requested. {req.why}",
-                fix=f"Add {req.scope} to the integration's scopes (or extra_scopes).",
-                evidence=f"scopes sent: {' '.join(scopes) or '(none)'}",
-                source=req.source,
-            )
-        if rules.echoes_offline_scope and granted is not None and req.scope not in granted:
-            return Cause(
-                cause=f"{req.scope} was requested but the granted scope came back without it: "
-                "the user or an admin didn't grant offline access.",
-                fix=f"Ask the user to reconnect and accept offline access, or have an admin "
-                f"allow {req.scope} for this client.",
-                evidence=f"scope granted: {' '.join(granted) or '(empty)'}",
-                source=req.source,
-            )
-        return None
+        if req.scope not in dropped:
+            return None
+        return Likelihood.NOT_GRANTED, Cause(
+            cause=f"{req.scope} was requested but the granted scope came back without it: "
+            "the user or an admin didn't grant offline access.",
+            fix=f"Ask the user to reconnect and accept offline access, or have an admin "
+            f"allow {req.scope} for this client.",
+            evidence=f"scope granted: {' '.join(granted or ()) or '(empty)'}",
+            source=req.source,
+        )
     if req.satisfied_by(scopes, params):
         return None
     sent = params.get(req.param or "")
     shown = f"{req.param}={sent}" if sent is not None else f"no {req.param}"
-    return Cause(
+    evidence = f"parameters sent: {_format(params)}"
+    if dropped:
+        # The server's answer agrees: what this parameter gates did not come back.
+        evidence += f"; granted scope lacks {' '.join(dropped)}"
+    likely = Likelihood.PARAMETER_NOT_SENT
+    return Likelihood.DOCUMENTED_CONDITION_UNMET if documented else likely, Cause(
         cause=f"The authorization request carried {shown}. {req.why}",
         fix=f"Send {req.param}={req.value} (extra_authorization_params.{req.param} = "
         f'"{req.value}").',
-        evidence=f"parameters sent: {_format(params)}",
+        evidence=evidence,
         source=req.source,
     )
 

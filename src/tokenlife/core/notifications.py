@@ -7,12 +7,13 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from tokenlife.core import events
+from tokenlife.core.alert_details import detail_lines, fix_steps
 
 Severity = Literal["critical", "warning", "info"]
-
 SEVERITY: dict[str, Severity] = {
     events.REAUTHORIZATION_REQUIRED: "critical",
     events.REFRESH_FAILING: "critical",
@@ -27,8 +28,17 @@ CLEARS: dict[str, tuple[str, ...]] = {
     events.CONNECTION_RECOVERED: (events.REFRESH_FAILING,),
     events.CONNECTION_AUTHORIZED: (
         events.REAUTHORIZATION_REQUIRED, events.REFRESH_FAILING, events.ACCESS_TOKEN_EXPIRING,
+        events.REFRESH_TOKEN_MISSING,
     ),
 }  # fmt: skip
+# An alert of the key type raised this soon after one of these for the same connection is
+# the same incident told twice (the expiry check runs right after a connect that came back
+# without a refresh token): the first message already says when the token expires, so the
+# targets it reached get no second one.
+FOLDS_INTO: dict[str, tuple[str, ...]] = {
+    events.ACCESS_TOKEN_EXPIRING: (events.REFRESH_TOKEN_MISSING,),
+}
+FOLD_SECONDS = 600.0
 TITLES = {
     events.REAUTHORIZATION_REQUIRED: "re-authorization required",
     events.REFRESH_FAILING: "refresh failing",
@@ -46,6 +56,8 @@ SECTIONS = {
     events.EXCHANGE_FAILED_ALERT: "a-connect-that-ended-in-exchangefailed",
     events.LIFETIME_UNKNOWN: "refresh-token-is-not-present-and-access-token-lifetime-is-too-short",
 }
+# Alert types whose notifications are never grouped across their dedup keys.
+APART = (events.CONFIGURATION, events.EXCHANGE_FAILED_ALERT)
 PROVIDER_SECTIONS = {
     "google": "google",
     "microsoft": "microsoft",
@@ -82,13 +94,27 @@ class Alert:
     def event_id(self) -> str:
         return str(self.data.get("event_id", self.entry_id))
 
+    @property
+    def occurred_at(self) -> float | None:
+        try:
+            return datetime.fromisoformat(str(self.data.get("occurred_at"))).timestamp()
+        except ValueError:
+            return None
+
     def dedup_key(self, alert_type: str | None = None) -> str:
-        """One notification per (connection, alert type) within the window; a failed
-        exchange, one per (integration, cause), however many users hit it."""
-        detail = self.data.get("code", "") if self.type == events.CONFIGURATION else ""
+        """One notification per (connection, alert type) within the window; configuration
+        findings per code *and* fix, since one code can name several problems (one per
+        missing scope or parameter) that each need their change. Not the message: a finding
+        whose wording carries a varying error (a discovery timeout, then a refusal) is the
+        same problem. A failed exchange: one per (integration, cause), however many users
+        hit it."""
         if self.type == events.EXCHANGE_FAILED_ALERT:
             return f"{self.integration}:-:{self.type}:{self.data.get('cause', '')}"
-        return f"{self.integration}:{self.connection_id or '-'}:{alert_type or self.type}{detail}"
+        key = f"{self.integration}:{self.connection_id or '-'}:{alert_type or self.type}"
+        if self.type == events.CONFIGURATION and alert_type is None:
+            fix = hashlib.sha256(str(self.data.get("fix", "")).encode()).hexdigest()[:12]
+            key += f":{self.data.get('code', '')}:{fix}"
+        return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +152,13 @@ class Notification:
 
 def group(items: Iterable[tuple[str, str, Alert]]) -> list[Notification]:
     """(target, kind, alert) -> one notification per target, kind, alert type and
-    integration: a storm of a thousand connections failing together is one message."""
+    integration: a storm of a thousand connections failing together is one message. Each
+    configuration finding stays a message of its own: findings share no connection list,
+    and each has its own fix and severity; failed exchanges, one message per cause."""
     buckets: dict[tuple[str, str, str, str, str], list[Alert]] = {}
     for target, kind, alert in items:
-        # Failed exchanges of different causes need different fixes: one message each.
-        cause = alert.data.get("cause", "") if alert.type == events.EXCHANGE_FAILED_ALERT else ""
-        key = (target, kind, alert.type, alert.integration, str(cause))
+        apart = alert.dedup_key() if alert.type in APART else ""
+        key = (target, kind, alert.type, alert.integration, apart)
         buckets.setdefault(key, []).append(alert)
     return [
         Notification(target, kind, type_, integration, tuple(alerts))  # type: ignore[arg-type]
@@ -139,13 +166,23 @@ def group(items: Iterable[tuple[str, str, Alert]]) -> list[Notification]:
     ]
 
 
-def render(notification: Notification, docs_url: str) -> tuple[str, str]:
-    """(title, body) for a person: the problem, what was asked and what came back, the
-    fixes as numbered steps, and where to read more."""
+def folds(alert: Alert, earlier_occurred_at: float | None) -> bool:
+    """Whether `alert` is told already by an alert of a FOLDS_INTO type of its connection
+    that occurred at `earlier_occurred_at`."""
+    at = alert.occurred_at
+    if earlier_occurred_at is None or at is None:
+        return False
+    return 0 <= at - earlier_occurred_at <= FOLD_SECONDS
+
+
+def render(notification: Notification, docs_url: str, now: float) -> tuple[str, str]:
+    """(title, body) for a person: the problem, what was asked and what came back, when the
+    token expires, since when it fails and how, the fixes as numbered steps, and where to
+    read more (`docs_url` is absolute, or empty: then the section is named, not linked)."""
     first = notification.alerts[0]
     what = TITLES.get(notification.type, notification.type)
     count = len(notification.alerts)
-    who = first.connection_id or "configuration"
+    who = first.connection_id or str(first.data.get("code") or "configuration")
     subject = f"{count} connections" if count > 1 else who
     if notification.kind == "resolved":
         return (f"[tokenlife] RESOLVED {notification.integration}: {what} ({subject})",
@@ -161,15 +198,18 @@ def render(notification: Notification, docs_url: str) -> tuple[str, str]:
     elif first.connection_id:
         lines.append(f"Connection: {first.connection_id}")
     lines += _requested_and_returned(first.data)
-    if first.data.get("error"):
-        described = first.data.get("error_description")
-        lines.append(f"Error: {first.data['error']}" + (f" ({described})" if described else ""))
-    fixes = [c.get("fix") for c in first.data.get("diagnosis") or [] if c.get("fix")]
-    if first.data.get("fix"):
-        fixes.append(first.data["fix"])
+    details = detail_lines(first.data, now)
+    if details and count > 1:
+        details.insert(0, f"First connection ({first.connection_id or '-'}):")
+    lines += details
+    fixes = fix_steps(notification.type, first.data)
     if fixes:
         lines += ["", "How to fix:"] + [f"{n}. {fix}" for n, fix in enumerate(fixes, 1)]
-    lines += ["", f"More: {docs_url}#{section(first)}"]
+    if docs_url:
+        lines += ["", f"More: {docs_url}#{section(first)}"]
+    else:
+        lines += ["", f"More: section #{section(first)} of docs/troubleshooting.md "
+                      "(set TOKENLIFE_DOCS_URL to link it)"]  # fmt: skip
     return title, "\n".join(lines)
 
 

@@ -18,6 +18,10 @@ from tokenlife.core.presets import Preset
 
 Severity = Literal["error", "warning"]
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+OFFLINE_ACCESS = "https://openid.net/specs/openid-connect-core-1_0.html#OfflineAccess"
+# Where prompt_values_supported is defined (OP metadata of "Initiating User Registration
+# via OpenID Connect 1.0").
+PROMPT_VALUES = "https://openid.net/specs/openid-connect-prompt-create-1_0.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ def check_integration(
     """
     found = [
         *_vendor_behind_custom(integration, presets),
+        *_offline_access_without_consent(integration, presets),
         *_refresh_token_requirements(integration, presets),
         *_redirect_uri(integration),
         *_pkce(integration),
@@ -85,6 +90,8 @@ def _refresh_token_requirements(
     for req in rules.requires:
         if req.satisfied_by(integration.scopes, params):
             continue
+        if _oidc_offline_rules_apply(integration, presets) and req.param == "prompt":
+            continue  # offline_access_without_consent says it, as an error
         what = f"scope {req.scope}" if req.scope else f"{req.param}={req.value}"
         fix = (
             f"Add {req.scope} to scopes or extra_scopes."
@@ -97,6 +104,50 @@ def _refresh_token_requirements(
                      f"The authorization request lacks {what}. {req.why}", fix, req.source)
         )  # fmt: skip
     return found
+
+
+def _oidc_offline_rules_apply(integration: Integration, presets: Mapping[str, Preset]) -> bool:
+    """A `custom` integration with no catalogued vendor behind it, requesting offline_access:
+    only OpenID Connect's own rules can tell whether a refresh token will come."""
+    return (
+        integration.provider == "custom"
+        and detect_vendor(integration, presets) is None
+        and "offline_access" in integration.scopes
+    )
+
+
+def _offline_access_without_consent(
+    integration: Integration, presets: Mapping[str, Preset]
+) -> list[Finding]:
+    """OIDC Core §11: "When offline access is requested, a prompt parameter value of consent
+    MUST be used unless other conditions for processing the request permitting offline
+    access to the requested resources are in place"; a server that follows it drops
+    offline_access, and no refresh token comes. The custom default prompt=select_account is
+    the trap: it looks harmless and is not consent."""
+    if not _oidc_offline_rules_apply(integration, presets):
+        return []
+    prompt = integration.authorization_params.get("prompt", "").strip()
+    if "consent" in prompt.split():
+        return []
+    sent = f"prompt={prompt}" if prompt else "no prompt"
+    default = " (the custom default)" if prompt == _custom_default_prompt(presets) else ""
+    return [
+        _finding(
+            integration, "error", "offline_access_without_consent",
+            f"The integration requests offline_access with {sent}{default}. OpenID Connect "
+            "Core §11: a server must ignore offline_access unless prompt contains consent "
+            f"(or it has another reason to allow offline access), so {sent} is why the "
+            "server may drop offline access and issue no refresh token.",
+            'Set extra_authorization_params.prompt = "consent" for this integration (the '
+            "server then asks the user to consent to offline access at every connect).",
+            OFFLINE_ACCESS,
+        )
+    ]  # fmt: skip
+
+
+def _custom_default_prompt(presets: Mapping[str, Preset]) -> str | None:
+    custom = presets.get("custom")
+    return None if custom is None else custom.authorization_params.get("prompt")
 
 
 def _redirect_uri(integration: Integration) -> list[Finding]:
@@ -160,6 +211,7 @@ def _discovery(integration: Integration, document: Mapping[str, Any] | None) -> 
             "Check the server's client settings for offline access / refresh tokens.",
             "https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata",
         ))  # fmt: skip
+    found += _prompt_values(integration, document.get("prompt_values_supported"))
     grants = document.get("grant_types_supported")
     # RFC 8414 §2: when omitted, the default is authorization_code and implicit only.
     if not isinstance(grants, list) or "refresh_token" not in grants:
@@ -172,3 +224,31 @@ def _discovery(integration: Integration, document: Mapping[str, Any] | None) -> 
             "https://www.rfc-editor.org/rfc/rfc8414#section-2",
         ))  # fmt: skip
     return found
+
+
+def _prompt_values(integration: Integration, supported: Any) -> list[Finding]:
+    """A server that publishes prompt_values_supported refuses the others with
+    invalid_request ("unsupported prompt value requested"): every connect would fail, and
+    the custom default select_account is the value most often missing."""
+    prompt = integration.authorization_params.get("prompt", "").split()
+    if not isinstance(supported, list) or not prompt:
+        return []
+    refused = [value for value in prompt if value not in supported]
+    if not refused:
+        return []
+    offered = " ".join(str(v) for v in supported) or "(none)"
+    usable = "consent" if "consent" in supported else next(iter(supported), None)
+    fix = (
+        f'Set extra_authorization_params.prompt = "{usable}".'
+        if usable
+        else "Set extra_authorization_params.prompt to a value the server accepts."
+    )
+    return [
+        _finding(
+            integration, "error", "prompt_value_unsupported",
+            f"The integration sends prompt={' '.join(prompt)}, but the issuer's discovery "
+            f"document lists only {offered} in prompt_values_supported: the server will "
+            f"refuse every authorization request for {' '.join(refused)} (invalid_request).",
+            fix, PROMPT_VALUES,
+        )
+    ]  # fmt: skip

@@ -22,7 +22,8 @@ FACTS: dict[str, frozenset[str] | None] = {
     "issues_refresh_tokens": frozenset(
         {"always", "on_request", "app_setting", "never", UNCONFIRMED}
     ),
-    "rotates_refresh_tokens": frozenset({"yes", "no", "optional", UNCONFIRMED}),
+    # "sometimes": a refresh response may or may not carry a new refresh token (Spotify).
+    "rotates_refresh_tokens": frozenset({"yes", "no", "optional", "sometimes", UNCONFIRMED}),
     "returns_expires_in": frozenset({"yes", "no", UNCONFIRMED}),
     "access_token_lifetime": None,
     "refresh_token_lifetime": None,

@@ -8,6 +8,7 @@ password, so neither function here ever lets one out."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
@@ -24,8 +25,8 @@ def check_url(url: str, schemes: tuple[str, ...] | None = None) -> str:
         parts = _split(part)
         if parts is None or not parts.scheme:
             raise ValueError(
-                "not a valid URL (scheme://[user:password@]host[:port]/..., a port from 0 "
-                f"to 65535); {ENCODE_HINT}"
+                "not a valid URL (a scheme, then //, an optional user:password and @, the "
+                f"host, an optional port from 0 to 65535, a path); {ENCODE_HINT}"
             )
         if schemes and parts.scheme.lower() not in schemes:
             raise ValueError(f"the scheme must be one of {', '.join(schemes)}")
@@ -46,13 +47,20 @@ def _redact_one(url: str) -> str:
             return url
         return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if sep else "***"
     if parts.password is None:
-        return url
+        return _SECRET_QUERY.sub(r"\1***", url)
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    return _SECRET_QUERY.sub(
+        r"\1***", urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    )
+
+
+# redis-py also takes a password as a query parameter (`?password=`, as its docs show for
+# unix:// URLs), and TLS a key password (`ssl_password`).
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|ssl_password|sentinel_password)=)[^&#]*")
 
 
 def _split(url: str) -> SplitResult | None:
@@ -63,6 +71,9 @@ def _split(url: str) -> SplitResult | None:
         parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError:
         return None
-    if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+    # An '@' before the query that urlsplit didn't take as the userinfo's end: an
+    # unencoded '/' in the password cut the authority short. (An '@' in the query is data.)
+    before_query = url.partition("://")[2].split("?", 1)[0].split("#", 1)[0]
+    if "@" in before_query and "@" not in parts.netloc:
         return None
     return parts

@@ -14,7 +14,6 @@ target can neither overlap two runs nor lose an alert.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
@@ -30,22 +29,25 @@ from tokenlife.adapters import scripts
 from tokenlife.adapters.keys import ALERT_DELIVERED_TTL_SECONDS, ALERT_LOCK_TTL_SECONDS, Keys
 from tokenlife.adapters.notifiers import Target
 from tokenlife.core import events
+from tokenlife.core.notification_payload import notification_from, payload
 from tokenlife.core.notifications import (
     CLEARS,
+    FOLDS_INTO,
     SEVERITY,
     Alert,
     Notification,
     Route,
+    folds,
     group,
     render,
     targets_for,
 )
 from tokenlife.errors import DeliveryError
+from tokenlife.services import dead_letters
 
 log = logging.getLogger(__name__)
 GROUP = "tokenlife-alerts"
 _READ_COUNT = 5000
-_PAYLOAD_EVENTS = 50  # a storm's payload carries the first few events and every id
 
 
 # Lock time kept back for acknowledging, counting and releasing after the last send.
@@ -167,6 +169,13 @@ class AlertDelivery:
             targets = targets_for(alert, self._routes, self._default)
             if not targets:
                 return []
+            targets = await self._not_told_yet(alert, targets)
+            if not targets:
+                # Held back like a repeat (tokenlife_alert_deliveries_total's "suppressed");
+                # the counters hash also says why.
+                totals["suppressed"] += 1
+                totals["folded"] += 1
+                return []
             if not await self._first_in_window(alert, targets):
                 totals["suppressed"] += 1
                 return []
@@ -180,12 +189,25 @@ class AlertDelivery:
         """Claim the (connection, alert type) for the window; a redelivered event finds its
         own claim and goes on."""
         key = self._keys.alert_sent(alert.dedup_key())
-        value = json.dumps({"event_id": alert.event_id, "targets": targets})
+        value = json.dumps({"event_id": alert.event_id, "targets": targets,
+                            "occurred_at": alert.occurred_at})  # fmt: skip
         window = int(self._policy.dedup_window_seconds)
         if await self._redis.set(key, value, nx=True, ex=window):
             return True
         held = await self._redis.get(key)
         return held is not None and json.loads(held).get("event_id") == alert.event_id
+
+    async def _not_told_yet(self, alert: Alert, targets: list[str]) -> list[str]:
+        """The targets that got no alert this one folds into (core FOLDS_INTO): one message
+        per degraded connection, not two back to back."""
+        for earlier in FOLDS_INTO.get(alert.type, ()):
+            held = await self._redis.get(self._keys.alert_sent(alert.dedup_key(earlier)))
+            if held is None:
+                continue
+            claim = json.loads(held)
+            if folds(alert, claim.get("occurred_at")):
+                targets = [t for t in targets if t not in claim.get("targets", [])]
+        return targets
 
     async def _resolved(self, event: Alert, kind: str) -> list[tuple[str, str, Alert]]:
         found = []
@@ -203,8 +225,35 @@ class AlertDelivery:
             return
         notification = Notification(notification.target, notification.kind, notification.type,
                                     notification.integration, tuple(pending))  # fmt: skip
-        title, body = render(notification, self._policy.docs_url)
-        payload = _payload(notification)
+        title, body = render(notification, self._policy.docs_url, now)
+        body_json = payload(notification)
+        error = await self._send(target, title, body, body_json, now)
+        if error is None:
+            await self._mark_delivered(notification)
+            totals["sent"] += 1
+            return
+        await self._dead_letter(notification.target, body_json, error)
+        totals["dead_lettered"] += 1
+
+    async def resend(self, target_name: str, sent: dict[str, Any], now: float) -> str | None:
+        """A dead letter's notification once more, through the same retries as a run: its
+        payload as it was (the same notification_id), its text rendered for `now`. None
+        when the target accepted it, else why not (the caller dead-letters it again)."""
+        target = self._targets.get(target_name)
+        if target is None:
+            raise DeliveryError(f"target {target_name} is not configured")
+        title, body = render(notification_from(target_name, sent), self._policy.docs_url, now)
+        self._deadline = _monotonic() + self._policy.lock_seconds * (1 - _LOCK_MARGIN_FRACTION)
+        try:
+            return await self._send(target, title, body, sent, now)
+        except _OutOfTime:
+            return "timed out"
+
+    async def _send(
+        self, target: Target, title: str, body: str, payload: dict[str, Any], now: float
+    ) -> str | None:
+        """None once delivered, else the last error after every retry."""
+        error = ""
         for attempt in range(self._policy.retries + 1):
             try:
                 async with asyncio.timeout(self._time_left()):
@@ -216,12 +265,9 @@ class AlertDelivery:
                     pause = self._policy.retry_base_seconds * 2**attempt
                     await asyncio.sleep(min(pause, self._time_left()))
                 continue
-            await self._mark_delivered(notification)
-            totals["sent"] += 1
-            return
+            return None
         self._time_left()  # out of time in the last pause: leave it for the next run
-        await self._dead_letter(notification, payload, error)
-        totals["dead_lettered"] += 1
+        return error
 
     def _time_left(self) -> float:
         left = self._deadline - _monotonic()
@@ -242,15 +288,10 @@ class AlertDelivery:
                 pipe.set(key, "1", ex=ALERT_DELIVERED_TTL_SECONDS)
             await pipe.execute()
 
-    async def _dead_letter(self, notification: Notification, payload: dict[str, Any],
-                           error: str) -> None:  # fmt: skip
-        log.error("alert to %s failed after %d attempts: %s", notification.target,
+    async def _dead_letter(self, target: str, payload: dict[str, Any], error: str) -> None:
+        log.error("alert to %s failed after %d attempts: %s", target,
                   self._policy.retries + 1, error)  # fmt: skip
-        await self._redis.xadd(
-            self._keys.alerts_dead,
-            {"target": notification.target, "error": error, "payload": json.dumps(payload)},
-            maxlen=100_000, approximate=True,
-        )  # fmt: skip
+        await dead_letters.add(self._redis, self._keys, target, payload, error)
 
 
 def _monotonic() -> float:
@@ -259,21 +300,6 @@ def _monotonic() -> float:
 
 def _delivery_id(alert: Alert, notification: Notification) -> str:
     return f"{alert.event_id}:{notification.kind}"
-
-
-def _payload(notification: Notification) -> dict[str, Any]:
-    ids = [a.event_id for a in notification.alerts]
-    digest = hashlib.sha256(f"{notification.target}:{notification.kind}:{','.join(ids)}".encode())
-    return {
-        "notification_id": digest.hexdigest()[:32],
-        "kind": notification.kind,
-        "type": notification.type,
-        "severity": notification.alerts[0].severity,
-        "integration": notification.integration,
-        "count": len(notification.alerts),
-        "connection_ids": [a.connection_id for a in notification.alerts],
-        "events": [dict(a.data) for a in notification.alerts[:_PAYLOAD_EVENTS]],
-    }
 
 
 def _entries_of(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
