@@ -173,8 +173,9 @@ def _scope(r: Refusal) -> list[Cause]:
                 RFC6749_AUTHORIZATION,
             ))  # fmt: skip
     causes.append(Cause(
-        f"The provider does not accept the scope {' '.join(named) or '(none sent)'} for this "
-        "client: unknown, misspelt, or not enabled for the app.",
+        f"The provider does not accept the scope{'s' if len(named) > 1 else ''} "
+        f"{' '.join(named) or '(none sent)'} for this client: unknown, misspelt, or not "
+        "enabled for the app.",
         f"Remove {' '.join(named) or 'the scope'} from the integration's scopes/extra_scopes, "
         "or enable it for the client at the provider"
         + (f" (the catalogue spells {r.provider}'s offline scope {' '.join(r.offline_scopes)})."
