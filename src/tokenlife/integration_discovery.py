@@ -24,6 +24,7 @@ from tokenlife.adapters.discovery import (
     DiscoveryCache,
     endpoints_from,
     fetch_discovery_document,
+    prompt_values_from,
     requires_iss,
     revocation_endpoint_from,
 )
@@ -67,12 +68,15 @@ def build_integration(
     discovered = None
     if document is not None and config.issuer is not None:
         discovered = endpoints_from(config.issuer, document)
-    return resolve(
+    integration = resolve(
         name, config, preset, secret, settings.minimum_access_token_only_lifetime_days,
         discovered, default_timing(settings),
         require_iss=document is not None and requires_iss(document),
         discovered_revocation_url=None if document is None else revocation_endpoint_from(document),
     )  # fmt: skip
+    if document is None:
+        return integration
+    return replace(integration, prompt_values_supported=prompt_values_from(document))
 
 
 async def discover_at_start(

@@ -27,7 +27,8 @@ async def assert_nothing_stored(tl: Tokenlife, integration: str, cid: str) -> No
 
 async def failed_event(redis: Redis, settings: Settings, cid: str) -> dict[str, Any]:
     events = await events_for(redis, settings, cid)
-    assert [t for t, _ in events] == ["exchange.failed"], events
+    assert [t for t, _ in events] == ["exchange.failed", "alert.exchange_failed"], events
+    assert events[1][1]["diagnosis"] == events[0][1]["diagnosis"]
     return events[0][1]
 
 

@@ -33,6 +33,11 @@ class FakeGeneric(FakeProvider):
                 "grant_types_supported": ["authorization_code", "refresh_token"],
                 "code_challenge_methods_supported": ["S256"],
                 "authorization_response_iss_parameter_supported": self.sends_iss,
+                **(
+                    {"prompt_values_supported": list(self.prompt_values_supported)}
+                    if self.prompt_values_supported is not None
+                    else {}
+                ),
             },
         )
 

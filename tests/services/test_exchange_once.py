@@ -104,7 +104,8 @@ async def test_a_failed_exchange_run_again_gives_the_same_failure_and_one_event(
     assert first["error"] == "invalid_grant"
     assert again == first
     assert code_requests(fakes.generic, callback["code"]) == 1
-    assert [t for t, _ in await events_for(redis, settings, cid)] == ["exchange.failed"]
+    types = [t for t, _ in await events_for(redis, settings, cid)]
+    assert types == ["exchange.failed", "alert.exchange_failed"]  # once, with its alert
 
 
 async def test_the_kept_outcome_holds_no_token_value_and_drops_the_verifier(
@@ -232,7 +233,10 @@ async def test_an_id_token_for_another_client_ends_in_invalid_id_token(
     with pytest.raises(UnknownConnectionError):
         await runtime.tokens.get("generic", cid)
     events = await events_for(redis, settings, cid)
-    assert [(t, d["error"]) for t, d in events] == [("exchange.failed", "invalid_id_token")]
+    assert [(t, d["error"]) for t, d in events] == [
+        ("exchange.failed", "invalid_id_token"),
+        ("alert.exchange_failed", "invalid_id_token"),
+    ]
 
 
 # -- RFC 9207: the issuer in the authorization response -----------------------------------
@@ -251,7 +255,10 @@ async def test_an_iss_that_is_not_the_issuer_is_refused_before_the_code_is_sent(
     with pytest.raises(UnknownConnectionError):
         await runtime.tokens.get("generic-offline", cid)
     events = await events_for(redis, settings, cid)
-    assert [(t, d["error"]) for t, d in events] == [("exchange.failed", "issuer_mismatch")]
+    assert [(t, d["error"]) for t, d in events] == [
+        ("exchange.failed", "issuer_mismatch"),
+        ("alert.exchange_failed", "issuer_mismatch"),
+    ]
 
 
 @pytest.mark.parametrize("iss_of", [lambda base: base + "/", lambda base: base.upper()])

@@ -119,7 +119,8 @@ async def test_when_redis_stays_down_the_retry_ends_in_storage_unavailable_witho
         cid = str(result["connection_id"])
         events = await stream_events(runtime.redis, settings.key_prefix)
         mine = [(t, d["error"]) for t, d in events if d["connection_id"] == cid]
-        assert mine == [("exchange.failed", "storage_unavailable")]
+        assert mine == [("exchange.failed", "storage_unavailable"),
+                        ("alert.exchange_failed", "storage_unavailable")]  # fmt: skip
     finally:
         await runtime.close()
 

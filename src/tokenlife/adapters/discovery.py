@@ -56,6 +56,15 @@ def requires_iss(document: Mapping[str, Any]) -> bool:
     return document.get("authorization_response_iss_parameter_supported") is True
 
 
+def prompt_values_from(document: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The `prompt` values the server supports, where it says (the metadata of "Initiating
+    User Registration via OpenID Connect 1.0" §4; OIDC Discovery itself has none)."""
+    values = document.get("prompt_values_supported")
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        return None
+    return tuple(values)
+
+
 def endpoints_from(issuer: str, document: Mapping[str, Any]) -> tuple[str, str]:
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     endpoints = (document.get("authorization_endpoint"), document.get("token_endpoint"))

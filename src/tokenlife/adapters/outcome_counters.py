@@ -59,6 +59,8 @@ EXCHANGE_FAILURE_REASONS: tuple[str, ...] = (
     "interaction_required", "login_required", "account_selection_required",
     "consent_required", "invalid_request_uri", "invalid_request_object",
     "request_not_supported", "request_uri_not_supported", "registration_not_supported",
+    # Google's authorization errors (core/authorization_error_vendors.py).
+    "redirect_uri_mismatch", "admin_policy_enforced", "org_internal", "disallowed_useragent",
     OTHER_REASON,
 )  # fmt: skip
 _KNOWN_REASONS = frozenset(EXCHANGE_FAILURE_REASONS)

@@ -4,6 +4,7 @@ the exchange has ended, its outcome kept so a task delivered twice gets it back.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +92,11 @@ class PendingStore:
         async with storage_errors():
             await self._redis.hdel(self._keys.exchanging(state), "sent_at")
 
-    async def finish(self, state: str, event: Event, summary: dict[str, Any]) -> dict[str, Any]:
-        """Publish `event` and keep `summary` as the exchange's outcome, in one step.
+    async def finish(
+        self, state: str, event: Event, summary: dict[str, Any], also: Sequence[Event] = ()
+    ) -> dict[str, Any]:
+        """Publish `event` (then `also`, e.g. its alert) and keep `summary` as the
+        exchange's outcome, in one step.
 
         Returns the outcome kept: an earlier one wins (a run delivered twice).
         """
@@ -105,6 +109,7 @@ class PendingStore:
                     json.dumps(summary),
                     self._events_max_length,
                     EXCHANGE_CLAIM_TTL_SECONDS * 1000,
+                    json.dumps([[e.type, json.dumps(e.data, separators=(",", ":"))] for e in also]),
                 ],
             )
         result: dict[str, Any] = json.loads(kept)

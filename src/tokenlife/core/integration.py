@@ -46,6 +46,9 @@ class Integration:
     # Where a new access token tells whose it is, for providers without an ID token (the
     # catalogue's `account_endpoint`, or the integration's `account_url`); None: not asked.
     account_endpoint: AccountEndpoint | None = None
+    # The discovery document's `prompt_values_supported`, where the server publishes it:
+    # names the prompt to send when a server refuses one (core/authorization_errors.py).
+    prompt_values_supported: tuple[str, ...] | None = None
 
     @property
     def provider(self) -> str:

@@ -21,6 +21,7 @@ SEVERITY: dict[str, Severity] = {
     events.ACCESS_TOKEN_EXPIRING: "warning",
     events.LIFETIME_UNKNOWN: "info",
     events.CONFIGURATION: "warning",  # "critical" for findings of severity error
+    events.EXCHANGE_FAILED_ALERT: "warning",  # the diagnosis's own severity, in the event
 }
 # An event of the key type clears these alerts of the same connection.
 CLEARS: dict[str, tuple[str, ...]] = {
@@ -45,14 +46,18 @@ TITLES = {
     events.ACCESS_TOKEN_EXPIRING: "access token expiring",
     events.LIFETIME_UNKNOWN: "access token lifetime unknown",
     events.CONFIGURATION: "configuration problem",
+    events.EXCHANGE_FAILED_ALERT: "connecting an account failed",
 }
 SECTIONS = {
     events.REAUTHORIZATION_REQUIRED: "re-authorization-required",
     events.REFRESH_FAILING: "refreshes-keep-failing",
     events.ACCESS_TOKEN_EXPIRING: "access-token-expiring",
     events.CONFIGURATION: "configuration-findings",
+    events.EXCHANGE_FAILED_ALERT: "a-connect-that-ended-in-exchangefailed",
     events.LIFETIME_UNKNOWN: "refresh-token-is-not-present-and-access-token-lifetime-is-too-short",
 }
+# Alert types whose notifications are never grouped across their dedup keys.
+APART = (events.CONFIGURATION, events.EXCHANGE_FAILED_ALERT)
 PROVIDER_SECTIONS = {
     "google": "google",
     "microsoft": "microsoft",
@@ -70,6 +75,10 @@ class Alert:
     def severity(self) -> Severity:
         if self.type == events.CONFIGURATION and self.data.get("severity") == "error":
             return "critical"
+        if self.type == events.EXCHANGE_FAILED_ALERT and self.data.get("severity") in (
+            "critical", "warning", "info",
+        ):  # fmt: skip
+            return self.data["severity"]  # type: ignore[no-any-return]
         return SEVERITY.get(self.type, "info")
 
     @property
@@ -97,7 +106,10 @@ class Alert:
         findings per code *and* fix, since one code can name several problems (one per
         missing scope or parameter) that each need their change. Not the message: a finding
         whose wording carries a varying error (a discovery timeout, then a refusal) is the
-        same problem."""
+        same problem. A failed exchange: one per (integration, cause), however many users
+        hit it."""
+        if self.type == events.EXCHANGE_FAILED_ALERT:
+            return f"{self.integration}:-:{self.type}:{self.data.get('cause', '')}"
         key = f"{self.integration}:{self.connection_id or '-'}:{alert_type or self.type}"
         if self.type == events.CONFIGURATION and alert_type is None:
             fix = hashlib.sha256(str(self.data.get("fix", "")).encode()).hexdigest()[:12]
@@ -142,10 +154,10 @@ def group(items: Iterable[tuple[str, str, Alert]]) -> list[Notification]:
     """(target, kind, alert) -> one notification per target, kind, alert type and
     integration: a storm of a thousand connections failing together is one message. Each
     configuration finding stays a message of its own: findings share no connection list,
-    and each has its own fix and severity."""
+    and each has its own fix and severity; failed exchanges, one message per cause."""
     buckets: dict[tuple[str, str, str, str, str], list[Alert]] = {}
     for target, kind, alert in items:
-        apart = alert.dedup_key() if alert.type == events.CONFIGURATION else ""
+        apart = alert.dedup_key() if alert.type in APART else ""
         key = (target, kind, alert.type, alert.integration, apart)
         buckets.setdefault(key, []).append(alert)
     return [

@@ -59,6 +59,10 @@ class DemoProvider:
     issues_id_tokens = True
     # RFC 9207: the authorization response carries `iss` (and discovery says so).
     sends_iss = False
+    # The `prompt` values this server accepts (None: any). Another one is refused with
+    # invalid_request, as certified OpenID servers without select_account do; discovery
+    # publishes the list as `prompt_values_supported` where the provider has a document.
+    prompt_values_supported: tuple[str, ...] | None = None
 
     def __init__(self, *, consent_page: bool = False) -> None:
         # Without a consent page (the tests' fakes) the user in `login_hint` consents at
@@ -178,6 +182,14 @@ class DemoProvider:
             body["refresh_token"] = refresh
         return body
 
+    def refused_prompt(self, prompt: str | None) -> str | None:
+        """The first `prompt` value this server doesn't support (a space-separated list,
+        OIDC Core §3.1.2.1), or None."""
+        supported = self.prompt_values_supported
+        if supported is None or prompt is None:
+            return None
+        return next((v for v in prompt.split() if v not in supported), None)
+
     def error_body(self, error: str, description: str) -> dict[str, Any]:
         return {"error": error, "error_description": description}
 
@@ -220,6 +232,12 @@ class DemoProvider:
             return consent.page(self.title, params, self.offline_request(scopes, params),
                                 self.refresh_token_rule)  # fmt: skip
         redirect = params["redirect_uri"]
+        refused = self.refused_prompt(params.get("prompt"))
+        if refused is not None:
+            said = f"unsupported prompt value requested: {refused}"
+            answer = {"error": "invalid_request", "error_description": said,
+                      "state": params.get("state", "")}  # fmt: skip
+            raise web.HTTPFound(redirect + "?" + urlencode(answer))
         if denied:
             log.info("%s: consent denied for %s", self.title, client.client_id)
             answer = {"error": "access_denied", "error_description": "The user denied access",

@@ -98,11 +98,14 @@ def summary(
     error_description: str | None = None,
     return_to: str | None = None,
     fixes: list[str] | None = None,
+    diagnosis: list[dict[str, str | None]] | None = None,
 ) -> dict[str, Any]:
-    """What the exchange task returns: never a token value."""
+    """What the exchange task returns: never a token value. `diagnosis` ({cause, fix,
+    evidence, source}, core/authorization_errors.py) explains a failed exchange."""
     return {
         "return_to": return_to,
         "fixes": fixes or [],
+        "diagnosis": diagnosis or [],
         "integration": integration,
         "connection_id": connection_id,
         "outcome": outcome,

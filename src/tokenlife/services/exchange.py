@@ -18,7 +18,7 @@ import aiohttp
 from tokenlife import logs
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.exchange_store import ExchangeStore
-from tokenlife.adapters.outcome_counters import UNKNOWN_PROVIDER, Counters
+from tokenlife.adapters.outcome_counters import Counters
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.token_endpoint import post_token_request
 from tokenlife.adapters.token_store import TokenStore
@@ -28,6 +28,7 @@ from tokenlife.core.authorization import (
     PendingAuthorization,
     build_authorization_request,
 )
+from tokenlife.core.authorization_errors import clean_error
 from tokenlife.core.grants import authorization_code_request
 from tokenlife.core.id_token import account_subject
 from tokenlife.core.integration import Integration, check_connection_id
@@ -195,7 +196,9 @@ class ExchangeService:
         if mixed_up is not None:
             return await self._fail(run, "issuer_mismatch", mixed_up)
         if error is not None:
-            return await self._fail(run, error, error_description)
+            # The callback's error comes from the browser's query string: RFC 6749's
+            # characters only, bounded (the description is bounded in _fail).
+            return await self._fail(run, clean_error(error), error_description)
         assert code is not None
         return await self._redeem(integration, run, code)
 
@@ -217,12 +220,12 @@ class ExchangeService:
                           pending.connection_id, exc)  # fmt: skip
                 return await self._fail(run, "outcome_unknown", OUTCOME_UNKNOWN)
             if run.attempt.final:
-                return await self._fail(run, exc.error, str(exc))
+                return await self._fail(run, exc.error, str(exc), code)
             await self._ending.forget_sent(run)
             raise CodeNotTakenError(exc, unsent_at=run.now) from exc
         except ProviderError as exc:
             return await self._fail(
-                run, error_code(exc), getattr(exc, "description", None) or str(exc)
+                run, error_code(exc), getattr(exc, "description", None) or str(exc), code
             )
         try:
             subject = account_subject(integration, tokens, run.now, pending.scopes)
@@ -244,7 +247,8 @@ class ExchangeService:
                 raise  # the retry finds the code sent and ends in exchange.failed
             return await self._fail(run, "storage_unavailable", STORAGE_LOST)
 
-    async def _fail(self, run: Run, error: str, description: str | None) -> dict[str, Any]:
+    async def _fail(
+        self, run: Run, error: str, description: str | None, code: str | None = None
+    ) -> dict[str, Any]:
         integration = self.integrations.get(run.pending.integration)
-        provider = integration.provider if integration is not None else UNKNOWN_PROVIDER
-        return await self._ending.fail(run, error, description, provider)
+        return await self._ending.fail(run, error, description, integration, conceal=(code,))

@@ -25,6 +25,7 @@ from tokenlife.adapters.outcome_counters import (
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.storage_errors import retry_while_unavailable
 from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.authorization_errors import bounded, diagnose_refusal
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Verdict, classify, status_for
 from tokenlife.core.presets import Preset
@@ -36,6 +37,7 @@ from tokenlife.services.exchange_events import (
     SUBJECT_UNKNOWN,
     authorized_events,
     failure,
+    refusal_for,
     stored_summary,
 )
 from tokenlife.services.scheduling import SchedulePolicy
@@ -122,8 +124,14 @@ class ExchangeEnding:
             if subject
             else ("subject_unknown", SUBJECT_UNKNOWN)
         )
-        refusal = failure(pending, now, error=refused[0], description=refused[1],
-                          attempts=run.attempt.number)  # fmt: skip
+        diagnosis = diagnose_refusal(
+            refusal_for(pending, integration, self._presets, refused[0], refused[1])
+        )
+        # An account change refused is the user's doing: exchange.failed, no alert.
+        refused_event, refused_summary, _ = failure(
+            pending, now, error=refused[0], description=refused[1],
+            attempts=run.attempt.number, diagnosis=diagnosis,
+        )  # fmt: skip
         saved = await retry_while_unavailable(
             lambda: self._exchanges.save(
                 run.state,
@@ -131,7 +139,7 @@ class ExchangeEnding:
                 now,
                 events=published,
                 summary=stored_summary(integration, pending, tokens, verdict, status, fixes),
-                refusal=refusal,
+                refusal=(refused_event, refused_summary),
             ),
             self._save_retry_seconds,
         )
@@ -153,14 +161,28 @@ class ExchangeEnding:
         return saved.summary
 
     async def fail(
-        self, run: Run, error: str, description: str | None, provider: str = UNKNOWN_PROVIDER
+        self,
+        run: Run,
+        error: str,
+        description: str | None,
+        integration: Integration | None = None,
+        conceal: tuple[str | None, ...] = (),
     ) -> dict[str, Any]:
-        """Publish `exchange.failed` and keep the outcome on the state, in one step; retried
-        like the save while Redis is unavailable, so a failure still ends in its event."""
-        event, result = failure(run.pending, run.now, error=error, description=description,
-                                attempts=run.attempt.number)  # fmt: skip
+        """Publish `exchange.failed` and `alert.exchange_failed`, with their diagnosis, and
+        keep the outcome on the state, in one step; retried like the save while Redis is
+        unavailable, so a failure still ends in its events. The description is provider
+        text: bounded, and the code and state it may echo are masked (`conceal`)."""
+        description = bounded(description, conceal=(run.state, *conceal))
+        provider = integration.provider if integration is not None else UNKNOWN_PROVIDER
+        diagnosis = diagnose_refusal(
+            refusal_for(run.pending, integration, self._presets, error, description)
+        )
+        event, result, alert = failure(run.pending, run.now, error=error,
+                                       description=description, attempts=run.attempt.number,
+                                       diagnosis=diagnosis, provider=provider)  # fmt: skip
         kept = await retry_while_unavailable(
-            lambda: self._pending.finish(run.state, event, result), self._save_retry_seconds
+            lambda: self._pending.finish(run.state, event, result, also=(alert,)),
+            self._save_retry_seconds,
         )
         # The provider's description helps the operator; a token or code it echoes is
         # redacted (tokenlife.logs.conceal, log_redaction).

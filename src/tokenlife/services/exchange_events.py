@@ -8,7 +8,8 @@ from typing import Any
 from tokenlife.adapters.event_stream import new_event
 from tokenlife.core import events
 from tokenlife.core.authorization import PendingAuthorization
-from tokenlife.core.diagnosis import diagnose_missing_refresh_token
+from tokenlife.core.authorization_errors import Diagnosis, Refusal
+from tokenlife.core.diagnosis import detect_vendor, diagnose_missing_refresh_token
 from tokenlife.core.events import Event
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
@@ -117,6 +118,33 @@ def stored_summary(
     )
 
 
+def refusal_for(
+    pending: PendingAuthorization,
+    integration: Integration | None,
+    presets: Mapping[str, Preset],
+    error: str,
+    description: str | None,
+) -> Refusal:
+    """What the diagnosis of a failed exchange may know: what was sent and the catalogue's
+    facts (for a `custom` integration in front of a catalogued vendor, that vendor's)."""
+    preset = integration.preset if integration is not None else None
+    vendor = detect_vendor(integration, presets) if integration is not None else None
+    if vendor is not None:
+        preset = vendor[0]
+    return Refusal(
+        error=error,
+        description=description,
+        provider=preset.name if preset is not None else "custom",
+        scope=pending.params.get("scope", ""),
+        prompt=pending.params.get("prompt"),
+        redirect_uri=pending.redirect_uri,
+        offline_scopes=preset.offline_scopes if preset is not None else (),
+        prompt_values_supported=None
+        if integration is None
+        else integration.prompt_values_supported,
+    )
+
+
 def failure(
     pending: PendingAuthorization,
     now: float,
@@ -124,17 +152,36 @@ def failure(
     error: str,
     description: str | None,
     attempts: int,
-) -> tuple[Event, dict[str, Any]]:
-    """The `exchange.failed` event and the task's summary for the same failure."""
+    diagnosis: Diagnosis,
+    provider: str | None = None,
+) -> tuple[Event, dict[str, Any], Event]:
+    """The `exchange.failed` event, the task's summary for the same failure, and the
+    `alert.exchange_failed` that tells on-call (deduplicated per integration and cause)."""
+    causes = diagnosis.as_list()
     event = new_event(
         events.EXCHANGE_FAILED, pending.integration, pending.connection_id, now,
-        error=error, error_description=description, attempts=attempts,
+        error=error, error_description=description, attempts=attempts, diagnosis=causes,
     )  # fmt: skip
-    return event, summary(
-        pending.integration,
-        pending.connection_id,
-        outcome="failed",
-        error=error,
-        error_description=description,
-        return_to=pending.return_to,
+    alert = new_event(
+        events.EXCHANGE_FAILED_ALERT, pending.integration, pending.connection_id, now,
+        provider=provider or "unknown",
+        message=f"Connecting an account failed: {diagnosis.causes[0].cause}",
+        cause=diagnosis.key, severity=diagnosis.severity,
+        error=error, error_description=description, attempts=attempts,
+        requested={"scopes": list(pending.scopes), "params": described_params(pending)},
+        diagnosis=causes,
+    )  # fmt: skip
+    return (
+        event,
+        summary(
+            pending.integration,
+            pending.connection_id,
+            outcome="failed",
+            error=error,
+            error_description=description,
+            return_to=pending.return_to,
+            fixes=[c.fix for c in diagnosis.causes],
+            diagnosis=causes,
+        ),
+        alert,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import html
 import logging
 import math
 import re
@@ -27,8 +26,8 @@ from redis.exceptions import RedisError
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.keys import PENDING_AUTHORIZATION_TTL_SECONDS
 from tokenlife.core.authorization import PendingAuthorization
+from tokenlife.core.authorization_errors import MAX_ERROR, bounded
 from tokenlife.core.connect_session import plausible_token, token_hash
-from tokenlife.core.events import REFRESH_TOKEN_MISSING_MESSAGE
 from tokenlife.errors import (
     IntegrationUnavailableError,
     TransientError,
@@ -37,12 +36,9 @@ from tokenlife.errors import (
 )
 from tokenlife.runtime import Runtime
 from tokenlife.services.callback import masked_reprs
+from tokenlife.web.pages import page, rejected_page, result_page, unavailable
 
 log = logging.getLogger(__name__)
-HTML_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-    "X-Frame-Options": "DENY",
-}
 SESSION_PARAMETER = "session"
 # One cookie per flow, named after its state, so two flows in one browser (two tabs) don't
 # overwrite each other's binding.
@@ -205,7 +201,9 @@ def send_exchange(celery: Celery, kwargs: dict[str, Any]) -> AsyncResult:
 async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) -> web.StreamResponse:
     kwargs: dict[str, Any] = {"state": state}
     if "error" in query:
-        kwargs |= {"error": query["error"], "error_description": query.get("error_description")}
+        # Both come from the browser's query string: bounded before they are queued.
+        kwargs |= {"error": query["error"][:MAX_ERROR * 4],
+                   "error_description": bounded(query.get("error_description"), 2000)}  # fmt: skip
     else:
         kwargs["code"] = query.get("code")
     if "iss" in query:  # RFC 9207: the worker checks it against the integration's issuer
@@ -222,9 +220,11 @@ async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) ->
     summary = await asyncio.to_thread(result.get, propagate=False)
     if not isinstance(summary, dict):
         return page(500, "Something went wrong.", "The exchange failed; see the worker log.")
-    if summary.get("error") in ("invalid_state", "invalid_request"):
-        return page(400, "This sign-in link has expired or was already used.",
-                    "Start connecting the account again.")  # fmt: skip
+    if summary.get("integration") is None and summary.get("error") in (
+        "invalid_state", "invalid_request",
+    ):  # fmt: skip
+        # Refused before any exchange: no such state, or a callback without one.
+        return rejected_page(summary, query)
     return_to = summary.get("return_to")
     if return_to:
         outcome = {k: summary.get(k) for k in ("integration", "connection_id", "outcome",
@@ -234,38 +234,3 @@ async def _exchange(runtime: Runtime, celery: Celery, query: Any, state: str) ->
         return web.Response(status=302, headers={"Location": return_to + separator +
                                                  urlencode(shown)})  # fmt: skip
     return result_page(summary)
-
-
-def result_page(summary: dict[str, Any]) -> web.Response:
-    outcome = summary.get("outcome")
-    if outcome == "failed":
-        detail = summary.get("error_description") or summary.get("error") or "unknown error"
-        return page(400, "The account could not be connected.", f"The provider said: {detail}")
-    if outcome == "refresh_token_missing":
-        steps = summary.get("fixes") or []
-        return page(200, "Connected, but it won't stay connected.",
-                    f"{REFRESH_TOKEN_MISSING_MESSAGE} Please tell your administrator:",
-                    steps)  # fmt: skip
-    return page(200, "The account is connected.", "You can close this page.")
-
-
-def unavailable(text: str, retry_after: int) -> web.Response:
-    """503 with Retry-After (RFC 9110 §10.2.3), as a page a person reads."""
-    response = page(503, "Connecting is not possible right now.", text)
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def page(status: int, heading: str, text: str, steps: list[str] | None = None) -> web.Response:
-    items = "".join(f"<li>{html.escape(step)}</li>" for step in steps or [])
-    body = (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width'>"
-        f"<title>{html.escape(heading)}</title>"
-        "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
-        f"<h1>{html.escape(heading)}</h1><p>{html.escape(text)}</p>"
-        + (f"<ol>{items}</ol>" if items else "")
-        + "</body></html>"
-    )
-    return web.Response(status=status, text=body, content_type="text/html",
-                        headers=HTML_HEADERS)  # fmt: skip
