@@ -21,6 +21,13 @@ from tokenlife.settings import Settings
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A prefix of its own: the hand-made events here carry only what the rule reads, and
+    tests/test_event_schemas.py checks every event in the session's stream."""
+    return settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-alert-{new_id()}"})
+
+
+@pytest.fixture
 async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
     opened = await Runtime.open(await load_config(settings))
     yield opened
