@@ -205,8 +205,11 @@ async def test_read_leaves_the_state_pending_and_shows_no_verifier(store: Pendin
 
 
 def failed_event(record: PendingAuthorization, error: str) -> Event:
+    diagnosis = [{"cause": "the user declined", "fix": "ask the user to connect again",
+                  "evidence": f"error={error}", "source": None}]  # fmt: skip
     return new_event("exchange.failed", record.integration, record.connection_id, NOW,
-                     error=error, error_description=None, attempts=1)  # fmt: skip
+                     error=error, error_description=None, attempts=1,
+                     diagnosis=diagnosis)  # fmt: skip
 
 
 async def test_once_finished_anyone_gets_the_outcome_and_the_record_is_dropped(
