@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not faults and not stack and not browser"
+	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser"
 
 ## test-faults: kill -9 of workers and Redis during refresh storms (docs/reliability.md); the quick fault tests run in `make test`
 test-faults: $(STAMP)
