@@ -242,8 +242,11 @@ def test_offline_access_without_consent_only_where_oidc_rules_decide(
                      'Set extra_authorization_params.prompt = "consent".', id="custom-default"),
         pytest.param("login select_account", ["login"],
                      'Set extra_authorization_params.prompt = "login".', id="no-consent-offered"),
-        pytest.param("consent", [], "Set extra_authorization_params.prompt to a value",
-                     id="none-offered"),
+        pytest.param("consent", [], "Remove prompt", id="none-offered"),
+        # prompt=none would fail every interactive connect: never the advice
+        pytest.param("select_account", ["none", "login"],
+                     'Set extra_authorization_params.prompt = "login".', id="none-not-advised"),
+        pytest.param("select_account", ["none"], "Remove prompt", id="only-none"),
     ],
 )  # fmt: skip
 def test_a_prompt_value_the_issuer_does_not_list_is_an_error(

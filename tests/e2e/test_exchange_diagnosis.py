@@ -20,6 +20,7 @@ from tests.support import Fakes, WorkerHandle
 from tokenlife.adapters.discovery import prompt_values_from
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
+from tokenlife.web.pages import result_page
 
 KEY = "diagnosis-key-0123456789abcdef"
 
@@ -69,7 +70,7 @@ async def test_a_provider_error_is_shown_even_without_a_usable_state(
 
     assert response.status == 400
     assert "expired or was already used" not in body
-    assert "It said: org_internal" in body and "External" in body
+    assert "It answered: org_internal" in body and "External" in body
 
 
 async def test_a_bad_state_without_a_provider_error_is_still_an_expired_link(
@@ -79,18 +80,20 @@ async def test_a_bad_state_without_a_provider_error_is_still_an_expired_link(
     assert "expired or was already used" in await response.text()
 
 
-async def test_the_providers_text_is_escaped_and_bounded(
+async def test_without_a_state_of_ours_the_text_is_not_shown_only_the_cleaned_code(
     client: TestClient[Any, Any], worker: WorkerHandle
 ) -> None:
-    said = "<script>alert(1)</script>" + "y" * 5000
+    """Anyone can send a browser to /oauth/callback?error=...&error_description=...: with
+    no pending state behind it, the free text would put their words on this domain."""
+    said = "<script>alert(1)</script> Call support at +1 555 0100 " + "y" * 5000
     response = await client.get(
         "/oauth/callback", params={"error": "<b>access_denied</b>", "error_description": said}
     )
     body = await response.text()
 
     assert "<script>" not in body and "<b>" not in body
-    assert "&lt;script&gt;" in body
-    assert "y" * 300 not in body  # at most 300 characters of it
+    assert "555 0100" not in body and "alert(1)" not in body
+    assert "access_denied" in body and "refused the sign-in" in body
 
 
 # -- the alert -----------------------------------------------------------------------------
@@ -177,3 +180,12 @@ async def test_an_integration_keeps_the_prompt_values_its_issuer_publishes(
 def test_prompt_values_from_reads_only_a_list_of_strings(published: Any, kept: Any) -> None:
     document = {} if published is None else {"prompt_values_supported": published}
     assert prompt_values_from(document) == kept
+
+
+def test_a_providers_text_on_the_result_page_is_escaped_and_bounded() -> None:
+    said = "<script>alert(1)</script>" + "y" * 5000
+    response = result_page({"outcome": "failed", "error": "access_denied",
+                            "error_description": said, "diagnosis": []})  # fmt: skip
+    assert response.text is not None
+    assert "<script>" not in response.text and "&lt;script&gt;" in response.text
+    assert "y" * 300 not in response.text  # at most 300 characters of it

@@ -154,7 +154,7 @@ async def test_a_code_refused_for_an_expired_secret_says_so_without_the_code(
     assert await failures(redis, counted) == {("custom", "failed", "invalid_client"): 1}
 
 
-async def test_a_users_refusal_is_an_info_alert(
+async def test_a_users_refusal_is_an_event_and_a_count_but_no_alert(
     runtime: Runtime, counted: Keys, redis: Redis, settings: Settings
 ) -> None:
     service, cid = service_for(runtime, counted), new_id()
@@ -164,8 +164,10 @@ async def test_a_users_refusal_is_an_info_alert(
 
     await run(service, callback)
 
-    failed, alert = await failed_and_alert(redis, settings, cid)
+    events = await events_for(redis, settings, cid)
+    assert [t for t, _ in events] == ["exchange.failed"]  # nothing for on-call to close
+    failed = events[0][1]
     assert failed["error_description"] == "The user denied access (state=***)"
-    assert callback["state"] not in json.dumps([failed, alert])
-    assert (alert["cause"], alert["severity"]) == ("access_denied", "info")
+    assert callback["state"] not in json.dumps(failed)
+    assert failed["diagnosis"][0]["evidence"].startswith("error=access_denied")
     assert await failures(redis, counted) == {("custom", "failed", "access_denied"): 1}

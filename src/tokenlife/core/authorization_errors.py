@@ -128,7 +128,7 @@ def _describes(r: Refusal, *words: str) -> bool:
 def _prompt(r: Refusal) -> list[Cause]:
     sent = r.prompt if r.prompt is not None else "(none)"
     supported = r.prompt_values_supported
-    value = _prompt_to_use(supported)
+    value = prompt_to_use(supported)
     listed = (f"prompt_values_supported in its discovery document: {' '.join(supported)}"
               if supported is not None else "no prompt_values_supported published")  # fmt: skip
     fix = (f'Send prompt={value}: set extra_authorization_params.prompt = "{value}" in the '
@@ -148,7 +148,7 @@ def _prompt(r: Refusal) -> list[Cause]:
     ]
 
 
-def _prompt_to_use(supported: tuple[str, ...] | None) -> str:
+def prompt_to_use(supported: tuple[str, ...] | None) -> str:
     """consent where it can be sent (offline access needs it, OIDC Core §11), else login;
     none and select_account never bring consent back."""
     if supported is None:

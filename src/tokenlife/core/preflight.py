@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from tokenlife.core.authorization_errors import prompt_to_use
 from tokenlife.core.diagnosis import detect_vendor
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import SECONDS_PER_DAY
@@ -75,9 +76,19 @@ def _vendor_behind_custom(integration: Integration, presets: Mapping[str, Preset
             integration, "error", "use_catalogued_provider",
             f"The integration uses provider 'custom', but {evidence}: none of "
             f"{preset.title}'s refresh-token rules are applied.",
-            f'Use provider "{preset.name}".',
+            f'Use provider "{preset.name}"' + (
+                # A national cloud or a B2C/CIAM tenant is not the preset's own host.
+                "; keep authorize_url and token_url: they are not the preset's default host."
+                if _off_default_host(integration, preset) else "."
+            ),
         )
     ]  # fmt: skip
+
+
+def _off_default_host(integration: Integration, preset: Preset) -> bool:
+    default = urlsplit(preset.authorize_url).hostname
+    configured = urlsplit(integration.authorize_url).hostname
+    return bool(configured and default and configured != default)
 
 
 def _refresh_token_requirements(
@@ -237,11 +248,14 @@ def _prompt_values(integration: Integration, supported: Any) -> list[Finding]:
     if not refused:
         return []
     offered = " ".join(str(v) for v in supported) or "(none)"
-    usable = "consent" if "consent" in supported else next(iter(supported), None)
+    usable = prompt_to_use(tuple(str(v) for v in supported))
     fix = (
         f'Set extra_authorization_params.prompt = "{usable}".'
         if usable
-        else "Set extra_authorization_params.prompt to a value the server accepts."
+        # none and select_account never show consent: a server offering only those can't
+        # be asked for offline access interactively (OIDC Core §11).
+        else "Remove prompt from extra_authorization_params: the server offers neither "
+        "consent nor login, and prompt=none fails every interactive connect (login_required)."
     )
     return [
         _finding(

@@ -25,7 +25,7 @@ from tokenlife.adapters.outcome_counters import (
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.storage_errors import retry_while_unavailable
 from tokenlife.core.authorization import PendingAuthorization
-from tokenlife.core.authorization_errors import bounded, diagnose_refusal
+from tokenlife.core.authorization_errors import bounded, clean_error, diagnose_refusal
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Verdict, classify, status_for
 from tokenlife.core.presets import Preset
@@ -173,6 +173,7 @@ class ExchangeEnding:
         unavailable, so a failure still ends in its events. The description is provider
         text: bounded, and the code and state it may echo are masked (`conceal`)."""
         description = bounded(description, conceal=(run.state, *conceal))
+        error = clean_error(error)  # the token endpoint's `error` is provider text too
         provider = integration.provider if integration is not None else UNKNOWN_PROVIDER
         diagnosis = diagnose_refusal(
             refusal_for(run.pending, integration, self._presets, error, description)
@@ -180,8 +181,11 @@ class ExchangeEnding:
         event, result, alert = failure(run.pending, run.now, error=error,
                                        description=description, attempts=run.attempt.number,
                                        diagnosis=diagnosis, provider=provider)  # fmt: skip
+        # A cause the user chose (Cancel, MFA not done, an in-app browser) is the user's to
+        # fix and has no resolution to close it: the event and the counter, no page.
+        alerts = () if diagnosis.severity == "info" else (alert,)
         kept = await retry_while_unavailable(
-            lambda: self._pending.finish(run.state, event, result, also=(alert,)),
+            lambda: self._pending.finish(run.state, event, result, also=alerts),
             self._save_retry_seconds,
         )
         # The provider's description helps the operator; a token or code it echoes is

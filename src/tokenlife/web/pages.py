@@ -23,14 +23,15 @@ SHOWN_DESCRIPTION = 300
 
 def rejected_page(summary: dict[str, Any], query: Any) -> web.Response:
     """tokenlife refused the callback before any exchange (its summary names no
-    integration): an unknown, expired or used state, or a callback without one. What the
-    provider said, if it said anything, is still what the person needs to read."""
+    integration): an unknown, expired or used state, or a callback without one. The error
+    code still says what went wrong; its free text is not shown, because without a state
+    of ours anyone could have written it (a link that puts "call support at ..." on this
+    domain)."""
     if "error" in query:
         error = clean_error(query["error"])
-        said = bounded(query.get("error_description"), SHOWN_DESCRIPTION)
-        diagnosis = diagnose_refusal(Refusal(error, said))
+        diagnosis = diagnose_refusal(Refusal(error, None))
         return page(400, "The sign-in service refused the sign-in.",
-                    f"It said: {error}" + (f" ({said})" if said else "") + ". What to change:",
+                    f"It answered: {error}. What to change:",
                     [*_steps(diagnosis.as_list()),
                      "Then start connecting the account again from the app."])  # fmt: skip
     if summary.get("error") == "invalid_state":
