@@ -37,6 +37,7 @@ from tokenlife.errors import (
     TransportError,
 )
 from tokenlife.services.durable_write import WriteRetry
+from tokenlife.services.introspection import learn_lifetime
 from tokenlife.services.refresh_outcomes import Outcome, OutcomeWriter, Result
 from tokenlife.services.scheduling import SchedulePolicy
 
@@ -147,6 +148,7 @@ class Refresher:
         except ProviderError as exc:
             # An unusable answer (an HTML error page from a proxy, say) may not repeat.
             return await self._outcomes.transient(integration, connection, exc, now, lease, False)
+        new = await learn_lifetime(self._http, integration, new, self._timeout, now)
         return await self._outcomes.refreshed(
             integration, connection, refresh_token, new, now, lease
         )
