@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import tomllib
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from tokenlife.core.introspection import (
     parse_introspection_response,
     with_introspected_lifetime,
 )
+from tokenlife.core.presets import preset_from_mapping
 from tokenlife.core.tokens import TokenSet
 from tokenlife.errors import InvalidResponseError
 from tokenlife.integration_discovery import build_integration
@@ -175,3 +178,24 @@ def test_the_catalogue_names_the_vendors_endpoint(
                                placeholders=placeholders)  # fmt: skip
     resolved = resolve("x", config, PRESETS[provider], "s", 30)
     assert resolved.introspection_url == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param({"sources": "drop"}, "introspection_url", id="no-source"),
+        pytest.param({"url": "http://{instance}/introspect"}, "introspection_url", id="http"),
+    ],
+)
+def test_the_catalogue_wants_an_https_endpoint_with_its_source(
+    change: dict[str, str], problem: str
+) -> None:
+    path = resources.files("tokenlife.providers").joinpath("salesforce.toml")
+    data = tomllib.loads(path.read_text("utf-8"))
+    if "sources" in change:
+        del data["facts"]["sources"]["introspection_url"]
+    if "url" in change:
+        data["facts"]["introspection_url"] = change["url"]
+
+    with pytest.raises(ValueError, match=problem):
+        preset_from_mapping(data)

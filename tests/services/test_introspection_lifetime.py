@@ -129,6 +129,31 @@ async def test_a_refresh_without_a_lifetime_asks_again(
     assert connection.lifetime_source == "introspection"
     assert connection.expires_at == provider.expiry[tokens.access_token]
     assert connection.lifetime_seconds == pytest.approx(3 * 3600, abs=5)
+    assert connection.next_refresh_at is not None  # 20% of 3 h ahead, with jitter
+    assert (
+        connection.expires_at - 2400 <= connection.next_refresh_at <= connection.expires_at - 1940
+    )
+
+
+async def test_a_refresh_whose_introspection_fails_is_refreshed_again_in_an_hour(
+    runtime: Runtime, provider: FakeIntrospecting, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange, integration = service(runtime, provider, offline=True)
+    cid, _ = await connect(exchange)
+    connection, tokens = await runtime.tokens.load(INTEGRATION, cid)
+    assert tokens.refresh_token is not None
+    provider.introspection_replies = [Reply(status=502, body=b"bad gateway")]
+    now = time.time()
+
+    with caplog.at_level(logging.WARNING):
+        result = await runtime.refresher.refresh(integration, connection, tokens.refresh_token, now)
+
+    assert result.outcome.value == "refreshed"
+    connection = await runtime.tokens.get(INTEGRATION, cid)
+    assert (connection.expires_at, connection.lifetime_source) == (None, None)
+    unknown = runtime.config.settings.refresh_unknown_lifetime_seconds
+    assert connection.next_refresh_at == pytest.approx(now + unknown, abs=1)
+    assert "introspection endpoint did not tell" in caplog.text
 
 
 @pytest.mark.parametrize(
