@@ -58,7 +58,7 @@ from tokenlife.services.exchange_events import (
     OUTCOME_UNKNOWN,
     STORAGE_LOST,
 )
-from tokenlife.services.introspection import learn_lifetime
+from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from tokenlife.errors import (
     TransportError,
 )
 from tokenlife.services.durable_write import WriteRetry
-from tokenlife.services.introspection import learn_lifetime
+from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.services.refresh_outcomes import Outcome, OutcomeWriter, Result
 from tokenlife.services.scheduling import SchedulePolicy
 
