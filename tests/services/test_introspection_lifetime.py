@@ -22,8 +22,10 @@ from tests.services.exchange_support import consent, exchange_service, new_id
 from tests.services.test_exchange_subject import run
 from tests.support import Fakes, events_for
 from tokenlife.core.integration import Integration
+from tokenlife.core.tokens import TokenSet
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.exchange import ExchangeService
+from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.settings import Settings
 
 INTEGRATION = "generic"
@@ -184,3 +186,20 @@ async def test_an_introspection_that_fails_keeps_todays_unknown_lifetime(
     assert events["alert.lifetime_unknown"]["access_token_lifetime_seconds"] is None
     assert "introspection endpoint did not tell" in caplog.text
     assert tokens.access_token not in caplog.text
+
+
+async def test_no_time_left_in_the_refreshs_lock_asks_nothing(
+    runtime: Runtime, provider: FakeIntrospecting, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, integration = service(runtime, provider, offline=True)
+    issued = TokenSet(access_token="at-x", token_type="Bearer", refresh_token="rt-x",
+                      expires_at=None, lifetime_seconds=None, lifetime_source=None,
+                      granted_scopes=None)  # fmt: skip
+    seen = len(provider.introspection_requests)
+
+    with caplog.at_level(logging.WARNING):
+        kept = await learn_lifetime(runtime.http, integration, issued, 0.05, time.time())
+
+    assert kept is issued
+    assert len(provider.introspection_requests) == seen
+    assert "no time left" in caplog.text

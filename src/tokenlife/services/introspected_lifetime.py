@@ -8,10 +8,11 @@ ahead of the real expiry instead of hourly, and a token set without a refresh to
 judged long-lived or not instead of raising `alert.lifetime_unknown`.
 
 It runs before the tokens are stored (like the account endpoint at the exchange), bounded
-by the token endpoint's timeout. Whatever goes wrong (timeout, 5xx, an unusable answer, a
-token the server calls inactive) costs nothing but the lifetime: the token set is stored
-as it came, with today's unknown-lifetime handling, and a warning says why. Neither the
-token nor the answer's body is logged.
+by the token endpoint's timeout; after a refresh, by what the token request left of it, so
+the two fit the connection's lock together (services/refresh.py). Whatever goes wrong
+(timeout, 5xx, an unusable answer, a token the server calls inactive) costs nothing but
+the lifetime: the token set is stored as it came, with today's unknown-lifetime handling,
+and a warning says why. Neither the token nor the answer's body is logged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from tokenlife.errors import ProviderError, TransientError
 
 log = logging.getLogger(__name__)
 
+# Less time than this can't make a round trip worth starting.
+MIN_TIMEOUT_SECONDS = 0.1
+
 
 async def learn_lifetime(
     http: aiohttp.ClientSession,
@@ -39,6 +43,9 @@ async def learn_lifetime(
     """`tokens` with the lifetime the introspection endpoint states, or `tokens` unchanged
     when it states one already, the integration has no endpoint, or the answer is no use."""
     if tokens.lifetime_source is not None or integration.introspection_url is None:
+        return tokens
+    if timeout < MIN_TIMEOUT_SECONDS:
+        _fall_back(integration, "no time left for it within the refresh's lock")
         return tokens
     try:
         answer = await post_introspection_request(
