@@ -24,6 +24,7 @@ from tokenlife.adapters.discovery import (
     DiscoveryCache,
     endpoints_from,
     fetch_discovery_document,
+    introspection_endpoint_from,
     prompt_values_from,
     requires_iss,
     revocation_endpoint_from,
@@ -76,7 +77,11 @@ def build_integration(
     )  # fmt: skip
     if document is None:
         return integration
-    return replace(integration, prompt_values_supported=prompt_values_from(document))
+    return replace(
+        integration,
+        prompt_values_supported=prompt_values_from(document),
+        introspection_url=integration.introspection_url or introspection_endpoint_from(document),
+    )
 
 
 async def discover_at_start(

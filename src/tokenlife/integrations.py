@@ -70,6 +70,8 @@ class IntegrationConfig(BaseModel):
     authorize_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
+    # RFC 7662; overrides the catalogue's and discovery's `introspection_endpoint`.
+    introspection_url: str | None = None
     # Overrides the catalogue's account endpoint (a proxy, GitHub Enterprise, a test fake).
     account_url: str | None = None
     issuer: str | None = None
@@ -98,7 +100,7 @@ class IntegrationConfig(BaseModel):
         if self.client_secret is not None and self.client_secret_env is not None:
             raise ValueError("set client_secret or client_secret_env, not both")
         for field in ("redirect_uri", "authorize_url", "token_url", "revocation_url",
-                      "account_url", "issuer"):  # fmt: skip
+                      "introspection_url", "account_url", "issuer"):  # fmt: skip
             value = getattr(self, field)
             if value is not None and not _is_http_url(value):
                 raise ValueError(f"{field} must be an absolute http(s) URL")
@@ -226,6 +228,7 @@ def resolve(
         require_iss=require_iss,
         allow_account_change=config.allow_account_change,
         account_endpoint=_account_endpoint(name, config, preset, placeholders),
+        introspection_url=config.introspection_url or _introspection_url(preset, placeholders),
     )
 
 
@@ -268,6 +271,14 @@ def _revocation_url(preset: Preset, placeholders: Mapping[str, str]) -> str | No
         return fill_placeholders(preset.revocation_url, placeholders)
     except ValueError:
         return None  # a placeholder only revocation needs: revoking is best effort
+
+
+def _introspection_url(preset: Preset, placeholders: Mapping[str, str]) -> str | None:
+    url = preset.facts.introspection_url
+    try:
+        return None if url is None else fill_placeholders(url, placeholders)
+    except ValueError:
+        return None  # a placeholder only introspection needs: it is best effort too
 
 
 def _account_endpoint(

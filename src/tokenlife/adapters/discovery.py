@@ -83,6 +83,14 @@ def revocation_endpoint_from(document: Mapping[str, Any]) -> str | None:
     return None
 
 
+def introspection_endpoint_from(document: Mapping[str, Any]) -> str | None:
+    """The RFC 7662 endpoint the provider advertises (RFC 8414 §2 `introspection_endpoint`)."""
+    endpoint = document.get("introspection_endpoint")
+    if isinstance(endpoint, str) and endpoint.startswith(("http://", "https://")):
+        return endpoint
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CachedDocument:
     document: dict[str, Any]

@@ -34,7 +34,7 @@ class _Answer:
     body: bytes
 
 
-async def _post_form(
+async def post_form(
     session: aiohttp.ClientSession, request: TokenRequest, timeout: float, endpoint: str
 ) -> _Answer:
     """POST the form; transport failures become TransientErrors naming `endpoint`."""
@@ -74,7 +74,7 @@ async def _post_form(
 async def post_token_request(
     session: aiohttp.ClientSession, request: TokenRequest, timeout: float, now: float
 ) -> TokenSet:
-    answer = await _post_form(session, request, timeout, "token endpoint")
+    answer = await post_form(session, request, timeout, "token endpoint")
     retry_after = parse_retry_after(answer.retry_after, now)
     try:
         return parse_token_response(
@@ -146,7 +146,7 @@ async def post_revocation(
     session: aiohttp.ClientSession, request: TokenRequest, timeout: float
 ) -> None:
     """RFC 7009 §2.2: 200 means revoked (or already invalid); anything else is an error."""
-    answer = await _post_form(session, request, timeout, "revocation endpoint")
+    answer = await post_form(session, request, timeout, "revocation endpoint")
     if answer.status >= 500:
         raise ServerError(answer.status)
     if answer.status != 200:

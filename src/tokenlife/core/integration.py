@@ -49,6 +49,9 @@ class Integration:
     # The discovery document's `prompt_values_supported`, where the server publishes it:
     # names the prompt to send when a server refuses one (core/authorization_errors.py).
     prompt_values_supported: tuple[str, ...] | None = None
+    # RFC 7662: asked for `exp` when a token response states no lifetime (no expires_in,
+    # no JWT exp); the integrations file's, the catalogue's, or discovery's.
+    introspection_url: str | None = None
 
     @property
     def provider(self) -> str:

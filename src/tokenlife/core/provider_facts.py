@@ -35,6 +35,9 @@ _SOURCED_NUMBERS = frozenset({"refresh_token_reuse_grace_seconds"})
 # Optional: the vendor's "current user" API, where it has no ID token to say who the
 # account is (core/account.py). `account_endpoint` needs its source.
 _ACCOUNT = ("account_endpoint", "account_method", "account_id_field")
+# Optional: the vendor's RFC 7662 introspection endpoint (a URL template, https), asked
+# for the lifetime a token response doesn't state (core/introspection.py); needs its source.
+_INTROSPECTION = "introspection_url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class ProviderFacts:
     refresh_token_reuse_grace_seconds: int | None = None
     # Where a new access token tells whose it is (GitHub `GET /user` -> `id`), if documented.
     account: AccountEndpoint | None = None
+    introspection_url: str | None = None
 
     def get(self, name: str) -> str:
         return self.values.get(name, UNCONFIRMED)
@@ -68,6 +72,7 @@ class ProviderFacts:
             "account_endpoint": None if self.account is None else self.account.url,
             "account_method": None if self.account is None else self.account.method,
             "account_id_field": None if self.account is None else self.account.id_field,
+            "introspection_url": self.introspection_url,
             "sources": dict(self.sources),
             "quirks": [{"text": q.text, "source": q.source} for q in self.quirks],
         }
@@ -79,7 +84,7 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         return ProviderFacts()
     if not isinstance(data, Mapping):
         raise ValueError(f"{preset}: `facts` must be a table")
-    allowed = {*FACTS, "sources", "quirks", *_NUMBERS, *_ACCOUNT}
+    allowed = {*FACTS, "sources", "quirks", *_NUMBERS, *_ACCOUNT, _INTROSPECTION}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{preset}: unknown facts: {', '.join(sorted(unknown))}")
@@ -111,7 +116,15 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
     account = account_endpoint_from_facts(preset, {k: data[k] for k in _ACCOUNT if k in data})
     if account is not None and not _is_https(sources.get("account_endpoint")):
         raise ValueError(f"{preset}: `account_endpoint` needs an https source URL in facts.sources")
+    introspection = data.get(_INTROSPECTION)
+    if introspection is not None and not (
+        _is_https(introspection) and _is_https(sources.get(_INTROSPECTION))
+    ):
+        raise ValueError(
+            f"{preset}: `{_INTROSPECTION}` must be an https URL with its source in facts.sources"
+        )
     return ProviderFacts(
+        introspection_url=introspection,
         values=values,
         sources={k: str(v) for k, v in sources.items()},
         quirks=tuple(_quirk(preset, q) for q in _list(preset, data.get("quirks", []))),

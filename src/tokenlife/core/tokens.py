@@ -30,7 +30,8 @@ class TokenSet:
     refresh_token: str | None
     expires_at: float | None
     lifetime_seconds: int | None
-    lifetime_source: str | None  # "expires_in", "jwt_exp" or None when unknown
+    # "expires_in", "jwt_exp", "introspection" (core/introspection.py) or None when unknown
+    lifetime_source: str | None
     granted_scopes: tuple[str, ...] | None  # None when the response had no `scope`
     # OIDC Core §3.1.3.3: who the account is. Read at the exchange (core/id_token.py),
     # never stored; None when the response had none.

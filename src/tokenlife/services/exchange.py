@@ -58,6 +58,7 @@ from tokenlife.services.exchange_events import (
     OUTCOME_UNKNOWN,
     STORAGE_LOST,
 )
+from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.services.scheduling import SchedulePolicy
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class ExchangeService:
             return await self._fail(
                 run, error_code(exc), getattr(exc, "description", None) or str(exc), code
             )
+        tokens = await learn_lifetime(self._http, integration, tokens, self._http_timeout, run.now)
         try:
             subject = account_subject(integration, tokens, run.now, pending.scopes)
         except InvalidIdTokenError as exc:

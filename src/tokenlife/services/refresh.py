@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 
 import aiohttp
@@ -37,6 +38,7 @@ from tokenlife.errors import (
     TransportError,
 )
 from tokenlife.services.durable_write import WriteRetry
+from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.services.refresh_outcomes import Outcome, OutcomeWriter, Result
 from tokenlife.services.scheduling import SchedulePolicy
 
@@ -132,6 +134,7 @@ class Refresher:
     ) -> Result:
         logs.conceal(refresh_token)
         request = refresh_token_request(integration, refresh_token)
+        started = time.monotonic()
         try:
             new = await post_token_request(self._http, request, self._timeout, now)
             logs.conceal(new.access_token, new.refresh_token, new.id_token)
@@ -147,6 +150,10 @@ class Refresher:
         except ProviderError as exc:
             # An unusable answer (an HTML error page from a proxy, say) may not repeat.
             return await self._outcomes.transient(integration, connection, exc, now, lease, False)
+        # The lease is sized for one token request (adapters/locks.py): an introspection
+        # gets what the token request left of it, so the lock can't lapse before the save.
+        left = self._timeout - (time.monotonic() - started)
+        new = await learn_lifetime(self._http, integration, new, left, now)
         return await self._outcomes.refreshed(
             integration, connection, refresh_token, new, now, lease
         )
