@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from tokenlife.core.alert_details import moment, relative
-from tokenlife.core.notification_payload import incident_key, notify_type
+from tokenlife.core.notification_payload import (
+    incident_key,
+    notification_from,
+    notify_type,
+    payload,
+)
 from tokenlife.core.notifications import (
     Alert,
     Notification,
@@ -259,13 +264,17 @@ def test_an_expiry_alert_right_after_a_missing_refresh_token_is_folded(
     assert folds(expiring, at) is folded
 
 
-def test_an_alert_and_its_resolution_share_an_incident_key() -> None:
+def test_a_resolution_carries_the_incident_key_its_alert_opened() -> None:
+    """A grouped alert's connections clear one at a time: the resolution, whichever of them
+    it names, closes the incident the alert opened (kept per target by the delivery)."""
     failing = [alert("alert.refresh_failing", f"user-{n}") for n in (1, 2)]
     # What delivery resolves: the recovery event's data under the cleared alert's type.
-    recovered = [Alert("2-0", "alert.refresh_failing", {"integration": "crm",
-                 "connection_id": f"user-{n}", "failed_attempts": 3}) for n in (2, 1)]  # fmt: skip
+    last = Alert("2-0", "alert.refresh_failing", {"integration": "crm",
+                 "connection_id": "user-2", "failed_attempts": 3})  # fmt: skip
     opened = Notification("pager", "alert", "alert.refresh_failing", "crm", tuple(failing))
-    closed = Notification("pager", "resolved", "alert.refresh_failing", "crm", tuple(recovered))
-    assert incident_key(opened) == incident_key(closed)
-    alone = Notification("pager", "resolved", "alert.refresh_failing", "crm", tuple(recovered[:1]))
-    assert incident_key(alone) != incident_key(opened)
+    key = incident_key(opened)
+    closed = Notification("pager", "resolved", "alert.refresh_failing", "crm", (last,), key)
+    assert payload(closed)["incident_key"] == key
+    assert notification_from("pager", payload(closed)).incident == key
+    alone = Notification("pager", "alert", "alert.refresh_failing", "crm", (last,))
+    assert incident_key(alone) != key  # user-2 failing alone later is an incident of its own

@@ -265,6 +265,55 @@ async def test_a_degraded_connection_is_one_message_not_two_back_to_back(
     ]
 
 
+async def test_a_degraded_connection_whose_first_alert_failed_still_reaches_on_call(
+    alerting: Alerting,
+) -> None:
+    """Folded only where the first alert was delivered: the webhook refused it (dead
+    letter), so the webhook gets the second; the Apprise targets got the first."""
+    alerting.receiver.script(alerting.paths["webhook"], 503, 503, 503, 503, 200)
+    expires_at = events.iso8601(time.time() + 3 * 3600 + 60)
+    await alerting.emit(events.REFRESH_TOKEN_MISSING, "user-1", message="m",
+                        expires_at=expires_at, status="degraded")  # fmt: skip
+    await alerting.emit(events.ACCESS_TOKEN_EXPIRING, "user-1", expires_at=expires_at)
+    totals = await alerting.deliver()
+
+    assert totals["dead_lettered"] == 1 and totals["folded"] == 1
+    assert [p["type"] for p in webhook_payloads(alerting)] == ["alert.access_token_expiring"]
+    assert [title for title, _ in apprise_types(alerting)] == [
+        "[tokenlife] crm: refresh token missing (user-1)"
+    ]
+
+
+async def test_a_storm_resolves_when_its_last_connection_clears(alerting: Alerting) -> None:
+    """One incident per grouped alert, closed by the RESOLVED of its key once every one of
+    its connections has cleared (they clear one at a time)."""
+    for n in range(3):
+        await alerting.emit(events.REFRESH_FAILING, f"user-{n}", error="server_error")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-0", failed_attempts=3)
+    await alerting.deliver()
+    assert [p["kind"] for p in webhook_payloads(alerting)] == ["alert"]  # two still failing
+
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-2", failed_attempts=3)
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=3)
+    await alerting.deliver()
+    [alert, resolved] = webhook_payloads(alerting)
+    assert resolved["kind"] == "resolved" and resolved["incident_key"] == alert["incident_key"]
+    assert sorted(resolved["connection_ids"]) == ["user-1", "user-2"]
+    assert [title for title, _ in apprise_types(alerting)][1:] == [
+        "[tokenlife] RESOLVED crm: refresh failing (2 connections)"
+    ]
+
+    # Failing again: a new alert (the claim went with the resolution) and a new incident.
+    await alerting.emit(events.REFRESH_FAILING, "user-1", error="server_error")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=3)
+    await alerting.deliver()
+    again, closed = webhook_payloads(alerting)[2:]
+    assert (again["kind"], closed["kind"]) == ("alert", "resolved")
+    assert again["incident_key"] == closed["incident_key"] != alert["incident_key"]
+
+
 async def test_two_preflight_findings_sharing_a_code_both_reach_on_call(
     alerting: Alerting,
 ) -> None:

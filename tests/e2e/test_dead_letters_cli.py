@@ -24,6 +24,7 @@ from tokenlife.cli import main
 from tokenlife.core import events
 from tokenlife.core.notifications import verify
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.services import dead_letters
 from tokenlife.settings import Settings
 
 SECRET = "whsec-dead"
@@ -152,3 +153,43 @@ async def test_list_as_a_person_reads_it(rig: Rig) -> None:
     [line] = result.stdout.splitlines()
     assert "webhook-1" in line and "alert alert.refresh_failing crm (1 connections)" in line
     assert line.endswith("error: target webhook-1: HTTP 503")
+
+
+async def test_an_alert_resolved_since_is_skipped_unless_forced(rig: Rig, redis: Redis) -> None:
+    """The receiver is back and the connection recovered: its RESOLVED was delivered, so
+    replaying the alert would page for what is over. Skipped and kept; --force sends it."""
+    [letter] = await listed(rig)
+    rig.fakes.receiver.script(rig.path, 200)
+    await rig.runtime.events.emit(events.CONNECTION_RECOVERED, "crm", "user-1", time.time(),
+                                  provider="custom", failed_attempts=9)  # fmt: skip
+    assert (await rig.runtime.alert_delivery().run_once(time.time()))["sent"] == 1
+    [resolved] = rig.hook()
+    assert resolved["kind"] == "resolved"
+    assert resolved["incident_key"] == letter["payload"]["incident_key"]
+
+    skipped = await rig.cli("alerts", "dead-letters", "replay", "--all", "--json")
+    assert skipped.exit_code == 0, skipped.output
+    assert [r["outcome"] for r in json.loads(skipped.stdout)] == ["skipped_resolved"]
+    assert len(rig.hook()) == 1 and [e["id"] for e in await listed(rig)] == [letter["id"]]
+
+    forced = await rig.cli("alerts", "dead-letters", "replay", letter["id"], "--force")
+    assert forced.exit_code == 0, forced.output
+    assert [p["kind"] for p in rig.hook()] == ["resolved", "alert"]
+    assert await listed(rig) == []
+
+
+async def test_two_concurrent_replays_send_a_letter_once(rig: Rig, redis: Redis) -> None:
+    rig.fakes.receiver.script(rig.path, 200)
+    keys = rig.runtime.keys
+
+    async def replay_all() -> list[dead_letters.ReplayResult]:
+        letters = await dead_letters.everything(redis, keys)
+        delivery = rig.runtime.alert_delivery()
+        return await dead_letters.replay(redis, keys, letters, delivery.resend, time.time())
+
+    first, second = await asyncio.gather(replay_all(), replay_all())
+
+    outcomes = sorted(r.outcome.value for r in [*first, *second])
+    assert outcomes == ["delivered", "skipped_elsewhere"]
+    assert len(rig.hook()) == 1
+    assert await redis.xlen(keys.alerts_dead) == 0

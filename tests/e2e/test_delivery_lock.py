@@ -5,10 +5,12 @@ compare-and-delete script, so a run never deletes the lock of a run that took ov
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -34,9 +36,10 @@ class SlowHook:
     slow: bool = True
     take_over: bool = False
     received: list[float] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
+        self.bodies.append(json.loads(await request.read()))
         self.received.append(time.monotonic())
         if self.take_over:
             # What another run does once this run's lock has expired.
@@ -107,3 +110,22 @@ async def test_a_run_never_releases_a_lock_it_no_longer_holds(rig: Rig, redis: R
     await rig.delivery.run_once(time.time())
     assert rig.hook.received
     assert await redis.get(rig.keys.alerts_lock) == "another-run"
+
+
+async def test_a_resolution_cut_short_by_the_lock_is_sent_by_the_next_run(
+    rig: Rig, redis: Redis
+) -> None:
+    rig.hook.slow = False
+    await rig.stream.emit(events.REFRESH_FAILING, "crm", "user-1", time.time(), error="timeout")
+    assert (await rig.delivery.run_once(time.time()))["sent"] == 1
+    rig.hook.slow = True
+    await rig.stream.emit(events.CONNECTION_RECOVERED, "crm", "user-1", time.time(),
+                          failed_attempts=3)  # fmt: skip
+    assert (await rig.delivery.run_once(time.time()))["stopped_out_of_time"] == 1
+
+    rig.hook.slow = False
+    assert (await rig.delivery.run_once(time.time()))["sent"] == 1
+    [alert, _, resolved] = rig.hook.bodies  # the one the stopped run sent, then again
+    assert (resolved["kind"], resolved["connection_ids"]) == ("resolved", ["user-1"])
+    assert resolved["incident_key"] == alert["incident_key"]
+    assert (await redis.xpending(rig.keys.events, GROUP))["pending"] == 0

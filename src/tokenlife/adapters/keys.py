@@ -22,6 +22,14 @@ ALERT_LOCK_TTL_SECONDS = 300
 # A notification delivered to a target is remembered this long, so a redelivered event
 # (a worker died before acknowledging it) is not sent twice.
 ALERT_DELIVERED_TTL_SECONDS = 7 * 86400
+# An incident (one alert notification to one target) stays open until its last connection
+# clears; a connection deleted while alerting never clears, so its incident is forgotten after
+# this long (a quarter), and a delivered resolution is remembered as long, so a dead letter
+# of the alert it resolved is not replayed (services/incidents.py).
+ALERT_INCIDENT_TTL_SECONDS = 90 * 86400
+# A dead letter being replayed is claimed this long: past one resend (bounded by the delivery
+# lock's time), so two `replay --all` runs don't both send it.
+DEAD_LETTER_CLAIM_TTL_SECONDS = ALERT_LOCK_TTL_SECONDS
 # A provider slot is returned when a refresh ends; this only frees slots of crashed workers
 # (or of claims whose caller went away), and never outlives the claim's lock.
 PROVIDER_SLOT_TTL_SECONDS = 330
@@ -129,6 +137,20 @@ class Keys:
 
     def alert_delivered(self, event_id: str, target: str) -> str:
         return f"{self.prefix}:alerts:delivered:{event_id}:{target}"
+
+    def alert_incidents(self, dedup_key: str) -> str:
+        """Set of the incidents a (connection, alert type) is part of: JSON [target, key]."""
+        return f"{self.prefix}:alerts:incidents:{dedup_key}"
+
+    def alert_incident_open(self, target: str, incident: str) -> str:
+        """Set of the dedup keys of an incident's connections that have not cleared yet."""
+        return f"{self.prefix}:alerts:incident-open:{target}:{incident}"
+
+    def alert_incident_resolved(self, target: str, incident: str) -> str:
+        return f"{self.prefix}:alerts:incident-resolved:{target}:{incident}"
+
+    def dead_letter_claim(self, letter_id: str) -> str:
+        return f"{self.prefix}:alerts:dead-claim:{letter_id}"
 
     @property
     def alerts_dead(self) -> str:

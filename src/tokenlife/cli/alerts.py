@@ -49,14 +49,17 @@ def list_dead_letters(limit: int, as_json: bool) -> None:
 @dead_letters_group.command("replay")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.option("--force", is_flag=True,
+              help="Send alerts whose incident was resolved since, too.")  # fmt: skip
 @common.JSON_OPTION
-def replay_dead_letters(ids: tuple[str, ...], replay_all: bool, as_json: bool) -> None:
+def replay_dead_letters(ids: tuple[str, ...], replay_all: bool, force: bool, as_json: bool) -> None:
     """Send dead letters again to their targets, with the worker's retries.
 
     A dead letter goes once its target accepted it; one that fails again is dead-lettered
-    anew (new id, the new error). Exit 0 when every one was delivered, 3 when an ID does not
-    exist (nothing is sent then), 5 when one failed again, 1 when a target is no longer
-    configured (that one stays)."""
+    anew (new id, the new error). An alert whose RESOLVED the target got since is skipped
+    and kept (--force sends it); one another replay is sending is skipped. Exit 0 when
+    every one was delivered or skipped, 3 when an ID does not exist (nothing is sent then),
+    5 when one failed again, 1 when a target is no longer configured (that one stays)."""
     if bool(ids) == replay_all:
         raise click.UsageError("give dead-letter IDs or --all, not both")
     settings = common.settings()
@@ -70,7 +73,7 @@ def replay_dead_letters(ids: tuple[str, ...], replay_all: bool, as_json: bool) -
                 raise common.Failure(f"no dead letter {', '.join(missing)}", Exit.NOT_FOUND)
         delivery = runtime.alert_delivery()
         return await dead_letters.replay(
-            runtime.redis, runtime.keys, letters, delivery.resend, time.time()
+            runtime.redis, runtime.keys, letters, delivery.resend, time.time(), force=force
         )
 
     results = common.run(common.with_runtime(settings, use))

@@ -26,8 +26,12 @@ def notify_type(kind: str, severity: str) -> NotifyType:
 
 
 def incident_key(notification: Notification) -> str:
-    """The same for an alert and for the notification that resolves it (same connections,
-    same alert type), so a receiver, and PagerDuty, can close what the alert opened."""
+    """The incident a notification is about: a resolution carries the key of the incident
+    its alert opened (kept per target while the alert's connections clear one at a time,
+    services/incidents.py); an alert's is made from its connections and alert type, so a
+    receiver, and PagerDuty, can close what the alert opened."""
+    if notification.incident:
+        return notification.incident
     keys = sorted(alert.dedup_key() for alert in notification.alerts)
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
 
@@ -65,4 +69,5 @@ def notification_from(target: str, payload: dict[str, Any]) -> Notification:
     kind: Literal["alert", "resolved"] = (
         "resolved" if payload.get("kind") == "resolved" else "alert"
     )
-    return Notification(target, kind, type_, integration, tuple(alerts))
+    incident = str(payload.get("incident_key") or "")
+    return Notification(target, kind, type_, integration, tuple(alerts), incident)

@@ -148,6 +148,8 @@ class Notification:
     type: str
     integration: str
     alerts: tuple[Alert, ...] = field(default=())
+    # A resolution's: the key of the incident its alert opened (services/incidents.py).
+    incident: str = ""
 
 
 def group(items: Iterable[tuple[str, str, Alert]]) -> list[Notification]:

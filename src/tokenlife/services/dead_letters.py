@@ -12,8 +12,9 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.keys import DEAD_LETTER_CLAIM_TTL_SECONDS, Keys
 from tokenlife.errors import DeliveryError
+from tokenlife.services import incidents
 
 MAX_DEAD_LETTERS = 100_000  # the stream is trimmed to about this many, oldest first
 
@@ -39,6 +40,8 @@ class Replayed(Enum):
     DELIVERED = "delivered"  # the target accepted it; the dead letter is gone
     FAILED = "failed"  # it failed again: dead-lettered anew (new id), the old one gone
     NO_TARGET = "no_target"  # its target is no longer configured: left as it was
+    RESOLVED = "skipped_resolved"  # an alert whose RESOLVED the target got since: left, unsent
+    ELSEWHERE = "skipped_elsewhere"  # another replay holds it, or removed it already
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +89,32 @@ async def replay(
     letters: Sequence[DeadLetter],
     resend: Callable[[str, dict[str, Any], float], Awaitable[str | None]],
     now: float,
+    *,
+    force: bool = False,
 ) -> list[ReplayResult]:
     """Send each again with `resend` (AlertDelivery.resend: the run's retries). The dead
     letter goes only once the target accepted; one that fails again is written anew with
     the new error before the old one is removed, so a crash in between keeps both rather
-    than neither."""
+    than neither. An alert whose incident the target saw resolved since is not sent (unless
+    `force`): it would page for what is over. Each is claimed first (SET NX, expiring), and
+    sent only if it is still there: two concurrent replays send it once."""
     results = []
     for letter in letters:
+        if not force and await _resolved_since(redis, keys, letter):
+            results.append(ReplayResult(letter, Replayed.RESOLVED))
+            continue
+        claim = keys.dead_letter_claim(letter.id)
+        # The claim is left to expire: a replay that read the letter before it was removed
+        # finds it gone (the XRANGE below) or claimed, never free to send again.
+        if not await redis.set(claim, "1", nx=True, ex=DEAD_LETTER_CLAIM_TTL_SECONDS) or not (
+            await redis.xrange(keys.alerts_dead, letter.id, letter.id)
+        ):
+            results.append(ReplayResult(letter, Replayed.ELSEWHERE))
+            continue
         try:
             error = await resend(letter.target, letter.payload, now)
         except DeliveryError as exc:
+            await redis.delete(claim)  # left as it was, for a replay once it is configured
             results.append(ReplayResult(letter, Replayed.NO_TARGET, str(exc)))
             continue
         new_id = None
@@ -105,6 +124,13 @@ async def replay(
         outcome = Replayed.DELIVERED if error is None else Replayed.FAILED
         results.append(ReplayResult(letter, outcome, error, new_id))
     return results
+
+
+async def _resolved_since(redis: Redis, keys: Keys, letter: DeadLetter) -> bool:
+    incident = letter.payload.get("incident_key")
+    if letter.payload.get("kind") != "alert" or not isinstance(incident, str) or not incident:
+        return False
+    return await incidents.is_resolved(redis, keys, letter.target, incident)
 
 
 def _letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:

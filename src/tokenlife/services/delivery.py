@@ -43,7 +43,7 @@ from tokenlife.core.notifications import (
     targets_for,
 )
 from tokenlife.errors import DeliveryError
-from tokenlife.services import dead_letters
+from tokenlife.services import dead_letters, incidents
 
 log = logging.getLogger(__name__)
 GROUP = "tokenlife-alerts"
@@ -89,6 +89,7 @@ class AlertDelivery:
         self._consumer = consumer
         self._release = scripts.register(redis, "release_lock")
         self._deadline = 0.0
+        self._folded: set[str] = set()  # event ids of alerts folded in this run
 
     async def run_once(self, now: float) -> Counter[str]:
         totals: Counter[str] = Counter()
@@ -104,10 +105,23 @@ class AlertDelivery:
             await self._ensure_group()
             entries = await self._entries()
             items: list[tuple[str, str, Alert]] = []
+            cleared: list[Alert] = []
             for entry_id, fields in entries:
-                items += await self._consider(entry_id, fields, totals)
-            for notification in group(items):
+                items += await self._consider(entry_id, fields, totals, cleared)
+            # An alert that may fold into another goes after it: folding asks whether the
+            # other was delivered (_told_already).
+            notifications = sorted(group(items), key=lambda n: n.type in FOLDS_INTO)
+            notifications += await incidents.clear(self._redis, self._keys, cleared)
+            self._folded = set()
+            for notification in notifications:
                 await self._deliver(notification, now, totals)
+            totals["suppressed"] += len(self._folded)
+            totals["folded"] += len(self._folded)
+            if cleared:
+                # Only now, every resolution recorded: the connections' next alerts are told
+                # at once. A run that stopped before keeps them (and the incidents open) for
+                # the next run, which reads the clearing events again.
+                await self._redis.delete(*{self._keys.alert_sent(a.dedup_key()) for a in cleared})
             if entries:
                 await self._redis.xack(self._keys.events, GROUP, *[e for e, _ in entries])
             totals["read"] += len(entries)
@@ -154,7 +168,11 @@ class AlertDelivery:
         return list(found.items())
 
     async def _consider(
-        self, entry_id: str, fields: Mapping[str, str], totals: Counter[str]
+        self,
+        entry_id: str,
+        fields: Mapping[str, str],
+        totals: Counter[str],
+        cleared: list[Alert],
     ) -> list[tuple[str, str, Alert]]:
         kind = fields.get("type", "")
         try:
@@ -169,20 +187,13 @@ class AlertDelivery:
             targets = targets_for(alert, self._routes, self._default)
             if not targets:
                 return []
-            targets = await self._not_told_yet(alert, targets)
-            if not targets:
-                # Held back like a repeat (tokenlife_alert_deliveries_total's "suppressed");
-                # the counters hash also says why.
-                totals["suppressed"] += 1
-                totals["folded"] += 1
-                return []
             if not await self._first_in_window(alert, targets):
                 totals["suppressed"] += 1
                 return []
             return [(t, "alert", alert) for t in targets]
         if kind in CLEARS and (kind != events.CONNECTION_AUTHORIZED
                                or data.get("status") == "active"):  # fmt: skip
-            return await self._resolved(alert, kind)
+            cleared += [Alert(entry_id, c, data) for c in CLEARS[kind]]
         return []
 
     async def _first_in_window(self, alert: Alert, targets: list[str]) -> bool:
@@ -197,43 +208,52 @@ class AlertDelivery:
         held = await self._redis.get(key)
         return held is not None and json.loads(held).get("event_id") == alert.event_id
 
-    async def _not_told_yet(self, alert: Alert, targets: list[str]) -> list[str]:
-        """The targets that got no alert this one folds into (core FOLDS_INTO): one message
-        per degraded connection, not two back to back."""
+    async def _told_already(self, alert: Alert, target: str) -> bool:
+        """Whether an alert `alert` folds into (core FOLDS_INTO) was delivered to `target`
+        (its delivered mark): one message per degraded connection, not two back to back.
+        Where the earlier one only was routed (dead-lettered, say), this one is sent."""
         for earlier in FOLDS_INTO.get(alert.type, ()):
             held = await self._redis.get(self._keys.alert_sent(alert.dedup_key(earlier)))
             if held is None:
                 continue
             claim = json.loads(held)
-            if folds(alert, claim.get("occurred_at")):
-                targets = [t for t in targets if t not in claim.get("targets", [])]
-        return targets
-
-    async def _resolved(self, event: Alert, kind: str) -> list[tuple[str, str, Alert]]:
-        found = []
-        for cleared in CLEARS[kind]:
-            held = await self._redis.getdel(self._keys.alert_sent(event.dedup_key(cleared)))
-            if held is not None:
-                resolved = Alert(event.entry_id, cleared, event.data)
-                found += [(t, "resolved", resolved) for t in json.loads(held)["targets"]]
-        return found
+            delivered = self._keys.alert_delivered(f"{claim.get('event_id')}:alert", target)
+            if folds(alert, claim.get("occurred_at")) and await self._redis.exists(delivered):
+                return True
+        return False
 
     async def _deliver(self, notification: Notification, now: float, totals: Counter[str]) -> None:
         target = self._targets.get(notification.target)
         pending = [a for a in notification.alerts if not await self._was_delivered(a, notification)]
+        if notification.kind == "alert" and notification.type in FOLDS_INTO:
+            told = {a.event_id for a in pending if await self._told_already(a, notification.target)}
+            self._folded |= told
+            pending = [a for a in pending if a.event_id not in told]
         if target is None or not pending:
             return
         notification = Notification(notification.target, notification.kind, notification.type,
-                                    notification.integration, tuple(pending))  # fmt: skip
+                                    notification.integration, tuple(pending),
+                                    notification.incident)  # fmt: skip
         title, body = render(notification, self._policy.docs_url, now)
         body_json = payload(notification)
         error = await self._send(target, title, body, body_json, now)
+        if error is not None:
+            await self._dead_letter(notification.target, body_json, error)
+            totals["dead_lettered"] += 1
+        # Recorded (the incident, then the delivered marks): a run that stops in between
+        # sends it again rather than leave an incident nothing closes.
+        await self._record_incident(notification, body_json["incident_key"], error is None)
         if error is None:
             await self._mark_delivered(notification)
             totals["sent"] += 1
-            return
-        await self._dead_letter(notification.target, body_json, error)
-        totals["dead_lettered"] += 1
+
+    async def _record_incident(self, notification: Notification, key: str, sent: bool) -> None:
+        """A dead-lettered alert opens its incident too: its resolution goes to the same
+        target, and tells `replay` that the dead letter is moot."""
+        if notification.kind == "alert":
+            await incidents.open_(self._redis, self._keys, notification, key)
+        else:
+            await incidents.resolved(self._redis, self._keys, notification, sent)
 
     async def resend(self, target_name: str, sent: dict[str, Any], now: float) -> str | None:
         """A dead letter's notification once more, through the same retries as a run: its
