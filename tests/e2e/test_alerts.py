@@ -314,6 +314,47 @@ async def test_a_storm_resolves_when_its_last_connection_clears(alerting: Alerti
     assert again["incident_key"] == closed["incident_key"] != alert["incident_key"]
 
 
+async def test_failing_and_clearing_in_one_run_keep_the_stream_order(alerting: Alerting) -> None:
+    # Failed then recovered before a run: the alert and its RESOLVED, in that order.
+    await alerting.emit(events.REFRESH_FAILING, "user-1", error="timeout")
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=3)
+    await alerting.deliver()
+    # Recovered then failing again before a run: the RESOLVED, then a new alert that stays
+    # open until its own recovery.
+    await alerting.emit(events.REFRESH_FAILING, "user-2", error="timeout")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-2", failed_attempts=3)
+    await alerting.emit(events.REFRESH_FAILING, "user-2", error="timeout")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-2", failed_attempts=3)
+    await alerting.deliver()
+
+    sent = [(p["kind"], p["connection_ids"], p["incident_key"]) for p in webhook_payloads(alerting)]
+    assert [(kind, ids) for kind, ids, _ in sent] == [
+        ("alert", ["user-1"]), ("resolved", ["user-1"]),
+        ("alert", ["user-2"]), ("resolved", ["user-2"]), ("alert", ["user-2"]),
+        ("resolved", ["user-2"]),
+    ]  # fmt: skip
+    assert sent[0][2] == sent[1][2] and sent[2][2] == sent[3][2] == sent[4][2] == sent[5][2]
+
+
+async def test_an_alert_sent_before_incidents_existed_still_resolves(
+    alerting: Alerting, redis: Redis
+) -> None:
+    """A claim from the version before this one (no incident kept, no "v"): its RESOLVED
+    goes to the targets it names, with the key a single connection's alert had."""
+    key = f"{alerting.prefix}:alerts:sent:crm:user-1:alert.refresh_failing"
+    await redis.set(key, json.dumps({"event_id": "1-0", "targets": ["webhook-1"],
+                                     "occurred_at": time.time()}))  # fmt: skip
+    await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=3)
+    await alerting.deliver()
+
+    [resolved] = webhook_payloads(alerting)
+    assert (resolved["kind"], resolved["connection_ids"]) == ("resolved", ["user-1"])
+    assert alerting.receiver.at(alerting.paths["json"]) == []
+    assert await redis.exists(key) == 0
+
+
 async def test_two_preflight_findings_sharing_a_code_both_reach_on_call(
     alerting: Alerting,
 ) -> None:

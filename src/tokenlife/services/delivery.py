@@ -105,23 +105,24 @@ class AlertDelivery:
             await self._ensure_group()
             entries = await self._entries()
             items: list[tuple[str, str, Alert]] = []
-            cleared: list[Alert] = []
+            cleared: _Cleared = ({}, {})
             for entry_id, fields in entries:
                 items += await self._consider(entry_id, fields, totals, cleared)
-            # An alert that may fold into another goes after it: folding asks whether the
-            # other was delivered (_told_already).
-            notifications = sorted(group(items), key=lambda n: n.type in FOLDS_INTO)
-            notifications += await incidents.clear(self._redis, self._keys, cleared)
+            # In the stream's order: a clear read before a new alert of its connection
+            # resolves what was open before the run, then the alerts (one that may fold
+            # into another after it: folding asks whether that one was delivered), then
+            # the clears read after them, which close the incidents those opened too.
+            before, after = cleared
+            first = await incidents.clear(self._redis, self._keys, list(before.values()))
             self._folded = set()
-            for notification in notifications:
+            for notification in [*first, *sorted(group(items), key=_folds_later)]:
                 await self._deliver(notification, now, totals)
+            done = {(n.target, n.incident) for n in first}
+            for notification in await incidents.clear(self._redis, self._keys, [*after.values()]):
+                if (notification.target, notification.incident) not in done:
+                    await self._deliver(notification, now, totals)
             totals["suppressed"] += len(self._folded)
             totals["folded"] += len(self._folded)
-            if cleared:
-                # Only now, every resolution recorded: the connections' next alerts are told
-                # at once. A run that stopped before keeps them (and the incidents open) for
-                # the next run, which reads the clearing events again.
-                await self._redis.delete(*{self._keys.alert_sent(a.dedup_key()) for a in cleared})
             if entries:
                 await self._redis.xack(self._keys.events, GROUP, *[e for e, _ in entries])
             totals["read"] += len(entries)
@@ -172,7 +173,7 @@ class AlertDelivery:
         entry_id: str,
         fields: Mapping[str, str],
         totals: Counter[str],
-        cleared: list[Alert],
+        cleared: _Cleared,
     ) -> list[tuple[str, str, Alert]]:
         kind = fields.get("type", "")
         try:
@@ -187,21 +188,41 @@ class AlertDelivery:
             targets = targets_for(alert, self._routes, self._default)
             if not targets:
                 return []
+            if (clear := cleared[1].pop(alert.dedup_key(), None)) is not None:
+                cleared[0][alert.dedup_key()] = clear  # read before this alert
             if not await self._first_in_window(alert, targets):
                 totals["suppressed"] += 1
                 return []
             return [(t, "alert", alert) for t in targets]
         if kind in CLEARS and (kind != events.CONNECTION_AUTHORIZED
                                or data.get("status") == "active"):  # fmt: skip
-            cleared += [Alert(entry_id, c, data) for c in CLEARS[kind]]
+            return await self._clear(entry_id, data, kind, cleared[1])
         return []
+
+    async def _clear(
+        self, entry_id: str, data: dict[str, Any], kind: str, after: dict[str, Alert]
+    ) -> list[tuple[str, str, Alert]]:
+        """Note what `kind` clears, for the incidents it closes (services/incidents.py), and
+        end the window: the connection's next alert is told at once. The claim no longer
+        carries the resolution (the incident does, released only once it is recorded), so
+        it goes now; a claim made before incidents existed (no "v") still resolves as it
+        did, to its targets."""
+        legacy: list[tuple[str, str, Alert]] = []
+        for cleared_type in CLEARS[kind]:
+            resolved = Alert(entry_id, cleared_type, data)
+            after[resolved.dedup_key()] = resolved
+            held = await self._redis.getdel(self._keys.alert_sent(resolved.dedup_key()))
+            claim: dict[str, Any] = json.loads(held) if held is not None else {"v": 2}
+            if "v" not in claim:
+                legacy += [(t, "resolved", resolved) for t in claim.get("targets", [])]
+        return legacy
 
     async def _first_in_window(self, alert: Alert, targets: list[str]) -> bool:
         """Claim the (connection, alert type) for the window; a redelivered event finds its
         own claim and goes on."""
         key = self._keys.alert_sent(alert.dedup_key())
         value = json.dumps({"event_id": alert.event_id, "targets": targets,
-                            "occurred_at": alert.occurred_at})  # fmt: skip
+                            "occurred_at": alert.occurred_at, "v": 2})  # fmt: skip
         window = int(self._policy.dedup_window_seconds)
         if await self._redis.set(key, value, nx=True, ex=window):
             return True
@@ -253,7 +274,7 @@ class AlertDelivery:
         if notification.kind == "alert":
             await incidents.open_(self._redis, self._keys, notification, key)
         else:
-            await incidents.resolved(self._redis, self._keys, notification, sent)
+            await incidents.resolved(self._redis, self._keys, notification, key, sent)
 
     async def resend(self, target_name: str, sent: dict[str, Any], now: float) -> str | None:
         """A dead letter's notification once more, through the same retries as a run: its
@@ -312,6 +333,14 @@ class AlertDelivery:
         log.error("alert to %s failed after %d attempts: %s", target,
                   self._policy.retries + 1, error)  # fmt: skip
         await dead_letters.add(self._redis, self._keys, target, payload, error)
+
+
+# The clears of a run by dedup key: those read before a new alert of theirs, and the rest.
+_Cleared = tuple[dict[str, Alert], dict[str, Alert]]
+
+
+def _folds_later(notification: Notification) -> bool:
+    return notification.type in FOLDS_INTO
 
 
 def _monotonic() -> float:

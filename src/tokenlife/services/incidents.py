@@ -64,10 +64,12 @@ async def clear(redis: Redis, keys: Keys, cleared: Sequence[Alert]) -> list[Noti
     return found
 
 
-async def resolved(redis: Redis, keys: Keys, resolution: Notification, delivered: bool) -> None:
-    """The RESOLVED notification of an incident was recorded: the incident is closed; when
+async def resolved(
+    redis: Redis, keys: Keys, resolution: Notification, incident: str, delivered: bool
+) -> None:
+    """The RESOLVED notification of `incident` was recorded: the incident is closed; when
     delivered, remembered as resolved (a dead letter of its alert is not replayed then)."""
-    target, incident = resolution.target, resolution.incident
+    target = resolution.target
     await _leave(redis, keys, target, incident, [a.dedup_key() for a in resolution.alerts])
     await redis.delete(keys.alert_incident_open(target, incident))
     if delivered:
