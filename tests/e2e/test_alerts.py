@@ -355,6 +355,20 @@ async def test_an_alert_sent_before_incidents_existed_still_resolves(
     assert await redis.exists(key) == 0
 
 
+async def test_one_connect_clearing_two_alerts_resolves_both(alerting: Alerting) -> None:
+    await alerting.emit(events.REFRESH_FAILING, "user-1", error="timeout")
+    await alerting.emit(events.REAUTHORIZATION_REQUIRED, "user-1", error="invalid_grant")
+    await alerting.deliver()
+    await alerting.emit(events.CONNECTION_AUTHORIZED, "user-1", status="active")
+    await alerting.deliver()
+
+    alerts, resolved = webhook_payloads(alerting)[:2], webhook_payloads(alerting)[2:]
+    assert sorted((p["kind"], p["type"]) for p in resolved) == [
+        ("resolved", events.REAUTHORIZATION_REQUIRED), ("resolved", events.REFRESH_FAILING),
+    ]  # fmt: skip
+    assert {p["incident_key"] for p in resolved} == {p["incident_key"] for p in alerts}
+
+
 async def test_two_preflight_findings_sharing_a_code_both_reach_on_call(
     alerting: Alerting,
 ) -> None:

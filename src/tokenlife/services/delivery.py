@@ -348,6 +348,10 @@ def _monotonic() -> float:
 
 
 def _delivery_id(alert: Alert, notification: Notification) -> str:
+    """An alert's event is delivered once per target; a clearing event once per incident
+    it resolves there (one connect clears several alert types, each its own incident)."""
+    if notification.kind == "resolved":
+        return f"{alert.event_id}:resolved:{notification.type}:{notification.incident}"
     return f"{alert.event_id}:{notification.kind}"
 
 
