@@ -11,6 +11,7 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from tokenlife.core.integration import (
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RefreshTiming
+from tokenlife.core.secret_expiry import to_epoch
 from tokenlife.errors import ConfigurationError
 from tokenlife.settings import Settings
 
@@ -65,6 +67,9 @@ class IntegrationConfig(BaseModel):
     client_id: Annotated[str, Field(min_length=1)]
     client_secret: str | None = Field(default=None, repr=False)
     client_secret_env: str | None = None
+    # When the client secret expires: a TOML date (00:00 UTC) or date-time, or RFC 7591
+    # §3.2.1 `client_secret_expires_at` as registration returned it (epoch seconds, 0 = never).
+    client_secret_expires_at: datetime | date | Annotated[int, Field(ge=0)] | None = None
     scopes: tuple[str, ...] = ()
     redirect_uri: str
     authorize_url: str | None = None
@@ -226,6 +231,7 @@ def resolve(
         require_iss=require_iss,
         allow_account_change=config.allow_account_change,
         account_endpoint=_account_endpoint(name, config, preset, placeholders),
+        client_secret_expires_at=to_epoch(config.client_secret_expires_at),
     )
 
 

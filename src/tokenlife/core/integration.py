@@ -49,6 +49,9 @@ class Integration:
     # The discovery document's `prompt_values_supported`, where the server publishes it:
     # names the prompt to send when a server refuses one (core/authorization_errors.py).
     prompt_values_supported: tuple[str, ...] | None = None
+    # When the client secret stops working (epoch seconds), where the operator wrote it in
+    # the integrations file; None: never, or unknown. core/secret_expiry.py warns ahead.
+    client_secret_expires_at: float | None = None
 
     @property
     def provider(self) -> str:
