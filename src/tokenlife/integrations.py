@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -69,7 +70,7 @@ class IntegrationConfig(BaseModel):
     client_secret_env: str | None = None
     # When the client secret expires: a TOML date (00:00 UTC) or date-time, or RFC 7591
     # §3.2.1 `client_secret_expires_at` as registration returned it (epoch seconds, 0 = never).
-    client_secret_expires_at: datetime | date | Annotated[int, Field(ge=0)] | None = None
+    client_secret_expires_at: datetime | date | int | None = None
     scopes: tuple[str, ...] = ()
     redirect_uri: str
     authorize_url: str | None = None
@@ -89,6 +90,14 @@ class IntegrationConfig(BaseModel):
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
     # Strict: "yes" or 1 for a security switch is a typo to report, not a True.
     allow_account_change: StrictBool = False
+
+    @field_validator("client_secret_expires_at", mode="before")
+    @classmethod
+    def _expiry(cls, value: Any) -> Any:
+        # A number is RFC 7591's epoch seconds as it is, never a date pydantic makes of it.
+        if isinstance(value, bool) or (isinstance(value, int | float) and value < 0):
+            raise ValueError("must be a date, a date-time or epoch seconds (0: never)")
+        return int(value) if isinstance(value, float) else value
 
     @property
     def all_placeholders(self) -> dict[str, str]:
