@@ -148,7 +148,9 @@ def test_rotation_steps_come_from_the_catalogue_else_generic_steps() -> None:
     assert "24 months" in steps and source is not None
     okta_steps, okta_source = rotation_steps(integration("okta", placeholders={"domain": "a.b"}))
     assert "Okta" in okta_steps and okta_source is not None
-    generic, none = rotation_steps(integration("google"))
+    google_steps, google_source = rotation_steps(integration("google"))
+    assert "Add secret" in google_steps and google_source is not None
+    generic, none = rotation_steps(integration("github"))
     assert "client_secret_expires_at" in generic and none is None
     assert PRESETS["microsoft"].facts.as_dict()["client_secret_rotation"] == steps
 

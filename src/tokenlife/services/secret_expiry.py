@@ -17,7 +17,11 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 from tokenlife.adapters.event_stream import EventStream
-from tokenlife.adapters.keys import SECRET_EXPIRING_SENT_EXTRA_SECONDS, Keys
+from tokenlife.adapters.keys import (
+    CLIENT_SECRET_EXPIRED_TTL_SECONDS,
+    SECRET_EXPIRING_SENT_EXTRA_SECONDS,
+    Keys,
+)
 from tokenlife.core import events, secret_expiry
 from tokenlife.core.integration import Integration
 from tokenlife.core.secret_expiry import SECONDS_PER_DAY, rotation_steps
@@ -37,7 +41,7 @@ class ClientSecretWatch:
         """A refresh was refused for an expired client secret: the first refusal for the
         integration raises alert.client_secret_expired; True when this one did."""
         key = self._keys.client_secret_expired(integration.name)
-        if not await self._redis.set(key, repr(now), nx=True):
+        if not await self._redis.set(key, repr(now), nx=True, ex=CLIENT_SECRET_EXPIRED_TTL_SECONDS):
             return False
         try:
             await self._emit_expired(integration, error, description, now)
