@@ -109,3 +109,10 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     await wait_until(resolved, timeout=30, what="the RESOLVED notification")
     assert len(received(fakes, "resolved")) == 1
     assert await fields("status") == ["active"] * len(cids)
+
+
+def test_beat_checks_the_client_secrets_through_the_worker(worker: WorkerHandle) -> None:
+    """The session's integrations give no date: the task runs and warns about none."""
+    result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
+    assert result.get(timeout=30) == []
+    assert "tokenlife.check_client_secrets" in worker.app.conf.beat_schedule
