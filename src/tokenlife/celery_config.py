@@ -77,5 +77,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.alert_interval_seconds,
                 "options": {"expires": max(10.0, 5 * settings.alert_interval_seconds)},
             },
+            # Leads are days apart: every 10 minutes is on time, and one Redis SET per
+            # integration with a client_secret_expires_at is nothing.
+            "tokenlife.check_client_secrets": {
+                "task": "tokenlife.check_client_secrets",
+                "schedule": 600.0,
+                "options": {"expires": 600.0},
+            },
         },
     }

@@ -11,6 +11,7 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -35,6 +37,7 @@ from tokenlife.core.integration import (
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RefreshTiming
+from tokenlife.core.secret_expiry import to_epoch
 from tokenlife.errors import ConfigurationError
 from tokenlife.settings import Settings
 
@@ -65,6 +68,9 @@ class IntegrationConfig(BaseModel):
     client_id: Annotated[str, Field(min_length=1)]
     client_secret: str | None = Field(default=None, repr=False)
     client_secret_env: str | None = None
+    # When the client secret expires: a TOML date (00:00 UTC) or date-time, or RFC 7591
+    # §3.2.1 `client_secret_expires_at` as registration returned it (epoch seconds, 0 = never).
+    client_secret_expires_at: datetime | date | int | None = None
     scopes: tuple[str, ...] = ()
     redirect_uri: str
     authorize_url: str | None = None
@@ -86,6 +92,14 @@ class IntegrationConfig(BaseModel):
     refresh_margin_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
     # Strict: "yes" or 1 for a security switch is a typo to report, not a True.
     allow_account_change: StrictBool = False
+
+    @field_validator("client_secret_expires_at", mode="before")
+    @classmethod
+    def _expiry(cls, value: Any) -> Any:
+        # A number is RFC 7591's epoch seconds as it is, never a date pydantic makes of it.
+        if isinstance(value, bool) or (isinstance(value, int | float) and value < 0):
+            raise ValueError("must be a date, a date-time or epoch seconds (0: never)")
+        return int(value) if isinstance(value, float) else value
 
     @property
     def all_placeholders(self) -> dict[str, str]:
@@ -229,6 +243,7 @@ def resolve(
         allow_account_change=config.allow_account_change,
         account_endpoint=_account_endpoint(name, config, preset, placeholders),
         introspection_url=config.introspection_url or _introspection_url(preset, placeholders),
+        client_secret_expires_at=to_epoch(config.client_secret_expires_at),
     )
 
 

@@ -25,7 +25,9 @@ async def preflight(
     presets: Mapping[str, Preset],
     environ: Mapping[str, str],
     session: aiohttp.ClientSession,
+    now: float | None = None,
 ) -> list[Finding]:
+    """Every integration's findings; `now` (when given) checks client secrets' expiry."""
     if settings.integrations_file is None:
         return []
     path = settings.integrations_file
@@ -35,7 +37,7 @@ async def preflight(
         return [Finding("*", "error", "invalid_file", str(exc), "Fix the integrations file.")]
     findings: list[Finding] = []
     for name, table in tables.items():
-        findings += await _check_one(name, table, settings, presets, environ, session)
+        findings += await _check_one(name, table, settings, presets, environ, session, now)
     return findings
 
 
@@ -46,6 +48,7 @@ async def _check_one(
     presets: Mapping[str, Preset],
     environ: Mapping[str, str],
     session: aiohttp.ClientSession,
+    now: float | None,
 ) -> list[Finding]:
     where = f"[integrations.{name}]"
     try:
@@ -81,7 +84,7 @@ async def _check_one(
         return [*findings, Finding(name, "error", "invalid_configuration", str(exc),
                                    "Fix the table.")]  # fmt: skip
     default = settings.minimum_access_token_only_lifetime_days
-    return [*findings, *check_integration(integration, presets, document, default)]
+    return [*findings, *check_integration(integration, presets, document, default, now)]
 
 
 async def report_at_start(
@@ -89,7 +92,7 @@ async def report_at_start(
 ) -> list[Finding]:
     """The worker's start-up preflight: every finding becomes an `alert.configuration`."""
     async with aiohttp.ClientSession() as session:
-        findings = await preflight(settings, presets, environ, session)
+        findings = await preflight(settings, presets, environ, session, now)
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         stream = EventStream(redis, Keys(settings.key_prefix), settings.events_max_length)

@@ -51,6 +51,7 @@ from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.services.refresh import Refresher
 from tokenlife.services.scheduling import SchedulePolicy
+from tokenlife.services.secret_expiry import ClientSecretWatch
 from tokenlife.settings import Settings, require_encryption_keys
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ class Runtime:
             save_retry_seconds=settings.exchange_save_retry_seconds,
             counters=Counters(redis, keys),
         )
+        # Client secrets that expire: warnings ahead (beat), one alert per integration after.
+        self.secrets = ClientSecretWatch(redis, keys, self.events)
         refresher = Refresher(
             presets=config.presets,
             store=self.tokens,
@@ -146,6 +149,7 @@ class Runtime:
             locks=self.locks,
             schedule=self.schedule,
             save_retry=WriteRetry(seconds=settings.refresh_save_retry_seconds),
+            secrets=self.secrets,
         )
         self.refresher = refresher
         self.engine = RefreshEngine(

@@ -168,3 +168,15 @@ def deliver_alerts() -> dict[str, int]:
     if totals.get("sent") or totals.get("dead_lettered"):
         log.info("alert delivery: %s", dict(totals))
     return dict(totals)
+
+
+@app.task(name="tokenlife.check_client_secrets", ignore_result=True)
+def check_client_secrets() -> list[str]:
+    """Beat's tick for client secrets that expire: each alert.client_secret_expiring (30, 7
+    and 1 days ahead) once; returns the integrations alerted."""
+    process = process_runtime()
+    integrations = list(process.runtime.config.integrations.values())
+    alerted = process.run(process.runtime.secrets.check_expiring(integrations, time.time()))
+    if alerted:
+        log.info("client secrets expiring: %s", ", ".join(alerted))
+    return alerted

@@ -38,6 +38,13 @@ PROVIDER_SLOT_TTL_SECONDS = 330
 REFRESH_HISTORY_TTL_SECONDS = 3600 + 300
 # A dashboard login lasts a working day; logging out ends it sooner.
 DASHBOARD_SESSION_TTL_SECONDS = 8 * 3600
+# An expired client secret is alerted once per integration; a secret still refused after
+# this long alerts again (a reminder), and a mark nothing cleared (every connection deleted)
+# can't silence the next expiry for good.
+CLIENT_SECRET_EXPIRED_TTL_SECONDS = 30 * 86400
+# An alert.client_secret_expiring of one lead is remembered past that lead's stage (a day
+# beyond it), so a worker restarted inside the stage does not send it again.
+SECRET_EXPIRING_SENT_EXTRA_SECONDS = 86400
 # No claim lease or lock is shorter: a refresh needs a moment, and a lease shorter than a
 # beat tick or two would hand the same connection out again while its batch is queued.
 MIN_LEASE_SECONDS = 15
@@ -175,6 +182,19 @@ class Keys:
         """SET NX by the first tick of the next period: that one process logs the period's
         summary line, for the whole fleet. Same TTL as the tally."""
         return f"{self.prefix}:ticks:{period_index}:logged"
+
+    def client_secret_expired(self, integration: str) -> str:
+        """SET NX by the first refresh refused for an expired client secret: that one raises
+        alert.client_secret_expired for the integration; a later successful refresh deletes
+        it and says the secret works again (services/secret_expiry.py). Lives
+        CLIENT_SECRET_EXPIRED_TTL_SECONDS."""
+        return f"{self.prefix}:client-secret-expired:{integration}"
+
+    def client_secret_expiring_sent(self, integration: str, expires_at: int, lead_days: int) -> str:
+        """SET NX when alert.client_secret_expiring for this lead went out; the expiry time is
+        part of the key, so a new date (a replaced secret) starts its leads afresh. Lives
+        lead_days plus SECRET_EXPIRING_SENT_EXTRA_SECONDS."""
+        return f"{self.prefix}:client-secret-expiring:{integration}:{expires_at}:{lead_days}"
 
     @property
     def events(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import aiohttp
 import click
@@ -66,7 +67,7 @@ def check_integrations(as_json: bool, strict: bool) -> None:
 
     async def run() -> list[Finding]:
         async with aiohttp.ClientSession() as session:
-            return await preflight(settings, common.presets(), os.environ, session)
+            return await preflight(settings, common.presets(), os.environ, session, time.time())
 
     findings = common.run(run())
     errors = sum(f.severity == "error" for f in findings)

@@ -19,6 +19,10 @@ ACCESS_TOKEN_EXPIRING = "alert.access_token_expiring"
 CONFIGURATION = "alert.configuration"
 CONNECTION_DELETED = "connection.deleted"
 INTEGRATION_AVAILABLE = "integration.available"
+# Per integration, not per connection (connection_id is null): services/secret_expiry.py.
+CLIENT_SECRET_EXPIRING = "alert.client_secret_expiring"
+CLIENT_SECRET_EXPIRED = "alert.client_secret_expired"
+CLIENT_SECRET_ACCEPTED = "client_secret.accepted"
 
 REFRESH_TOKEN_MISSING_MESSAGE = (
     "Refresh token is not present and access token lifetime is too short."

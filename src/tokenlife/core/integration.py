@@ -52,6 +52,9 @@ class Integration:
     # RFC 7662: asked for `exp` when a token response states no lifetime (no expires_in,
     # no JWT exp); the integrations file's, the catalogue's, or discovery's.
     introspection_url: str | None = None
+    # When the client secret stops working (epoch seconds), where the operator wrote it in
+    # the integrations file; None: never, or unknown. core/secret_expiry.py warns ahead.
+    client_secret_expires_at: float | None = None
 
     @property
     def provider(self) -> str:

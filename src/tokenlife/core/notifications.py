@@ -22,6 +22,9 @@ SEVERITY: dict[str, Severity] = {
     events.LIFETIME_UNKNOWN: "info",
     events.CONFIGURATION: "warning",  # "critical" for findings of severity error
     events.EXCHANGE_FAILED_ALERT: "warning",  # the diagnosis's own severity, in the event
+    events.CLIENT_SECRET_EXPIRING: "warning",
+    # Every refresh of the integration fails until someone replaces the secret.
+    events.CLIENT_SECRET_EXPIRED: "critical",
 }
 # An event of the key type clears these alerts of the same connection.
 CLEARS: dict[str, tuple[str, ...]] = {
@@ -30,6 +33,8 @@ CLEARS: dict[str, tuple[str, ...]] = {
         events.REAUTHORIZATION_REQUIRED, events.REFRESH_FAILING, events.ACCESS_TOKEN_EXPIRING,
         events.REFRESH_TOKEN_MISSING,
     ),
+    # Integration-wide (connection_id null on both sides): the provider took the secret again.
+    events.CLIENT_SECRET_ACCEPTED: (events.CLIENT_SECRET_EXPIRED, events.CLIENT_SECRET_EXPIRING),
 }  # fmt: skip
 # An alert of the key type raised this soon after one of these for the same connection is
 # the same incident told twice (the expiry check runs right after a connect that came back
@@ -47,6 +52,8 @@ TITLES = {
     events.LIFETIME_UNKNOWN: "access token lifetime unknown",
     events.CONFIGURATION: "configuration problem",
     events.EXCHANGE_FAILED_ALERT: "connecting an account failed",
+    events.CLIENT_SECRET_EXPIRING: "client secret expiring",
+    events.CLIENT_SECRET_EXPIRED: "client secret expired",
 }
 SECTIONS = {
     events.REAUTHORIZATION_REQUIRED: "re-authorization-required",
@@ -54,10 +61,17 @@ SECTIONS = {
     events.ACCESS_TOKEN_EXPIRING: "access-token-expiring",
     events.CONFIGURATION: "configuration-findings",
     events.EXCHANGE_FAILED_ALERT: "a-connect-that-ended-in-exchangefailed",
+    events.CLIENT_SECRET_EXPIRING: "client-secret-expiring",
+    events.CLIENT_SECRET_EXPIRED: "client-secret-expired",
     events.LIFETIME_UNKNOWN: "refresh-token-is-not-present-and-access-token-lifetime-is-too-short",
 }
 # Alert types whose notifications are never grouped across their dedup keys.
 APART = (events.CONFIGURATION, events.EXCHANGE_FAILED_ALERT)
+# Alerts about an integration as a whole: the title names that instead of a connection.
+_WHOLE = {
+    events.CLIENT_SECRET_EXPIRING: "all connections",
+    events.CLIENT_SECRET_EXPIRED: "all connections",
+}
 PROVIDER_SECTIONS = {
     "google": "google",
     "microsoft": "microsoft",
@@ -184,7 +198,8 @@ def render(notification: Notification, docs_url: str, now: float) -> tuple[str, 
     first = notification.alerts[0]
     what = TITLES.get(notification.type, notification.type)
     count = len(notification.alerts)
-    who = first.connection_id or str(first.data.get("code") or "configuration")
+    whole = _WHOLE.get(first.type, "configuration")
+    who = first.connection_id or str(first.data.get("code") or whole)
     subject = f"{count} connections" if count > 1 else who
     if notification.kind == "resolved":
         return (f"[tokenlife] RESOLVED {notification.integration}: {what} ({subject})",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from tokenlife.core.diagnosis import detect_vendor
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
+from tokenlife.core.secret_expiry import preflight_state, rotation_steps
 
 Severity = Literal["error", "warning"]
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -43,11 +45,13 @@ def check_integration(
     presets: Mapping[str, Preset],
     discovery: Mapping[str, Any] | None = None,
     default_minimum_days: float | None = None,
+    now: float | None = None,
 ) -> list[Finding]:
     """Every finding for one resolved integration, errors first.
 
     `default_minimum_days` is the setting's threshold: only an integration that overrides
-    it is checked against the provider's documented access-token lifetime.
+    it is checked against the provider's documented access-token lifetime. `now` (when
+    given) checks `client_secret_expires_at`.
     """
     found = [
         *_vendor_behind_custom(integration, presets),
@@ -57,6 +61,7 @@ def check_integration(
         *_pkce(integration),
         *_threshold(integration, default_minimum_days),
         *_discovery(integration, discovery),
+        *_client_secret_expiry(integration, now),
     ]
     return sorted(found, key=lambda f: f.severity != "error")
 
@@ -266,3 +271,28 @@ def _prompt_values(integration: Integration, supported: Any) -> list[Finding]:
             fix, PROMPT_VALUES,
         )
     ]  # fmt: skip
+
+
+def _client_secret_expiry(integration: Integration, now: float | None) -> list[Finding]:
+    """A client secret past or within 30 days of its `client_secret_expires_at`."""
+    expires_at = integration.client_secret_expires_at
+    if now is None or expires_at is None:
+        return []
+    state = preflight_state(expires_at, now)
+    if state == "ok":
+        return []
+    steps, source = rotation_steps(integration)
+    when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if state == "expired":
+        return [_finding(
+            integration, "error", "client_secret_expired",
+            f"The client secret expired at {when} (client_secret_expires_at): the provider "
+            "refuses every refresh and every new connection of this integration.",
+            steps, source,
+        )]  # fmt: skip
+    days = (expires_at - now) / SECONDS_PER_DAY
+    return [_finding(
+        integration, "warning", "client_secret_expiring",
+        f"The client secret expires at {when}, in {days:.1f} days (client_secret_expires_at).",
+        steps, source,
+    )]  # fmt: skip

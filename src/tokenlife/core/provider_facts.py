@@ -38,6 +38,9 @@ _ACCOUNT = ("account_endpoint", "account_method", "account_id_field")
 # Optional: the vendor's RFC 7662 introspection endpoint (a URL template, https), asked
 # for the lifetime a token response doesn't state (core/introspection.py); needs its source.
 _INTROSPECTION = "introspection_url"
+# Optional free text, each with its own source: how to replace an expiring client secret
+# (the alert.client_secret_expiring and alert.client_secret_expired messages quote it).
+_OPTIONAL_TEXT = ("client_secret_rotation",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class ProviderFacts:
             "account_method": None if self.account is None else self.account.method,
             "account_id_field": None if self.account is None else self.account.id_field,
             "introspection_url": self.introspection_url,
+            "client_secret_rotation": self.values.get("client_secret_rotation"),
             "sources": dict(self.sources),
             "quirks": [{"text": q.text, "source": q.source} for q in self.quirks],
         }
@@ -84,7 +88,7 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         return ProviderFacts()
     if not isinstance(data, Mapping):
         raise ValueError(f"{preset}: `facts` must be a table")
-    allowed = {*FACTS, "sources", "quirks", *_NUMBERS, *_ACCOUNT, _INTROSPECTION}
+    allowed = {*FACTS, "sources", "quirks", *_NUMBERS, *_ACCOUNT, _INTROSPECTION, *_OPTIONAL_TEXT}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{preset}: unknown facts: {', '.join(sorted(unknown))}")
@@ -103,6 +107,12 @@ def facts_from_mapping(preset: str, data: Any) -> ProviderFacts:
         source = sources.get(name)
         if value != UNCONFIRMED and not (isinstance(source, str) and _is_https(source)):
             raise ValueError(f"{preset}: fact `{name}` needs an https source URL in facts.sources")
+    for name in _OPTIONAL_TEXT:
+        if name not in data:
+            continue
+        if not isinstance(data[name], str) or not _is_https(sources.get(name)):
+            raise ValueError(f"{preset}: `{name}` is text and needs an https source URL")
+        values[name] = data[name]
     numbers: dict[str, int | None] = {}
     for name in _NUMBERS:
         seconds = data.get(name)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tokenlife.demo.grants import Grant
+from tokenlife.demo.grants import Grant, client_credentials
 from tokenlife.demo.provider import DemoProvider
 
 
@@ -34,6 +34,9 @@ class DemoMicrosoft(DemoProvider):
     def __init__(self, *, consent_page: bool = False) -> None:
         super().__init__(consent_page=consent_page)
         self.users_refusing_offline_access: set[str] = set()
+        # Client secrets past their expiry: refused with AADSTS7000222, as Entra does
+        # (https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes).
+        self.expired_secrets: set[str] = set()
         self._rng = random.Random(7)
 
     def refresh_token_on_consent(
@@ -69,6 +72,20 @@ class DemoMicrosoft(DemoProvider):
             "error_description": f"AADSTS{code}: {description} Trace ID: 0000 Correlation ID: 0000",
             "error_codes": [code],
         }
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        form = {k: str(v) for k, v in (await request.post()).items()}  # aiohttp keeps it
+        _, secret = client_credentials(request, form)
+        if secret is not None and secret in self.expired_secrets:
+            code = 7000222
+            return self.json(401, {
+                "error": "invalid_client",
+                "error_description": f"AADSTS{code}: The provided client secret keys for app "
+                "'00000000-0000-0000-0000-000000000000' are expired. Visit the Azure portal to "
+                "create new keys for your app. Trace ID: 0000 Correlation ID: 0000",
+                "error_codes": [code],
+            })  # fmt: skip
+        return await super().token(request)
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -1,6 +1,8 @@
 """Refreshing one connection: under its lock, saved by compare-and-set, failures sorted
 into transient (back off, alert once when the token has lapsed) and permanent
-(re-authorization required, with a diagnosis).
+(re-authorization required, with a diagnosis). An expired client secret is neither: one
+alert for the integration, and the connections retry until the secret is replaced
+(services/secret_expiry.py).
 
 Once the request is sent it runs to its end whatever happens to the caller: the request
 and its save are one task, shielded from cancellation (an API request's timeout, a
@@ -30,6 +32,7 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.presets import Preset
 from tokenlife.core.reauthorization import is_permanent
 from tokenlife.core.refresh_timing import RetryPolicy
+from tokenlife.core.secret_expiry import names_expired_secret
 from tokenlife.errors import (
     EndpointTimeoutError,
     OAuthError,
@@ -41,6 +44,7 @@ from tokenlife.services.durable_write import WriteRetry
 from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.services.refresh_outcomes import Outcome, OutcomeWriter, Result
 from tokenlife.services.scheduling import SchedulePolicy
+from tokenlife.services.secret_expiry import ClientSecretWatch
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,10 @@ class Refresher:
         schedule: RefreshSchedule | None = None,
         save_retry: WriteRetry | None = None,
         rng: random.Random | None = None,
+        secrets: ClientSecretWatch | None = None,
     ) -> None:
         self._http = http
+        self._secrets = secrets
         self._timeout = http_timeout
         self._locks = locks
         self._outcomes = OutcomeWriter(
@@ -144,6 +150,12 @@ class Refresher:
             )
             return await self._outcomes.transient(integration, connection, exc, now, lease, sent)
         except OAuthError as exc:
+            if names_expired_secret(exc.error, exc.description):
+                # The secret, not the grant: re-authorizing would not help, a new secret will.
+                await self._secret_refused(integration, exc, now)
+                return await self._outcomes.transient(
+                    integration, connection, exc, now, lease, False
+                )
             if is_permanent(exc.error, integration.preset):
                 return await self._outcomes.permanent(integration, connection, exc, now, lease)
             return await self._outcomes.transient(integration, connection, exc, now, lease, False)
@@ -154,9 +166,31 @@ class Refresher:
         # gets what the token request left of it, so the lock can't lapse before the save.
         left = self._timeout - (time.monotonic() - started)
         new = await learn_lifetime(self._http, integration, new, left, now)
-        return await self._outcomes.refreshed(
+        result = await self._outcomes.refreshed(
             integration, connection, refresh_token, new, now, lease
         )
+        # Only a connection that last failed with invalid_client can end an expired-secret
+        # alert: no extra Redis round trip for every other refresh.
+        if connection.last_error == "invalid_client" and self._secrets is not None:
+            await self._secret_accepted(integration, now)
+        return result
+
+    async def _secret_refused(self, integration: Integration, exc: OAuthError, now: float) -> None:
+        if self._secrets is None:
+            return
+        try:
+            await self._secrets.refused(integration, exc.error, exc.description, now)
+        except Exception:  # the alert is best effort; the failure is recorded either way
+            log.warning("could not raise alert.client_secret_expired for %s", integration.name,
+                        exc_info=True)  # fmt: skip
+
+    async def _secret_accepted(self, integration: Integration, now: float) -> None:
+        assert self._secrets is not None
+        try:
+            await self._secrets.accepted(integration, now)
+        except Exception:  # the next recovering connection tries again
+            log.warning("could not resolve alert.client_secret_expired for %s", integration.name,
+                        exc_info=True)  # fmt: skip
 
 
 def _log_failure(task: asyncio.Task[Result]) -> None:

@@ -22,6 +22,7 @@ from tokenlife.core.refresh_timing import (
     refresh_failing_alert_due,
     unknown_outcome_retry_within,
 )
+from tokenlife.core.secret_expiry import names_expired_secret
 from tokenlife.errors import TokenlifeError
 
 _MAY_HAVE_ROTATED = (
@@ -118,7 +119,10 @@ class FailureBookkeeping:
             lapsed=lapsed, outcome_unknown=unknown, earlier_outcome_unknown=earlier_unknown,
             grace_seconds=grace,
         )  # fmt: skip
-        if due_alert and not connection.refresh_failing_alerted:
+        # An expired client secret is told once for the whole integration
+        # (alert.client_secret_expired), not once per connection.
+        secret_expired = names_expired_secret(error, getattr(exc, "description", None))
+        if due_alert and not connection.refresh_failing_alerted and not secret_expired:
             rotated = unknown or earlier_unknown
             description = str(exc) + (_MAY_HAVE_ROTATED if rotated else "")
             fields["refresh_failing_alerted"] = "1"

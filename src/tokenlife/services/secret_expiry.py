@@ -1,0 +1,129 @@
+"""Client secrets that expire, per integration: warn 30, 7 and 1 days ahead (beat's
+`tokenlife.check_client_secrets`), raise one alert.client_secret_expired when the provider
+refuses an expired secret, and say so when it takes a secret again.
+
+An expired secret fails every refresh of the integration the same way. Re-authorizing the
+users would not help (the secret, not the grant, is refused), so the connections keep their
+status and retry with backoff; the first refusal claims a Redis mark (SET NX) and alerts
+once for the whole integration, and the first success after it deletes the mark and emits
+client_secret.accepted, which resolves the alert (core/notifications.py CLEARS).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+from tokenlife.adapters.event_stream import EventStream
+from tokenlife.adapters.keys import (
+    CLIENT_SECRET_EXPIRED_TTL_SECONDS,
+    SECRET_EXPIRING_SENT_EXTRA_SECONDS,
+    Keys,
+)
+from tokenlife.core import events, secret_expiry
+from tokenlife.core.integration import Integration
+from tokenlife.core.secret_expiry import SECONDS_PER_DAY, rotation_steps
+
+log = logging.getLogger(__name__)
+
+
+class ClientSecretWatch:
+    def __init__(self, redis: Redis, keys: Keys, events_: EventStream) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._events = events_
+
+    async def refused(
+        self, integration: Integration, error: str, description: str | None, now: float
+    ) -> bool:
+        """A refresh was refused for an expired client secret: the first refusal for the
+        integration raises alert.client_secret_expired; True when this one did."""
+        key = self._keys.client_secret_expired(integration.name)
+        if not await self._redis.set(key, repr(now), nx=True, ex=CLIENT_SECRET_EXPIRED_TTL_SECONDS):
+            return False
+        try:
+            await self._emit_expired(integration, error, description, now)
+        except BaseException:
+            # No alert went out: let the next refusal try again.
+            await self._redis.delete(key)
+            raise
+        log.error("integration %s: the provider refuses the client secret as expired; "
+                  "connections keep retrying until it is replaced", integration.name)  # fmt: skip
+        return True
+
+    async def _emit_expired(
+        self, integration: Integration, error: str, description: str | None, now: float
+    ) -> None:
+        steps, source = rotation_steps(integration)
+        connections = await self._redis.scard(self._keys.connections(integration.name))
+        expires_at = integration.client_secret_expires_at
+        await self._events.emit(
+            events.CLIENT_SECRET_EXPIRED, integration.name, None, now,
+            provider=integration.provider,
+            message="The provider refuses the integration's client secret: it has expired. "
+            "Every refresh and every new connection of this integration fails until the "
+            "secret is replaced; the connections keep retrying and recover by themselves "
+            "(re-authorizing the users would not help).",
+            error=error, error_description=description,
+            client_secret_expires_at=events.iso8601(expires_at),
+            connections=int(connections), fix=steps, fix_source=source,
+        )  # fmt: skip
+
+    async def accepted(self, integration: Integration, now: float) -> bool:
+        """The provider took the client secret again (a refresh or an exchange succeeded):
+        end an expired-secret alert if one is raised; True when there was one."""
+        held = await self._redis.getdel(self._keys.client_secret_expired(integration.name))
+        if held is None:
+            return False
+        raw = held.decode() if isinstance(held, bytes) else str(held)
+        try:
+            since: float | None = float(raw)
+        except ValueError:
+            since = None
+        await self._events.emit(
+            events.CLIENT_SECRET_ACCEPTED, integration.name, None, now,
+            provider=integration.provider, expired_since=events.iso8601(since),
+        )  # fmt: skip
+        log.info("integration %s: the provider accepts the client secret again", integration.name)
+        return True
+
+    async def check_expiring(self, integrations: Iterable[Integration], now: float) -> list[str]:
+        """Send each due alert.client_secret_expiring once; returns the integrations alerted."""
+        alerted = []
+        for integration in integrations:
+            expires_at = integration.client_secret_expires_at
+            if expires_at is None:
+                continue
+            lead = secret_expiry.due_lead(expires_at, now, sent=())
+            if lead is None:
+                continue
+            key = self._keys.client_secret_expiring_sent(integration.name, int(expires_at), lead)
+            ttl = int(lead * SECONDS_PER_DAY + SECRET_EXPIRING_SENT_EXTRA_SECONDS)
+            if not await self._redis.set(key, repr(now), nx=True, ex=ttl):
+                continue
+            try:
+                await self._emit_expiring(integration, expires_at, lead, now)
+            except BaseException:
+                await self._redis.delete(key)
+                raise
+            alerted.append(integration.name)
+        return alerted
+
+    async def _emit_expiring(
+        self, integration: Integration, expires_at: float, lead: int, now: float
+    ) -> None:
+        steps, source = rotation_steps(integration)
+        connections = await self._redis.scard(self._keys.connections(integration.name))
+        left = secret_expiry.days_left(expires_at, now)
+        await self._events.emit(
+            events.CLIENT_SECRET_EXPIRING, integration.name, None, now,
+            provider=integration.provider,
+            message=f"The integration's client secret expires in {left:.1f} days. Replace it "
+            "before then: once it expires, every refresh and every new connection of this "
+            "integration fails.",
+            client_secret_expires_at=events.iso8601(expires_at), lead_days=lead,
+            days_left=round(left, 2), connections=int(connections), fix=steps,
+            fix_source=source,
+        )  # fmt: skip

@@ -1,0 +1,118 @@
+"""An expired client secret through the real worker and the fake Microsoft: the fake refuses
+the secret with AADSTS7000222 for every connection of the integration; one
+alert.client_secret_expired reaches on-call, no connection is sent to re-authorization,
+and once the secret works again the connections refresh and the alert resolves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tests.support import (
+    Fakes,
+    WorkerHandle,
+    connect,
+    make_due,
+    run_refresh_tick,
+    stream_events,
+    wait_until,
+)
+from tokenlife.core import events
+from tokenlife.library import Tokenlife
+from tokenlife.settings import Settings
+
+INTEGRATION = "microsoft"
+
+
+async def deliver(worker: WorkerHandle) -> None:
+    result = worker.app.send_task("tokenlife.deliver_alerts", ignore_result=False)
+    await asyncio.to_thread(result.get, timeout=60)
+
+
+def received(fakes: Fakes, kind: str) -> list[dict[str, Any]]:
+    payloads = [json.loads(r.body) for r in fakes.receiver.at("/session-hook")]
+    return [p for p in payloads
+            if p["type"] == events.CLIENT_SECRET_EXPIRED and p["kind"] == kind]  # fmt: skip
+
+
+async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_themselves(
+    tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
+) -> None:
+    await deliver(worker)  # the delivery group reads from here on
+    cids = ["user-" + uuid.uuid4().hex[:12] for _ in range(3)]
+    for cid in cids:
+        summary = await connect(tl, worker, INTEGRATION, cid, login_hint=cid)
+        assert summary["refresh_token_received"], summary
+    keys = [f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}" for cid in cids]
+    before = len(await stream_events(redis, settings.key_prefix))
+
+    async def fields(name: str) -> list[str | None]:
+        return [await redis.hget(key, name) for key in keys]  # type: ignore[misc]
+
+    async def since(kind: str) -> list[dict[str, Any]]:
+        found = (await stream_events(redis, settings.key_prefix))[before:]
+        return [d for t, d in found if t == kind and d["integration"] == INTEGRATION]
+
+    fakes.microsoft.expired_secrets.add("ms-secret")
+    try:
+        for cid in cids:
+            await make_due(redis, settings, INTEGRATION, cid)
+        await run_refresh_tick(worker)
+
+        async def all_refused() -> bool:
+            return await fields("last_error") == ["invalid_client"] * len(cids)
+
+        await wait_until(all_refused, timeout=30, what="every connection refused")
+    finally:
+        fakes.microsoft.expired_secrets.discard("ms-secret")
+
+    [alert] = await since(events.CLIENT_SECRET_EXPIRED)
+    assert alert["connection_id"] is None
+    assert "AADSTS7000222" in alert["error_description"]
+    assert "Certificates & secrets" in alert["fix"]
+    refused_ones = {d.get("connection_id") for t, d in
+                    (await stream_events(redis, settings.key_prefix))[before:]
+                    if t in (events.REAUTHORIZATION_REQUIRED, events.REFRESH_FAILING)}  # fmt: skip
+    assert refused_ones.isdisjoint(cids)
+    # The connections stay as they were and keep their place on the schedule (a retry).
+    assert await fields("status") == ["active"] * len(cids)
+    for cid in cids:
+        assert await redis.zscore(f"{settings.key_prefix}:schedule", f"{INTEGRATION}:{cid}")
+    await deliver(worker)
+
+    async def alerted() -> bool:
+        return len(received(fakes, "alert")) >= 1
+
+    await wait_until(alerted, timeout=30, what="alert.client_secret_expired at the webhook")
+    [message] = received(fakes, "alert")
+    assert message["integration"] == INTEGRATION and message["severity"] == "critical"
+
+    # The secret was replaced: the next retries succeed, and the alert resolves once.
+    for cid in cids:
+        await make_due(redis, settings, INTEGRATION, cid)
+    await run_refresh_tick(worker)
+
+    async def all_refreshed() -> bool:
+        return await fields("last_error") == [None] * len(cids)
+
+    await wait_until(all_refreshed, timeout=30, what="every connection refreshed")
+    assert len(await since(events.CLIENT_SECRET_ACCEPTED)) == 1
+    await deliver(worker)
+
+    async def resolved() -> bool:
+        return len(received(fakes, "resolved")) >= 1
+
+    await wait_until(resolved, timeout=30, what="the RESOLVED notification")
+    assert len(received(fakes, "resolved")) == 1
+    assert await fields("status") == ["active"] * len(cids)
+
+
+def test_beat_checks_the_client_secrets_through_the_worker(worker: WorkerHandle) -> None:
+    """The session's integrations give no date: the task runs and warns about none."""
+    result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
+    assert result.get(timeout=30) == []
+    assert "tokenlife.check_client_secrets" in worker.app.conf.beat_schedule

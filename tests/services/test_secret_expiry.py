@@ -1,0 +1,100 @@
+"""Client secrets that expire, against the real Redis: each warning goes out once, however
+many processes look; a new date starts again; the expired-secret alert is raised once and
+resolved once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support import Fakes, stream_events
+from tokenlife.core import events
+from tokenlife.core.integration import Integration
+from tokenlife.integrations import IntegrationConfig, resolve
+from tokenlife.providers import load_presets
+from tokenlife.runtime import Runtime, load_config
+from tokenlife.settings import Settings
+
+DAY = 86400.0
+EXPIRES = datetime(2027, 6, 30, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
+    opened = await Runtime.open(await load_config(settings))
+    yield opened
+    await opened.close()
+
+
+def dated(expires_at: Any) -> Integration:
+    config = IntegrationConfig(
+        provider="microsoft", client_id="client", client_secret="secret",
+        redirect_uri="https://app.example.com/oauth/callback",
+        client_secret_expires_at=expires_at,
+    )  # fmt: skip
+    name = "secret-" + uuid.uuid4().hex[:10]
+    return resolve(name, config, load_presets()["microsoft"], "secret", 30.0)
+
+
+async def of(redis: Redis, settings: Settings, kind: str, name: str) -> list[dict[str, Any]]:
+    found = await stream_events(redis, settings.key_prefix)
+    return [d for t, d in found if t == kind and d["integration"] == name]
+
+
+async def test_each_warning_goes_out_once_and_a_new_date_starts_again(
+    runtime: Runtime, redis: Redis, settings: Settings
+) -> None:
+    crm, quiet = dated(int(EXPIRES)), dated(0)  # 0: never expires (RFC 7591)
+    watch = runtime.secrets
+    assert await watch.check_expiring([crm, quiet], EXPIRES - 45 * DAY) == []
+    # Two processes look at the same moment: one alert.
+    at_30 = EXPIRES - 29 * DAY
+    both = await asyncio.gather(
+        watch.check_expiring([crm, quiet], at_30), watch.check_expiring([crm, quiet], at_30)
+    )
+    assert sorted(both, key=len) == [[], [crm.name]]
+    assert await watch.check_expiring([crm], EXPIRES - 8 * DAY) == []  # still the 30-day stage
+    assert await watch.check_expiring([crm], EXPIRES - 6 * DAY) == [crm.name]
+    assert await watch.check_expiring([crm], EXPIRES - 0.5 * DAY) == [crm.name]
+    assert await watch.check_expiring([crm], EXPIRES - 0.1 * DAY) == []
+    assert await watch.check_expiring([crm], EXPIRES + 1) == []  # past: the refusal tells
+
+    sent = await of(redis, settings, events.CLIENT_SECRET_EXPIRING, crm.name)
+    assert [e["lead_days"] for e in sent] == [30, 7, 1]
+    assert sent[0]["connection_id"] is None
+    assert sent[0]["client_secret_expires_at"] == "2027-06-30T00:00:00Z"
+    assert sent[0]["days_left"] == 29.0 and sent[0]["connections"] == 0
+    assert "Certificates & secrets" in sent[0]["fix"]
+    assert sent[0]["fix_source"].startswith("https://learn.microsoft.com")
+    assert await of(redis, settings, events.CLIENT_SECRET_EXPIRING, quiet.name) == []
+
+    # The secret was replaced early and the file has the new date: its leads start again.
+    renewed = replace(dated(int(EXPIRES + 365 * DAY)), name=crm.name)
+    assert await watch.check_expiring([renewed], EXPIRES + 340 * DAY) == [crm.name]
+
+
+async def test_the_expired_alert_is_raised_once_and_resolved_once(
+    runtime: Runtime, redis: Redis, settings: Settings
+) -> None:
+    crm, watch = dated(None), runtime.secrets
+    said = "AADSTS7000222: The provided client secret keys for app 'x' are expired."
+    raised = await asyncio.gather(
+        *(watch.refused(crm, "invalid_client", said, 1000.0 + n) for n in range(5))
+    )
+    assert sorted(raised) == [False] * 4 + [True]
+    [alert] = await of(redis, settings, events.CLIENT_SECRET_EXPIRED, crm.name)
+    assert alert["error_description"] == said and alert["client_secret_expires_at"] is None
+
+    assert await watch.accepted(crm, 2000.0) is True
+    assert await watch.accepted(crm, 2001.0) is False  # the second recovery says nothing
+    [accepted] = await of(redis, settings, events.CLIENT_SECRET_ACCEPTED, crm.name)
+    assert accepted["expired_since"] is not None
+    # Expired again later: a new alert.
+    assert await watch.refused(crm, "invalid_client", said, 3000.0) is True
