@@ -8,6 +8,7 @@ import json
 import re
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -230,6 +231,13 @@ async def access_denied(
         error_description=callback["error_description"],
     )
     await seen(redis, settings, cid, events.EXCHANGE_FAILED)
+    # The user's own refusal raises no alert; a refused scope (the configuration's doing)
+    # brings alert.exchange_failed with it.
+    cid = new_id()
+    callback = await consent(tl, "generic", cid)
+    await exchange(worker, state=callback["state"], error="invalid_scope",
+                   error_description="The requested scope is invalid: calendar")  # fmt: skip
+    await seen(redis, settings, cid, events.EXCHANGE_FAILED_ALERT)
 
 
 async def failing_then_recovered(
@@ -278,6 +286,23 @@ async def deleted(tl: Tokenlife, worker: WorkerHandle, settings: Settings) -> No
         await runtime.close()
 
 
+async def client_secret_expired_then_accepted(settings: Settings) -> None:
+    """alert.client_secret_expiring (a date 5 days ahead), alert.client_secret_expired (a
+    refusal naming AADSTS7000222) and client_secret.accepted, from the service the worker
+    runs; about the integration, so the connection id is null."""
+    runtime = await Runtime.open(await load_config(settings))
+    try:
+        now = time.time()
+        google = runtime.config.integrations["google"]
+        expiring = replace(google, client_secret_expires_at=now + 5 * 86400)
+        assert await runtime.secrets.check_expiring([expiring], now) == ["google"]
+        said = "AADSTS7000222: The provided client secret keys for app are expired."
+        assert await runtime.secrets.refused(google, "invalid_client", said, now)
+        assert await runtime.secrets.accepted(google, now + 1)
+    finally:
+        await runtime.close()
+
+
 async def issuer_down_then_up(settings: Settings, fakes: Fakes, directory: Path) -> None:
     """alert.configuration `integration_unavailable`, then integration.available."""
     async with serve_issuer() as issuer:
@@ -310,6 +335,7 @@ async def test_every_event_in_the_stream_matches_the_schema_of_its_type(
     await failing_then_recovered(tl, worker, fakes, redis, settings)
     await refresh_refused(tl, worker, fakes, redis, settings)
     await deleted(tl, worker, settings)
+    await client_secret_expired_then_accepted(settings)
     await issuer_down_then_up(settings, fakes, tmp_path)
 
     entries = await stream_events(redis, settings.key_prefix)
