@@ -111,6 +111,11 @@ def test_the_leads_are_a_month_a_week_and_a_day() -> None:
         ("invalid_client", None, False),
         ("invalid_grant", "AADSTS7000222", False),  # the code names the grant, not the client
         ("invalid_client", "AADSTS70002220: something else", False),
+        # Words near "expired" that do not say the secret expired.
+        ("invalid_client", "The client secret has not expired; it is invalid", False),
+        ("invalid_client", "Client secret is correct but the client certificate expired", False),
+        ("invalid_client", "client secret JWT assertion expired", False),
+        ("invalid_client", "Client secret is expired.", True),
     ],
 )
 def test_which_refusal_names_an_expired_secret(

@@ -23,8 +23,10 @@ LEAD_DAYS: tuple[int, ...] = (30, 7, 1)
 # a wrong value needs a fix, not a wait). https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
 _EXPIRED_MARKERS = (
     re.compile(r"\bAADSTS7000222\b"),
-    # Other servers in plain words ("client secret has expired", "client_secret expired").
-    re.compile(r"client[ _]secret\b[^.]{0,40}\bexpired\b", re.IGNORECASE),
+    # Other servers in plain words, the secret itself the subject of "expired" and nothing in
+    # between ("client secret has expired", "client_secret expired"): a looser match took
+    # "has not expired; it is invalid" or "the client certificate expired" for an expiry.
+    re.compile(r"\bclient[ _]secret (?:has |is |was )?expired\b", re.IGNORECASE),
 )
 
 
