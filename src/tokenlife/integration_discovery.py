@@ -77,10 +77,18 @@ def build_integration(
     )  # fmt: skip
     if document is None:
         return integration
+    # The integrations file's URL, else the issuer's own (the catalogue's may belong to
+    # another authorization server: Okta's org server answers "inactive" for a custom
+    # server's tokens), else the catalogue's.
+    discovered_introspection = None
+    if config.introspection_url is None and config.issuer is not None:
+        discovered_introspection = introspection_endpoint_from(
+            document, config.issuer, integration.token_url
+        )
     return replace(
         integration,
         prompt_values_supported=prompt_values_from(document),
-        introspection_url=integration.introspection_url or introspection_endpoint_from(document),
+        introspection_url=discovered_introspection or integration.introspection_url,
     )
 
 

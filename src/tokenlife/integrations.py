@@ -34,6 +34,7 @@ from tokenlife.core.integration import (
     fill_placeholders,
     requested_scopes,
 )
+from tokenlife.core.introspection import insecure_introspection_url
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RefreshTiming
@@ -76,7 +77,8 @@ class IntegrationConfig(BaseModel):
     authorize_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
-    # RFC 7662; overrides the catalogue's and discovery's `introspection_endpoint`.
+    # RFC 7662; overrides discovery's `introspection_endpoint` and the catalogue's. https
+    # only (http on a loopback host): the request carries the token and the credentials.
     introspection_url: str | None = None
     # Overrides the catalogue's account endpoint (a proxy, GitHub Enterprise, a test fake).
     account_url: str | None = None
@@ -118,6 +120,10 @@ class IntegrationConfig(BaseModel):
             value = getattr(self, field)
             if value is not None and not _is_http_url(value):
                 raise ValueError(f"{field} must be an absolute http(s) URL")
+        if self.introspection_url is not None:
+            why = insecure_introspection_url(self.introspection_url)
+            if why is not None:
+                raise ValueError(f"introspection_url {why}")
         if self.provider == "custom" and self.issuer is None:
             missing = [f for f in ("authorize_url", "token_url") if getattr(self, f) is None]
             if missing:

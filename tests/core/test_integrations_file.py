@@ -320,6 +320,17 @@ CUSTOM_URLS = (
             "issuer applies to provider 'custom' only",
             id="issuer-on-google",
         ),
+        pytest.param(
+            table(
+                *GOOGLE,
+                f'client_secret = "{SECRET}"',
+                REDIRECT,
+                'introspection_url = "http://as.example/introspect"',
+            ),
+            {},
+            "introspection_url must be an https URL (RFC 7662 §4 requires TLS",
+            id="introspection-over-http",
+        ),
     ],
 )
 def test_invalid_file(tmp_path: Path, text: str, environ: dict[str, str], expected: str) -> None:

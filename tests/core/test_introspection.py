@@ -14,7 +14,9 @@ import pytest
 from tokenlife.adapters.discovery import introspection_endpoint_from
 from tokenlife.core.integration import Integration
 from tokenlife.core.introspection import (
+    FailureMemory,
     Introspection,
+    insecure_introspection_url,
     introspection_request,
     parse_introspection_response,
     with_introspected_lifetime,
@@ -136,7 +138,93 @@ def test_an_inactive_token_is_refused() -> None:
     ],
 )
 def test_discovery_advertises_the_endpoint(document: dict[str, Any], expected: str | None) -> None:
-    assert introspection_endpoint_from(document) == expected
+    assert introspection_endpoint_from(document, "https://as.example", TOKEN_URL) == expected
+
+
+TOKEN_URL = "https://tokens.example/token"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        pytest.param("http://as.example/i", "TLS", id="http"),
+        pytest.param("https://elsewhere.example/i", "another host", id="other-host"),
+        pytest.param("https://tokens.example/i", None, id="token-endpoint-host"),
+        pytest.param("http://127.0.0.1:8080/i", "another host", id="loopback-other-host"),
+    ],
+)
+def test_a_discovered_endpoint_must_be_https_on_the_issuers_or_token_endpoints_host(
+    endpoint: str, expected: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = introspection_endpoint_from(
+        {"introspection_endpoint": endpoint}, "https://as.example", TOKEN_URL
+    )
+    if expected is None:
+        assert found == endpoint
+    else:
+        assert found is None
+        assert expected in caplog.text and "ignored" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://as.example/i", True),
+        ("http://127.0.0.1:9/i", True),
+        ("http://[::1]:9/i", True),
+        ("http://localhost/i", True),
+        ("http://as.example/i", False),
+        ("http://127.0.0.1.evil.example/i", False),
+    ],
+)
+def test_introspection_wants_tls_except_on_loopback(url: str, ok: bool) -> None:
+    assert (insecure_introspection_url(url) is None) is ok
+
+
+def test_a_failure_is_remembered_for_its_ttl_and_forgotten_on_success() -> None:
+    memory = FailureMemory(ttl=600)
+    key = ("x", "https://as.example/i")
+    assert not memory.holds(key, NOW)
+    memory.failed(key, NOW)
+    assert memory.holds(key, NOW + 599)
+    assert not memory.holds(("y", "https://as.example/i"), NOW)
+    assert not memory.holds(key, NOW + 600)  # the period is over: asked again
+    memory.failed(key, NOW)
+    memory.succeeded(key)
+    assert not memory.holds(key, NOW + 1)
+
+
+def test_discovery_beats_the_catalogue_and_the_file_beats_both() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    custom = PRESETS["custom"]
+    org_server = "https://as.example/oauth2/v1/introspect"
+    preset = dataclasses.replace(
+        custom, facts=dataclasses.replace(custom.facts, introspection_url=org_server)
+    )
+    table: dict[str, Any] = {"provider": "custom", "client_id": "app", "client_secret": "s",
+             "redirect_uri": "https://app.example/cb",
+             "issuer": "https://as.example/oauth2/aus1"}  # fmt: skip
+    document = {
+        "issuer": "https://as.example/oauth2/aus1",
+        "authorization_endpoint": "https://as.example/oauth2/aus1/v1/authorize",
+        "token_endpoint": "https://as.example/oauth2/aus1/v1/token",
+        "introspection_endpoint": "https://as.example/oauth2/aus1/v1/introspect",
+    }
+
+    def built(doc: dict[str, Any] | None, **fields: str) -> str | None:
+        config = IntegrationConfig.model_validate({**table, **fields})
+        if doc is None:
+            config = IntegrationConfig.model_validate(
+                {**table, "issuer": None, "authorize_url": "https://as.example/a",
+                 "token_url": "https://as.example/t", **fields}
+            )  # fmt: skip
+        return build_integration(settings, "x", config, preset, "s", doc).introspection_url
+
+    assert built(document) == "https://as.example/oauth2/aus1/v1/introspect"
+    assert built({**document, "introspection_endpoint": None}) == org_server
+    assert built(None) == org_server
+    mine = "https://as.example/mine"
+    assert built(document, introspection_url=mine) == mine
 
 
 def test_the_integrations_file_wins_over_discovery() -> None:

@@ -25,7 +25,7 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.tokens import TokenSet
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.exchange import ExchangeService
-from tokenlife.services.introspected_lifetime import learn_lifetime
+from tokenlife.services.introspected_lifetime import RECENT_FAILURES, learn_lifetime
 from tokenlife.settings import Settings
 
 INTEGRATION = "generic"
@@ -51,7 +51,9 @@ async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
 
 @pytest.fixture(autouse=True)
 def answers_normally(provider: FakeIntrospecting) -> Iterator[None]:
+    RECENT_FAILURES.clear()
     yield
+    RECENT_FAILURES.clear()
     provider.introspection_replies = []
     provider.lifetime = 7200
 
@@ -203,3 +205,32 @@ async def test_no_time_left_in_the_refreshs_lock_asks_nothing(
     assert kept is issued
     assert len(provider.introspection_requests) == seen
     assert "no time left" in caplog.text
+
+
+async def test_a_failing_endpoint_is_asked_and_warned_about_once_per_period(
+    runtime: Runtime, provider: FakeIntrospecting, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange, integration = service(runtime, provider, offline=True)
+    cid, _ = await connect(exchange)  # a token the fake knows
+    _, stored = await runtime.tokens.load(INTEGRATION, cid)
+    issued = TokenSet(access_token=stored.access_token, token_type="Bearer", refresh_token="rt",
+                      expires_at=None, lifetime_seconds=None, lifetime_source=None,
+                      granted_scopes=None)  # fmt: skip
+    provider.introspection_replies = [Reply(status=503, body=b"down")] * 2
+    seen = len(provider.introspection_requests)
+    now = time.time()
+
+    with caplog.at_level(logging.WARNING):
+        for later in (0, 60, 599):
+            assert await learn_lifetime(runtime.http, integration, issued, 5, now + later) is issued
+
+    assert len(provider.introspection_requests) == seen + 1
+    assert caplog.text.count("introspection endpoint did not tell") == 1
+    assert "not asked again for 600 s" in caplog.text
+
+    # The period over, it is asked again; an answer ends the pause at once.
+    provider.introspection_replies = []
+    learned = await learn_lifetime(runtime.http, integration, issued, 5, time.time() + 600)
+    assert learned.lifetime_source == "introspection"
+    assert len(provider.introspection_requests) == seen + 2
+    assert not RECENT_FAILURES.holds((integration.name, f"{provider.base_url}/introspect"), now)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from redis.exceptions import RedisError
 
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.token_endpoint import read_limited
+from tokenlife.core.introspection import insecure_introspection_url
 from tokenlife.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -83,12 +85,24 @@ def revocation_endpoint_from(document: Mapping[str, Any]) -> str | None:
     return None
 
 
-def introspection_endpoint_from(document: Mapping[str, Any]) -> str | None:
-    """The RFC 7662 endpoint the provider advertises (RFC 8414 §2 `introspection_endpoint`)."""
+def introspection_endpoint_from(
+    document: Mapping[str, Any], issuer: str, token_url: str
+) -> str | None:
+    """The RFC 7662 endpoint the provider advertises (RFC 8414 §2 `introspection_endpoint`),
+    if it is safe to send the access token and the client's credentials to: https (RFC 7662
+    §4) and on the host of the issuer or the token endpoint. Otherwise None, and a warning
+    says why (a document is not trusted to send the credentials elsewhere)."""
     endpoint = document.get("introspection_endpoint")
-    if isinstance(endpoint, str) and endpoint.startswith(("http://", "https://")):
-        return endpoint
-    return None
+    if not isinstance(endpoint, str):
+        return None
+    why = insecure_introspection_url(endpoint)
+    host = urlsplit(endpoint).hostname
+    if why is None and host not in {urlsplit(issuer).hostname, urlsplit(token_url).hostname}:
+        why = "is on another host than the issuer and the token endpoint"
+    if why is not None:
+        log.warning("discovery %s: introspection_endpoint %s ignored: it %s", issuer, endpoint, why)
+        return None
+    return endpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from tokenlife.core.client_auth import METHODS
 from tokenlife.core.grants import TokenRequest
@@ -19,6 +20,51 @@ from tokenlife.core.tokens import MAX_EXPIRES_IN_SECONDS, TokenSet
 from tokenlife.errors import InvalidResponseError
 
 LIFETIME_SOURCE = "introspection"
+# Plain http only to these: the test fakes, a local proxy. Anywhere else the request would
+# carry the new access token and the client's credentials in clear text.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# How long a failing endpoint is left alone (and its warning not repeated) in a process.
+FAILURE_TTL_SECONDS = 600.0
+
+
+def insecure_introspection_url(url: str) -> str | None:
+    """Why `url` may not be asked, or None. RFC 7662 §4 requires TLS for the endpoint
+    (https://www.rfc-editor.org/rfc/rfc7662#section-4): the request carries the access
+    token and the client's credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in LOOPBACK_HOSTS):
+        return None
+    return (
+        "must be an https URL (RFC 7662 §4 requires TLS: the request carries the access "
+        "token and the client's credentials); http only on a loopback host"
+    )
+
+
+class FailureMemory:
+    """Introspection endpoints that failed lately, per integration and URL, so a failing
+    one is not asked (nor warned about) on every exchange and refresh: once per
+    `ttl` at most. A success forgets the failure. In-process only; pure (time passed in)."""
+
+    def __init__(self, ttl: float = FAILURE_TTL_SECONDS) -> None:
+        self._ttl = ttl
+        self._until: dict[tuple[str, str], float] = {}
+
+    def holds(self, key: tuple[str, str], now: float) -> bool:
+        until = self._until.get(key)
+        if until is not None and now >= until:
+            del self._until[key]
+            return False
+        return until is not None
+
+    def failed(self, key: tuple[str, str], now: float) -> None:
+        self._until[key] = now + self._ttl
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        self._until.pop(key, None)
+
+    def clear(self) -> None:
+        self._until.clear()
 
 
 @dataclass(frozen=True, slots=True)
