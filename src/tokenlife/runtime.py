@@ -120,6 +120,8 @@ class Runtime:
         policy = SchedulePolicy(
             expiry_lead_seconds=[d * SECONDS_PER_DAY for d in settings.expiry_alert_lead_days]
         )
+        # Client secrets that expire: warnings ahead (beat), one alert per integration after.
+        self.secrets = ClientSecretWatch(redis, keys, self.events)
         self.exchange = ExchangeService(
             integrations=config.integrations,
             presets=config.presets,
@@ -131,9 +133,8 @@ class Runtime:
             schedule_policy=policy,
             save_retry_seconds=settings.exchange_save_retry_seconds,
             counters=Counters(redis, keys),
+            secrets=self.secrets,
         )
-        # Client secrets that expire: warnings ahead (beat), one alert per integration after.
-        self.secrets = ClientSecretWatch(redis, keys, self.events)
         refresher = Refresher(
             presets=config.presets,
             store=self.tokens,

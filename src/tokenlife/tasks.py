@@ -176,7 +176,12 @@ def check_client_secrets() -> list[str]:
     and 1 days ahead) once; returns the integrations alerted."""
     process = process_runtime()
     integrations = list(process.runtime.config.integrations.values())
-    alerted = process.run(process.runtime.secrets.check_expiring(integrations, time.time()))
+    secrets, now = process.runtime.secrets, time.time()
+    alerted = process.run(secrets.check_expiring(integrations, now))
     if alerted:
         log.info("client secrets expiring: %s", ", ".join(alerted))
+    # While a secret is refused as expired, one connection per integration probes.
+    probed = process.run(secrets.probe(integrations, now))
+    if probed:
+        log.info("client secrets refused as expired, probing: %s", ", ".join(probed))
     return alerted

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.support import (
     wait_until,
 )
 from tokenlife.core import events
+from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -59,8 +61,12 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
 
     fakes.microsoft.expired_secrets.add("ms-secret")
     try:
-        for cid in cids:
+        # The first connection's access token has lapsed (a refusal that lasts); the
+        # others' still work.
+        await make_due(redis, settings, INTEGRATION, cids[0], expires_at=repr(time.time() - 60))
+        for cid in cids[1:]:
             await make_due(redis, settings, INTEGRATION, cid)
+        refused_at = time.time()
         await run_refresh_tick(worker)
 
         async def all_refused() -> bool:
@@ -78,10 +84,15 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
                     (await stream_events(redis, settings.key_prefix))[before:]
                     if t in (events.REAUTHORIZATION_REQUIRED, events.REFRESH_FAILING)}  # fmt: skip
     assert refused_ones.isdisjoint(cids)
-    # The connections stay as they were and keep their place on the schedule (a retry).
-    assert await fields("status") == ["active"] * len(cids)
+    # A connection whose token works stays active; the lapsed one is degraded, the expired
+    # secret named as the reason (re-authorizing would not help).
+    assert await fields("status") == ["degraded", "active", "active"]
+    assert await fields("status_reason") == ["client_secret_expired", None, None]
+    # Every retry would be refused: hours out, and no recovery elsewhere pulls them in.
     for cid in cids:
-        assert await redis.zscore(f"{settings.key_prefix}:schedule", f"{INTEGRATION}:{cid}")
+        due = await redis.zscore(f"{settings.key_prefix}:schedule", f"{INTEGRATION}:{cid}")
+        assert due is not None and due >= refused_at + SECRET_EXPIRED_RETRY_SECONDS - 5
+    assert all(float(at or 0) >= refused_at + 3600 for at in await fields("retry_not_before"))
     await deliver(worker)
 
     async def alerted() -> bool:
@@ -91,12 +102,17 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     [message] = received(fakes, "alert")
     assert message["integration"] == INTEGRATION and message["severity"] == "critical"
 
-    # The secret was replaced: the next retries succeed, and the alert resolves once.
-    for cid in cids:
-        await make_due(redis, settings, INTEGRATION, cid)
+    # The secret was replaced. Beat's probe brings one connection of the integration
+    # forward (one at a time, not every connection asking); its success brings the rest.
+    result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
+    await asyncio.to_thread(result.get, timeout=30)
+    schedule = f"{settings.key_prefix}:schedule"
+    dues = [await redis.zscore(schedule, f"{INTEGRATION}:{cid}") for cid in cids]
+    assert sum(1 for d in dues if d is not None and d <= time.time()) == 1, dues
     await run_refresh_tick(worker)
 
     async def all_refreshed() -> bool:
+        await run_refresh_tick(worker)
         return await fields("last_error") == [None] * len(cids)
 
     await wait_until(all_refreshed, timeout=30, what="every connection refreshed")

@@ -13,7 +13,8 @@ from tokenlife.adapters.connection_record import Connection
 from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.refresh_timing import RetryPolicy
-from tokenlife.errors import EndpointTimeoutError, ServerError
+from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS
+from tokenlife.errors import EndpointTimeoutError, OAuthError, ServerError
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
 from tokenlife.services.refresh_failure import FailureBookkeeping
@@ -123,3 +124,29 @@ def test_a_failure_records_when_it_happened_for_pull_forward() -> None:
         auth0(), connection("auth0"), ServerError(503), NOW, request_sent=False
     )
     assert plan.fields["last_failed_at"] == repr(NOW)
+
+
+def test_a_refusal_for_an_expired_secret_waits_long_and_names_the_secret() -> None:
+    """A lapsed token refused for an expired client secret: degraded with the secret as the
+    reason (not refresh_failing), no per-connection alert, and a retry hours out that no
+    recovery of another connection pulls in (retry_not_before)."""
+    microsoft = integration("microsoft", tenant="common")
+    expired = OAuthError(
+        "AADSTS7000222: The provided client secret keys for app 'x' are expired.",
+        error="invalid_client",
+    )
+    lapsed = connection("microsoft", expires_in=-60.0, consecutive_failures=3)
+    plan = bookkeeping().plan(microsoft, lapsed, expired, NOW, request_sent=False)
+    assert plan.fields["status"] == "degraded"
+    assert plan.fields["status_reason"] == "client_secret_expired"
+    assert plan.alert is None
+    assert plan.due == NOW + SECRET_EXPIRED_RETRY_SECONDS
+    assert float(plan.fields["retry_not_before"]) == plan.due
+    # Degraded earlier for another failure: the reason follows the latest refusal.
+    earlier = replace(lapsed, status=Status.DEGRADED, status_reason="refresh_failing")
+    again = bookkeeping().plan(microsoft, earlier, expired, NOW, request_sent=False)
+    assert again.fields["status_reason"] == "client_secret_expired"
+    # Any other failure of a lapsed token is refresh_failing, retried at the usual pace.
+    other = bookkeeping().plan(microsoft, lapsed, ServerError(502), NOW, request_sent=False)
+    assert other.fields["status_reason"] == "refresh_failing"
+    assert "retry_not_before" not in other.fields and other.due < NOW + 3600

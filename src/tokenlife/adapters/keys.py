@@ -190,6 +190,12 @@ class Keys:
         CLIENT_SECRET_EXPIRED_TTL_SECONDS."""
         return f"{self.prefix}:client-secret-expired:{integration}"
 
+    def client_secret_probe(self, integration: str) -> str:
+        """SET NX by beat while an integration's secret is refused as expired: the one
+        connection it brings forward probes the provider. Lives
+        SECRET_PROBE_INTERVAL_SECONDS (core/secret_expiry.py)."""
+        return f"{self.prefix}:client-secret-probe:{integration}"
+
     def client_secret_expiring_sent(self, integration: str, expires_at: int, lead_days: int) -> str:
         """SET NX when alert.client_secret_expiring for this lead went out; the expiry time is
         part of the key, so a new date (a replaced secret) starts its leads afresh. Lives

@@ -17,6 +17,12 @@ SECONDS_PER_DAY = 86400.0
 # Days ahead of the expiry when alert.client_secret_expiring goes out, once each: a month
 # to plan the change, a week, and the day before.
 LEAD_DAYS: tuple[int, ...] = (30, 7, 1)
+# A connection refused for an expired secret retries this much later (six hours): every
+# attempt would be refused the same way. One probe per integration every
+# SECRET_PROBE_INTERVAL_SECONDS (beat) finds the new secret sooner, and its success brings
+# the integration's other connections in at once.
+SECRET_EXPIRED_RETRY_SECONDS = 6 * 3600.0
+SECRET_PROBE_INTERVAL_SECONDS = 600
 
 # Refusals that name an expired client secret. Microsoft Entra: AADSTS7000222 "The provided
 # client secret keys for app are expired" (AADSTS7000215, an invalid secret, is NOT an expiry:

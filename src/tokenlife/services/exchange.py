@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -34,11 +34,13 @@ from tokenlife.core.id_token import account_subject
 from tokenlife.core.integration import Integration, check_connection_id
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.presets import Preset
+from tokenlife.core.secret_expiry import names_expired_secret
 from tokenlife.errors import (
     CodeNotTakenError,
     IntegrationUnavailableError,
     InvalidIdTokenError,
     InvalidStateError,
+    OAuthError,
     ProviderError,
     StorageUnavailableError,
     TransientError,
@@ -60,6 +62,7 @@ from tokenlife.services.exchange_events import (
 )
 from tokenlife.services.introspected_lifetime import learn_lifetime
 from tokenlife.services.scheduling import SchedulePolicy
+from tokenlife.services.secret_expiry import ClientSecretWatch
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,10 @@ class ExchangeService:
         schedule_policy: SchedulePolicy,
         save_retry_seconds: float = 20.0,
         counters: Counters | None = None,
+        secrets: ClientSecretWatch | None = None,
     ) -> None:
         self.integrations = integrations
+        self._secrets = secrets
         self._pending = pending
         self._tokens = tokens
         self._http = http
@@ -225,9 +230,19 @@ class ExchangeService:
             await self._ending.forget_sent(run)
             raise CodeNotTakenError(exc, unsent_at=run.now) from exc
         except ProviderError as exc:
-            return await self._fail(
-                run, error_code(exc), getattr(exc, "description", None) or str(exc), code
+            # An expired client secret: one alert.client_secret_expired for the integration
+            # instead of an alert.exchange_failed per user (the event still says why).
+            expired = isinstance(exc, OAuthError) and names_expired_secret(
+                exc.error, exc.description
             )
+            if expired and isinstance(exc, OAuthError):
+                await self._secret_refused(integration, exc, run.now)
+            page = not (expired and self._secrets is not None)
+            return await self._fail(
+                run, error_code(exc), getattr(exc, "description", None) or str(exc), code, page
+            )
+        # The provider took the client secret: an expired-secret alert, if raised, ends.
+        await self._secret(lambda w: w.accepted(integration, run.now))
         tokens = await learn_lifetime(self._http, integration, tokens, self._http_timeout, run.now)
         try:
             subject = account_subject(integration, tokens, run.now, pending.scopes)
@@ -249,8 +264,29 @@ class ExchangeService:
                 raise  # the retry finds the code sent and ends in exchange.failed
             return await self._fail(run, "storage_unavailable", STORAGE_LOST)
 
+    async def _secret_refused(self, integration: Integration, exc: OAuthError, now: float) -> None:
+        error, description = exc.error, exc.description
+        await self._secret(lambda w: w.refused(integration, error, description, now))
+
+    async def _secret(self, call: Callable[[ClientSecretWatch], Awaitable[bool]]) -> None:
+        """Tell the client-secret watch (one alert per integration, not per exchange); best
+        effort: the exchange's own outcome is told either way."""
+        if self._secrets is None:
+            return
+        try:
+            await call(self._secrets)
+        except Exception:
+            log.warning("could not update the client-secret alert", exc_info=True)
+
     async def _fail(
-        self, run: Run, error: str, description: str | None, code: str | None = None
+        self,
+        run: Run,
+        error: str,
+        description: str | None,
+        code: str | None = None,
+        page: bool = True,
     ) -> dict[str, Any]:
         integration = self.integrations.get(run.pending.integration)
-        return await self._ending.fail(run, error, description, integration, conceal=(code,))
+        return await self._ending.fail(
+            run, error, description, integration, conceal=(code,), page=page
+        )

@@ -167,6 +167,7 @@ class ExchangeEnding:
         description: str | None,
         integration: Integration | None = None,
         conceal: tuple[str | None, ...] = (),
+        page: bool = True,
     ) -> dict[str, Any]:
         """Publish `exchange.failed` and `alert.exchange_failed`, with their diagnosis, and
         keep the outcome on the state, in one step; retried like the save while Redis is
@@ -183,7 +184,9 @@ class ExchangeEnding:
                                        diagnosis=diagnosis, provider=provider)  # fmt: skip
         # A cause the user chose (Cancel, MFA not done, an in-app browser) is the user's to
         # fix and has no resolution to close it: the event and the counter, no page.
-        alerts = () if diagnosis.severity == "info" else (alert,)
+        # An expired client secret pages once for the integration (alert.client_secret_expired,
+        # raised by the caller: `page` False), not once per user who connects.
+        alerts = () if diagnosis.severity == "info" or not page else (alert,)
         kept = await retry_while_unavailable(
             lambda: self._pending.finish(run.state, event, result, also=alerts),
             self._save_retry_seconds,

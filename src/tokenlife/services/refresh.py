@@ -169,9 +169,10 @@ class Refresher:
         result = await self._outcomes.refreshed(
             integration, connection, refresh_token, new, now, lease
         )
-        # Only a connection that last failed with invalid_client can end an expired-secret
-        # alert: no extra Redis round trip for every other refresh.
-        if connection.last_error == "invalid_client" and self._secrets is not None:
+        # Only a connection that had failed can end an expired-secret alert (whatever its
+        # latest failure: a timeout after the refusals too): no extra Redis round trip for
+        # every other refresh.
+        if connection.consecutive_failures and self._secrets is not None:
             await self._secret_accepted(integration, now)
         return result
 

@@ -22,7 +22,7 @@ from tokenlife.core.refresh_timing import (
     refresh_failing_alert_due,
     unknown_outcome_retry_within,
 )
-from tokenlife.core.secret_expiry import names_expired_secret
+from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS, names_expired_secret
 from tokenlife.errors import TokenlifeError
 
 _MAY_HAVE_ROTATED = (
@@ -32,6 +32,8 @@ _MAY_HAVE_ROTATED = (
 # A prompt retry is for the first unknown outcomes of a stretch; a provider that keeps
 # timing out gets the usual backoff (and the recovery of another connection pulls it in).
 _PROMPT_RETRIES = 2
+# A lapsed token's reasons that follow the latest refusal (other reasons are left alone).
+_FAILING_REASONS = frozenset({"refresh_failing", "client_secret_expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,15 @@ class FailureBookkeeping:
             expires_at=connection.expires_at,
         )
         error = str(getattr(exc, "error", "error"))
+        # An expired client secret is told once for the whole integration
+        # (alert.client_secret_expired), not once per connection.
+        secret_expired = names_expired_secret(error, getattr(exc, "description", None))
+        if secret_expired:
+            # Every retry would be refused the same way: wait long, and let no recovery of
+            # another connection pull it in (retry_not_before, pull_forward.lua). One probe
+            # per integration (beat, ClientSecretWatch.probe) finds the new secret; its
+            # success brings the others in.
+            due = now + SECRET_EXPIRED_RETRY_SECONDS
         expires_at = connection.expires_at
         lapsed = expires_at is not None and expires_at <= now
         fields = {
@@ -110,18 +121,25 @@ class FailureBookkeeping:
         if retry_after:
             # The provider's word: no recovery elsewhere brings this retry before it.
             fields["retry_not_before"] = repr(now + retry_after)
-        if lapsed and connection.status is Status.ACTIVE:
-            # No usable access token and no new one coming: not active, say why.
+        if secret_expired:
+            fields["retry_not_before"] = repr(due)
+        reason = "client_secret_expired" if secret_expired else "refresh_failing"
+        if lapsed and (
+            connection.status is Status.ACTIVE
+            or (
+                connection.status is Status.DEGRADED
+                and connection.status_reason in _FAILING_REASONS - {reason}
+            )
+        ):
+            # No usable access token and no new one coming: not active, say why (the
+            # secret, when the provider named it: re-authorizing would not help).
             fields["status"] = Status.DEGRADED.value
-            fields["status_reason"] = "refresh_failing"
+            fields["status_reason"] = reason
         alert = None
         due_alert = refresh_failing_alert_due(
             lapsed=lapsed, outcome_unknown=unknown, earlier_outcome_unknown=earlier_unknown,
             grace_seconds=grace,
         )  # fmt: skip
-        # An expired client secret is told once for the whole integration
-        # (alert.client_secret_expired), not once per connection.
-        secret_expired = names_expired_secret(error, getattr(exc, "description", None))
         if due_alert and not connection.refresh_failing_alerted and not secret_expired:
             rotated = unknown or earlier_unknown
             description = str(exc) + (_MAY_HAVE_ROTATED if rotated else "")

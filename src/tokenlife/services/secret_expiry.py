@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
+from tokenlife.adapters import scripts
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import (
     CLIENT_SECRET_EXPIRED_TTL_SECONDS,
@@ -24,7 +25,11 @@ from tokenlife.adapters.keys import (
 )
 from tokenlife.core import events, secret_expiry
 from tokenlife.core.integration import Integration
-from tokenlife.core.secret_expiry import SECONDS_PER_DAY, rotation_steps
+from tokenlife.core.secret_expiry import (
+    SECONDS_PER_DAY,
+    SECRET_PROBE_INTERVAL_SECONDS,
+    rotation_steps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class ClientSecretWatch:
         self._redis = redis
         self._keys = keys
         self._events = events_
+        self._bring_forward_script = scripts.register(redis, "bring_forward")
 
     async def refused(
         self, integration: Integration, error: str, description: str | None, now: float
@@ -87,7 +93,51 @@ class ClientSecretWatch:
             provider=integration.provider, expired_since=events.iso8601(since),
         )  # fmt: skip
         log.info("integration %s: the provider accepts the client secret again", integration.name)
+        await self._bring_forward(integration.name, now)
         return True
+
+    async def probe(self, integrations: Iterable[Integration], now: float) -> list[str]:
+        """While an integration's secret is refused as expired, bring ONE of its waiting
+        connections forward every SECRET_PROBE_INTERVAL_SECONDS: it finds the new secret
+        without every connection asking; returns the integrations probed."""
+        probed = []
+        for integration in integrations:
+            name = integration.name
+            if not await self._redis.exists(self._keys.client_secret_expired(name)):
+                continue
+            waiting = await self._waiting(name, now)
+            if not waiting:
+                continue
+            key = self._keys.client_secret_probe(name)
+            if not await self._redis.set(key, repr(now), nx=True, ex=SECRET_PROBE_INTERVAL_SECONDS):
+                continue
+            await self._schedule_now(name, waiting[:1], now)
+            probed.append(name)
+        return probed
+
+    async def _bring_forward(self, integration: str, now: float) -> None:
+        """The secret works again: the integration's connections held back for it retry
+        now, not hours later."""
+        await self._schedule_now(integration, await self._waiting(integration, now), now)
+
+    async def _waiting(self, integration: str, now: float) -> list[str]:
+        """The connections held back past now by a refusal (their retry_not_before)."""
+        ids = sorted(
+            m.decode() if isinstance(m, bytes) else str(m)
+            for m in await self._redis.smembers(self._keys.connections(integration))
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hget(self._keys.connection(integration, cid), "retry_not_before")
+            held = await pipe.execute()
+        return [cid for cid, at in zip(ids, held, strict=True) if at and float(at) > now]
+
+    async def _schedule_now(self, integration: str, ids: list[str], now: float) -> None:
+        if not ids:
+            return
+        keys = [self._keys.schedule, *(self._keys.connection(integration, c) for c in ids)]
+        args = [repr(now), *(self._keys.member(integration, c) for c in ids)]
+        await self._bring_forward_script(keys=keys, args=args)
 
     async def check_expiring(self, integrations: Iterable[Integration], now: float) -> list[str]:
         """Send each due alert.client_secret_expiring once; returns the integrations alerted."""
