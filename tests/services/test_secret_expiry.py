@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from tests.support import Fakes, stream_events
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
+from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
 from tokenlife.runtime import Runtime, load_config
@@ -98,3 +99,35 @@ async def test_the_expired_alert_is_raised_once_and_resolved_once(
     assert accepted["expired_since"] is not None
     # Expired again later: a new alert.
     assert await watch.refused(crm, "invalid_client", said, 3000.0) is True
+
+
+async def test_one_connection_probes_at_a_time_and_a_success_brings_the_rest(
+    runtime: Runtime, redis: Redis, settings: Settings
+) -> None:
+    """While the mark is held, beat brings ONE held-back connection forward per 10 minutes;
+    the secret accepted again brings all of them forward."""
+    crm, watch, prefix = dated(None), runtime.secrets, settings.key_prefix
+    later = 5000.0 + SECRET_EXPIRED_RETRY_SECONDS
+    cids = ["a", "b", "c"]
+    for cid in cids:
+        held = {"retry_not_before": repr(later), "next_refresh_at": repr(later)}
+        await redis.hset(f"{prefix}:conn:{crm.name}:{cid}", mapping=held)  # type: ignore[arg-type]
+        await redis.sadd(f"{prefix}:conns:{crm.name}", cid)
+        await redis.zadd(f"{prefix}:schedule", {f"{crm.name}:{cid}": later})
+
+    async def dues() -> list[float]:
+        return [await redis.zscore(f"{prefix}:schedule", f"{crm.name}:{c}") or 0.0 for c in cids]
+
+    assert await watch.probe([crm], 5000.0) == []  # no refusal yet: nothing to probe
+    said = "AADSTS7000222: The provided client secret keys for app 'x' are expired."
+    assert await watch.refused(crm, "invalid_client", said, 5000.0) is True
+    probed = await asyncio.gather(watch.probe([crm], 5001.0), watch.probe([crm], 5001.0))
+    assert sorted(probed, key=len) == [[], [crm.name]]
+    assert sorted(await dues()) == [5001.0, later, later]
+    assert await watch.probe([crm], 5100.0) == []  # within the interval: no second probe
+    assert await watch.accepted(crm, 5200.0) is True
+    # The probe is due already; the two held back are due now, their hold gone.
+    assert sorted(await dues()) == [5001.0, 5200.0, 5200.0]
+    for cid in cids:
+        stored = await redis.hgetall(f"{prefix}:conn:{crm.name}:{cid}")
+        assert list(stored) == ["next_refresh_at"]
