@@ -299,6 +299,9 @@ async def client_secret_expired_then_accepted(settings: Settings) -> None:
         said = "AADSTS7000222: The provided client secret keys for app are expired."
         assert await runtime.secrets.refused(google, "invalid_client", said, now)
         assert await runtime.secrets.accepted(google, now + 1)
+        # The date moved beyond the warnings: client_secret.accepted with the new date.
+        renewed = replace(google, client_secret_expires_at=now + 90 * 86400)
+        assert await runtime.secrets.check_expiring([renewed], now + 2) == []
     finally:
         await runtime.close()
 

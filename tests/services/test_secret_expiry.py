@@ -131,3 +131,24 @@ async def test_one_connection_probes_at_a_time_and_a_success_brings_the_rest(
     for cid in cids:
         stored = await redis.hgetall(f"{prefix}:conn:{crm.name}:{cid}")
         assert list(stored) == ["next_refresh_at"]
+
+
+async def test_a_warning_resolves_once_when_the_date_moves_beyond_it(
+    runtime: Runtime, redis: Redis, settings: Settings
+) -> None:
+    """Rotated early: the file's new date is more than 30 days ahead (or gone); the warning
+    sent resolves once (client_secret.accepted), and an integration never warned says
+    nothing."""
+    crm, other, watch = dated(int(EXPIRES)), dated(int(EXPIRES)), runtime.secrets
+    assert await watch.check_expiring([crm], EXPIRES - 20 * DAY) == [crm.name]
+    moved = replace(crm, client_secret_expires_at=EXPIRES + 365 * DAY)
+    assert await watch.check_expiring([moved, other], EXPIRES - 19 * DAY) == [other.name]
+    assert await watch.check_expiring([moved], EXPIRES - 18 * DAY) == []
+    [resolved] = await of(redis, settings, events.CLIENT_SECRET_ACCEPTED, crm.name)
+    assert resolved["expired_since"] is None
+    assert resolved["renewed_until"] == "2028-06-29T00:00:00Z"
+    # Removed from the file after a warning: resolved too, with no date.
+    gone = replace(other, client_secret_expires_at=None)
+    assert await watch.check_expiring([gone], EXPIRES - 18 * DAY) == []
+    [cleared] = await of(redis, settings, events.CLIENT_SECRET_ACCEPTED, other.name)
+    assert cleared["renewed_until"] is None

@@ -196,6 +196,12 @@ class Keys:
         SECRET_PROBE_INTERVAL_SECONDS (core/secret_expiry.py)."""
         return f"{self.prefix}:client-secret-probe:{integration}"
 
+    def client_secret_expiring_open(self, integration: str) -> str:
+        """Set when an alert.client_secret_expiring goes out; GETDEL by the first check that
+        finds the date moved beyond the warnings (or removed), which resolves it. Lives until a
+        day past the expiry warned about."""
+        return f"{self.prefix}:client-secret-expiring-open:{integration}"
+
     def client_secret_expiring_sent(self, integration: str, expires_at: int, lead_days: int) -> str:
         """SET NX when alert.client_secret_expiring for this lead went out; the expiry time is
         part of the key, so a new date (a replaced secret) starts its leads afresh. Lives

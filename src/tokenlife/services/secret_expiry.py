@@ -28,6 +28,7 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.secret_expiry import (
     SECONDS_PER_DAY,
     SECRET_PROBE_INTERVAL_SECONDS,
+    preflight_state,
     rotation_steps,
 )
 
@@ -91,6 +92,7 @@ class ClientSecretWatch:
         await self._events.emit(
             events.CLIENT_SECRET_ACCEPTED, integration.name, None, now,
             provider=integration.provider, expired_since=events.iso8601(since),
+            renewed_until=events.iso8601(integration.client_secret_expires_at),
         )  # fmt: skip
         log.info("integration %s: the provider accepts the client secret again", integration.name)
         await self._bring_forward(integration.name, now)
@@ -144,6 +146,11 @@ class ClientSecretWatch:
         alerted = []
         for integration in integrations:
             expires_at = integration.client_secret_expires_at
+            if preflight_state(expires_at, now) == "ok":
+                # No date, or more than 30 days ahead: a warning sent earlier is over (the
+                # secret was rotated early and the file has the new date, or none).
+                await self._renewed(integration, expires_at, now)
+                continue
             if expires_at is None:
                 continue
             lead = secret_expiry.due_lead(expires_at, now, sent=())
@@ -158,8 +165,27 @@ class ClientSecretWatch:
             except BaseException:
                 await self._redis.delete(key)
                 raise
+            # Open until the date moves away (_renewed) or a day past the expiry.
+            open_for = int(expires_at - now + SECRET_EXPIRING_SENT_EXTRA_SECONDS)
+            await self._redis.set(
+                self._keys.client_secret_expiring_open(integration.name), repr(now), ex=open_for
+            )
             alerted.append(integration.name)
         return alerted
+
+    async def _renewed(
+        self, integration: Integration, expires_at: float | None, now: float
+    ) -> None:
+        """The configured date moved beyond the warnings (or went): the warning sent earlier
+        resolves, once (client_secret.accepted clears alert.client_secret_expiring)."""
+        if await self._redis.getdel(self._keys.client_secret_expiring_open(integration.name)):
+            await self._events.emit(
+                events.CLIENT_SECRET_ACCEPTED, integration.name, None, now,
+                provider=integration.provider, expired_since=None,
+                renewed_until=events.iso8601(expires_at),
+            )  # fmt: skip
+            log.info("integration %s: the client secret's date moved; the warning is over",
+                     integration.name)  # fmt: skip
 
     async def _emit_expiring(
         self, integration: Integration, expires_at: float, lead: int, now: float
