@@ -87,16 +87,25 @@ async def _check_one(
     return [*findings, *check_integration(integration, presets, document, default, now)]
 
 
+# Findings beat alerts about itself: raised at every worker start too, they would page again
+# for what on-call was told once.
+ALERTED_BY_BEAT = frozenset({"client_secret_expiring"})
+
+
 async def report_at_start(
     settings: Settings, presets: Mapping[str, Preset], environ: Mapping[str, str], now: float
 ) -> list[Finding]:
-    """The worker's start-up preflight: every finding becomes an `alert.configuration`."""
+    """The worker's start-up preflight: every finding becomes an `alert.configuration`,
+    but for those beat alerts about on its own (a client secret expiring: its
+    alert.client_secret_expiring, once per lead), which are only returned (and logged)."""
     async with aiohttp.ClientSession() as session:
         findings = await preflight(settings, presets, environ, session, now)
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         stream = EventStream(redis, Keys(settings.key_prefix), settings.events_max_length)
         for finding in findings:
+            if finding.code in ALERTED_BY_BEAT:
+                continue
             await stream.emit(
                 events.CONFIGURATION, finding.integration, None, now,
                 severity=finding.severity, code=finding.code, message=finding.message,

@@ -180,3 +180,10 @@ def test_the_alerts_are_about_the_integration_and_cleared_when_the_secret_works(
     assert "1. Make a new secret." in body
     assert "Last error: invalid_client (AADSTS7000222: expired)" in body
     assert "#client-secret-expired of docs/troubleshooting.md" in body
+
+
+def test_the_expired_finding_allows_for_a_stale_date() -> None:
+    dated = integration(client_secret_expires_at=date(2027, 6, 30))
+    [past] = check_integration(dated, PRESETS, now=EXPIRES + 1)
+    assert "will refuse" in past.message
+    assert "unless the secret was rotated and client_secret_expires_at is stale" in past.message

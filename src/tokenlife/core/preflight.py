@@ -287,12 +287,16 @@ def _client_secret_expiry(integration: Integration, now: float | None) -> list[F
         return [_finding(
             integration, "error", "client_secret_expired",
             f"The client secret expired at {when} (client_secret_expires_at): the provider "
-            "refuses every refresh and every new connection of this integration.",
+            "will refuse every refresh and every new connection of this integration, unless "
+            "the secret was rotated and client_secret_expires_at is stale (then set the new "
+            "date).",
             steps, source,
         )]  # fmt: skip
     days = (expires_at - now) / SECONDS_PER_DAY
     return [_finding(
         integration, "warning", "client_secret_expiring",
-        f"The client secret expires at {when}, in {days:.1f} days (client_secret_expires_at).",
+        f"The client secret expires at {when}, in {days:.1f} days (client_secret_expires_at). "
+        "Beat alerts 30, 7 and 1 days ahead (alert.client_secret_expiring); the worker's "
+        "start only logs this.",
         steps, source,
     )]  # fmt: skip
