@@ -127,8 +127,18 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     assert await fields("status") == ["active"] * len(cids)
 
 
-def test_beat_checks_the_client_secrets_through_the_worker(worker: WorkerHandle) -> None:
-    """The session's integrations give no date: the task runs and warns about none."""
-    result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
-    assert result.get(timeout=30) == []
+async def test_beat_checks_the_client_secrets_through_the_worker(
+    worker: WorkerHandle, redis: Redis, settings: Settings
+) -> None:
+    """The worker's task looks at the configured integrations: a warning sent earlier for
+    one whose file now gives no date (rotated early, date removed) resolves, once."""
+    await redis.set(f"{settings.key_prefix}:client-secret-expiring-open:{INTEGRATION}", "1")
+    before = len(await stream_events(redis, settings.key_prefix))
+    for _ in range(2):
+        result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
+        assert await asyncio.to_thread(result.get, timeout=30) == []  # no date: no warning
+    found = (await stream_events(redis, settings.key_prefix))[before:]
+    accepted = events.CLIENT_SECRET_ACCEPTED
+    resolved = [d for t, d in found if t == accepted and d["integration"] == INTEGRATION]
+    assert [(d["expired_since"], d["renewed_until"]) for d in resolved] == [(None, None)]
     assert "tokenlife.check_client_secrets" in worker.app.conf.beat_schedule
