@@ -102,6 +102,9 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     [message] = received(fakes, "alert")
     assert message["integration"] == INTEGRATION and message["severity"] == "critical"
 
+    # Their latest failure a timeout since (the refusals before it): still a recovery.
+    for key in keys:
+        await redis.hset(key, "last_error", "endpoint_timeout")
     # The secret was replaced. Beat's probe brings one connection of the integration
     # forward (one at a time, not every connection asking); its success brings the rest.
     result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)

@@ -5,6 +5,8 @@ resolved once."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,6 +16,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from tests.fakes.base import Reply
+from tests.services.exchange_support import attempt, consent
 from tests.support import Fakes, stream_events
 from tokenlife.core import events
 from tokenlife.core.integration import Integration
@@ -152,3 +156,33 @@ async def test_a_warning_resolves_once_when_the_date_moves_beyond_it(
     assert await watch.check_expiring([gone], EXPIRES - 18 * DAY) == []
     [cleared] = await of(redis, settings, events.CLIENT_SECRET_ACCEPTED, other.name)
     assert cleared["renewed_until"] is None
+
+
+async def test_a_code_exchange_says_whether_the_secret_works(
+    runtime: Runtime, redis: Redis, settings: Settings, fakes: Fakes
+) -> None:
+    """A code exchange refused for an expired secret raises the integration's one alert (no
+    alert.exchange_failed per user); a successful exchange resolves it."""
+    service, before = runtime.exchange, len(await stream_events(redis, settings.key_prefix))
+
+    async def exchange(reply: Reply | None = None) -> dict[str, Any]:
+        callback = await consent(service, "generic", f"user-{uuid.uuid4().hex[:8]}", time.time())
+        if reply is not None:
+            fakes.generic.script(callback["code"], reply)
+        return await service.exchange_code(
+            state=callback["state"], code=callback.get("code"), error=None,
+            error_description=None, attempt=attempt(), now=time.time(),
+        )  # fmt: skip
+
+    said = "AADSTS7000222: The provided client secret keys are expired."
+    expired = json.dumps({"error": "invalid_client", "error_description": said})
+    for _ in range(2):
+        failed = await exchange(Reply(status=401, body=expired.encode()))
+        assert failed["error"] == "invalid_client"
+    assert (await exchange())["error"] is None
+    kinds = [t for t, d in (await stream_events(redis, settings.key_prefix))[before:]
+             if d.get("integration") == "generic"]  # fmt: skip
+    assert kinds.count(events.CLIENT_SECRET_EXPIRED) == 1
+    assert kinds.count(events.CLIENT_SECRET_ACCEPTED) == 1
+    assert events.EXCHANGE_FAILED_ALERT not in kinds
+    assert kinds.count(events.EXCHANGE_FAILED) == 2
