@@ -4,9 +4,12 @@ refuses an expired secret, and say so when it takes a secret again.
 
 An expired secret fails every refresh of the integration the same way. Re-authorizing the
 users would not help (the secret, not the grant, is refused), so the connections keep their
-status and retry with backoff; the first refusal claims a Redis mark (SET NX) and alerts
-once for the whole integration, and the first success after it deletes the mark and emits
-client_secret.accepted, which resolves the alert (core/notifications.py CLEARS).
+refresh token and retry hours apart (services/refresh_failure.py); the first refusal claims
+a Redis mark (SET NX) and alerts once for the whole integration; while it is held, beat lets
+one connection per integration probe every 10 minutes (`probe`); the first success after it
+(a refresh or a code exchange) deletes the mark, emits client_secret.accepted, which
+resolves the alert (core/notifications.py CLEARS), and makes the held-back connections due.
+A warning sent ahead resolves the same way when the configured date moves beyond 30 days.
 """
 
 from __future__ import annotations
