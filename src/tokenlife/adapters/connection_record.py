@@ -55,7 +55,8 @@ class Connection:
     # brings another one is refused unless the integration allows an account change.
     subject: str | None = None
     # Why the status is what it is, when it isn't plain: "refresh_failing" (degraded: the
-    # access token lapsed while refreshes fail), "refresh_token_may_be_lost"; and, as read
+    # access token lapsed while refreshes fail), "client_secret_expired" (the same, the
+    # provider refusing the expired client secret), "refresh_token_may_be_lost"; and, as read
     # (effective), "refresh_overdue" (lapsed with no refresh attempted).
     status_reason: str | None = None
     # When the latest transient failure was recorded (pull_forward.lua's least wait).

@@ -16,6 +16,8 @@ from tokenlife.web.dashboard.session import Login
 
 REASONS = {
     "refresh_failing": "the access token lapsed while refreshes fail",
+    "client_secret_expired": "the access token lapsed: the provider refuses the expired "
+    "client secret",
     "refresh_overdue": "the access token lapsed and no refresh has run yet",
     "refresh_token_may_be_lost": "new tokens could not be stored; a refresh must succeed",
     "refresh_token_missing": "no refresh token: the access token will lapse",
@@ -28,6 +30,8 @@ DEFAULT_FIXES = {
     "refresh_failing": "Check the provider's status and the last error; refreshes are retried "
     "with backoff, and Refresh now tries at once.",
     "refresh_token_may_be_lost": "Press Refresh now; if it fails, send a reconnect link.",
+    "client_secret_expired": "Replace the integration's client secret and restart the worker "
+    "and the API (alert.client_secret_expired has the steps); no reconnect is needed.",
     "reauthorization_required": "Send the account's owner a reconnect link.",
     "default": "Send the account's owner a reconnect link.",
 }
