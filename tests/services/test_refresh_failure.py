@@ -150,3 +150,8 @@ def test_a_refusal_for_an_expired_secret_waits_long_and_names_the_secret() -> No
     other = bookkeeping().plan(microsoft, lapsed, ServerError(502), NOW, request_sent=False)
     assert other.fields["status_reason"] == "refresh_failing"
     assert "retry_not_before" not in other.fields and other.due < NOW + 3600
+    # A token that still works: active, and tried once more when it lapses (that refusal
+    # writes the degraded status), not hours after.
+    working = connection("microsoft", expires_in=1800.0)
+    held = bookkeeping().plan(microsoft, working, expired, NOW, request_sent=False)
+    assert "status" not in held.fields and held.due == NOW + 1800.0

@@ -102,6 +102,10 @@ class FailureBookkeeping:
             # per integration (beat, ClientSecretWatch.probe) finds the new secret; its
             # success brings the others in.
             due = now + SECRET_EXPIRED_RETRY_SECONDS
+            if connection.expires_at is not None and now < connection.expires_at < due:
+                # Once more when the access token lapses: that refusal writes the degraded
+                # status and its reason (else it would read as refresh_overdue for hours).
+                due = connection.expires_at
         expires_at = connection.expires_at
         lapsed = expires_at is not None and expires_at <= now
         fields = {
