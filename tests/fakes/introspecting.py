@@ -4,7 +4,6 @@ tokens, but an RFC 7662 introspection endpoint that tells each token's `exp`
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -37,11 +36,8 @@ class FakeIntrospecting(FakeGeneric):
             self.introspection_requests.append(
                 {**form, "authorization": request.headers.get("Authorization", "")}
             )
-            replies = self.introspection_replies
-            reply = (replies.pop(0) if len(replies) > 1 else replies[0]) if replies else Reply()
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        scripted = self._scripted_response(reply)
+            reply = self.take(self.introspection_replies)
+        scripted = await self._play(reply)
         if scripted is not None:
             return scripted
         client_id, secret = client_credentials(request, form)

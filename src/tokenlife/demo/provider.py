@@ -276,9 +276,7 @@ class DemoProvider:
             return self.json(400, self.error_body("unsupported_grant_type", "Unsupported grant."))
         code = str(form.get("code", ""))
         reply = self._next_reply(code)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        scripted = self._scripted_response(reply)
+        scripted = await self._play(reply)
         if scripted is not None:
             return scripted
         with self.lock:
@@ -352,11 +350,8 @@ class DemoProvider:
                 "content_type": request.headers.get("Content-Type", ""),
                 "body": body.decode(errors="replace"),
             })  # fmt: skip
-            replies = self.account_replies
-            reply = (replies.pop(0) if len(replies) > 1 else replies[0]) if replies else Reply()
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        scripted = self._scripted_response(reply)
+            reply = self.take(self.account_replies)
+        scripted = await self._play(reply)
         if scripted is not None:
             return scripted
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -393,12 +388,23 @@ class DemoProvider:
             headers={"Content-Type": reply.content_type, **reply.headers},
         )
 
+    async def _play(self, reply: Reply) -> web.Response | None:
+        """Wait out the reply's delay, then its scripted answer (None: answer normally)."""
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        return self._scripted_response(reply)
+
+    @staticmethod
+    def take(replies: list[Reply] | None) -> Reply:
+        """The next scripted reply, the last one repeating; a normal one when none is
+        scripted. Callers hold self.lock."""
+        if not replies:
+            return Reply()
+        return replies.pop(0) if len(replies) > 1 else replies[0]
+
     def _next_reply(self, key: str, scripts: dict[str, list[Reply]] | None = None) -> Reply:
         with self.lock:
-            script = (self.scripts if scripts is None else scripts).get(key)
-            if not script:
-                return Reply()
-            return script.pop(0) if len(script) > 1 else script[0]
+            return self.take((self.scripts if scripts is None else scripts).get(key))
 
     def _new_code(self) -> str:
         return "code-" + secrets.token_urlsafe(16)
