@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -276,3 +277,38 @@ async def stream_events(redis: Redis, prefix: str) -> list[tuple[str, dict[str, 
 async def put_on_schedule(redis: Redis, keys: Keys, integration: str, cid: str, at: float) -> None:
     """What a save does to the schedule: the connection due at `at`."""
     await redis.zadd(keys.schedule, {keys.member(integration, cid): at})
+
+
+@contextmanager
+def serving_api(settings: Settings, directory: Path, api_keys: str) -> Iterator[tuple[str, Path]]:
+    """`tokenlife api` as a process on a free port, answering /healthz; (its base URL, its
+    stderr log: JSON lines)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {**worker_environment(settings), "TOKENLIFE_API_KEYS": api_keys}
+    log = directory / "api.log"
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return process.poll() is not None
+
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenlife.cli", "api", "--port", str(port)],
+            env=env, cwd=directory, stdout=subprocess.DEVNULL, stderr=sink,
+        )  # fmt: skip
+        try:
+            wait_for(answers, timeout=30, what="tokenlife api to answer /healthz")
+            assert process.poll() is None, log.read_text()
+            yield base, log
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

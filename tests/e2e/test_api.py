@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,9 +25,8 @@ from tests.support import (
     connect,
     event_types,
     run_refresh_tick,
-    wait_for,
+    serving_api,
     wait_until,
-    worker_environment,
 )
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
@@ -202,30 +199,11 @@ async def test_unknown_things_are_404_and_large_bodies_413(client: TestClient[An
 
 
 def test_tokenlife_api_serves_on_the_configured_port(settings: Settings, tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**worker_environment(settings), "TOKENLIFE_API_KEYS": FULL}
-    log = tmp_path / "api.log"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return process.poll() is not None
-
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tokenlife.cli", "api", "--port", str(port)],
-            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink,
-        )  # fmt: skip
-        try:
-            wait_for(answers, timeout=30, what="tokenlife api to answer /healthz")
-            assert process.poll() is None, log.read_text()
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with (
+        serving_api(settings, tmp_path, FULL) as (base, _),
+        urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer,
+    ):
+        assert answer.status == 200
 
 
 async def test_the_browser_flow_connects_and_returns_to_the_app(

@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,6 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from tests.fakes.base import Reply
-from tests.redis_process import free_port
 from tests.support import (
     Fakes,
     WorkerHandle,
@@ -34,6 +32,7 @@ from tests.support import (
     exchange,
     make_due,
     run_refresh_tick,
+    serving_api,
     stop_worker,
     wait_for,
     worker_environment,
@@ -159,30 +158,8 @@ def test_console_on_a_terminal_and_tick_lines_only_at_debug(captured: io.StringI
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`tokenlife api` as a process; its log (stderr) in a file, so JSON lines."""
-    port = free_port()
-    env = {**worker_environment(settings), "TOKENLIFE_API_KEYS": API_KEY}
-    log = tmp_path / "api.log"
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return process.poll() is not None
-
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tokenlife.cli", "api", "--port", str(port)],
-            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=sink,
-        )  # fmt: skip
-        try:
-            wait_for(answers, timeout=30, what="tokenlife api to answer /healthz")
-            assert process.poll() is None, log.read_text()
-            yield base, log
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with serving_api(settings, tmp_path, API_KEY) as served:
+        yield served
 
 
 def deliver_alerts(worker: WorkerHandle) -> None:

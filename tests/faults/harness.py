@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from celery import Celery
 from cryptography.fernet import Fernet
 from tests.fakes.base import FakeProvider, Family
 from tests.fakes.generic import FakeGeneric, FakeGenericWithGrace
+from tests.redis_process import free_port
 from tests.support import wait_for, worker_environment
 
 from tokenlife.core.policy import Status, Verdict
@@ -35,13 +35,6 @@ from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
 FIGURES = Path(os.environ.get("TOKENLIFE_FAULT_FIGURES", ".tokenlife/fault-figures.jsonl"))
-
-
-def free_port() -> int:
-    """A port nothing listens on now: bound, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def record_figure(test: str, **figures: Any) -> None:
