@@ -24,6 +24,8 @@ from tokenlife.core.notifications import SEVERITY
 from tokenlife.core.policy import SECONDS_PER_DAY, Status
 from tokenlife.core.refresh_chart import RefreshChart, refresh_chart
 from tokenlife.core.refresh_refusal import RefreshRefusal, requested_due
+from tokenlife.services import dead_letters
+from tokenlife.services.dead_letters import DeadLetter
 
 EXPIRY_HORIZON_SECONDS = 7 * SECONDS_PER_DAY
 # The latest events looked through for alerts (and each connection's diagnosis): bounded,
@@ -50,18 +52,6 @@ class AlertEntry:
     type: str
     severity: str
     data: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    entry_id: str  # the stream id: milliseconds of the dead-lettering, then a sequence
-    target: str
-    error: str
-    payload: Mapping[str, Any]
-
-    @property
-    def dead_at(self) -> float:
-        return int(self.entry_id.partition("-")[0]) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,26 +118,11 @@ class DashboardReader:
         return found, latest
 
     async def _dead_letters(self, allows: Callable[[str], bool]) -> list[DeadLetter]:
-        entries = cast(
-            list[tuple[str, dict[str, str]]],
-            await self._redis.xrevrange(self._keys.alerts_dead, count=EVENTS_SCANNED),
-        )
-        found = []
-        for entry_id, fields in entries:
-            try:
-                payload = json.loads(fields.get("payload", "{}"))
-            except ValueError:
-                payload = {}
-            # A key limited to some integrations sees their notifications only; one that
-            # names none (a fleet-wide one) only a key for every integration sees.
-            if not isinstance(payload, dict) or not allows(str(payload.get("integration") or "")):
-                continue
-            found.append(
-                DeadLetter(entry_id, fields.get("target", ""), fields.get("error", ""), payload)
-            )
-            if len(found) >= DEAD_LETTERS_SHOWN:
-                break
-        return found
+        # A key limited to some integrations sees their notifications only; one that names
+        # none (a fleet-wide one) only a key for every integration sees.
+        letters = await dead_letters.newest(self._redis, self._keys, EVENTS_SCANNED)
+        shown = [d for d in letters if allows(str(d.payload.get("integration") or ""))]
+        return shown[:DEAD_LETTERS_SHOWN]
 
     async def refresh_now(
         self,

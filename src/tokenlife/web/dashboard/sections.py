@@ -203,7 +203,7 @@ def _dead_letters(figures: Figures) -> str:
         body = '<p class="muted">No notification was dead-lettered.</p>'
     else:
         rows = "".join(
-            f"<tr><td>{when(d.dead_at, figures.now)}</td><td>{h(d.target)}</td>"
+            f"<tr><td>{when(d.dead_lettered_at, figures.now)}</td><td>{h(d.target)}</td>"
             f"<td>{h(TITLES.get(str(d.payload.get('type')), d.payload.get('type')))}</td>"
             f"<td>{h(d.payload.get('integration'))}</td><td>{h(d.payload.get('count'))}</td>"
             f"<td><code>{h(d.error)}</code></td></tr>"
