@@ -157,7 +157,7 @@ async def test_counters_are_exported_as_refreshes_and_a_cumulative_histogram(
     for provider, seconds in [("google", 0.03), ("google", 0.2), ("google", 120.0)]:
         for name, amount in latency_fields(provider, seconds).items():
             totals[name] = totals.get(name, 0) + amount
-    await schedule.count(totals)
+    await schedule.count(totals, {}, NOW)
     await schedule.tick(NOW, claimed=4)  # "refresh:claimed" names no provider
 
     samples = await read(redis, keys)

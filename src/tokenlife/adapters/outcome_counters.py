@@ -25,7 +25,7 @@ from tokenlife.adapters.keys import Keys
 log = logging.getLogger(__name__)
 
 # Provider label of an exchange whose integration is not known (no valid state, or an
-# integration no longer configured), as services/engine.py labels such refreshes.
+# integration no longer configured); services/engine.py labels such refreshes with it too.
 UNKNOWN_PROVIDER = "unknown"
 OTHER_REASON = "other"
 

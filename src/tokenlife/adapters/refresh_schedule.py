@@ -46,9 +46,7 @@ class RefreshSchedule:
             claimed.append(Due(integration, connection_id, float(score)))
         return claimed
 
-    async def count(
-        self, totals: dict[str, int], minute: dict[str, int] | None = None, now: float = 0.0
-    ) -> None:
+    async def count(self, totals: dict[str, int], minute: dict[str, int], now: float) -> None:
         """Add to the running totals, and `minute` (fields `{integration}:{outcome}`) to the
         bucket of the minute `now` falls in (adapters/refresh_history.py), in one round trip."""
         if not totals and not minute:

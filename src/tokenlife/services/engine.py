@@ -20,6 +20,7 @@ from tokenlife import logs
 from tokenlife.adapters.connection_write import Backoff
 from tokenlife.adapters.fleet_metrics import latency_fields
 from tokenlife.adapters.locks import Claim, ClaimKind, Locks
+from tokenlife.adapters.outcome_counters import UNKNOWN_PROVIDER
 from tokenlife.adapters.refresh_schedule import Due, RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
@@ -97,7 +98,7 @@ class RefreshEngine:
                 result, seconds = attempt
             outcomes[result] += 1
             integration = self._integrations.get(due.integration)
-            provider = integration.provider if integration else "unknown"
+            provider = integration.provider if integration else UNKNOWN_PROVIDER
             totals[f"refresh:{provider}:{result}"] += 1
             minute[f"{due.integration}:{result}"] += 1
             if seconds is not None:
