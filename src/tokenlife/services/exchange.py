@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -235,14 +235,16 @@ class ExchangeService:
             expired = isinstance(exc, OAuthError) and names_expired_secret(
                 exc.error, exc.description
             )
-            if expired and isinstance(exc, OAuthError):
-                await self._secret_refused(integration, exc, run.now)
+            if expired and isinstance(exc, OAuthError) and self._secrets is not None:
+                await self._secrets.tell_refused(integration, exc.error, exc.description,
+                                                 run.now)  # fmt: skip
             page = not (expired and self._secrets is not None)
             return await self._fail(
                 run, error_code(exc), getattr(exc, "description", None) or str(exc), code, page
             )
         # The provider took the client secret: an expired-secret alert, if raised, ends.
-        await self._secret(lambda w: w.accepted(integration, run.now))
+        if self._secrets is not None:
+            await self._secrets.tell_accepted(integration, run.now)
         tokens = await learn_lifetime(self._http, integration, tokens, self._http_timeout, run.now)
         try:
             subject = account_subject(integration, tokens, run.now, pending.scopes)
@@ -263,20 +265,6 @@ class ExchangeService:
             if not run.attempt.final:
                 raise  # the retry finds the code sent and ends in exchange.failed
             return await self._fail(run, "storage_unavailable", STORAGE_LOST)
-
-    async def _secret_refused(self, integration: Integration, exc: OAuthError, now: float) -> None:
-        error, description = exc.error, exc.description
-        await self._secret(lambda w: w.refused(integration, error, description, now))
-
-    async def _secret(self, call: Callable[[ClientSecretWatch], Awaitable[bool]]) -> None:
-        """Tell the client-secret watch (one alert per integration, not per exchange); best
-        effort: the exchange's own outcome is told either way."""
-        if self._secrets is None:
-            return
-        try:
-            await call(self._secrets)
-        except Exception:
-            log.warning("could not update the client-secret alert", exc_info=True)
 
     async def _fail(
         self,

@@ -152,7 +152,8 @@ class Refresher:
         except OAuthError as exc:
             if names_expired_secret(exc.error, exc.description):
                 # The secret, not the grant: re-authorizing would not help, a new secret will.
-                await self._secret_refused(integration, exc, now)
+                if self._secrets is not None:
+                    await self._secrets.tell_refused(integration, exc.error, exc.description, now)
                 return await self._outcomes.transient(
                     integration, connection, exc, now, lease, False
                 )
@@ -173,25 +174,8 @@ class Refresher:
         # latest failure: a timeout after the refusals too): no extra Redis round trip for
         # every other refresh.
         if connection.consecutive_failures and self._secrets is not None:
-            await self._secret_accepted(integration, now)
+            await self._secrets.tell_accepted(integration, now)
         return result
-
-    async def _secret_refused(self, integration: Integration, exc: OAuthError, now: float) -> None:
-        if self._secrets is None:
-            return
-        try:
-            await self._secrets.refused(integration, exc.error, exc.description, now)
-        except Exception:  # the alert is best effort; the failure is recorded either way
-            log.warning("could not raise alert.client_secret_expired for %s", integration.name,
-                        exc_info=True)  # fmt: skip
-
-    async def _secret_accepted(self, integration: Integration, now: float) -> None:
-        assert self._secrets is not None
-        try:
-            await self._secrets.accepted(integration, now)
-        except Exception:  # the next recovering connection tries again
-            log.warning("could not resolve alert.client_secret_expired for %s", integration.name,
-                        exc_info=True)  # fmt: skip
 
 
 def _log_failure(task: asyncio.Task[Result]) -> None:

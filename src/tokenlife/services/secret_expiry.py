@@ -144,6 +144,25 @@ class ClientSecretWatch:
         args = [repr(now), *(self._keys.member(integration, c) for c in ids)]
         await self._bring_forward_script(keys=keys, args=args)
 
+    async def tell_refused(
+        self, integration: Integration, error: str, description: str | None, now: float
+    ) -> None:
+        """refused(), best effort: for a refresh or an exchange whose own outcome is
+        recorded either way (the next refusal tries the alert again)."""
+        try:
+            await self.refused(integration, error, description, now)
+        except Exception:
+            log.warning("could not raise alert.client_secret_expired for %s", integration.name,
+                        exc_info=True)  # fmt: skip
+
+    async def tell_accepted(self, integration: Integration, now: float) -> None:
+        """accepted(), best effort: the next success tries again."""
+        try:
+            await self.accepted(integration, now)
+        except Exception:
+            log.warning("could not resolve alert.client_secret_expired for %s",
+                        integration.name, exc_info=True)  # fmt: skip
+
     async def check_expiring(self, integrations: Iterable[Integration], now: float) -> list[str]:
         """Send each due alert.client_secret_expiring once; returns the integrations alerted."""
         alerted = []
