@@ -29,15 +29,10 @@ DEFAULT_FIXES = {
 def moment(value: Any, now: float) -> str | None:
     """An event's ISO 8601 time for a person: "14:05 UTC, in 3 h" (the date too when it is
     not today's, UTC), "12:00 UTC, 2 h ago"; None when there is no readable time."""
-    if not isinstance(value, str):
+    seconds = events.parse_iso8601(value)
+    if seconds is None:
         return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    when = when.astimezone(UTC)
+    when = datetime.fromtimestamp(seconds, UTC)
     today = datetime.fromtimestamp(now, UTC).date()
     clock = when.strftime("%H:%M UTC" if when.date() == today else "%Y-%m-%d %H:%M UTC")
     return f"{clock}, {relative(when.timestamp() - now)}"

@@ -58,3 +58,15 @@ def iso8601(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso8601(value: object) -> float | None:
+    """The epoch seconds of an ISO 8601 time as iso8601 writes it (a time without an offset
+    is taken as UTC); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from tokenlife.core import events
@@ -110,10 +109,7 @@ class Alert:
 
     @property
     def occurred_at(self) -> float | None:
-        try:
-            return datetime.fromisoformat(str(self.data.get("occurred_at"))).timestamp()
-        except ValueError:
-            return None
+        return events.parse_iso8601(self.data.get("occurred_at"))
 
     def dedup_key(self, alert_type: str | None = None) -> str:
         """One notification per (connection, alert type) within the window; configuration

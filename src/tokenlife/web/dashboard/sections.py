@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from tokenlife.adapters.connection_record import Connection
+from tokenlife.core.events import parse_iso8601
 from tokenlife.core.notifications import TITLES
 from tokenlife.core.refresh_refusal import RefreshRefusal
 from tokenlife.services.dashboard import Attention, Figures
@@ -98,7 +98,7 @@ def _needing(item: Attention, now: float, login: Login) -> str:
     fix_list = "".join(f"<li>{h(f)}</li>" for f in fixes)
     error = f"<dt>last error</dt><dd><code>{h(c.last_error)}</code></dd>" if c.last_error else ""
     # Its own line: "access token expiring 1 s ago" read as if the token had expired.
-    raised_at = _time(last.get("occurred_at"))
+    raised_at = parse_iso8601(last.get("occurred_at"))
     raised = "" if raised_at is None else f"<dt>alert raised</dt><dd>{when(raised_at, now)}</dd>"
     return f"""<article class="needing {h(c.status.value)}" data-integration="{h(c.integration)}"
  data-connection-id="{h(c.connection_id)}">
@@ -185,7 +185,7 @@ def _alerts(figures: Figures) -> str:
         body = '<p class="muted">No alerts among the recent events.</p>'
     else:
         rows = "".join(
-            f'<tr class="{h(a.severity)}"><td>{when(_time(a.data.get("occurred_at")), figures.now)}'
+            f'<tr class="{h(a.severity)}"><td>{when(parse_iso8601(a.data.get("occurred_at")), figures.now)}'
             f'</td><td><span class="badge {h(a.severity)}">{h(a.severity)}</span></td>'
             f"<td>{h(TITLES.get(a.type, a.type))}</td><td>{h(a.data.get('integration'))}</td>"
             f"<td><code>{h(a.data.get('connection_id') or '—')}</code></td></tr>"
@@ -217,11 +217,3 @@ def _dead_letters(figures: Figures) -> str:
             f"{body}</section>")  # fmt: skip
 
 
-def _time(value: object) -> float | None:
-    """An event's ISO 8601 time as epoch seconds, or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
