@@ -185,8 +185,9 @@ def _alerts(figures: Figures) -> str:
         body = '<p class="muted">No alerts among the recent events.</p>'
     else:
         rows = "".join(
-            f'<tr class="{h(a.severity)}"><td>{when(parse_iso8601(a.data.get("occurred_at")), figures.now)}'
-            f'</td><td><span class="badge {h(a.severity)}">{h(a.severity)}</span></td>'
+            f'<tr class="{h(a.severity)}">'
+            f"<td>{when(parse_iso8601(a.data.get('occurred_at')), figures.now)}</td>"
+            f'<td><span class="badge {h(a.severity)}">{h(a.severity)}</span></td>'
             f"<td>{h(TITLES.get(a.type, a.type))}</td><td>{h(a.data.get('integration'))}</td>"
             f"<td><code>{h(a.data.get('connection_id') or '—')}</code></td></tr>"
             for a in figures.alerts
@@ -215,5 +216,3 @@ def _dead_letters(figures: Figures) -> str:
         )
     return (f'<section class="panel" id="dead-letters"><h2>Dead-lettered notifications</h2>'
             f"{body}</section>")  # fmt: skip
-
-
