@@ -11,8 +11,8 @@ import click
 
 from tokenlife.adapters.keys import Keys
 from tokenlife.cli import service_output
+from tokenlife.core.service_urls import redact_url
 from tokenlife.errors import ConfigurationError, TokenlifeError
-from tokenlife.log_redaction import redact_text
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
@@ -166,7 +166,7 @@ def _development_encryption_key(settings: Settings) -> None:
     if development.find_development_key() is None and development.holds_keys(url, pattern):
         raise ConfigurationError(
             f"TOKENLIFE_ENCRYPTION_KEYS is not set and no development key was found, but "
-            f"{redact_text(url)} holds connections under the prefix {settings.key_prefix!r}: "
+            f"{redact_url(url)} holds connections under the prefix {settings.key_prefix!r}: "
             "set TOKENLIFE_ENCRYPTION_KEYS to the key that encrypted them (a new key could "
             "not decrypt them), or run from the directory whose .tokenlife/dev.key did"
         )
