@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from tokenlife.core import events
 from tokenlife.core.alert_details import moment, relative
 from tokenlife.core.notification_payload import (
     incident_key,
@@ -14,6 +17,8 @@ from tokenlife.core.notification_payload import (
     payload,
 )
 from tokenlife.core.notifications import (
+    CLEARS,
+    SECTIONS,
     Alert,
     Notification,
     Route,
@@ -67,6 +72,7 @@ def test_routes_pick_targets_and_the_default_catches_the_rest(
         (alert("alert.access_token_expiring"), "warning"),
         (alert("alert.lifetime_unknown"), "info"),
         (alert("alert.configuration", None, severity="error"), "critical"),
+        (alert("alert.provider_degraded", None), "critical"),
     ],
 )
 def test_severity(event: Alert, severity: str) -> None:
@@ -137,6 +143,7 @@ def test_a_storm_groups_by_target_type_and_integration() -> None:
         (alert("alert.refresh_token_missing", provider="okta"), "other-openid-connect-providers"),
         (alert("alert.reauthorization_required"), "re-authorization-required"),
         (alert("alert.refresh_failing"), "refreshes-keep-failing"),
+        (alert("alert.provider_degraded", None), "provider-degraded"),
     ],
 )
 def test_the_link_points_at_the_matching_troubleshooting_section(event: Alert, anchor: str) -> None:
@@ -240,6 +247,8 @@ def test_an_expiring_token_says_when_and_what_to_do() -> None:
         ("alert", alert("alert.lifetime_unknown"), "info"),
         ("alert", alert("alert.configuration", None, severity="error"), "failure"),
         ("resolved", alert("alert.refresh_failing"), "success"),
+        ("alert", alert("alert.provider_degraded", None), "failure"),
+        ("resolved", alert("alert.provider_degraded", None), "success"),
     ],
 )
 def test_apprise_notify_types_follow_severity(kind: str, event: Alert, expected: str) -> None:
@@ -278,3 +287,74 @@ def test_a_resolution_carries_the_incident_key_its_alert_opened() -> None:
     assert notification_from("pager", payload(closed)).incident == key
     alone = Notification("pager", "alert", "alert.refresh_failing", "crm", (last,))
     assert incident_key(alone) != key  # user-2 failing alone later is an incident of its own
+
+
+def degraded(**changes: object) -> Alert:
+    """alert.provider_degraded as provider_health emits it (core/provider_breaker.py)."""
+    soonest = [{"connection_id": "user-7", "lapses_at": "2026-11-30T10:05:00Z"},
+               {"connection_id": "user-9", "lapses_at": "2026-11-30T11:20:00Z"}]  # fmt: skip
+    risk = {"lapsed": 3, "within_1h": 12, "within_24h": 40, "soonest": soonest, "at_least": False}
+    data: dict[str, object] = {
+        "provider": "microsoft", "host": "login.microsoftonline.com",
+        "message": "Refreshes at login.microsoftonline.com keep failing.",
+        "failure_kinds": {"timeout": 3, "http_503": 40}, "failures": 43, "outcomes": 50,
+        "window_seconds": 60.0, "probe_every_seconds": 30.0, "connections_at_risk": risk,
+    }  # fmt: skip
+    return alert(events.PROVIDER_DEGRADED, None, **{**data, **changes})
+
+
+def test_a_degraded_provider_names_the_host_the_failures_and_the_connections_at_risk() -> None:
+    event = degraded()
+    title, body = render(Notification("ops", "alert", event.type, "crm", (event,)), "", NOW)
+    assert title == "[tokenlife] crm: provider degraded (all connections)"
+    assert "\n".join([
+        "Integration: crm (provider microsoft)",
+        "Provider host: login.microsoftonline.com",
+        "Failures: http_503 x40, timeout x3",  # the most frequent first
+        "Failed: about 43 of 50 scheduled refreshes in the last 60 s",
+        "Probing: one scheduled refresh every 30 s",
+        "Connections at risk: 3 lapsed, 12 within 1 h, 40 within 24 h",
+        "Soonest to lapse: user-7 (10:05 UTC, 60 min ago), user-9 (11:20 UTC, in 15 min)",
+    ]) in body  # fmt: skip
+    assert "Connection:" not in body
+    assert "How to fix:\n1. Check the provider's status page" in body
+    assert "TOKENLIFE_BREAKER_" in body
+    assert body.endswith("More: section #provider-degraded of docs/troubleshooting.md "
+                         "(set TOKENLIFE_DOCS_URL to link it)")  # fmt: skip
+
+
+def test_counts_that_stopped_at_the_read_limit_say_at_least() -> None:
+    risk = {"lapsed": 100_000, "within_1h": 0, "within_24h": 0, "soonest": [], "at_least": True}
+    event = degraded(connections_at_risk=risk)
+    _title, body = render(Notification("ops", "alert", event.type, "crm", (event,)), "", NOW)
+    assert ("Connections at risk: at least 100000 lapsed, at least 0 within 1 h, "
+            "at least 0 within 24 h") in body  # fmt: skip
+    assert "Soonest to lapse" not in body
+
+
+def test_provider_recovered_resolves_the_integrations_provider_alert() -> None:
+    assert CLEARS[events.PROVIDER_RECOVERED] == (events.PROVIDER_DEGRADED,)
+    recovered = alert(events.PROVIDER_RECOVERED, None, provider="microsoft",
+                      host="login.microsoftonline.com", probes_failed=4,
+                      held_refreshes_resumed=120)  # fmt: skip
+    # One dedup key per integration, the one the resolving event looks for...
+    assert recovered.dedup_key(events.PROVIDER_DEGRADED) == degraded().dedup_key()
+    # ...and not another integration's on the same host.
+    other = alert(events.PROVIDER_DEGRADED, None, integration="hr")
+    assert recovered.dedup_key(events.PROVIDER_DEGRADED) != other.dedup_key()
+    resolved = Alert(recovered.entry_id, events.PROVIDER_DEGRADED, recovered.data)
+    notification = Notification("ops", "resolved", resolved.type, "crm", (resolved,))
+    title, body = render(notification, "", NOW)
+    assert title == "[tokenlife] RESOLVED crm: provider degraded (all connections)"
+    assert body == "The condition cleared for all connections of crm."
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_linked_section_is_a_heading_of_the_troubleshooting_guide() -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
+    anchors = {_anchor(h) for h in re.findall(r"^#{2,4} (.+)$", guide.read_text(), re.M)}
+    assert set(SECTIONS.values()) - anchors == set()

@@ -23,6 +23,14 @@ DEFAULT_FIXES = {
         "the missing refresh token first (its alert.refresh_token_missing), or the new "
         "connection lapses the same way."
     ),
+    events.PROVIDER_DEGRADED: (
+        "Check the provider's status page and the workers' network path to the host above: "
+        "the failures are the provider's (or the path's), so there is nothing to change in "
+        "tokenlife and nobody needs to connect again. Scheduled refreshes of the host are "
+        "held while one probes it; they resume by themselves when a probe gets an answer "
+        "(provider.recovered). Apps asking for a token still get a refresh attempt of their "
+        "own. To tune when it opens and how it probes: the TOKENLIFE_BREAKER_* settings."
+    ),
 }
 
 
@@ -72,7 +80,44 @@ def detail_lines(data: Mapping[str, Any], now: float) -> list[str]:
     upcoming = moment(data.get("next_attempt_at"), now)
     if upcoming is not None:
         lines.append(f"Next attempt: {upcoming}")
+    return lines + _provider_lines(data, now)
+
+
+def _provider_lines(data: Mapping[str, Any], now: float) -> list[str]:
+    """alert.provider_degraded's: the host, how its refreshes failed, and the connections
+    whose access token has lapsed or lapses while their refreshes are held."""
+    lines = []
+    if data.get("host"):
+        lines.append(f"Provider host: {data['host']}")
+    kinds = data.get("failure_kinds")
+    if isinstance(kinds, Mapping) and kinds:
+        ranked = sorted(kinds.items(), key=lambda kv: (-_count(kv[1]), str(kv[0])))
+        lines.append("Failures: " + ", ".join(f"{kind} x{n}" for kind, n in ranked))
+    if data.get("failures") is not None and data.get("outcomes") is not None:
+        window = data.get("window_seconds")
+        over = f" in the last {window:g} s" if isinstance(window, int | float) else ""
+        lines.append(f"Failed: about {data['failures']} of {data['outcomes']} scheduled "
+                     f"refreshes{over}")  # fmt: skip
+    if isinstance(data.get("probe_every_seconds"), int | float):
+        lines.append(f"Probing: one scheduled refresh every {data['probe_every_seconds']:g} s")
+    risk = data.get("connections_at_risk")
+    if isinstance(risk, Mapping):
+        least = "at least " if risk.get("at_least") else ""
+        counts = [f"{least}{_count(risk.get('lapsed'))} lapsed"]
+        counts += [f"{least}{_count(risk.get(f'within_{h}h'))} within {h} h" for h in (1, 24)]
+        lines.append("Connections at risk: " + ", ".join(counts))
+        soonest = [
+            f"{item.get('connection_id')} ({moment(item.get('lapses_at'), now) or '-'})"
+            for item in risk.get("soonest") or []
+            if isinstance(item, Mapping)
+        ]
+        if soonest:
+            lines.append("Soonest to lapse: " + ", ".join(soonest))
     return lines
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def fix_steps(alert_type: str, data: Mapping[str, Any]) -> list[str]:

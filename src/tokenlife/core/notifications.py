@@ -24,6 +24,9 @@ SEVERITY: dict[str, Severity] = {
     events.CLIENT_SECRET_EXPIRING: "warning",
     # Every refresh of the integration fails until someone replaces the secret.
     events.CLIENT_SECRET_EXPIRED: "critical",
+    # A provider host's breaker opened: its scheduled refreshes are held, and every lapsed
+    # access token of its connections stays lapsed until the provider answers again.
+    events.PROVIDER_DEGRADED: "critical",
 }
 # An event of the key type clears these alerts of the same connection.
 CLEARS: dict[str, tuple[str, ...]] = {
@@ -34,6 +37,8 @@ CLEARS: dict[str, tuple[str, ...]] = {
     ),
     # Integration-wide (connection_id null on both sides): the provider took the secret again.
     events.CLIENT_SECRET_ACCEPTED: (events.CLIENT_SECRET_EXPIRED, events.CLIENT_SECRET_EXPIRING),
+    # Integration-wide too: a probe got an answer and the host's breaker closed.
+    events.PROVIDER_RECOVERED: (events.PROVIDER_DEGRADED,),
 }  # fmt: skip
 # An alert of the key type raised this soon after one of these for the same connection is
 # the same incident told twice (the expiry check runs right after a connect that came back
@@ -53,6 +58,7 @@ TITLES = {
     events.EXCHANGE_FAILED_ALERT: "connecting an account failed",
     events.CLIENT_SECRET_EXPIRING: "client secret expiring",
     events.CLIENT_SECRET_EXPIRED: "client secret expired",
+    events.PROVIDER_DEGRADED: "provider degraded",
 }
 SECTIONS = {
     events.REAUTHORIZATION_REQUIRED: "re-authorization-required",
@@ -62,6 +68,7 @@ SECTIONS = {
     events.EXCHANGE_FAILED_ALERT: "a-connect-that-ended-in-exchangefailed",
     events.CLIENT_SECRET_EXPIRING: "client-secret-expiring",
     events.CLIENT_SECRET_EXPIRED: "client-secret-expired",
+    events.PROVIDER_DEGRADED: "provider-degraded",
     events.LIFETIME_UNKNOWN: "refresh-token-is-not-present-and-access-token-lifetime-is-too-short",
 }
 # Alert types whose notifications are never grouped across their dedup keys.
@@ -70,6 +77,7 @@ APART = (events.CONFIGURATION, events.EXCHANGE_FAILED_ALERT)
 _WHOLE = {
     events.CLIENT_SECRET_EXPIRING: "all connections",
     events.CLIENT_SECRET_EXPIRED: "all connections",
+    events.PROVIDER_DEGRADED: "all connections",
 }
 PROVIDER_SECTIONS = {
     "google": "google",

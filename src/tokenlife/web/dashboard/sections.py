@@ -18,6 +18,8 @@ REASONS = {
     "refresh_failing": "the access token lapsed while refreshes fail",
     "client_secret_expired": "the access token lapsed: the provider refuses the expired "
     "client secret",
+    "provider_degraded": "the access token lapsed while its provider's host fails: its "
+    "scheduled refreshes are held until a probe gets an answer",
     "refresh_overdue": "the access token lapsed and no refresh has run yet",
     "refresh_token_may_be_lost": "new tokens could not be stored; a refresh must succeed",
     "refresh_token_missing": "no refresh token: the access token will lapse",
@@ -32,6 +34,10 @@ DEFAULT_FIXES = {
     "refresh_token_may_be_lost": "Press Refresh now; if it fails, send a reconnect link.",
     "client_secret_expired": "Replace the integration's client secret and restart the worker "
     "and the API (alert.client_secret_expired has the steps); no reconnect is needed.",
+    "provider_degraded": "Nothing to change here: check the provider's status page "
+    "(alert.provider_degraded names the host). Refreshes resume by themselves when it "
+    "answers, and apps asking for a token get an attempt of their own; no reconnect is "
+    "needed.",
     "reauthorization_required": "Send the account's owner a reconnect link.",
     "default": "Send the account's owner a reconnect link.",
 }
