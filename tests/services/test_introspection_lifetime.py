@@ -7,6 +7,7 @@ that answers like Salesforce: opaque tokens, no expires_in, an introspection end
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from tokenlife.core.tokens import TokenSet
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.introspected_lifetime import RECENT_FAILURES, learn_lifetime
+from tokenlife.services.refresh import Outcome, Result
 from tokenlife.settings import Settings
 
 INTEGRATION = "generic"
@@ -234,3 +236,108 @@ async def test_a_failing_endpoint_is_asked_and_warned_about_once_per_period(
     assert learned.lifetime_source == "introspection"
     assert len(provider.introspection_requests) == seen + 2
     assert not RECENT_FAILURES.holds((integration.name, f"{provider.base_url}/introspect"), now)
+
+
+async def asked(provider: FakeIntrospecting, seen: int) -> None:
+    """Until the introspection request has reached the fake (and its reply is pending)."""
+    for _ in range(300):
+        if len(provider.introspection_requests) > seen:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the introspection endpoint was never asked")
+
+
+async def claimed_refresh(
+    runtime: Runtime, provider: FakeIntrospecting, reply: Reply
+) -> tuple[Integration, str, str, asyncio.Task[Result], float]:
+    """A connection whose refresh (under a claimed lease) is under way, its introspection
+    asked and to be answered with `reply`: the integration, the connection id, the old
+    refresh token, the refresh and its `now`."""
+    exchange, integration = service(runtime, provider, offline=True)
+    cid, _ = await connect(exchange)
+    old = (await runtime.tokens.tokens(INTEGRATION, cid)).refresh_token
+    assert old is not None
+    claim = await runtime.locks.claim_for_caller(integration, cid, slots=4)
+    assert claim is not None and claim.connection is not None
+    provider.introspection_replies = [reply]
+    seen = len(provider.introspection_requests)
+    now = time.time()
+    task = asyncio.ensure_future(
+        runtime.refresher.refresh(integration, claim.connection, old, now, claim.lease)
+    )
+    await asked(provider, seen)
+    return integration, cid, old, task, now
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(delay=1.5), id="hangs-past-the-timeout"),
+        pytest.param(Reply(delay=0.3, status=503, body=b"down"), id="fails"),
+    ],
+)
+async def test_the_refreshed_tokens_are_saved_and_the_lock_given_back_before_introspection(
+    runtime: Runtime, provider: FakeIntrospecting, redis: Redis, reply: Reply,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        _, cid, old, task, now = await claimed_refresh(runtime, provider, reply)
+
+        # The endpoint has not answered yet: the rotated refresh token is in Redis already,
+        # and nobody holds the connection's lock.
+        assert not task.done()
+        during = await runtime.tokens.tokens(INTEGRATION, cid)
+        assert during.refresh_token is not None and during.refresh_token != old
+        assert not await redis.exists(runtime.keys.lock(INTEGRATION, cid))
+
+        result = await task
+
+    assert result.outcome is Outcome.REFRESHED
+    connection, tokens = await runtime.tokens.load(INTEGRATION, cid)
+    assert tokens.refresh_token == during.refresh_token
+    assert (connection.expires_at, connection.lifetime_source) == (None, None)
+    unknown = runtime.config.settings.refresh_unknown_lifetime_seconds
+    assert connection.next_refresh_at == pytest.approx(now + unknown, abs=1)
+    assert "introspection endpoint did not tell" in caplog.text
+    assert tokens.access_token not in caplog.text and old not in caplog.text
+
+
+async def test_the_introspected_exp_is_written_after_the_save(
+    runtime: Runtime, provider: FakeIntrospecting, redis: Redis, settings: Settings
+) -> None:
+    provider.lifetime = 3 * 3600
+    _, cid, old, task, _ = await claimed_refresh(runtime, provider, Reply(delay=0.3))
+    saved = await runtime.tokens.get(INTEGRATION, cid)
+
+    result = await task
+
+    assert result.outcome is Outcome.REFRESHED
+    connection, tokens = await runtime.tokens.load(INTEGRATION, cid)
+    assert tokens.refresh_token not in (None, old)
+    exp = provider.expiry[tokens.access_token]
+    assert (connection.expires_at, connection.lifetime_source) == (exp, "introspection")
+    assert connection.version > saved.version and saved.expires_at is None
+    assert connection.next_refresh_at is not None  # 20% of 3 h ahead, with jitter
+    assert exp - 2400 <= connection.next_refresh_at <= exp - 1940
+    assert (connection.status, connection.verdict) == ("active", "refreshable")
+    assert result.tokens is not None and result.tokens.expires_at == exp
+    # token.refreshed went out with the save, before the lifetime was known; nothing more.
+    refreshed = [d for t, d in await events_for(redis, settings, cid) if t == "token.refreshed"]
+    assert len(refreshed) == 1 and refreshed[0]["expires_at"] is None
+
+
+async def test_a_write_during_introspection_wins_over_the_learned_lifetime(
+    runtime: Runtime, provider: FakeIntrospecting
+) -> None:
+    _, cid, _, task, _ = await claimed_refresh(runtime, provider, Reply(delay=0.3))
+    saved = await runtime.tokens.get(INTEGRATION, cid)
+    newer = await runtime.tokens.update(saved, now=time.time(), set_fields={"status": "active"})
+    assert newer is not None
+
+    result = await task
+
+    assert result.outcome is Outcome.REFRESHED and result.tokens is not None
+    assert result.tokens.expires_at is None  # what was saved, not what was learned
+    connection = await runtime.tokens.get(INTEGRATION, cid)
+    assert connection.version == newer
+    assert (connection.expires_at, connection.lifetime_source) == (None, None)

@@ -7,14 +7,16 @@ set's `expires_at` (lifetime_source "introspection"), so the next refresh is sch
 ahead of the real expiry instead of hourly, and a token set without a refresh token is
 judged long-lived or not instead of raising `alert.lifetime_unknown`.
 
-It runs before the tokens are stored (like the account endpoint at the exchange), bounded
-by the token endpoint's timeout; after a refresh, by what the token request left of it, so
-the two fit the connection's lock together (services/refresh.py). Whatever goes wrong
-(timeout, 5xx, an unusable answer, a token the server calls inactive) costs nothing but
-the lifetime: the token set is stored as it came, with today's unknown-lifetime handling,
-and a warning says why. A failed endpoint is then left alone for FAILURE_TTL_SECONDS in
-this process (one warning per period, not one per exchange and refresh); a success ends
-that early. Neither the token nor the answer's body is logged.
+At the exchange it runs before the tokens are stored (like the account endpoint: the
+verdict, the outcome and its alert depend on it). After a refresh it runs once the new
+token set is saved as it came and the connection's lock given back, and what it learns is
+written by compare-and-set on the saved version (services/refresh.py): a slow endpoint
+holds neither the lock nor a rotated refresh token in memory. Either way it is bounded by
+the token endpoint's timeout. Whatever goes wrong (timeout, 5xx, an unusable answer, a
+token the server calls inactive) costs nothing but the lifetime: the token set keeps
+today's unknown-lifetime handling, and a warning says why. A failed endpoint is then left
+alone for FAILURE_TTL_SECONDS in this process (one warning per period, not one per
+exchange and refresh); a success ends that early. Neither the token nor the answer's body is logged.
 """
 
 from __future__ import annotations

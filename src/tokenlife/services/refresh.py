@@ -7,7 +7,8 @@ alert for the integration, and the connections retry until the secret is replace
 Once the request is sent it runs to its end whatever happens to the caller: the request
 and its save are one task, shielded from cancellation (an API request's timeout, a
 batch's), and the save is retried while Redis is away (storage_errors.py). A rotated
-refresh token is only in memory until that save lands; nothing else holds it.
+refresh token is only in memory until that save lands; nothing else holds it, so nothing
+runs before it: a lifetime to ask the introspection endpoint for is asked afterwards.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import aiohttp
 
@@ -140,7 +141,6 @@ class Refresher:
     ) -> Result:
         logs.conceal(refresh_token)
         request = refresh_token_request(integration, refresh_token)
-        started = time.monotonic()
         try:
             new = await post_token_request(self._http, request, self._timeout, now)
             logs.conceal(new.access_token, new.refresh_token, new.id_token)
@@ -163,10 +163,8 @@ class Refresher:
         except ProviderError as exc:
             # An unusable answer (an HTML error page from a proxy, say) may not repeat.
             return await self._outcomes.transient(integration, connection, exc, now, lease, False)
-        # The lease is sized for one token request (adapters/locks.py): an introspection
-        # gets what the token request left of it, so the lock can't lapse before the save.
-        left = self._timeout - (time.monotonic() - started)
-        new = await learn_lifetime(self._http, integration, new, left, now)
+        # Saved first, as it came: a slow or failing introspection can't hold the lock nor
+        # keep a rotated refresh token in memory only. The save gives the lease back.
         result = await self._outcomes.refreshed(
             integration, connection, refresh_token, new, now, lease
         )
@@ -175,7 +173,30 @@ class Refresher:
         # every other refresh.
         if connection.consecutive_failures and self._secrets is not None:
             await self._secrets.tell_accepted(integration, now)
-        return result
+        return await self._learn_lifetime(integration, connection, result, now)
+
+    async def _learn_lifetime(
+        self, integration: Integration, connection: Connection, result: Result, now: float
+    ) -> Result:
+        """After the save, a lifetime nobody stated, asked of the introspection endpoint
+        and written by compare-and-set on the saved version (no lock: a newer write wins).
+        Nothing here can fail the refresh: the saved tokens stand."""
+        saved, version = result.tokens, result.version
+        if result.outcome is not Outcome.REFRESHED or saved is None or version is None:
+            return result
+        try:
+            learned = await learn_lifetime(self._http, integration, saved, self._timeout, now)
+            if learned is saved:
+                return result
+            landed = await self._outcomes.lifetime_learned(
+                integration, connection, version, learned, now
+            )
+        except Exception as exc:  # Redis away, say: the next refresh asks again
+            log.warning("refresh of %s/%s: the introspected lifetime was not saved (%s)",
+                        connection.integration, connection.connection_id,
+                        type(exc).__name__)  # fmt: skip
+            return result
+        return replace(result, tokens=learned) if landed else result
 
 
 def _log_failure(task: asyncio.Task[Result]) -> None:

@@ -59,6 +59,7 @@ class Result:
     # What a REFRESHED result saved: the caller's answer without reading it back (by then a
     # delete may have removed the connection).
     tokens: TokenSet | None = None
+    version: int | None = None  # the version it saved
 
 
 class OutcomeWriter:
@@ -142,7 +143,31 @@ class OutcomeWriter:
             # The provider answers: whichever connection showed it, the others' retries
             # need not sit out their backoff (checked in the write, one ZCARD).
             await self._pull_forward(connection.provider)
-        return Result(Outcome.REFRESHED, tokens=new)
+        return Result(Outcome.REFRESHED, tokens=new, version=written.version)
+
+    async def lifetime_learned(
+        self,
+        integration: Integration,
+        connection: Connection,
+        version: int,
+        learned: TokenSet,
+        now: float,
+    ) -> bool:
+        """The saved token set again, with the lifetime learned after the save (by
+        introspection), its verdict and its schedule: a compare-and-set on `version`, no
+        lock, no retry, no event (token.refreshed went out with the save). False when a
+        newer write got there first: it stands."""
+        verdict = classify(learned, integration.minimum_access_token_only_lifetime_days)
+        next_at = self._schedule_policy.next_check(integration, learned, now, sent=())
+        written = await self._writer.store.write(
+            replace(connection, version=version), now=now, tokens=learned,
+            set_fields={"status": status_for(verdict).value, "verdict": verdict.value},
+            schedule_at=next_at, unschedule=next_at is None,
+        )  # fmt: skip
+        if written.version is None:
+            log.info("refresh of %s/%s: a newer write came before the introspected lifetime; "
+                     "it stands", connection.integration, connection.connection_id)  # fmt: skip
+        return written.version is not None
 
     async def _pull_forward(self, provider: str) -> None:
         """This provider answers again: its other connections' retries need not wait out
