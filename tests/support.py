@@ -67,6 +67,12 @@ def worker_environment(settings: Settings) -> dict[str, str]:
             "TOKENLIFE_ALERT_RETRY_BASE_SECONDS": str(settings.alert_retry_base_seconds),
             "TOKENLIFE_ALERT_CLAIM_IDLE_SECONDS": str(settings.alert_claim_idle_seconds),
             "TOKENLIFE_DISCOVERY_RETRY_SECONDS": str(settings.discovery_retry_seconds),
+            "TOKENLIFE_BREAKER_MIN_FAILURES": str(settings.breaker_min_failures),
+            "TOKENLIFE_BREAKER_FAILURE_RATE": str(settings.breaker_failure_rate),
+            "TOKENLIFE_BREAKER_WINDOW_SECONDS": str(settings.breaker_window_seconds),
+            "TOKENLIFE_BREAKER_PROBE_SECONDS": str(settings.breaker_probe_seconds),
+            "TOKENLIFE_BREAKER_PAUSE_SECONDS": str(settings.breaker_pause_seconds),
+            "TOKENLIFE_BREAKER_RECOVERY_RATE": str(settings.breaker_recovery_rate),
         }
     )
     return env

@@ -8,6 +8,7 @@ import json
 import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
@@ -37,8 +38,10 @@ from tests.support import (
     wait_until,
 )
 from tokenlife.core import events
+from tokenlife.core.provider_breaker import BreakerPolicy, breaker_scope
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.services.provider_health import ProviderHealth, Tally
 from tokenlife.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -306,6 +309,27 @@ async def client_secret_expired_then_accepted(settings: Settings) -> None:
         await runtime.close()
 
 
+async def provider_degraded_then_recovered(settings: Settings) -> None:
+    """alert.provider_degraded and provider.recovered, from the service the worker runs: the
+    batches' outcomes open the host's breaker and a probe's answer closes it."""
+    runtime = await Runtime.open(await load_config(settings))
+    try:
+        now = time.time()
+        # A host of its own: the session's worker counts google's refreshes at the fake's.
+        host = f"schema-{uuid.uuid4().hex[:8]}.invalid"
+        google = replace(runtime.config.integrations["google"], token_url=f"https://{host}/t")
+        health = ProviderHealth(
+            breakers=runtime.breakers, events_=runtime.events, integrations={"google": google},
+            policy=BreakerPolicy(min_failures=3, probe_seconds=1, pause_seconds=1),
+        )  # fmt: skip
+        scope = breaker_scope(google.token_url)
+        await health.observe({scope: Tally(failures=Counter(http_503=2, timeout=1))}, now)
+        await health.observe({scope: Tally(probe_answered=1)}, now + 2)
+        assert await runtime.breakers.open_scopes() == []
+    finally:
+        await runtime.close()
+
+
 async def issuer_down_then_up(settings: Settings, fakes: Fakes, directory: Path) -> None:
     """alert.configuration `integration_unavailable`, then integration.available."""
     async with serve_issuer() as issuer:
@@ -339,6 +363,7 @@ async def test_every_event_in_the_stream_matches_the_schema_of_its_type(
     await refresh_refused(tl, worker, fakes, redis, settings)
     await deleted(tl, worker, settings)
     await client_secret_expired_then_accepted(settings)
+    await provider_degraded_then_recovered(settings)
     await issuer_down_then_up(settings, fakes, tmp_path)
 
     entries = await stream_events(redis, settings.key_prefix)

@@ -26,6 +26,7 @@ from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
 from tokenlife.adapters.outcome_counters import Counters
 from tokenlife.adapters.pending_store import PendingStore
+from tokenlife.adapters.provider_breakers import ProviderBreakers
 from tokenlife.adapters.redis_client import open_redis
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
@@ -49,6 +50,7 @@ from tokenlife.services.durable_write import WriteRetry
 from tokenlife.services.engine import RefreshEngine
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.expiry import ExpiryWatch
+from tokenlife.services.provider_health import ProviderHealth
 from tokenlife.services.refresh import Refresher
 from tokenlife.services.scheduling import SchedulePolicy
 from tokenlife.services.secret_expiry import ClientSecretWatch
@@ -114,6 +116,7 @@ class Runtime:
         # API's listing and the dashboard walk the same way.
         self.scan = ConnectionScan(redis, keys)
         self.schedule = RefreshSchedule(redis, keys)
+        self.breakers = ProviderBreakers(redis, keys)
         # A claim's lock outlives one token request, however little the token has left.
         self.locks = Locks(redis, keys, lock_min_seconds=settings.http_timeout_seconds + 5)
         self.events = EventStream(redis, keys, settings.events_max_length)
@@ -161,6 +164,13 @@ class Runtime:
             refresher=refresher,
             expiry=ExpiryWatch(store=self.tokens, lead_seconds=policy.expiry_lead_seconds),
             provider_concurrency=settings.provider_concurrency,
+            # A provider outage: one alert, refreshes held, one probe at a time.
+            health=ProviderHealth(
+                breakers=self.breakers,
+                events_=self.events,
+                integrations=config.integrations,
+                policy=settings.breaker_policy,
+            ),
         )
         self.removal = ConnectionRemoval(
             integrations=config.integrations,

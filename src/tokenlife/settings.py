@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tokenlife.core.provider_breaker import BreakerPolicy
 from tokenlife.core.service_urls import REDIS_SCHEMES, check_url
 from tokenlife.development import STATE_DIR, find_development_key, read_development_key
 from tokenlife.errors import ConfigurationError
@@ -70,6 +71,16 @@ class Settings(BaseSettings):
     # Redis is unavailable (a rotated refresh token exists only in memory until then).
     refresh_save_retry_seconds: Annotated[float, Field(ge=0, le=86400)] = 600.0
     provider_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 50
+    # A provider host's circuit breaker (core/provider_breaker.py): it opens when this many
+    # transient failures (0: never) making this share of the outcomes fall in the window.
+    breaker_min_failures: Annotated[int, Field(ge=0, le=1_000_000)] = 20
+    breaker_failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    breaker_window_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    # Open: one scheduled refresh probes the host this often; the others wait this long
+    # (to twice it, jittered) unless a probe's answer brings them back first, at this rate.
+    breaker_probe_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    breaker_pause_seconds: Annotated[float, Field(ge=1, le=86400)] = 600.0
+    breaker_recovery_rate: Annotated[float, Field(gt=0, le=100_000)] = 50.0
     expiry_alert_lead_days: Annotated[tuple[float, ...], NoDecode] = (7.0, 1.0)
     access_token_leeway_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
 
@@ -200,11 +211,26 @@ class Settings(BaseSettings):
                 "TOKENLIFE_API_REQUEST_TIMEOUT_SECONDS, or a token call that waited its bound "
                 "gets a 504 instead of the 503 with Retry-After it is promised"
             )
+        if self.breaker_pause_seconds < self.breaker_probe_seconds:
+            raise ValueError(
+                "TOKENLIFE_BREAKER_PAUSE_SECONDS must be at least TOKENLIFE_BREAKER_PROBE_SECONDS"
+            )
         if self.alert_webhook_urls and not self.alert_webhook_secret:
             raise ValueError(
                 "TOKENLIFE_ALERT_WEBHOOK_URLS needs TOKENLIFE_ALERT_WEBHOOK_SECRET to sign with"
             )
         return self
+
+    @property
+    def breaker_policy(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            min_failures=self.breaker_min_failures,
+            failure_rate=self.breaker_failure_rate,
+            window_seconds=self.breaker_window_seconds,
+            probe_seconds=self.breaker_probe_seconds,
+            pause_seconds=self.breaker_pause_seconds,
+            recovery_rate=self.breaker_recovery_rate,
+        )
 
     @property
     def effective_broker_url(self) -> str:

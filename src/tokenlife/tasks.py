@@ -139,11 +139,14 @@ def refresh_due() -> int:
 
 
 @app.task(name="tokenlife.refresh_batch", ignore_result=True, acks_late=True)
-def refresh_batch(items: list[list[Any]]) -> dict[str, int]:
-    """Refresh up to `refresh_batch_size` connections concurrently on the process loop."""
+def refresh_batch(items: list[list[Any]], asked: bool = False) -> dict[str, int]:
+    """Refresh up to `refresh_batch_size` connections concurrently on the process loop;
+    `asked`: queued by someone who wants it now (web/refresh_queue.py), never held by a
+    provider's breaker."""
     batch = [_due(item) for item in items]
     process = process_runtime()
-    outcomes = process.run(process.runtime.engine.refresh_batch(batch, time.time))
+    engine = process.runtime.engine
+    outcomes = process.run(engine.refresh_batch(batch, time.time, asked=asked is True))
     log.info("refresh batch of %d: %s", len(batch), dict(outcomes))
     return dict(outcomes)
 

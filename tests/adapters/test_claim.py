@@ -10,10 +10,8 @@ from dataclasses import replace
 from typing import cast
 
 import pytest
-from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
-from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import PROVIDER_SLOT_TTL_SECONDS, REFRESH_LOCK_TTL_SECONDS, Keys
 from tokenlife.adapters.locks import Claim, ClaimKind, Lease, Locks
 from tokenlife.adapters.token_store import TokenStore
@@ -39,26 +37,6 @@ def token_set(*, refresh: bool) -> TokenSet:
         lifetime_source="expires_in",
         granted_scopes=("openid", "email"),
     )
-
-
-@pytest.fixture
-def keys(settings: Settings) -> Keys:
-    return Keys(f"{settings.key_prefix}-{uuid.uuid4().hex[:8]}")
-
-
-@pytest.fixture
-def cipher(settings: Settings) -> Cipher:
-    return Cipher(settings.encryption_keys or (Fernet.generate_key().decode(),))
-
-
-@pytest.fixture
-def store(redis: Redis, keys: Keys, cipher: Cipher) -> TokenStore:
-    return TokenStore(redis, keys, cipher)
-
-
-@pytest.fixture
-def locks(redis: Redis, keys: Keys) -> Locks:
-    return Locks(redis, keys)
 
 
 async def saved(

@@ -300,7 +300,8 @@ def degraded(**changes: object) -> Alert:
         "failure_kinds": {"timeout": 3, "http_503": 40}, "failures": 43, "outcomes": 50,
         "window_seconds": 60.0, "probe_every_seconds": 30.0, "connections_at_risk": risk,
     }  # fmt: skip
-    return alert(events.PROVIDER_DEGRADED, None, **{**data, **changes})
+    head = {"event_id": "e-degraded", "integration": "crm", "connection_id": None}
+    return Alert("1-0", events.PROVIDER_DEGRADED, {**head, **data, **changes})
 
 
 def test_a_degraded_provider_names_the_host_the_failures_and_the_connections_at_risk() -> None:

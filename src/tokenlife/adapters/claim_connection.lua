@@ -8,11 +8,19 @@
 -- the schedule comes as close, so it comes due again then if this refresh never ends.
 -- Time is the Redis server's (TIME); scripts that call TIME before writing need effects
 -- replication, the default since Redis 5.
--- KEYS: 1 lock, 2 provider slots, 3 connection hash, 4 schedule.
+-- A scheduled refresh also asks the provider host's breaker (core/provider_breaker.py):
+-- while it is open, the refresh is held (off for a pause, into the host's held set) unless
+-- the next probe is due, and then it is the probe. One held refresh per probe interval is
+-- booked for the next probe time (by the probe, or by the first hold after it), so probing
+-- goes on when nothing else comes due.
+-- KEYS: 1 lock, 2 provider slots, 3 connection hash, 4 schedule, 5 the host's breaker,
+-- 6 the host's held set.
 -- ARGV: 1 lock token, 2 longest lock ms, 3 shortest lock ms, 4 longest slot TTL seconds,
 -- 5 slot limit, 6 slot token, 7 schedule member, 8 the provider's reuse grace in seconds
--- ('' when none is documented).
--- Returns {'locked'}, {'gone'}, {'throttled'} or {'ok', fields, 'slot' | 'noslot'}.
+-- ('' when none is documented), 9 the breaker's clock ('' for a refresh someone asks for
+-- now: never held), 10 probe interval seconds, 11 this hold's pause seconds.
+-- Returns {'locked'}, {'gone'}, {'throttled'}, {'held', fields} or
+-- {'ok', fields, 'slot' | 'noslot', 'probe' | ''}.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local ttl = tonumber(ARGV[2])
@@ -35,7 +43,41 @@ if #fields == 0 then
   return {'gone'}
 end
 if redis.call('HEXISTS', KEYS[3], 'refresh_token') == 0 then
-  return {'ok', fields, 'noslot'}
+  return {'ok', fields, 'noslot', ''}
+end
+local probe = ''
+if ARGV[9] ~= '' and redis.call('HGET', KEYS[5], 'state') == 'open' then
+  local at = tonumber(ARGV[9])
+  local probe_at = tonumber(redis.call('HGET', KEYS[5], 'probe_at') or '0')
+  if at >= probe_at then
+    local next_probe = at + tonumber(ARGV[10])
+    redis.call('HSET', KEYS[5], 'probe_at', string.format('%.6f', next_probe))
+    probe = 'probe'
+    redis.call('ZREM', KEYS[6], ARGV[7])
+    -- Book the next probe now: should this one fail, its own backoff must not set the pace.
+    local booked = redis.call('ZRANGE', KEYS[6], 0, 0)
+    if booked[1] and booked[1] ~= ARGV[7] then
+      redis.call('ZADD', KEYS[4], 'XX', string.format('%.6f', next_probe + 0.5), booked[1])
+      redis.call('HSET', KEYS[5], 'booked_at', string.format('%.6f', next_probe))
+    end
+  else
+    redis.call('DEL', KEYS[1])
+    local back
+    if tonumber(redis.call('HGET', KEYS[5], 'booked_at') or '0') < probe_at then
+      -- Half a second late: a worker whose clock is a little behind still finds it due.
+      back = probe_at + 0.5
+      redis.call('HSET', KEYS[5], 'booked_at', string.format('%.6f', probe_at))
+    else
+      back = at + tonumber(ARGV[11])
+      -- Back when its token lapses, so its status says why it has none.
+      if expires_at and expires_at > at and expires_at + 1 < back then
+        back = expires_at + 1
+      end
+    end
+    redis.call('ZADD', KEYS[4], 'XX', string.format('%.6f', back), ARGV[7])
+    redis.call('ZADD', KEYS[6], string.format('%.6f', expires_at or back), ARGV[7])
+    return {'held', fields}
+  end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.6f', now))
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
@@ -47,4 +89,4 @@ end
 local slot_ttl = math.min(tonumber(ARGV[4]), ttl / 1000)
 redis.call('ZADD', KEYS[2], string.format('%.6f', now + slot_ttl), ARGV[6])
 redis.call('ZADD', KEYS[4], 'XX', 'LT', string.format('%.6f', now + ttl / 1000), ARGV[7])
-return {'ok', fields, 'slot'}
+return {'ok', fields, 'slot', probe}

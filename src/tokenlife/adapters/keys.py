@@ -45,6 +45,9 @@ CLIENT_SECRET_EXPIRED_TTL_SECONDS = 30 * 86400
 # An alert.client_secret_expiring of one lead is remembered past that lead's stage (a day
 # beyond it), so a worker restarted inside the stage does not send it again.
 SECRET_EXPIRING_SENT_EXTRA_SECONDS = 86400
+# An open breaker that no outcome reached for this long (every worker stopped, the host's
+# integrations removed) is forgotten: closed again, it holds nothing back.
+BREAKER_OPEN_TTL_SECONDS = 86400
 # No claim lease or lock is shorter: a refresh needs a moment, and a lease shorter than a
 # beat tick or two would hand the same connection out again while its batch is queued.
 MIN_LEASE_SECONDS = 15
@@ -106,6 +109,22 @@ class Keys:
     def provider_slots(self, provider: str) -> str:
         """Sorted set of in-flight refresh tokens for one provider, scored by expiry."""
         return f"{self.prefix}:slots:{provider}"
+
+    def breaker(self, scope: str) -> str:
+        """Hash: the circuit breaker of one provider host (core/provider_breaker.py). Closed,
+        its window's counts, gone after two idle windows; open, its times, kept
+        BREAKER_OPEN_TTL_SECONDS past the last outcome counted."""
+        return f"{self.prefix}:breaker:{scope}"
+
+    def breaker_held(self, scope: str) -> str:
+        """Sorted set of the scheduled refreshes an open breaker held, scored by when their
+        access token lapses; emptied (soonest first) when the host answers again."""
+        return f"{self.prefix}:breaker-held:{scope}"
+
+    @property
+    def breakers_open(self) -> str:
+        """Set of the provider hosts whose breaker is open (metrics, the doctor)."""
+        return f"{self.prefix}:breakers-open"
 
     @staticmethod
     def member(integration: str, connection_id: str) -> str:

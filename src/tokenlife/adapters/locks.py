@@ -23,6 +23,7 @@ from tokenlife.adapters.keys import (
     REFRESH_LOCK_TTL_SECONDS,
     Keys,
 )
+from tokenlife.adapters.provider_breakers import Hold
 from tokenlife.core.integration import Integration
 from tokenlife.errors import CorruptRecordError, UnknownConnectionError
 
@@ -52,6 +53,7 @@ class ClaimKind(StrEnum):
     GONE = "gone"  # no such connection
     THROTTLED = "throttled"  # every slot of the provider is taken
     CORRUPT = "corrupt"  # the record is half-written or unreadable; nothing is held
+    HELD = "held"  # the provider host's breaker is open: not now (nothing is held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class Claim:
     connection: Connection | None = None
     lease: Lease | None = None
     refresh_ciphertext: str | None = None
+    # The refresh goes ahead as its host's breaker's probe (HELD: what was read).
+    probe: bool = False
 
 
 class Locks:
@@ -102,12 +106,14 @@ class Locks:
         provider: str,
         slots: int,
         reuse_grace_seconds: int | None = None,
+        hold: Hold | None = None,
     ) -> Claim:
         """Lock the connection, read it and, when it has a refresh token, take one of the
         provider's slots: one round trip instead of three on the hot path. The lock (and,
         for a refresh, the schedule entry) lasts half the time the token has left and half
         the provider's reuse grace, at least one request (claim_connection.lua); times
-        are Redis's."""
+        are Redis's. A scheduled claim passes `hold`: an open breaker of the provider's
+        host holds it back, or lets it go ahead as the probe."""
         lease = Lease.new(integration, connection_id, provider)
         grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
         reply = await self._claim(
@@ -116,16 +122,25 @@ class Locks:
                 self._keys.provider_slots(provider),
                 self._keys.connection(integration, connection_id),
                 self._keys.schedule,
+                self._keys.breaker(hold.scope if hold else "-"),
+                self._keys.breaker_held(hold.scope if hold else "-"),
             ],
             args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
                   PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
-                  self._keys.member(integration, connection_id), grace],
+                  self._keys.member(integration, connection_id), grace,
+                  repr(hold.now) if hold else "", repr(hold.probe_seconds) if hold else "",
+                  repr(hold.pause_seconds) if hold else ""],
         )  # fmt: skip
         kind = ClaimKind(reply[0])
-        if kind is not ClaimKind.OK:
+        if kind not in (ClaimKind.OK, ClaimKind.HELD):
             return Claim(kind)
         flat = reply[1]
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        if kind is ClaimKind.HELD:
+            try:
+                return Claim(kind, parse_connection(raw))
+            except CorruptRecordError:
+                return Claim(ClaimKind.CORRUPT)
         if reply[2] != "slot":
             lease = Lease(integration, connection_id, provider, lease.lock_token, None)
         try:
@@ -135,7 +150,9 @@ class Locks:
             # record come back and hold one of the provider's slots each time.
             await self.give_back(lease)
             return Claim(ClaimKind.CORRUPT)
-        return Claim(ClaimKind.OK, connection, lease, raw.get("refresh_token"))
+        return Claim(
+            ClaimKind.OK, connection, lease, raw.get("refresh_token"), probe=reply[3] == "probe"
+        )
 
     async def acquire(self, integration: str, connection_id: str) -> str | None:
         """A token proving we hold the connection's lock, or None when someone else does."""

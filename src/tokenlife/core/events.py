@@ -23,6 +23,10 @@ INTEGRATION_AVAILABLE = "integration.available"
 CLIENT_SECRET_EXPIRING = "alert.client_secret_expiring"
 CLIENT_SECRET_EXPIRED = "alert.client_secret_expired"
 CLIENT_SECRET_ACCEPTED = "client_secret.accepted"
+# Per integration too, one for each integration on the provider host whose circuit breaker
+# opened or closed (services/provider_health.py).
+PROVIDER_DEGRADED = "alert.provider_degraded"
+PROVIDER_RECOVERED = "provider.recovered"
 
 REFRESH_TOKEN_MISSING_MESSAGE = (
     "Refresh token is not present and access token lifetime is too short."

@@ -13,6 +13,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -26,12 +27,14 @@ from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
+from tokenlife.core.provider_breaker import breaker_scope, failure_kind
 from tokenlife.errors import (
     DecryptionError,
     IntegrationUnavailableError,
     UnknownIntegrationError,
 )
 from tokenlife.services.expiry import ExpiryWatch
+from tokenlife.services.provider_health import ProviderHealth, Tally
 from tokenlife.services.refresh import Refresher
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,19 @@ log = logging.getLogger(__name__)
 _UNDECRYPTABLE_RETRY_SECONDS = 3600.0
 # Two due times closer than this are the same (they went through repr() and Redis).
 _SAME_TIME = 1e-6
+# A token-less status a held refresh leaves alone: it says more than "held" would.
+_HELD_KEEPS = frozenset({"client_secret_expired", "refresh_failing", "provider_degraded"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    outcome: str
+    # How long the token request and its save took, when one was made.
+    seconds: float | None = None
+    error: BaseException | None = None
+    probe: bool = False
+    # A token request went to the provider: what it says counts for the host's breaker.
+    asked: bool = False
 
 
 class RefreshEngine:
@@ -53,6 +69,7 @@ class RefreshEngine:
         refresher: Refresher,
         expiry: ExpiryWatch,
         provider_concurrency: int,
+        health: ProviderHealth | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._integrations = integrations
@@ -62,6 +79,7 @@ class RefreshEngine:
         self._refresher = refresher
         self._expiry = expiry
         self._concurrency = provider_concurrency
+        self._health = health
         self._rng = rng or random.Random()
 
     async def claim_batches(
@@ -72,16 +90,21 @@ class RefreshEngine:
         claimed = await self._schedule.claim_due(lease_seconds, limit)
         return [claimed[i : i + batch_size] for i in range(0, len(claimed), batch_size)]
 
-    async def refresh_batch(self, batch: Sequence[Due], clock: Callable[[], float]) -> Counter[str]:
-        """Refresh concurrently on this loop; one failure never stops the others."""
+    async def refresh_batch(
+        self, batch: Sequence[Due], clock: Callable[[], float], *, asked: bool = False
+    ) -> Counter[str]:
+        """Refresh concurrently on this loop; one failure never stops the others. `asked`:
+        someone wants these now (POST /refresh, "Refresh now"): no breaker holds them."""
         results = await asyncio.gather(
-            *(self._attempt(due, clock) for due in batch), return_exceptions=True
+            *(self._attempt(due, clock, asked) for due in batch), return_exceptions=True
         )
         outcomes: Counter[str] = Counter()
         # Outcome counts and latency buckets, added to the counters in one round trip.
         totals: Counter[str] = Counter()
         # By integration and minute, for the dashboard's last hour (and a key's own view).
         minute: Counter[str] = Counter()
+        # What the batch says about each provider host, for its circuit breaker.
+        tallies: dict[str, Tally] = {}
         for due, attempt in zip(batch, results, strict=True):
             seconds = None
             if isinstance(attempt, BaseException):
@@ -95,19 +118,26 @@ class RefreshEngine:
                                   due.connection_id, exc_info=attempt)  # fmt: skip
                 result = "crashed"
             else:
-                result, seconds = attempt
+                result, seconds = attempt.outcome, attempt.seconds
             outcomes[result] += 1
             integration = self._integrations.get(due.integration)
             provider = integration.provider if integration else UNKNOWN_PROVIDER
+            if integration is not None and not isinstance(attempt, BaseException) and attempt.asked:
+                kind = failure_kind(attempt.outcome, attempt.error)
+                if kind is not None:
+                    scope = breaker_scope(integration.token_url)
+                    tallies.setdefault(scope, Tally()).add(kind, attempt.probe)
             totals[f"refresh:{provider}:{result}"] += 1
             minute[f"{due.integration}:{result}"] += 1
             if seconds is not None:
                 totals.update(latency_fields(provider, seconds))
-        await self._schedule.count(dict(totals), dict(minute), clock())
+        now = clock()
+        await self._schedule.count(dict(totals), dict(minute), now)
+        if self._health is not None and tallies:
+            await self._health.observe(tallies, now)
         return outcomes
 
-    async def _attempt(self, due: Due, clock: Callable[[], float]) -> tuple[str, float | None]:
-        """The outcome, and how long the token request and its save took when one was made."""
+    async def _attempt(self, due: Due, clock: Callable[[], float], asked: bool) -> _Attempt:
         # Each due connection runs in its own asyncio task (gather): its own log context.
         logs.bind_connection(due.integration, due.connection_id)
         try:
@@ -117,11 +147,12 @@ class RefreshEngine:
             # discovery succeeds) again.
             log.warning("due connection %s/%s: %s", due.integration, due.connection_id, exc)
             unavailable = isinstance(exc, IntegrationUnavailableError)
-            return ("integration_unavailable" if unavailable else "unknown_integration"), None
+            return _Attempt("integration_unavailable" if unavailable else "unknown_integration")
         logs.bind_connection(due.integration, due.connection_id, integration.provider)
+        hold = None if asked or not self._health else self._health.hold(integration, clock())
         claim = await self._locks.claim(
             due.integration, due.connection_id, integration.provider, self._concurrency,
-            integration.preset.facts.refresh_token_reuse_grace_seconds,
+            integration.preset.facts.refresh_token_reuse_grace_seconds, hold,
         )  # fmt: skip
         if claim.kind is ClaimKind.THROTTLED:
             # The provider has all the refreshes it may take; try again in a moment,
@@ -137,9 +168,12 @@ class RefreshEngine:
             log.warning("due connection %s/%s: its stored record is half-written or "
                         "unreadable; taken off the schedule", due.integration,
                         due.connection_id)  # fmt: skip
-            return "corrupt_record", None
+            return _Attempt("corrupt_record")
+        elif claim.kind is ClaimKind.HELD:
+            return await self._held(claim, clock())
         if claim.kind is not ClaimKind.OK:
-            return claim.kind.value, None  # "locked": an on-demand refresh holds it; it reschedules
+            # "locked": an on-demand refresh holds it; it reschedules
+            return _Attempt(claim.kind.value)
         assert claim.connection is not None and claim.lease is not None
         try:
             return await self._claimed(integration, due, claim, clock)
@@ -148,9 +182,22 @@ class RefreshEngine:
             # was cancelled; the refresh runs on and gives it back when it ends).
             await self._locks.give_back(claim.lease)
 
+    async def _held(self, claim: Claim, now: float) -> _Attempt:
+        """Its host's breaker is open (the claim moved it on the schedule already): once its
+        access token has lapsed, its status says so, in a write of its own (compare-and-set:
+        a refresh that got there first wins)."""
+        connection = claim.connection
+        assert connection is not None
+        lapsed = connection.expires_at is not None and connection.expires_at <= now
+        keeps = connection.status is Status.DEGRADED and connection.status_reason in _HELD_KEEPS
+        if lapsed and connection.status in (Status.ACTIVE, Status.DEGRADED) and not keeps:
+            await self._store.update(connection, now=now, set_fields={
+                "status": Status.DEGRADED.value, "status_reason": "provider_degraded"})  # fmt: skip
+        return _Attempt("held")
+
     async def _claimed(
         self, integration: Integration, due: Due, claim: Claim, clock: Callable[[], float]
-    ) -> tuple[str, float | None]:
+    ) -> _Attempt:
         connection, lease = claim.connection, claim.lease
         assert connection is not None and lease is not None
         now = clock()
@@ -159,13 +206,13 @@ class RefreshEngine:
             # Refreshed and rescheduled since this claim: back to its own due time (the
             # claim moved it closer, in case this refresh never ended).
             await self._schedule.reschedule(due.integration, due.connection_id, stored_due)
-            return "not_due", None
+            return _Attempt("not_due")
         if connection.status is Status.REAUTHORIZATION_REQUIRED:
             # Unscheduling also takes it out of the provider's backoff set.
             await self._store.update(connection, now=now, unschedule=True, lease=lease)
-            return "reauthorization_required", None
+            return _Attempt("reauthorization_required")
         if claim.refresh_ciphertext is None:
-            return await self._expiry.check(connection, now, lease), None
+            return _Attempt(await self._expiry.check(connection, now, lease))
         try:
             refresh_token = self._store.decrypt(claim.refresh_ciphertext)
             logs.conceal(refresh_token)
@@ -179,6 +226,8 @@ class RefreshEngine:
                 schedule_at=now + _UNDECRYPTABLE_RETRY_SECONDS, lease=lease,
                 backoff=Backoff.REMOVE,  # no provider recovery pulls it forward
             )  # fmt: skip
-            return "undecryptable", None
-        result = await self._refresher.refresh(integration, connection, refresh_token, now, lease)
-        return result.outcome.value, clock() - now
+            return _Attempt("undecryptable")
+        result = await self._refresher.refresh(
+            integration, connection, refresh_token, now, lease, probe=claim.probe
+        )
+        return _Attempt(result.outcome.value, clock() - now, result.error, claim.probe, asked=True)

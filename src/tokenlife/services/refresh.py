@@ -90,13 +90,19 @@ class Refresher:
         refresh_token: str,
         now: float,
         lease: Lease | None = None,
+        *,
+        probe: bool = False,
     ) -> Result:
         """One refresh_token grant and its bookkeeping, run to the end even when the
         caller is cancelled. `lease` becomes the refresh's: given back when it ends (by
-        the write, in the same round trip), never while the request may be in flight."""
+        the write, in the same round trip), never while the request may be in flight.
+        A `probe` of a provider whose breaker is open raises no alert of its own when it
+        fails (alert.provider_degraded tells it)."""
         if lease is not None:
             lease.handed_over = True
-        task = asyncio.ensure_future(self._run(integration, connection, refresh_token, now, lease))
+        task = asyncio.ensure_future(
+            self._run(integration, connection, refresh_token, now, lease, probe)
+        )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         # A caller that went away never retrieves the result: say what broke (no tokens).
@@ -118,9 +124,10 @@ class Refresher:
         refresh_token: str,
         now: float,
         lease: Lease | None,
+        probe: bool,
     ) -> Result:
         try:
-            return await self._request(integration, connection, refresh_token, now, lease)
+            return await self._request(integration, connection, refresh_token, now, lease, probe)
         finally:
             if lease is not None:
                 lease.handed_over = False
@@ -138,6 +145,7 @@ class Refresher:
         refresh_token: str,
         now: float,
         lease: Lease | None,
+        probe: bool,
     ) -> Result:
         logs.conceal(refresh_token)
         request = refresh_token_request(integration, refresh_token)
@@ -148,7 +156,9 @@ class Refresher:
             sent = isinstance(exc, EndpointTimeoutError) or (
                 isinstance(exc, TransportError) and exc.request_sent
             )
-            return await self._outcomes.transient(integration, connection, exc, now, lease, sent)
+            return await self._outcomes.transient(
+                integration, connection, exc, now, lease, sent, provider_degraded=probe
+            )
         except OAuthError as exc:
             if names_expired_secret(exc.error, exc.description):
                 # The secret, not the grant: re-authorizing would not help, a new secret will.

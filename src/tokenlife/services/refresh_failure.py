@@ -33,7 +33,7 @@ _MAY_HAVE_ROTATED = (
 # timing out gets the usual backoff (and the recovery of another connection pulls it in).
 _PROMPT_RETRIES = 2
 # A lapsed token's reasons that follow the latest refusal (other reasons are left alone).
-_FAILING_REASONS = frozenset({"refresh_failing", "client_secret_expired"})
+_FAILING_REASONS = frozenset({"refresh_failing", "client_secret_expired", "provider_degraded"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,10 @@ class FailureBookkeeping:
         now: float,
         *,
         request_sent: bool,
+        provider_degraded: bool = False,
     ) -> FailurePlan:
+        """`provider_degraded`: the failure is a probe of a host whose breaker is open; its
+        alert.provider_degraded tells it, so no alert.refresh_failing of its own."""
         failures = connection.consecutive_failures + 1
         unknown = may_have_rotated(
             rotates_refresh_tokens=integration.preset.facts.get("rotates_refresh_tokens"),
@@ -128,6 +131,8 @@ class FailureBookkeeping:
         if secret_expired:
             fields["retry_not_before"] = repr(due)
         reason = "client_secret_expired" if secret_expired else "refresh_failing"
+        if provider_degraded and not secret_expired:
+            reason = "provider_degraded"
         if lapsed and (
             connection.status is Status.ACTIVE
             or (
@@ -144,7 +149,8 @@ class FailureBookkeeping:
             lapsed=lapsed, outcome_unknown=unknown, earlier_outcome_unknown=earlier_unknown,
             grace_seconds=grace,
         )  # fmt: skip
-        if due_alert and not connection.refresh_failing_alerted and not secret_expired:
+        folded = secret_expired or provider_degraded
+        if due_alert and not connection.refresh_failing_alerted and not folded:
             rotated = unknown or earlier_unknown
             description = str(exc) + (_MAY_HAVE_ROTATED if rotated else "")
             fields["refresh_failing_alerted"] = "1"

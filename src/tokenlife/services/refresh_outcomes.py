@@ -193,8 +193,13 @@ class OutcomeWriter:
         now: float,
         lease: Lease | None,
         sent: bool,
+        *,
+        provider_degraded: bool = False,
     ) -> Result:
-        plan = self._failures.plan(integration, connection, exc, now, request_sent=sent)
+        plan = self._failures.plan(
+            integration, connection, exc, now, request_sent=sent,
+            provider_degraded=provider_degraded,
+        )  # fmt: skip
         written = await self._write(
             connection, "recording a failed refresh",
             now=now, set_fields=plan.fields, schedule_at=plan.due, event=plan.alert,

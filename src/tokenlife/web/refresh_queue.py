@@ -10,7 +10,9 @@ from celery import Celery
 
 async def queue_refresh(celery: Celery, integration: str, connection_id: str, due: float) -> None:
     """One refresh_batch of one connection (tasks.refresh_batch), at `due`
-    (core.refresh_refusal.requested_due). Publishing is blocking broker I/O: a thread."""
+    (core.refresh_refusal.requested_due); `asked`: someone wants it now, so an open
+    breaker of its provider does not hold it. Publishing is blocking broker I/O: a thread."""
     await asyncio.to_thread(
-        celery.send_task, "tokenlife.refresh_batch", args=[[[integration, connection_id, due]]]
-    )
+        celery.send_task, "tokenlife.refresh_batch",
+        args=[[[integration, connection_id, due]]], kwargs={"asked": True},
+    )  # fmt: skip

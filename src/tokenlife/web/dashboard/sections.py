@@ -36,8 +36,8 @@ DEFAULT_FIXES = {
     "and the API (alert.client_secret_expired has the steps); no reconnect is needed.",
     "provider_degraded": "Nothing to change here: check the provider's status page "
     "(alert.provider_degraded names the host). Refreshes resume by themselves when it "
-    "answers, and apps asking for a token get an attempt of their own; no reconnect is "
-    "needed.",
+    "answers; Refresh now, and apps asking for a token, get an attempt of their own. No "
+    "reconnect is needed.",
     "reauthorization_required": "Send the account's owner a reconnect link.",
     "default": "Send the account's owner a reconnect link.",
 }
