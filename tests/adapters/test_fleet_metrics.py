@@ -22,11 +22,13 @@ from tokenlife.adapters import fleet_metrics
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.fleet_metrics import LATENCY_BUCKETS, FleetMetrics, latency_fields
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.provider_breakers import ProviderBreakers
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core import events
 from tokenlife.core.notifications import SEVERITY
 from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.provider_breaker import BreakerPolicy
 from tokenlife.core.tokens import TokenSet
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
@@ -104,6 +106,22 @@ async def test_an_empty_fleet_exports_every_family_with_zeros(redis: Redis, keys
         frozenset({("result", r)}): 0 for r in ("sent", "suppressed", "dead_lettered")
     }
     assert named(samples, "tokenlife_refreshes_total") == {}
+
+
+async def test_a_host_whose_breaker_is_open_shows_until_a_probe_closes_it(
+    redis: Redis, keys: Keys
+) -> None:
+    breakers, policy = ProviderBreakers(redis, keys), BreakerPolicy(min_failures=2)
+    assert named(await read(redis, keys), "tokenlife_provider_degraded") == {}
+
+    await breakers.record("idp.example:8443", NOW, policy, answered=0, probe_answered=0,
+                          failures={"timeout": 2})  # fmt: skip
+    assert named(await read(redis, keys), "tokenlife_provider_degraded") == {
+        frozenset({("host", "idp.example:8443")}): 1
+    }
+    await breakers.record("idp.example:8443", NOW + 40, policy, answered=0, probe_answered=1,
+                          failures={})  # fmt: skip
+    assert named(await read(redis, keys), "tokenlife_provider_degraded") == {}
 
 
 async def test_depth_counts_everything_and_lag_only_what_is_due_and_unclaimed(

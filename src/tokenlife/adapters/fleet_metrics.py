@@ -85,6 +85,8 @@ class FleetFigures:
     exchanges: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     on_demand: Mapping[tuple[str, str], int] = field(default_factory=dict)
     on_demand_latency: Mapping[str, Latency] = field(default_factory=dict)
+    # Provider hosts whose circuit breaker is open (core/provider_breaker.py).
+    degraded_hosts: tuple[str, ...] = ()
 
 
 class FleetMetrics:
@@ -108,7 +110,8 @@ class FleetMetrics:
             pipe.hgetall(self._keys.counters)
             pipe.zcard(self._keys.schedule)
             pipe.zrange(self._keys.schedule, 0, 0, withscores=True)
-            counters, depth, first = await pipe.execute()
+            pipe.smembers(self._keys.breakers_open)
+            counters, depth, first, degraded = await pipe.execute()
         refreshes, latency, alerts, deliveries = parse_counters(cast(dict[str, str], counters))
         # Claimed members are leased (scored at the lease's end), so the lowest score is the
         # longest-waiting connection nobody has taken yet.
@@ -131,6 +134,7 @@ class FleetMetrics:
             alerts=alerts,
             deliveries=deliveries,
             connections=await self.connections_by_status(),
+            degraded_hosts=tuple(sorted(cast(set[str], degraded))),
         )
 
     async def connections_by_status(self) -> dict[str, int]:

@@ -106,6 +106,16 @@ class FleetCollector:
             deliveries.add_metric([result], value)
         yield deliveries
 
+        degraded = GaugeMetricFamily(
+            "tokenlife_provider_degraded",
+            "1 for each provider host whose circuit breaker is open (its scheduled refreshes "
+            "are held); no series for a host that answers.",
+            labels=["host"],
+        )
+        for host in figures.degraded_hosts:
+            degraded.add_metric([host], 1)
+        yield degraded
+
         connections = GaugeMetricFamily(
             "tokenlife_connections", "Connections by status.", labels=["status"]
         )
