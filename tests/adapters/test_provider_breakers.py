@@ -138,6 +138,64 @@ async def test_an_open_breaker_holds_scheduled_claims_and_lets_one_probe_per_int
     assert asked.kind is ClaimKind.OK and not asked.probe
 
 
+async def test_a_held_lapsed_connection_keeps_its_lock_for_the_status_write(
+    breakers: ProviderBreakers, locks: Locks, store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    """Else a refresh asked for meanwhile would save on a version the status write moves,
+    and its rotated refresh token would be lost."""
+    provider, scope = new_name("provider"), new_name("host")
+    now = time.time()
+    lapsed = await saved(store, provider, expires_in=-60)
+    fresh = await saved(store, provider, expires_in=3600)
+    assert await record(breakers, scope, now, timeout=20) == "opened"
+    hold = Hold(scope, now + 1, POLICY.probe_seconds, POLICY.pause_seconds)
+
+    held = await locks.claim(lapsed[0], lapsed[1], provider, 50, None, hold)
+    assert held.kind is ClaimKind.HELD and held.lease is not None
+    assert not held.lease.released
+    assert await redis.exists(keys.lock(lapsed[0], lapsed[1]))
+    # Someone asking now waits for it: the lock is taken.
+    assert (await locks.claim(lapsed[0], lapsed[1], provider, 50, None, None)).kind == "locked"
+    await locks.give_back(held.lease)
+    assert not await redis.exists(keys.lock(lapsed[0], lapsed[1]))
+
+    other = await locks.claim(fresh[0], fresh[1], provider, 50, None, hold)
+    assert other.kind is ClaimKind.HELD and other.lease is not None and other.lease.released
+    assert not await redis.exists(keys.lock(fresh[0], fresh[1]))
+
+
+async def test_a_probe_books_the_next_one_past_held_members_that_are_gone(
+    breakers: ProviderBreakers, locks: Locks, store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    provider, scope = new_name("provider"), new_name("host")
+    now = time.time()
+    probe = await saved(store, provider, expires_in=3600)
+    waiting = await saved(store, provider, expires_in=3600)
+    next_one = keys.member(waiting[0], waiting[1])
+    assert await record(breakers, scope, now, timeout=20) == "opened"
+    # Deleted while held: in the held set, lapsing soonest, no longer on the schedule.
+    await redis.zadd(keys.breaker_held(scope), {"gone:x": 1, next_one: 5})
+
+    hold = Hold(scope, now + 31, POLICY.probe_seconds, POLICY.pause_seconds)
+    claim = await locks.claim(probe[0], probe[1], provider, 50, None, hold)
+
+    assert claim.kind is ClaimKind.OK and claim.probe
+    assert await redis.zscore(keys.schedule, next_one) == pytest.approx(now + 31 + 30.5)
+    assert await redis.zrange(keys.breaker_held(scope), 0, -1) == [next_one]
+    assert await redis.zscore(keys.schedule, "gone:x") is None
+
+
+async def test_a_breaker_that_expired_open_leaves_the_open_set(
+    breakers: ProviderBreakers, redis: Redis, keys: Keys
+) -> None:
+    scope = new_name("host")
+    assert await record(breakers, scope, T0, timeout=20) == "opened"
+    assert await breakers.open_scopes() == [scope]
+    await redis.delete(keys.breaker(scope))  # what its TTL does after a day of silence
+    assert await breakers.open_scopes() == []
+    assert not await redis.sismember(keys.breakers_open, scope)
+
+
 async def test_a_held_refresh_comes_back_when_its_token_lapses_if_that_is_sooner(
     breakers: ProviderBreakers, locks: Locks, store: TokenStore, redis: Redis, keys: Keys,
 ) -> None:  # fmt: skip

@@ -341,3 +341,24 @@ async def test_a_write_during_introspection_wins_over_the_learned_lifetime(
     connection = await runtime.tokens.get(INTEGRATION, cid)
     assert connection.version == newer
     assert (connection.expires_at, connection.lifetime_source) == (None, None)
+
+
+async def test_a_refresh_holding_the_lock_during_introspection_keeps_its_version(
+    runtime: Runtime, provider: FakeIntrospecting, redis: Redis
+) -> None:
+    """Another refresh took the lock while the endpoint was asked: the learned lifetime is
+    dropped, so that refresh's save (a compare-and-set on the version it read) still lands
+    and its rotated refresh token is kept."""
+    provider.lifetime = 3 * 3600
+    _, cid, _, task, _ = await claimed_refresh(runtime, provider, Reply(delay=0.3))
+    saved = await runtime.tokens.get(INTEGRATION, cid)
+    other = await runtime.locks.acquire(INTEGRATION, cid)
+    assert other is not None
+
+    result = await task
+
+    assert result.outcome is Outcome.REFRESHED and result.tokens is not None
+    assert result.tokens.expires_at is None
+    connection = await runtime.tokens.get(INTEGRATION, cid)
+    assert connection.version == saved.version  # the other refresh's save would land
+    assert await redis.get(runtime.keys.lock(INTEGRATION, cid)) == other  # still its lock

@@ -18,8 +18,9 @@
 -- ARGV: 1 lock token, 2 longest lock ms, 3 shortest lock ms, 4 longest slot TTL seconds,
 -- 5 slot limit, 6 slot token, 7 schedule member, 8 the provider's reuse grace in seconds
 -- ('' when none is documented), 9 the breaker's clock ('' for a refresh someone asks for
--- now: never held), 10 probe interval seconds, 11 this hold's pause seconds.
--- Returns {'locked'}, {'gone'}, {'throttled'}, {'held', fields} or
+-- now: never held), 10 probe interval seconds, 11 this hold's pause seconds, 12 the held
+-- set's TTL.
+-- Returns {'locked'}, {'gone'}, {'throttled'}, {'held', fields, 'locked' | ''} or
 -- {'ok', fields, 'slot' | 'noslot', 'probe' | ''}.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -55,13 +56,25 @@ if ARGV[9] ~= '' and redis.call('HGET', KEYS[5], 'state') == 'open' then
     probe = 'probe'
     redis.call('ZREM', KEYS[6], ARGV[7])
     -- Book the next probe now: should this one fail, its own backoff must not set the pace.
-    local booked = redis.call('ZRANGE', KEYS[6], 0, 0)
-    if booked[1] and booked[1] ~= ARGV[7] then
-      redis.call('ZADD', KEYS[4], 'XX', string.format('%.6f', next_probe + 0.5), booked[1])
-      redis.call('HSET', KEYS[5], 'booked_at', string.format('%.6f', next_probe))
+    -- A held member no longer on the schedule (deleted, reconnected) leaves the set.
+    for _ = 1, 5 do
+      local booked = redis.call('ZRANGE', KEYS[6], 0, 0)[1]
+      if not booked then break end
+      if redis.call('ZADD', KEYS[4], 'XX', 'CH', string.format('%.6f', next_probe + 0.5),
+          booked) == 1 or redis.call('ZSCORE', KEYS[4], booked) then
+        redis.call('HSET', KEYS[5], 'booked_at', string.format('%.6f', next_probe))
+        break
+      end
+      redis.call('ZREM', KEYS[6], booked)
     end
   else
-    redis.call('DEL', KEYS[1])
+    -- A lapsed token's status is written by the caller (degraded, provider_degraded): it
+    -- keeps the lock for that write, so no refresh asked for meanwhile saves on a version
+    -- the write then moves (its rotated token would be lost). Else nothing is held.
+    local lapsed = expires_at and expires_at <= at
+    if not lapsed then
+      redis.call('DEL', KEYS[1])
+    end
     local back
     if tonumber(redis.call('HGET', KEYS[5], 'booked_at') or '0') < probe_at then
       -- Half a second late: a worker whose clock is a little behind still finds it due.
@@ -76,7 +89,8 @@ if ARGV[9] ~= '' and redis.call('HGET', KEYS[5], 'state') == 'open' then
     end
     redis.call('ZADD', KEYS[4], 'XX', string.format('%.6f', back), ARGV[7])
     redis.call('ZADD', KEYS[6], string.format('%.6f', expires_at or back), ARGV[7])
-    return {'held', fields}
+    redis.call('EXPIRE', KEYS[6], ARGV[12])
+    return {'held', fields, lapsed and 'locked' or ''}
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.6f', now))

@@ -34,6 +34,7 @@ from tokenlife.adapters.outcome_counters import (
     exchange_series,
     parse_outcome_counters,
 )
+from tokenlife.adapters.provider_breakers import ProviderBreakers
 from tokenlife.core.notifications import SEVERITY
 from tokenlife.core.policy import Status
 
@@ -104,14 +105,14 @@ class FleetMetrics:
         self._keys = keys
         self._integrations = tuple(integrations)
         self._providers = tuple(sorted(set(providers)))
+        self._breakers = ProviderBreakers(redis, keys)
 
     async def read(self, now: float) -> FleetFigures:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._keys.counters)
             pipe.zcard(self._keys.schedule)
             pipe.zrange(self._keys.schedule, 0, 0, withscores=True)
-            pipe.smembers(self._keys.breakers_open)
-            counters, depth, first, degraded = await pipe.execute()
+            counters, depth, first = await pipe.execute()
         refreshes, latency, alerts, deliveries = parse_counters(cast(dict[str, str], counters))
         # Claimed members are leased (scored at the lease's end), so the lowest score is the
         # longest-waiting connection nobody has taken yet.
@@ -134,7 +135,7 @@ class FleetMetrics:
             alerts=alerts,
             deliveries=deliveries,
             connections=await self.connections_by_status(),
-            degraded_hosts=tuple(sorted(cast(set[str], degraded))),
+            degraded_hosts=tuple(await self._breakers.open_scopes()),
         )
 
     async def connections_by_status(self) -> dict[str, int]:

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from tokenlife.adapters import scripts
 from tokenlife.adapters.connection_record import Connection, parse_connection
 from tokenlife.adapters.keys import (
+    BREAKER_OPEN_TTL_SECONDS,
     MIN_LEASE_SECONDS,
     PROVIDER_SLOT_TTL_SECONDS,
     REFRESH_LOCK_TTL_SECONDS,
@@ -64,7 +65,8 @@ class Claim:
     connection: Connection | None = None
     lease: Lease | None = None
     refresh_ciphertext: str | None = None
-    # The refresh goes ahead as its host's breaker's probe (HELD: what was read).
+    # The refresh goes ahead as its host's breaker's probe (HELD: what was read, and a lease
+    # of the lock when its token lapsed, for the status write; released otherwise).
     probe: bool = False
 
 
@@ -129,7 +131,7 @@ class Locks:
                   PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
                   self._keys.member(integration, connection_id), grace,
                   repr(hold.now) if hold else "", repr(hold.probe_seconds) if hold else "",
-                  repr(hold.pause_seconds) if hold else ""],
+                  repr(hold.pause_seconds) if hold else "", BREAKER_OPEN_TTL_SECONDS],
         )  # fmt: skip
         kind = ClaimKind(reply[0])
         if kind not in (ClaimKind.OK, ClaimKind.HELD):
@@ -137,9 +139,14 @@ class Locks:
         flat = reply[1]
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         if kind is ClaimKind.HELD:
+            # Its token lapsed: the lock is kept for the caller's status write.
+            kept = Lease(integration, connection_id, provider, lease.lock_token, None)
+            if reply[2] != "locked":
+                kept.released = True
             try:
-                return Claim(kind, parse_connection(raw))
+                return Claim(kind, parse_connection(raw), kept)
             except CorruptRecordError:
+                await self.give_back(kept)
                 return Claim(ClaimKind.CORRUPT)
         if reply[2] != "slot":
             lease = Lease(integration, connection_id, provider, lease.lock_token, None)

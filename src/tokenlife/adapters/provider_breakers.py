@@ -129,9 +129,23 @@ class ProviderBreakers:
                 return found, False
         return found, True
 
+    async def held_count(self, scope: str) -> int:
+        return int(await self._redis.zcard(self._keys.breaker_held(scope)))
+
     async def open_scopes(self) -> list[str]:
-        members = await self._redis.smembers(self._keys.breakers_open)
-        return sorted(_text(m) for m in members)
+        """The hosts whose breaker is open; one whose breaker expired open (no outcome
+        counted for BREAKER_OPEN_TTL_SECONDS) leaves the set here."""
+        hosts = sorted(_text(m) for m in await self._redis.smembers(self._keys.breakers_open))
+        if not hosts:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.exists(self._keys.breaker(host))
+            alive = await pipe.execute()
+        gone = [host for host, exists in zip(hosts, alive, strict=True) if not exists]
+        if gone:
+            await self._redis.srem(self._keys.breakers_open, *gone)
+        return [host for host in hosts if host not in gone]
 
 
 def _text(value: object) -> str:

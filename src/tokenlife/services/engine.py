@@ -184,15 +184,18 @@ class RefreshEngine:
 
     async def _held(self, claim: Claim, now: float) -> _Attempt:
         """Its host's breaker is open (the claim moved it on the schedule already): once its
-        access token has lapsed, its status says so, in a write of its own (compare-and-set:
-        a refresh that got there first wins)."""
-        connection = claim.connection
-        assert connection is not None
+        access token has lapsed, its status says so, written under the lock the claim kept
+        for it, so a refresh asked for meanwhile never saves on a version this moves."""
+        connection, lease = claim.connection, claim.lease
+        assert connection is not None and lease is not None
         lapsed = connection.expires_at is not None and connection.expires_at <= now
         keeps = connection.status is Status.DEGRADED and connection.status_reason in _HELD_KEEPS
-        if lapsed and connection.status in (Status.ACTIVE, Status.DEGRADED) and not keeps:
-            await self._store.update(connection, now=now, set_fields={
-                "status": Status.DEGRADED.value, "status_reason": "provider_degraded"})  # fmt: skip
+        try:
+            if lapsed and connection.status in (Status.ACTIVE, Status.DEGRADED) and not keeps:
+                fields = {"status": Status.DEGRADED.value, "status_reason": "provider_degraded"}
+                await self._store.update(connection, now=now, lease=lease, set_fields=fields)
+        finally:
+            await self._locks.give_back(lease)  # a no-op once the write gave it back
         return _Attempt("held")
 
     async def _claimed(

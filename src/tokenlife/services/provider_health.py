@@ -105,7 +105,14 @@ class ProviderHealth:
 
     async def _degraded(self, scope: str, change: BreakerChange, now: float) -> None:
         integrations = self._on(scope)
-        deadlines, truncated = await self._breakers.deadlines((i.name for i in integrations), now)
+        try:
+            deadlines, truncated = await self._breakers.deadlines(
+                (i.name for i in integrations), now
+            )
+        except Exception:
+            # The alert matters more than its count: sent with none ("at least" 0).
+            log.warning("could not count the connections at risk at %s", scope, exc_info=True)
+            deadlines, truncated = {}, True
         failures = round(change.failures)
         outcomes = round(change.failures + change.answered)
         log.error("provider %s looks degraded: %s of the last %s refreshes failed (%s); "
@@ -124,15 +131,19 @@ class ProviderHealth:
             )  # fmt: skip
 
     async def _recovered(self, scope: str, change: BreakerChange, now: float) -> None:
-        released = await self._breakers.release_held(
-            scope, now, self._policy.recovery_rate, change.opened_at
-        )
-        log.info("provider %s answers again; %s held refreshes resume at %g/s", scope,
-                 released, self._policy.recovery_rate)  # fmt: skip
+        """Resolve first, then release: a release that fails part-way (the held ones come
+        back after their pause anyway) must not leave the alert open, and a release still
+        paging when the host fails again must not resolve the next alert."""
+        held = await self._breakers.held_count(scope)
         for integration in self._on(scope):
             await self._events.emit(
                 events.PROVIDER_RECOVERED, integration.name, None, now,
                 provider=integration.provider, host=scope,
                 degraded_since=events.iso8601(change.opened_at),
-                probes_failed=change.probes_failed, held_refreshes_resumed=released,
+                probes_failed=change.probes_failed, held_refreshes_resumed=held,
             )  # fmt: skip
+        released = await self._breakers.release_held(
+            scope, now, self._policy.recovery_rate, change.opened_at
+        )
+        log.info("provider %s answers again; %s held refreshes resume at %g/s", scope,
+                 released, self._policy.recovery_rate)  # fmt: skip

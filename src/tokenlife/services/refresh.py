@@ -169,10 +169,14 @@ class Refresher:
                 )
             if is_permanent(exc.error, integration.preset):
                 return await self._outcomes.permanent(integration, connection, exc, now, lease)
-            return await self._outcomes.transient(integration, connection, exc, now, lease, False)
+            return await self._outcomes.transient(
+                integration, connection, exc, now, lease, False, provider_degraded=probe
+            )
         except ProviderError as exc:
             # An unusable answer (an HTML error page from a proxy, say) may not repeat.
-            return await self._outcomes.transient(integration, connection, exc, now, lease, False)
+            return await self._outcomes.transient(
+                integration, connection, exc, now, lease, False, provider_degraded=probe
+            )
         # Saved first, as it came: a slow or failing introspection can't hold the lock nor
         # keep a rotated refresh token in memory only. The save gives the lease back.
         result = await self._outcomes.refreshed(
@@ -189,23 +193,37 @@ class Refresher:
         self, integration: Integration, connection: Connection, result: Result, now: float
     ) -> Result:
         """After the save, a lifetime nobody stated, asked of the introspection endpoint
-        and written by compare-and-set on the saved version (no lock: a newer write wins).
-        Nothing here can fail the refresh: the saved tokens stand."""
+        and written by compare-and-set on the saved version, under the connection's lock
+        again: a refresh that took the lock meanwhile must not find its version moved under
+        it (its rotated token would be lost), so a lock taken means the lifetime is dropped
+        (the next refresh asks again). Nothing here can fail the refresh."""
         saved, version = result.tokens, result.version
         if result.outcome is not Outcome.REFRESHED or saved is None or version is None:
             return result
+        lease = None
         try:
             learned = await learn_lifetime(self._http, integration, saved, self._timeout, now)
             if learned is saved:
                 return result
+            if self._locks is not None:
+                name, cid = connection.integration, connection.connection_id
+                token = await self._locks.acquire(name, cid)
+                if token is None:
+                    log.info("refresh of %s/%s: another refresh holds the connection; the "
+                             "introspected lifetime is dropped", name, cid)  # fmt: skip
+                    return result
+                lease = Lease(name, cid, connection.provider, token, None)
             landed = await self._outcomes.lifetime_learned(
-                integration, connection, version, learned, now
+                integration, connection, version, learned, now, lease
             )
         except Exception as exc:  # Redis away, say: the next refresh asks again
             log.warning("refresh of %s/%s: the introspected lifetime was not saved (%s)",
                         connection.integration, connection.connection_id,
                         type(exc).__name__)  # fmt: skip
             return result
+        finally:
+            if lease is not None and not lease.released and self._locks is not None:
+                await self._locks.give_back(lease)
         return replace(result, tokens=learned) if landed else result
 
 

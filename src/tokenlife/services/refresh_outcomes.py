@@ -152,17 +152,18 @@ class OutcomeWriter:
         version: int,
         learned: TokenSet,
         now: float,
+        lease: Lease | None = None,
     ) -> bool:
         """The saved token set again, with the lifetime learned after the save (by
-        introspection), its verdict and its schedule: a compare-and-set on `version`, no
-        lock, no retry, no event (token.refreshed went out with the save). False when a
-        newer write got there first: it stands."""
+        introspection), its verdict and its schedule: a compare-and-set on `version` under
+        `lease` (given back by the write), no retry, no event (token.refreshed went out with
+        the save). False when a newer write got there first: it stands."""
         verdict = classify(learned, integration.minimum_access_token_only_lifetime_days)
         next_at = self._schedule_policy.next_check(integration, learned, now, sent=())
         written = await self._writer.store.write(
             replace(connection, version=version), now=now, tokens=learned,
             set_fields={"status": status_for(verdict).value, "verdict": verdict.value},
-            schedule_at=next_at, unschedule=next_at is None,
+            schedule_at=next_at, unschedule=next_at is None, lease=lease,
         )  # fmt: skip
         if written.version is None:
             log.info("refresh of %s/%s: a newer write came before the introspected lifetime; "
