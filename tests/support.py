@@ -19,13 +19,17 @@ import aiohttp
 from celery import Celery
 from redis.asyncio import Redis
 
+from tests.fakes.base import FakeProvider
 from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.fakes.receiver import AlertReceiver
 from tokenlife.adapters.keys import Keys
 from tokenlife.celery_config import celery_config
+from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.library import Tokenlife
+from tokenlife.runtime import Runtime
 from tokenlife.settings import Settings
 
 
@@ -318,3 +322,28 @@ def serving_api(settings: Settings, directory: Path, api_keys: str) -> Iterator[
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+async def save_minted(
+    runtime: Runtime,
+    fake: FakeProvider,
+    integration: str,
+    connection_id: str,
+    *,
+    client_id: str,
+    scopes: tuple[str, ...],
+    lifetime: int,
+    issued_at: float,
+    due_at: float,
+) -> str:
+    """A refreshable connection stored as an exchange would store it, with tokens the fake
+    minted `issued_at` (a refresh token of a family of its own), due at `due_at`; returns
+    the family."""
+    body = fake.mint(client_id, scopes, lifetime)
+    family = str(body.pop("family"))
+    await runtime.tokens.save(
+        integration=integration, connection_id=connection_id, provider="custom",
+        tokens=token_set_from_payload(body, issued_at), verdict=Verdict.REFRESHABLE,
+        status=Status.ACTIVE, scopes_requested=scopes, next_check_at=due_at, now=issued_at,
+    )  # fmt: skip
+    return family

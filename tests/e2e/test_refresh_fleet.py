@@ -16,9 +16,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.support import Fakes, start_worker, stop_worker, stream_events, wait_until
-from tokenlife.core.policy import Status, Verdict
-from tokenlife.core.tokens import token_set_from_payload
+from tests.support import (
+    Fakes,
+    save_minted,
+    start_worker,
+    stop_worker,
+    stream_events,
+    wait_until,
+)
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
@@ -62,14 +67,9 @@ async def seed(runtime: Runtime, fakes: Fakes, now: float) -> dict[str, str]:
     """2,000 connections whose refresh is due now; returns connection id -> family."""
     families: dict[str, str] = {}
     for n in range(CONNECTIONS):
-        body = fakes.generic.mint("generic-client", ("openid", "offline_access"), 3600)
-        cid = f"fleet-{n}"
-        families[cid] = body.pop("family")
-        await runtime.tokens.save(
-            integration=INTEGRATION, connection_id=cid, provider="custom",
-            tokens=token_set_from_payload(body, now), verdict=Verdict.REFRESHABLE,
-            status=Status.ACTIVE, scopes_requested=("openid", "offline_access"),
-            next_check_at=now, now=now,
+        families[f"fleet-{n}"] = await save_minted(
+            runtime, fakes.generic, INTEGRATION, f"fleet-{n}", client_id="generic-client",
+            scopes=("openid", "offline_access"), lifetime=3600, issued_at=now, due_at=now,
         )  # fmt: skip
     return families
 

@@ -24,11 +24,10 @@ from tests.fakes.outage import OutageProvider
 from tests.fakes.receiver import AlertReceiver
 from tests.fakes.server import FakeServers
 from tests.faults.harness import CALLBACK, WorkerGroup, record_figure
-from tests.support import client_app, stream_events, wait_until
+from tests.support import client_app, save_minted, stream_events, wait_until
 
 from tokenlife.core import events
-from tokenlife.core.policy import Status, Verdict
-from tokenlife.core.tokens import token_set_from_payload
+from tokenlife.core.policy import Status
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
@@ -124,15 +123,10 @@ async def seed(
     family."""
     families: dict[str, str] = {}
     for n in range(CONNECTIONS):
-        lifetime = 12 if n < LAPSING else 1800
-        body = provider.mint("outage-client", ("openid", "offline_access"), lifetime)
-        cid = f"o-{n}"
-        families[cid] = body.pop("family")
-        await runtime.tokens.save(
-            integration=name, connection_id=cid, provider="custom",
-            tokens=token_set_from_payload(body, now), verdict=Verdict.REFRESHABLE,
-            status=Status.ACTIVE, scopes_requested=("openid", "offline_access"),
-            next_check_at=due, now=now,
+        families[f"o-{n}"] = await save_minted(
+            runtime, provider, name, f"o-{n}", client_id="outage-client",
+            scopes=("openid", "offline_access"), lifetime=12 if n < LAPSING else 1800,
+            issued_at=now, due_at=due,
         )  # fmt: skip
     return families
 

@@ -18,12 +18,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.fakes.base import Reply
-from tests.support import Fakes, stream_events
+from tests.support import Fakes, save_minted, stream_events
 from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.core import events
-from tokenlife.core.policy import Status, Verdict
+from tokenlife.core.policy import Status
 from tokenlife.core.provider_breaker import breaker_scope
-from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
@@ -97,16 +96,13 @@ async def fleet_of(settings: Settings, fakes: Fakes, **changes: Any) -> AsyncIte
     families: dict[str, str] = {}
     try:
         for cid, lapses in LAPSES.items():
-            body = fakes.generic.mint("generic-client", ("openid", "profile"), 3600)
-            families[cid] = body.pop("family")
-            fakes.generic.script_refresh(families[cid], DOWN)
-            issued = t0 + lapses - 3600  # so the token lapses at t0 + lapses
-            await runtime.tokens.save(
-                integration=INTEGRATION, connection_id=cid, provider="custom",
-                tokens=token_set_from_payload(body, issued), verdict=Verdict.REFRESHABLE,
-                status=Status.ACTIVE, scopes_requested=("openid", "profile"),
-                next_check_at=t0, now=issued,
+            families[cid] = await save_minted(
+                runtime, fakes.generic, INTEGRATION, cid, client_id="generic-client",
+                scopes=("openid", "profile"), lifetime=3600,
+                issued_at=t0 + lapses - 3600,  # so the token lapses at t0 + lapses
+                due_at=t0,
             )  # fmt: skip
+            fakes.generic.script_refresh(families[cid], DOWN)
         yield Fleet(runtime, fakes, t0, families)
     finally:
         await runtime.close()
