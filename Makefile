@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults test-stack test-browser lint bench clean
+.PHONY: run test test-faults test-stack test-browser test-interop lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser"
+	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser and not interop"
 
 ## test-faults: kill -9 of workers and Redis during refresh storms (docs/reliability.md); the quick fault tests run in `make test`
 test-faults: $(STAMP)
@@ -41,6 +41,18 @@ test-browser: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,embedded,browser]'
 	$(BIN)/pytest tests/browser -q -m browser
+
+## test-interop: tokenlife against a real OpenID Connect server, panva's oidc-provider on Node.js (tests/interop/; Debian's nodejs and npm installed when missing)
+INTEROP := tests/interop/oidc_server
+test-interop: $(STAMP) $(INTEROP)/node_modules/.package-lock.json
+	$(BIN)/pytest tests/interop -q -m interop
+
+# npm writes node_modules/.package-lock.json at every install: older than the lock file,
+# the lock changed since (the test fixture applies the same rule).
+$(INTEROP)/node_modules/.package-lock.json: $(INTEROP)/package-lock.json
+	command -v node >/dev/null && command -v npm >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm)
+	cd $(INTEROP) && npm ci --no-audit --no-fund
+	touch $@
 
 ## test-stack: docker-compose.yml's services as host processes, with Redis and with RabbitMQ as the broker (docs/deployment.md)
 test-stack: $(STAMP)
