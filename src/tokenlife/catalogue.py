@@ -27,6 +27,10 @@ def preset_details(preset: Preset) -> dict[str, Any]:
         "token_endpoint_auth_method": preset.token_endpoint_auth_method,
         "pkce_sent_by_default": preset.pkce,
         "authorization_params": dict(preset.authorization_params),
+        "token_params": {
+            key: {"value": value, "source": preset.sources.get(f"token_params.{key}")}
+            for key, value in preset.token_params.items()
+        },
         "offline_scopes": list(preset.offline_scopes),
         "refresh_token_idle_days": preset.refresh_token_idle_days,
         "refresh_token_requirements": [
@@ -59,6 +63,9 @@ def format_details(data: dict[str, Any]) -> str:
     for key in ("authorize_url", "token_url", "token_endpoint_auth_method",
                 "authorization_params", "offline_scopes", "refresh_token_idle_days"):  # fmt: skip
         lines.append(f"  {key:28} {data[key]}")
+    for key, param in data["token_params"].items():
+        lines.append(f"  {'token request':28} {key}={param['value']} (code exchange)")
+        lines.append(f"{'':31}{param['source']}")
     facts = data["facts"]
     lines.append("  facts:")
     for key, value in facts.items():
@@ -128,8 +135,11 @@ def _needs(preset: Preset) -> str:
     likely = [spelled(r, with_kind=False) for r in preset.requires if r.strength == "likely"]
     if likely:
         return "nothing known; diagnosis suggests " + " and ".join(likely)
+    if preset.token_params:
+        # Asked for in the token request rather than the authorization request (Shopify).
+        sent = ", ".join(f"`{k}={v}`" for k, v in preset.token_params.items())
+        return f"{sent} in the token request"
     if preset.facts.get("issues_refresh_tokens") == "on_request":
-        # Asked for outside the authorization request (Shopify's token request): a quirk says how.
         return "see `tokenlife providers show`"
     return "-"
 

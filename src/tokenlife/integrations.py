@@ -33,10 +33,11 @@ from tokenlife.core.integration import (
     check_name,
     fill_placeholders,
     requested_scopes,
+    token_params,
 )
 from tokenlife.core.introspection import insecure_introspection_url
 from tokenlife.core.policy import SECONDS_PER_DAY
-from tokenlife.core.presets import Preset
+from tokenlife.core.presets import RESERVED_TOKEN_PARAMS, Preset
 from tokenlife.core.refresh_timing import RefreshTiming
 from tokenlife.core.secret_expiry import to_epoch
 from tokenlife.errors import ConfigurationError
@@ -85,6 +86,9 @@ class IntegrationConfig(BaseModel):
     issuer: str | None = None
     extra_scopes: tuple[str, ...] = ()
     extra_authorization_params: dict[str, str] = {}
+    # Sent with the authorization_code exchange (over the catalogue's token_params) and
+    # with every refresh: Zendesk's expires_in for clients older than its refresh tokens.
+    extra_token_params: dict[str, str] = {}
     token_endpoint_auth_method: AuthMethod | None = None
     tenant: str | None = None
     placeholders: dict[str, str] = {}
@@ -141,6 +145,13 @@ class IntegrationConfig(BaseModel):
             raise ValueError(
                 f"extra_authorization_params may not set {', '.join(reserved)}: tokenlife sets "
                 "them (use scopes/extra_scopes for scopes)"
+            )
+        reserved = sorted(RESERVED_TOKEN_PARAMS & set(self.extra_token_params))
+        if reserved:
+            raise ValueError(
+                f"extra_token_params may not set {', '.join(reserved)}: tokenlife sets them "
+                "(the grant, the code or refresh token, redirect_uri, PKCE and client "
+                "authentication), and replacing one would break the token request"
             )
         return self
 
@@ -250,6 +261,8 @@ def resolve(
         account_endpoint=_account_endpoint(name, config, preset, placeholders),
         introspection_url=config.introspection_url or _introspection_url(preset, placeholders),
         client_secret_expires_at=to_epoch(config.client_secret_expires_at),
+        token_params=token_params(preset, config.extra_token_params),
+        refresh_params=dict(config.extra_token_params),
     )
 
 

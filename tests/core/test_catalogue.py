@@ -12,7 +12,7 @@ from tokenlife.catalogue import providers_table, replace_table
 from tokenlife.core.authorization import build_authorization_request
 from tokenlife.core.diagnosis import detect_vendor
 from tokenlife.core.integration import Integration
-from tokenlife.core.presets import Preset
+from tokenlife.core.presets import RESERVED_TOKEN_PARAMS, Preset
 from tokenlife.core.provider_facts import FACTS, UNCONFIRMED, facts_from_mapping
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
@@ -47,6 +47,28 @@ def test_every_rule_names_its_source(name: str) -> None:
     assert all(r.source.startswith("https://") for r in preset.requires)
     assert all(r.source.startswith("https://") for r in preset.reauthorization)
     assert preset.authorize_url and preset.token_url
+
+
+@pytest.mark.parametrize("name", VENDORS)
+def test_every_token_param_names_its_source(name: str) -> None:
+    preset = PRESETS[name]
+    for key in preset.token_params:
+        assert preset.sources[f"token_params.{key}"].startswith("https://"), (name, key)
+        assert key not in RESERVED_TOKEN_PARAMS
+
+
+def test_shopify_asks_for_expiring_offline_tokens_in_the_code_exchange_only() -> None:
+    # https://shopify.dev/docs/apps/build/authentication-authorization/migrate-to-expiring-offline-access-tokens
+    config = IntegrationConfig(
+        provider="shopify", client_id="c", client_secret="s",
+        redirect_uri="https://app.example.com/cb", placeholders={"shop": "acme"},
+    )  # fmt: skip
+    integration = resolve("store", config, PRESETS["shopify"], "s", 30.0)
+    assert dict(integration.token_params) == {"expiring": "1"}
+    assert dict(integration.refresh_params) == {}  # Shopify's refresh needs no expiring=1
+    assert "| `shopify` | on_request | `expiring=1` in the token request |" in providers_table(
+        PRESETS
+    )
 
 
 def fill(template: str, preset: Preset) -> str:

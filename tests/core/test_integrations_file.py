@@ -299,6 +299,40 @@ CUSTOM_URLS = (
         ),
         pytest.param(
             table(
+                *GOOGLE,
+                f'client_secret = "{SECRET}"',
+                REDIRECT,
+                'extra_token_params = { code_verifier = "x", expires_in = "1800" }',
+            ),
+            {},
+            "extra_token_params may not set code_verifier: tokenlife sets them (the grant, "
+            "the code or refresh token, redirect_uri, PKCE and client authentication)",
+            id="reserved-token-param",
+        ),
+        pytest.param(
+            table(
+                *GOOGLE,
+                f'client_secret = "{SECRET}"',
+                REDIRECT,
+                'extra_token_params = { client_secret = "other", grant_type = "password" }',
+            ),
+            {},
+            "extra_token_params may not set client_secret, grant_type: tokenlife sets them",
+            id="reserved-token-params",
+        ),
+        pytest.param(
+            table(
+                *GOOGLE,
+                f'client_secret = "{SECRET}"',
+                REDIRECT,
+                "extra_token_params = { expires_in = 1800 }",
+            ),
+            {},
+            "extra_token_params.expires_in: Input should be a valid string",
+            id="token-param-not-a-string",
+        ),
+        pytest.param(
+            table(
                 'provider = "microsoft"',
                 'client_id = "c"',
                 f'client_secret = "{SECRET}"',
@@ -421,6 +455,41 @@ def test_google_url_overrides_keep_preset_params(
     params = dict(parse_qsl(urlsplit(url).query))
     assert params["access_type"] == "offline"
     assert params["prompt"] == "consent"
+
+
+@pytest.mark.parametrize(
+    ("provider", "line", "exchange", "refresh"),
+    [
+        pytest.param('provider = "shopify"', "", {"expiring": "1"}, {}, id="shopify-preset"),
+        pytest.param(
+            'provider = "shopify"',
+            'extra_token_params = { expiring = "0" }',
+            {"expiring": "0"},
+            {"expiring": "0"},
+            id="shopify-integration-wins",
+        ),
+        pytest.param(
+            'provider = "zendesk"',
+            'extra_token_params = { expires_in = "1800", refresh_token_expires_in = "2592000" }',
+            {"expires_in": "1800", "refresh_token_expires_in": "2592000"},
+            {"expires_in": "1800", "refresh_token_expires_in": "2592000"},
+            id="zendesk-old-client",
+        ),
+        pytest.param('provider = "zendesk"', "", {}, {}, id="zendesk-default"),
+    ],
+)
+def test_token_params_flow_into_resolve(
+    tmp_path: Path, provider: str, line: str, exchange: dict[str, str], refresh: dict[str, str]
+) -> None:
+    placeholder = "shop" if "shopify" in provider else "subdomain"
+    text = table(
+        provider, 'client_id = "id"', f'client_secret = "{SECRET}"', REDIRECT, line,
+        f'placeholders = {{ {placeholder} = "acme" }}',
+    )  # fmt: skip
+    config, secret = load_integrations_file(write(tmp_path, text), load_presets(), {})["crm"]
+    integration = resolve("crm", config, load_presets()[config.provider], secret, 30.0)
+    assert dict(integration.token_params) == exchange
+    assert dict(integration.refresh_params) == refresh
 
 
 def custom(**config: Any) -> IntegrationConfig:

@@ -237,11 +237,52 @@ def requirement(**fields: Any) -> dict[str, Any]:
             "strength must be",
             id="bad-strength",
         ),
+        pytest.param(
+            {"name": "acme", "token_params": {"expiring": "1"}},
+            "token parameter `expiring` needs an https source URL in [sources] as "
+            '"token_params.expiring"',
+            id="token-param-without-source",
+        ),
+        pytest.param(
+            {
+                "name": "acme",
+                "token_params": {"expiring": "1"},
+                "sources": {"token_params.expiring": "http://vendor.example/docs"},
+            },
+            "token parameter `expiring` needs an https source URL",
+            id="token-param-source-not-https",
+        ),
+        pytest.param(
+            {"name": "acme", "token_params": {"expiring": 1}},
+            "`token_params` must be a table of strings",
+            id="token-param-not-a-string",
+        ),
+        pytest.param(
+            {
+                "name": "acme",
+                "token_params": {"refresh_token": "x", "code": "y"},
+                "sources": {"token_params.refresh_token": SOURCE, "token_params.code": SOURCE},
+            },
+            "token_params may not set code, refresh_token: tokenlife sets them",
+            id="token-param-reserved",
+        ),
     ],
 )
 def test_preset_from_mapping_rejects(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         preset_from_mapping(data)
+
+
+def test_token_params_are_built_with_their_sources() -> None:
+    preset = preset_from_mapping(
+        {
+            "name": "acme",
+            "token_params": {"expiring": "1"},
+            "sources": {"token_params.expiring": SOURCE},
+        }
+    )
+    assert preset.token_params == {"expiring": "1"}
+    assert preset_from_mapping({"name": "acme"}).token_params == {}
 
 
 def test_auth_methods_are_the_client_auth_table() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tokenlife.core.client_auth import METHODS
 from tokenlife.core.integration import Integration
+from tokenlife.core.presets import RESERVED_TOKEN_PARAMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,14 +24,13 @@ def authorization_code_request(
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if verifier is not None:
         form["code_verifier"] = verifier  # RFC 7636 §4.5
-    return _authenticated(integration, form)
+    return _authenticated(integration, _with_extra(form, integration.token_params))
 
 
 def refresh_token_request(integration: Integration, refresh_token: str) -> TokenRequest:
     """§6: scope is omitted, so the grant keeps the scope originally granted."""
-    return _authenticated(
-        integration, {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    )
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return _authenticated(integration, _with_extra(form, integration.refresh_params))
 
 
 def revocation_request(integration: Integration, token: str, hint: str) -> TokenRequest:
@@ -37,6 +38,15 @@ def revocation_request(integration: Integration, token: str, hint: str) -> Token
     assert integration.revocation_url is not None
     request = _authenticated(integration, {"token": token, "token_type_hint": hint})
     return TokenRequest(url=integration.revocation_url, form=request.form, headers=request.headers)
+
+
+def _with_extra(form: dict[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """A vendor's extra parameters (Shopify's expiring=1, Zendesk's expires_in) after
+    tokenlife's own, never one tokenlife sets (loading refuses those names already)."""
+    for key, value in extra.items():
+        if key not in RESERVED_TOKEN_PARAMS:
+            form.setdefault(key, value)
+    return form
 
 
 def _authenticated(integration: Integration, form: dict[str, str]) -> TokenRequest:

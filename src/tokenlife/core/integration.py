@@ -55,6 +55,12 @@ class Integration:
     # When the client secret stops working (epoch seconds), where the operator wrote it in
     # the integrations file; None: never, or unknown. core/secret_expiry.py warns ahead.
     client_secret_expires_at: float | None = None
+    # Extra parameters of the token requests: `token_params` go with the authorization_code
+    # exchange (the catalogue's, overridden by the integration's `extra_token_params`),
+    # `refresh_params` with every refresh (the integration's alone: no vendor in the
+    # catalogue wants one on the refresh). tokenlife's own parameters always win.
+    token_params: Mapping[str, str] = field(default_factory=dict)
+    refresh_params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def provider(self) -> str:
@@ -75,6 +81,11 @@ def requested_scopes(
 def authorization_params(preset: Preset, extra: Mapping[str, str]) -> dict[str, str]:
     """The preset's parameters, overridden by the integration's own."""
     return {**preset.authorization_params, **extra}
+
+
+def token_params(preset: Preset, extra: Mapping[str, str]) -> dict[str, str]:
+    """The preset's token request parameters, overridden by the integration's own."""
+    return {**preset.token_params, **extra}
 
 
 def fill_placeholders(url: str, values: Mapping[str, str]) -> str:

@@ -15,6 +15,23 @@ from tokenlife.core.provider_facts import ProviderFacts, facts_from_mapping
 
 Strength = Literal["required", "likely"]
 
+# Token request parameters tokenlife sets itself (RFC 6749 §4.1.3 and §6, RFC 7636 §4.5,
+# client authentication per RFC 6749 §2.3.1 and RFC 7523 §2.2): extra token parameters,
+# the catalogue's or an integration's, may not replace them.
+RESERVED_TOKEN_PARAMS = frozenset(
+    {
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
@@ -62,6 +79,9 @@ class Preset:
     hosts: tuple[str, ...] = ()
     scope_prefixes: tuple[str, ...] = ()
     authorization_params: Mapping[str, str] = field(default_factory=dict)
+    # Added to the authorization_code token request (Shopify's expiring=1); each needs its
+    # source in `sources` as "token_params.NAME".
+    token_params: Mapping[str, str] = field(default_factory=dict)
     offline_scopes: tuple[str, ...] = ()
     token_endpoint_auth_method: str = "client_secret_basic"
     pkce: bool = True
@@ -103,6 +123,7 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
     facts = facts_from_mapping(name, data.get("facts"))
     pkce = _flag(name, data, "pkce") if "pkce" in data else facts.get("pkce") != "unsupported"
     revocation = facts.get("revocation_url")
+    sources = _table(name, data, "sources")
     return Preset(
         facts=facts,
         revocation_url=revocation if revocation.startswith("https://") else None,
@@ -113,18 +134,37 @@ def preset_from_mapping(data: Mapping[str, Any]) -> Preset:
         hosts=_strings(name, data, "hosts"),
         scope_prefixes=_strings(name, data, "scope_prefixes"),
         authorization_params=_table(name, data, "authorization_params"),
+        token_params=_token_params(name, data, sources),
         offline_scopes=_strings(name, data, "offline_scopes"),
         token_endpoint_auth_method=method,
         pkce=pkce,
         echoes_offline_scope=_flag(name, data, "echoes_offline_scope"),
         placeholders=_table(name, data, "placeholders"),
         requires=tuple(_requirement(name, r) for r in requires),
-        sources=_table(name, data, "sources"),
+        sources=sources,
         refresh_margin_seconds=_number(name, data, "refresh_margin_seconds"),
         refresh_margin_fraction=_number(name, data, "refresh_margin_fraction"),
         refresh_token_idle_days=_number(name, data, "refresh_token_idle_days"),
         reauthorization=tuple(_reauthorization(name, r) for r in reauthorization),
     )
+
+
+def _token_params(
+    preset: str, data: Mapping[str, Any], sources: Mapping[str, str]
+) -> dict[str, str]:
+    params = _table(preset, data, "token_params")
+    reserved = sorted(RESERVED_TOKEN_PARAMS & set(params))
+    if reserved:
+        raise ValueError(
+            f"{preset}: token_params may not set {', '.join(reserved)}: tokenlife sets them"
+        )
+    for key in params:
+        if not sources.get(f"token_params.{key}", "").startswith("https://"):
+            raise ValueError(
+                f"{preset}: token parameter `{key}` needs an https source URL in [sources] "
+                f'as "token_params.{key}"'
+            )
+    return params
 
 
 _REQUIREMENT_FIELDS = frozenset({"why", "source", "strength", "scope", "param", "value"})
