@@ -37,7 +37,7 @@ from tokenlife.core.integration import (
 )
 from tokenlife.core.introspection import insecure_introspection_url
 from tokenlife.core.policy import SECONDS_PER_DAY
-from tokenlife.core.presets import RESERVED_TOKEN_PARAMS, Preset
+from tokenlife.core.presets import Preset, reserved_token_params
 from tokenlife.core.refresh_timing import RefreshTiming
 from tokenlife.core.secret_expiry import to_epoch
 from tokenlife.errors import ConfigurationError
@@ -146,12 +146,13 @@ class IntegrationConfig(BaseModel):
                 f"extra_authorization_params may not set {', '.join(reserved)}: tokenlife sets "
                 "them (use scopes/extra_scopes for scopes)"
             )
-        reserved = sorted(RESERVED_TOKEN_PARAMS & set(self.extra_token_params))
+        reserved = reserved_token_params(self.extra_token_params)
         if reserved:
             raise ValueError(
                 f"extra_token_params may not set {', '.join(reserved)}: tokenlife sets them "
                 "(the grant, the code or refresh token, redirect_uri, PKCE and client "
-                "authentication), and replacing one would break the token request"
+                "authentication), and replacing one would break the token request; scope "
+                "belongs in scopes/extra_scopes (a refresh keeps the granted scope)"
             )
         return self
 

@@ -325,6 +325,17 @@ CUSTOM_URLS = (
                 *GOOGLE,
                 f'client_secret = "{SECRET}"',
                 REDIRECT,
+                'extra_token_params = { "Client_ID " = "other", scope = "admin" }',
+            ),
+            {},
+            "extra_token_params may not set Client_ID , scope: tokenlife sets them",
+            id="reserved-token-params-in-other-spellings",
+        ),
+        pytest.param(
+            table(
+                *GOOGLE,
+                f'client_secret = "{SECRET}"',
+                REDIRECT,
                 "extra_token_params = { expires_in = 1800 }",
             ),
             {},

@@ -96,7 +96,7 @@ def test_without_token_params_the_forms_are_unchanged() -> None:
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
-@pytest.mark.parametrize("name", sorted(RESERVED_TOKEN_PARAMS))
+@pytest.mark.parametrize("name", [*sorted(RESERVED_TOKEN_PARAMS), "Client_ID ", "SCOPE"])
 def test_token_params_never_replace_what_tokenlife_sets(name: str, method: str) -> None:
     """Loading refuses these names; an Integration built otherwise still can't send them."""
     forged = dataclasses.replace(

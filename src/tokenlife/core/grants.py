@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from tokenlife.core.client_auth import METHODS
 from tokenlife.core.integration import Integration
-from tokenlife.core.presets import RESERVED_TOKEN_PARAMS
+from tokenlife.core.presets import reserved_token_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ def _with_extra(form: dict[str, str], extra: Mapping[str, str]) -> dict[str, str
     """A vendor's extra parameters (Shopify's expiring=1, Zendesk's expires_in) after
     tokenlife's own, never one tokenlife sets (loading refuses those names already)."""
     for key, value in extra.items():
-        if key not in RESERVED_TOKEN_PARAMS:
+        if not reserved_token_params([key]):
             form.setdefault(key, value)
     return form
 

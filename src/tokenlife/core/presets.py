@@ -6,7 +6,7 @@ them a type and validates them, so adding a provider never touches code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,9 +17,11 @@ Strength = Literal["required", "likely"]
 
 # Token request parameters tokenlife sets itself (RFC 6749 §4.1.3 and §6, RFC 7636 §4.5,
 # client authentication per RFC 6749 §2.3.1 and RFC 7523 §2.2): extra token parameters,
-# the catalogue's or an integration's, may not replace them.
+# the catalogue's or an integration's, may not replace them. And scope: a refresh leaves it
+# out so the grant keeps its scope (§6); the integration's scopes are the place for it.
 RESERVED_TOKEN_PARAMS = frozenset(
     {
+        "scope",
         "grant_type",
         "code",
         "redirect_uri",
@@ -31,6 +33,12 @@ RESERVED_TOKEN_PARAMS = frozenset(
         "client_assertion_type",
     }
 )
+
+
+def reserved_token_params(names: Iterable[str]) -> list[str]:
+    """The names among `names` that tokenlife sets itself, compared as a server that reads
+    names case-insensitively or trims them would (`Client_ID `)."""
+    return sorted(n for n in names if n.strip().lower() in RESERVED_TOKEN_PARAMS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +161,7 @@ def _token_params(
     preset: str, data: Mapping[str, Any], sources: Mapping[str, str]
 ) -> dict[str, str]:
     params = _table(preset, data, "token_params")
-    reserved = sorted(RESERVED_TOKEN_PARAMS & set(params))
+    reserved = reserved_token_params(params)
     if reserved:
         raise ValueError(
             f"{preset}: token_params may not set {', '.join(reserved)}: tokenlife sets them"
