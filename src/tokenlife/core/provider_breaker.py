@@ -6,7 +6,8 @@ The breaker is keyed by the token endpoint's host, not the catalogue's provider 
 `custom` integrations on different servers fail apart, and every Microsoft tenant shares
 login.microsoftonline.com and fails together.
 
-Closed: every scheduled refresh goes ahead, and its outcome is counted over a sliding
+Closed: every scheduled refresh goes ahead, and the outcome of every refresh a worker
+runs (scheduled, or queued by POST .../refresh and Refresh now) is counted over a sliding
 window (two buckets of `window_seconds`). When at least `min_failures` transient failures
 fall in the window *and* they are at least `failure_rate` of the outcomes, it opens: one
 alert.provider_degraded per integration on that host. Open: scheduled refreshes of the host

@@ -55,7 +55,7 @@ class _Attempt:
     error: BaseException | None = None
     probe: bool = False
     # A token request went to the provider: what it says counts for the host's breaker.
-    asked: bool = False
+    sent: bool = False
 
 
 class RefreshEngine:
@@ -122,7 +122,7 @@ class RefreshEngine:
             outcomes[result] += 1
             integration = self._integrations.get(due.integration)
             provider = integration.provider if integration else UNKNOWN_PROVIDER
-            if integration is not None and not isinstance(attempt, BaseException) and attempt.asked:
+            if integration is not None and not isinstance(attempt, BaseException) and attempt.sent:
                 kind = failure_kind(attempt.outcome, attempt.error)
                 if kind is not None:
                     scope = breaker_scope(integration.token_url)
@@ -233,4 +233,4 @@ class RefreshEngine:
         result = await self._refresher.refresh(
             integration, connection, refresh_token, now, lease, probe=claim.probe
         )
-        return _Attempt(result.outcome.value, clock() - now, result.error, claim.probe, asked=True)
+        return _Attempt(result.outcome.value, clock() - now, result.error, claim.probe, sent=True)
