@@ -459,7 +459,9 @@ def plot(pyplot: Any, results: dict[str, dict[str, Any]], directory: Path, stamp
     ]
 
 
-def run(sizes: list[int], work: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+def run(
+    sizes: list[int], work: Path, redis_args: list[str]
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     port = free_port()
     integrations = work / "integrations.toml"
     integrations.write_text(
@@ -480,7 +482,7 @@ def run(sizes: list[int], work: Path) -> tuple[dict[str, str], dict[str, dict[st
     )
     binary = redis_server()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no"]  # fmt: skip
+            "--appendonly", "no", *redis_args]  # fmt: skip
     with process(argv, dict(os.environ), work / "redis.log"):
         wait_port(port)
         redis, results = asyncio.run(measure(settings, sizes))
@@ -496,6 +498,11 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="add 1,000,000 to the sizes")
     parser.add_argument("--no-plots", action="store_true", help="print the JSON only")
     parser.add_argument("--plots-dir", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument(
+        "--redis-arg", action="append", default=[], metavar="ARG",
+        help="one more redis-server argument, repeatable: a server setting to measure, e.g. "
+        "--redis-arg=--hash-max-listpack-value --redis-arg=1024",
+    )  # fmt: skip
     args = parser.parse_args()
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
@@ -508,7 +515,7 @@ def main() -> None:
     pyplot = None if args.no_plots else load_pyplot()  # fail before measuring, not after
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tokenlife-scale-") as work:
-        redis, results = run(sizes, Path(work))
+        redis, results = run(sizes, Path(work), args.redis_arg)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     plots = [] if pyplot is None else plot(pyplot, results, args.plots_dir, stamp)
     print(json.dumps({
@@ -516,6 +523,7 @@ def main() -> None:
         "command": "python -m bench.scale " + " ".join(sys.argv[1:]),
         "cores": os.cpu_count(),
         "redis": redis,
+        "redis_args": args.redis_arg,
         "sizes": sizes,
         "targets": {"bytes_per_connection": TARGET_BYTES_PER_CONNECTION,
                     "claim_ms_at_1M": TARGET_CLAIM_MS, "scrape_ms_at_1M": TARGET_SCRAPE_MS},

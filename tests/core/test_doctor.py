@@ -245,3 +245,19 @@ def test_liveness_rules(
 def test_exit_code(statuses: list[Status], strict: bool, code: int) -> None:
     checks = [Check("a", "b", s, "m") for s in statuses]
     assert exit_code(checks, strict=strict) == code
+
+
+@pytest.mark.parametrize(
+    ("limit", "status"), [(64, Status.WARNING), (1023, Status.WARNING), (1024, Status.OK)]
+)
+def test_a_hash_value_limit_below_the_ciphertexts_costs_memory(limit: int, status: Status) -> None:
+    facts = RedisFacts("u", info=HEALTHY_INFO, rdb_save="", hash_value_limit=limit)
+    [memory] = [c for c in redis_checks(facts) if c.name == "memory"]
+    assert memory.status is status
+    if status is Status.WARNING:
+        assert memory.fix is not None and "hash-max-listpack-value 1024" in memory.fix
+
+
+def test_no_memory_check_when_config_is_refused() -> None:
+    facts = RedisFacts("u", info=HEALTHY_INFO, config_refused="ERR unknown command 'CONFIG'")
+    assert "memory" not in {c.name for c in redis_checks(facts)}

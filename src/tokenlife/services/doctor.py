@@ -117,10 +117,12 @@ async def _redis_side(
             async with asyncio.timeout(bounds.timeout):
                 info = {k: str(v) for k, v in (await client.info()).items()}
                 rdb_save, refused = await _config_save(client)
+                limit = None if refused else await _hash_value_limit(client)
                 raw = await client.get(keys.heartbeat)
         except (RedisError, OSError, TimeoutError) as exc:
             return RedisFacts(url, _describe(exc), _kind(exc)), None, None
-        facts = RedisFacts(url, info=info, rdb_save=rdb_save, config_refused=refused)
+        facts = RedisFacts(url, info=info, rdb_save=rdb_save, config_refused=refused,
+                           hash_value_limit=limit)  # fmt: skip
         sample = await key_sample(client, keys, encryption_keys, bounds)
         return facts, sample, None if raw is None else float(raw)
     finally:
@@ -161,6 +163,17 @@ async def _config_save(client: Redis) -> tuple[str | None, str | None]:
     except ResponseError as exc:
         return None, str(exc)
     return reply.get("save"), None
+
+
+async def _hash_value_limit(client: Redis) -> int | None:
+    """The longest hash field value kept in the compact encoding; Redis 6 names it
+    hash-max-ziplist-value (Redis 7 keeps that name as an alias)."""
+    try:
+        reply = cast(dict[str, str], await client.config_get("hash-max-*-value"))
+    except ResponseError:
+        return None
+    value = reply.get("hash-max-listpack-value", reply.get("hash-max-ziplist-value"))
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _kind(exc: BaseException) -> ErrorKind:
