@@ -2,12 +2,21 @@
 
 No schedule, no lock, no compare-and-set, no events: the least work that refreshes a
 stored, encrypted token set. What tokenlife's pipeline costs on top shows against this.
+
+bench/refresh_throughput.py runs it in its own process (`raw`) and, to compare like with
+like, in as many processes as the pipeline has workers (`raw_equal_procs`): each one runs
+`python -m bench.raw_loop REDIS_URL TOKEN_URL PREFIX START STOP CONCURRENCY` on its share
+of the connections, prints "ready" once set up, starts when a line arrives on its standard
+input, and prints one JSON line: its start and end (time.time()) and its CPU seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
+import time
 
 import aiohttp
 from cryptography.fernet import Fernet, MultiFernet
@@ -44,3 +53,24 @@ async def refresh_all(redis_url: str, keys: list[str], token_url: str, concurren
 
         await asyncio.gather(*(one(key) for key in keys))
     await redis.aclose()
+
+
+def main() -> None:
+    redis_url, token_url, prefix, start, stop, concurrency = sys.argv[1:7]
+    keys = [f"{prefix}:conn:bench:c{i}" for i in range(int(start), int(stop))]
+    from tokenlife.worker import new_event_loop  # the worker's loop: uvloop when installed
+
+    loop = new_event_loop()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started, cpu = time.time(), time.process_time()
+    try:
+        loop.run_until_complete(refresh_all(redis_url, keys, token_url, int(concurrency)))
+    finally:
+        loop.close()
+    finished = time.time()
+    print(json.dumps({"started": started, "finished": finished, "cpu": time.process_time() - cpu}))
+
+
+if __name__ == "__main__":
+    main()

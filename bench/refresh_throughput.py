@@ -1,22 +1,31 @@
-"""Refresh throughput: tokenlife's pipeline against a bare loop and a naive Celery design.
+"""Refresh throughput: tokenlife's pipeline against bare loops, Authlib and a naive Celery design.
 
-    python -m bench.refresh_throughput [--connections 20000] [--runs 3]
+    python -m bench.refresh_throughput [--connections 20000] [--runs 3] [--only KIND ...]
 
 Everything runs on this machine: a Redis of its own on a free port, a fake token endpoint
 on 127.0.0.1 in its own process, and per measurement N connections whose refresh is due:
 
 1. pipeline: `celery -A tokenlife.worker worker --beat` (2 processes) claims and refreshes
    them; timed from the first claim until the last `token.refreshed` event.
-2. raw: one event loop (the worker's kind: uvloop when installed) with aiohttp and
-   redis.asyncio doing read, decrypt, POST, encrypt, store for each, 100 at a time; the
-   least work a refresh takes.
-3. naive: one Celery task per refresh (2 processes), with `requests.post` and synchronous
+2. raw: one event loop in one process (the worker's kind: uvloop when installed) with
+   aiohttp and redis.asyncio doing read, decrypt, POST, encrypt, store for each, 100 at a
+   time; the least work a refresh takes (bench/raw_loop.py).
+   raw_equal_procs: the same loop in as many processes as the pipeline has workers, each
+   on its share of the connections, started together; timed from the first start to the
+   last finish, so the ratio compares like with like.
+3. authlib: what a Python user would pick instead: Authlib's AsyncOAuth2Client (on httpx2,
+   or httpx with BENCH_AUTHLIB_BACKEND=httpx), one shared client, asyncio.gather behind a
+   semaphore of 100 (BENCH_AUTHLIB_CONCURRENCY), reading, decrypting and saving back
+   encrypted through the same Redis and Fernet keys (bench/authlib_loop.py).
+4. naive: one Celery task per refresh (2 processes), with `requests.post` and synchronous
    Redis; timed from the first task sent until the last one stored.
-4. naive_session: the same with a `requests.Session` per process (kept-alive connections),
+5. naive_session: the same with a `requests.Session` per process (kept-alive connections),
    a stronger baseline reported alongside.
 
 The measurements are interleaved per run and the medians reported, with the per-run figures:
 the machine is shared and noisy, so compare ratios within one run, not across runs.
+Each measurement also records the CPU its refreshing processes, Redis and the fake endpoint
+spent in the timed window (utime + stime from /proc), per refresh, in microseconds.
 Prints one JSON object.
 """
 
@@ -43,7 +52,7 @@ import redis as sync_redis
 from celery import Celery
 from cryptography.fernet import Fernet
 
-from bench.raw_loop import refresh_all
+from bench import authlib_loop, raw_loop
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.runtime import Runtime, load_config
@@ -51,8 +60,49 @@ from tokenlife.settings import Settings
 from tokenlife.worker import new_event_loop
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("pipeline", "raw", "naive", "naive_session")
+KINDS = ("pipeline", "raw", "raw_equal_procs", "authlib", "naive", "naive_session")
 BATCH_SIZE = int(os.environ.get("BENCH_BATCH_SIZE", "100"))
+WORKER_PROCESSES = 2
+RAW_CONCURRENCY = 100
+# Authlib's semaphore: the raw loop's by default; smaller is faster on httpx (docs/performance.md).
+AUTHLIB_CONCURRENCY = int(os.environ.get("BENCH_AUTHLIB_CONCURRENCY", str(RAW_CONCURRENCY)))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# CPU seconds spent so far by the shared processes (Redis, the fake endpoint), by name.
+Probe = Callable[[], dict[str, float]]
+# A measurement: refreshes per second and CPU seconds in its timed window, by process kind.
+Measured = tuple[float, dict[str, float]]
+
+
+def proc_stats() -> dict[int, tuple[int, float]]:
+    """Every process's parent and CPU seconds (utime + stime), from /proc."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return stats
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of a process and all its live descendants."""
+    stats = proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1] if pid in stats else 0.0
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def window_cpu(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in after}
 
 
 def free_port() -> int:
@@ -162,7 +212,7 @@ def make_all_due(client: sync_redis.Redis, settings: Settings, n: int) -> float:
     return now
 
 
-def measure_pipeline(settings: Settings, n: int, work: Path) -> float:
+def measure_pipeline(settings: Settings, n: int, work: Path, probe: Probe) -> Measured:
     asyncio.run(seed(settings, n, due_at=1e12))  # seeded, not yet due
     client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
     argv = [
@@ -174,7 +224,7 @@ def measure_pipeline(settings: Settings, n: int, work: Path) -> float:
         "worker",
         "--beat",
         "--concurrency",
-        "2",
+        str(WORKER_PROCESSES),
         "--loglevel",
         "WARNING",
         "--without-gossip",
@@ -184,37 +234,89 @@ def measure_pipeline(settings: Settings, n: int, work: Path) -> float:
         "--hostname",
         "bench@%h",
     ]
-    with process(argv, environment(settings), work / "pipeline.log"):
+    with process(argv, environment(settings), work / "pipeline.log") as worker:
         wait_for_ping(settings)
         make_all_due(client, settings, n)
         counter = f"{settings.key_prefix}:counters"
         # The clock starts at the first claim, as the pipeline's own work begins there.
         until(lambda: client.hexists(counter, "refresh:claimed"), timeout=60)
         started = time.time()
+        before = {**probe(), "client": tree_cpu(worker.pid)}
         until(lambda: int(client.hget(counter, "refresh:custom:refreshed") or 0) >= n)
+        after = {**probe(), "client": tree_cpu(worker.pid)}
         last = client.xrevrange(f"{settings.key_prefix}:events", count=1)
     finished = json.loads(last[0][1]["data"])["occurred_at"]  # type: ignore[index]
     ended = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp()
     client.close()
-    return n / (ended - started)
+    return n / (ended - started), window_cpu(before, after)
 
 
-def measure_raw(settings: Settings, n: int, token_url: str) -> float:
+def measure_in_process(
+    settings: Settings, n: int, token_url: str, probe: Probe, *, authlib: bool
+) -> Measured:
+    """The raw loop (`raw`) or Authlib's client (`authlib`) in this one process."""
     keys = asyncio.run(seed(settings, n, due_at=1e12))
     os.environ["TOKENLIFE_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
+    refresh_all = authlib_loop.refresh_all if authlib else raw_loop.refresh_all
+    concurrency = AUTHLIB_CONCURRENCY if authlib else RAW_CONCURRENCY
+    before = {**probe(), "client": time.process_time()}
     started = time.time()
     # The same event loop the worker uses (uvloop when installed), so the two compare.
     loop = new_event_loop()
     try:
-        loop.run_until_complete(refresh_all(settings.redis_url, keys, token_url, concurrency=100))
+        loop.run_until_complete(refresh_all(settings.redis_url, keys, token_url, concurrency))
     finally:
         loop.close()
-    return n / (time.time() - started)
+    elapsed = time.time() - started
+    after = {**probe(), "client": time.process_time()}
+    return n / elapsed, window_cpu(before, after)
+
+
+def measure_raw_equal_procs(
+    settings: Settings, n: int, token_url: str, work: Path, probe: Probe
+) -> Measured:
+    """The raw loop in WORKER_PROCESSES processes, each on its share, started together."""
+    asyncio.run(seed(settings, n, due_at=1e12))
+    bounds = [n * i // WORKER_PROCESSES for i in range(WORKER_PROCESSES + 1)]
+    env = environment(settings)
+    procs: list[subprocess.Popen[str]] = []
+    with (work / "raw_equal_procs.log").open("w") as log:
+        try:
+            for i in range(WORKER_PROCESSES):
+                argv = [sys.executable, "-m", "bench.raw_loop", settings.redis_url, token_url,
+                        settings.key_prefix, str(bounds[i]), str(bounds[i + 1]),
+                        str(RAW_CONCURRENCY)]  # fmt: skip
+                pipe = subprocess.PIPE
+                procs.append(subprocess.Popen(argv, env=env, cwd=work, text=True, stdin=pipe,
+                                              stdout=pipe, stderr=log))  # fmt: skip
+            for proc in procs:  # imported, loop made: the go line starts them together
+                assert proc.stdout is not None
+                if proc.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"raw loop process failed: see {log.name}")
+            before = probe()
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+            after = probe()
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    if any(proc.returncode for proc in procs):
+        raise RuntimeError(f"raw loop process failed: see {log.name}")
+    reports = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    elapsed = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
+    cpu = window_cpu(before, after)
+    cpu["client"] = sum(r["cpu"] for r in reports)
+    return n / elapsed, cpu
 
 
 def measure_naive(
-    settings: Settings, n: int, token_url: str, work: Path, *, session: bool
-) -> float:
+    settings: Settings, n: int, token_url: str, work: Path, probe: Probe, *, session: bool
+) -> Measured:
     keys = asyncio.run(seed(settings, n, due_at=1e12))
     client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
     app = Celery("bench-naive-client", broker=settings.redis_url, set_as_current=False)
@@ -227,7 +329,7 @@ def measure_naive(
         "bench.naive_worker",
         "worker",
         "--concurrency",
-        "2",
+        str(WORKER_PROCESSES),
         "--loglevel",
         "WARNING",
         "--without-gossip",
@@ -238,16 +340,18 @@ def measure_naive(
         settings.key_prefix,
     ]
     env = {**environment(settings), "BENCH_NAIVE_SESSION": "1" if session else ""}
-    with process(argv, env, work / "naive.log"):
+    with process(argv, env, work / "naive.log") as worker:
         ping = Celery("bench-ping", broker=settings.redis_url, set_as_current=False)
         until(lambda: bool(ping.control.ping(timeout=0.5)))
+        before = {**probe(), "client": tree_cpu(worker.pid)}
         started = time.time()
         for key in keys:
             app.send_task("bench.naive_refresh", args=[key, token_url])
         until(lambda: int(client.get(f"{settings.key_prefix}:done") or 0) >= n)
         elapsed = time.time() - started
+        after = {**probe(), "client": tree_cpu(worker.pid)}
     client.close()
-    return n / elapsed
+    return n / elapsed, window_cpu(before, after)
 
 
 def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, Any]:
@@ -261,6 +365,7 @@ def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, A
         f'authorize_url = "http://127.0.0.1:{token_port}/authorize"\ntoken_url = "{token_url}"\n'
     )
     results: dict[str, list[float]] = {k: [] for k in KINDS}
+    cpu: dict[str, dict[str, list[float]]] = {k: {} for k in KINDS}
     redis_argv = [
         redis_server(),
         "--port",
@@ -274,9 +379,16 @@ def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, A
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     endpoint = [sys.executable, "-m", "bench.fake_token_endpoint", str(token_port)]
-    with process(redis_argv, env, work / "redis.log"), process(endpoint, env, work / "e.log"):
+    with (
+        process(redis_argv, env, work / "redis.log") as redis_proc,
+        process(endpoint, env, work / "e.log") as endpoint_proc,
+    ):
         wait_port(redis_port)
         wait_port(token_port)
+
+        def probe() -> dict[str, float]:
+            return {"redis": tree_cpu(redis_proc.pid), "endpoint": tree_cpu(endpoint_proc.pid)}
+
         client = sync_redis.Redis(port=redis_port)
         for r in range(runs):
             for kind in only:
@@ -291,17 +403,33 @@ def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, A
                     refresh_batch_size=BATCH_SIZE,
                 )
                 if kind == "pipeline":
-                    rate = measure_pipeline(settings, connections, work)
-                elif kind == "raw":
-                    rate = measure_raw(settings, connections, token_url)
+                    rate, spent = measure_pipeline(settings, connections, work, probe)
+                elif kind in ("raw", "authlib"):
+                    rate, spent = measure_in_process(
+                        settings, connections, token_url, probe, authlib=kind == "authlib"
+                    )
+                elif kind == "raw_equal_procs":
+                    rate, spent = measure_raw_equal_procs(
+                        settings, connections, token_url, work, probe
+                    )
                 else:
-                    session = kind == "naive_session"
-                    rate = measure_naive(settings, connections, token_url, work, session=session)
+                    rate, spent = measure_naive(
+                        settings, connections, token_url, work, probe,
+                        session=kind == "naive_session",
+                    )  # fmt: skip
                 results[kind].append(round(rate, 1))
-                print(f"run {r + 1}/{runs} {kind}: {rate:.0f}/s", file=sys.stderr, flush=True)
+                for part, seconds in spent.items():
+                    cpu[kind].setdefault(part, []).append(seconds * 1e6 / connections)
+                per = " ".join(f"{p} {s * 1e6 / connections:.0f}" for p, s in spent.items())
+                print(f"run {r + 1}/{runs} {kind}: {rate:.0f}/s (CPU us/refresh: {per})",
+                      file=sys.stderr, flush=True)  # fmt: skip
         client.close()
     median = {k: statistics.median(v) if v else None for k, v in results.items()}
     pipeline, raw, naive = median["pipeline"], median["raw"], median["naive"]
+
+    def ratio(other: float | None, digits: int) -> float | None:
+        return round(pipeline / other, digits) if pipeline and other else None
+
     return {
         "connections": connections,
         "pipeline_per_s": pipeline,
@@ -310,12 +438,24 @@ def run(connections: int, runs: int, work: Path, only: list[str]) -> dict[str, A
         "ratio_raw": round(pipeline / raw, 3) if pipeline and raw else None,
         "ratio_naive": round(pipeline / naive, 2) if pipeline and naive else None,
         "naive_session_per_s": median["naive_session"],
-        "ratio_naive_session": round(pipeline / median["naive_session"], 2)
-        if pipeline and median["naive_session"]
-        else None,
+        "ratio_naive_session": ratio(median["naive_session"], 2),
+        "raw_equal_procs_per_s": median["raw_equal_procs"],
+        "ratio_raw_equal_procs": ratio(median["raw_equal_procs"], 3),
+        "authlib_per_s": median["authlib"],
+        "ratio_authlib": ratio(median["authlib"], 2),
         "runs": results,
-        "config": {"worker_processes": 2, "refresh_batch_size": BATCH_SIZE, "raw_concurrency": 100,
-                   "provider_concurrency": 1000, "cores": os.cpu_count()},
+        # Median CPU microseconds per refresh in the timed window: "client" is the refreshing
+        # process(es) (the Celery worker tree for pipeline and naive), then Redis, the endpoint.
+        "cpu_us_per_refresh": {
+            kind: {part: round(statistics.median(v)) for part, v in parts.items()}
+            for kind, parts in cpu.items() if parts
+        },
+        "config": {"worker_processes": WORKER_PROCESSES, "raw_processes": 1,
+                   "raw_equal_procs_processes": WORKER_PROCESSES,
+                   "refresh_batch_size": BATCH_SIZE, "raw_concurrency": RAW_CONCURRENCY,
+                   "authlib_concurrency": AUTHLIB_CONCURRENCY, "authlib": authlib_loop.BACKEND,
+                   "provider_concurrency": 1000,
+                   "cores": os.cpu_count()},
     }  # fmt: skip
 
 
