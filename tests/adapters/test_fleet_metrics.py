@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.support import Fakes, put_on_schedule
-from tokenlife.adapters import fleet_metrics
+from tokenlife.adapters import status_counts
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.fleet_metrics import LATENCY_BUCKETS, FleetMetrics, latency_fields
 from tokenlife.adapters.keys import Keys
@@ -146,7 +146,7 @@ async def test_depth_counts_everything_and_lag_only_what_is_due_and_unclaimed(
 async def test_connections_by_status_of_the_configured_integrations(
     redis: Redis, keys: Keys, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fleet_metrics, "_STATUS_PAGE", 2)  # several pages per integration
+    monkeypatch.setattr(status_counts, "_PAGE", 2)  # a recount of several pages
     store = TokenStore(redis, keys, Cipher((Fernet.generate_key().decode(),)))
     wanted = {
         ("crm", Status.ACTIVE): 3,
@@ -159,6 +159,15 @@ async def test_connections_by_status_of_the_configured_integrations(
         for _ in range(how_many):
             await save(store, integration, status)
 
+    expected = {
+        frozenset({("status", "active")}): 5,
+        frozenset({("status", "degraded")}): 1,
+        frozenset({("status", "reauthorization_required")}): 2,
+    }
+    # Counted as they were saved, then (as after an upgrade: the counts never whole)
+    # counted afresh from the records by the first scrape.
+    assert named(await read(redis, keys, ("crm", "mail")), "tokenlife_connections") == expected
+    await redis.delete(keys.status_counts)
     samples = await read(redis, keys, ("crm", "mail"))
     assert named(samples, "tokenlife_connections") == {
         frozenset({("status", "active")}): 5,

@@ -35,8 +35,8 @@ from tokenlife.adapters.outcome_counters import (
     parse_outcome_counters,
 )
 from tokenlife.adapters.provider_breakers import ProviderBreakers
+from tokenlife.adapters.status_counts import StatusCounts
 from tokenlife.core.notifications import SEVERITY
-from tokenlife.core.policy import Status
 
 # Upper bounds in seconds. A refresh is one token request plus a compare-and-set: tens of
 # milliseconds to a few seconds; the HTTP timeout caps it (300 s at most). Changing these
@@ -48,7 +48,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 DELIVERY_RESULTS = ("sent", "suppressed", "dead_lettered")
 # Members whose status is read per round trip: bounded, so a large fleet never holds
 # Redis for long nor builds one huge reply.
-_STATUS_PAGE = 1000
 
 
 def latency_fields(provider: str, seconds: float) -> Counter[str]:
@@ -106,6 +105,7 @@ class FleetMetrics:
         self._integrations = tuple(integrations)
         self._providers = tuple(sorted(set(providers)))
         self._breakers = ProviderBreakers(redis, keys)
+        self._counts = StatusCounts(redis, keys)
 
     async def read(self, now: float) -> FleetFigures:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -134,39 +134,14 @@ class FleetMetrics:
             schedule_lag_seconds=lag,
             alerts=alerts,
             deliveries=deliveries,
-            connections=await self.connections_by_status(),
+            connections=await self.connections_by_status(now),
             degraded_hosts=tuple(await self._breakers.open_scopes()),
         )
 
-    async def connections_by_status(self) -> dict[str, int]:
-        """Walk each integration's id set (SSCAN, so Redis is never held) and read the
-        `status` field of a page of connections per round trip: O(connections) per scrape,
-        in pages of a thousand."""
-        counts = dict.fromkeys((s.value for s in Status), 0)
-        for integration in self._integrations:
-            page: list[str] = []
-            async for connection_id in self._redis.sscan_iter(
-                self._keys.connections(integration), count=_STATUS_PAGE
-            ):
-                page.append(connection_id)
-                if len(page) >= _STATUS_PAGE:
-                    await self._count_statuses(integration, page, counts)
-                    page = []
-            await self._count_statuses(integration, page, counts)
-        return counts
-
-    async def _count_statuses(
-        self, integration: str, connection_ids: list[str], counts: dict[str, int]
-    ) -> None:
-        if not connection_ids:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for connection_id in connection_ids:
-                pipe.hget(self._keys.connection(integration, connection_id), "status")
-            statuses = await pipe.execute()
-        for status in statuses:
-            if status is not None:  # an id whose hash is gone is no connection
-                counts[status] = counts.get(status, 0) + 1
+    async def connections_by_status(self, now: float) -> dict[str, int]:
+        """By stored status, for the configured integrations: kept as statuses change
+        (adapters/status_counts.py), O(1) per scrape."""
+        return await self._counts.read(self._integrations, now)
 
 
 def parse_counters(

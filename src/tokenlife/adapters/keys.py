@@ -92,6 +92,14 @@ class Keys:
         """Sorted set of connections scored by when to look at them next."""
         return f"{self.prefix}:schedule"
 
+    @property
+    def status_counts(self) -> str:
+        """Hash of connections by `{integration}:{status}` (stored status), kept by the
+        scripts that write a status (save, update, delete) in the same step, so a scrape
+        reads it in O(1); `_counted_at` says since when it is whole (adapters/status_counts.py
+        counts it afresh when that field is missing)."""
+        return f"{self.prefix}:status-counts"
+
     def lock(self, integration: str, connection_id: str) -> str:
         return f"{self.prefix}:lock:{integration}:{connection_id}"
 

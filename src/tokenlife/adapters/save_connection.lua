@@ -3,7 +3,9 @@
 -- step publishes the connection's events and marks the state's claim with the summary,
 -- so a task delivered twice finds the mark and never sends the code again.
 -- KEYS: 1 connection hash, 2 the integration's set of ids, 3 schedule, 4 the state's
--- claim ('-' for a save outside an exchange), 5 event stream, 6 token deadlines.
+-- claim ('-' for a save outside an exchange), 5 event stream, 6 token deadlines,
+-- 7 connections by status (counted as the status changes), 8 (optional) the provider's
+-- backoff set.
 -- ARGV: 1 connection id, 2 now, 3 schedule member, 4 due time or '' (not scheduled),
 -- 5 JSON object of fields, 6 the account's subject or '' (unknown), 7 '1' when another
 -- subject may replace a stored one, 8 JSON list of [type, data] events to publish,
@@ -49,6 +51,7 @@ if subject == '' then
   subject = stored
 end
 local created = redis.call('HGET', KEYS[1], 'created_at')
+local before = redis.call('HGET', KEYS[1], 'status')
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
 local fields = cjson.decode(ARGV[5])
 redis.call('DEL', KEYS[1])
@@ -64,6 +67,15 @@ if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'last_alert', ARGV[9])
 end
 redis.call('SADD', KEYS[2], ARGV[1])
+if before ~= fields['status'] then
+  local integration = fields['integration']
+  if before then
+    redis.call('HINCRBY', KEYS[7], integration .. ':' .. before, -1)
+  end
+  if fields['status'] then
+    redis.call('HINCRBY', KEYS[7], integration .. ':' .. fields['status'], 1)
+  end
+end
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[3])
 else
@@ -77,9 +89,9 @@ else
   redis.call('ZREM', KEYS[6], ARGV[3])
 end
 -- A new authorization ends any failing stretch: out of the provider's backoff set
--- (KEYS[7], when given), so a later recovery never moves the new record's schedule.
-if KEYS[7] then
-  redis.call('ZREM', KEYS[7], ARGV[3])
+-- (KEYS[8], when given), so a later recovery never moves the new record's schedule.
+if KEYS[8] then
+  redis.call('ZREM', KEYS[8], ARGV[3])
 end
 for _, event in ipairs(cjson.decode(ARGV[8])) do
   publish(event)

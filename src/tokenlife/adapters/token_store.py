@@ -52,6 +52,7 @@ class TokenStore:
         self._keys = keys
         self._cipher = cipher
         self._save = scripts.register(redis, "save_connection")
+        self._delete = scripts.register(redis, "delete_connection")
         self._update = scripts.register(redis, "update_connection")
         # Events published inside a write go to the same capped stream as EventStream's.
         self._events_max_length = events_max_length
@@ -148,6 +149,7 @@ class TokenStore:
                 self._keys.events,
                 self._keys.backoff(connection.provider),
                 self._keys.token_deadlines,
+                self._keys.status_counts,
             ],
             args=[
                 str(connection.version),
@@ -199,16 +201,15 @@ class TokenStore:
         return (await self.load(integration, connection_id))[1]
 
     async def delete(self, integration: str, connection_id: str, provider: str = "") -> bool:
-        """The hash, its schedule entries and the index entry, in one transaction."""
+        """The hash, its schedule entries, the index entry and its count, in one step."""
         member = self._keys.member(integration, connection_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._keys.connection(integration, connection_id))
-            pipe.zrem(self._keys.schedule, member)
-            pipe.srem(self._keys.connections(integration), connection_id)
-            pipe.zrem(self._keys.token_deadlines, member)
-            if provider:
-                pipe.zrem(self._keys.backoff(provider), member)
-            deleted = (await pipe.execute())[0]
+        deleted = await self._delete(
+            keys=[self._keys.connection(integration, connection_id), self._keys.schedule,
+                  self._keys.connections(integration), self._keys.token_deadlines,
+                  self._keys.backoff(provider) if provider else "-",
+                  self._keys.status_counts],
+            args=[member, connection_id],
+        )  # fmt: skip
         return bool(deleted)
 
     async def list_ids(self, integration: str) -> list[str]:

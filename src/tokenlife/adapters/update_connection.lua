@@ -6,7 +6,8 @@
 -- expected and that id on it, its earlier attempt landed (the reply was lost) and it
 -- counts as written, not as a conflict.
 -- KEYS: 1 connection hash, 2 schedule, 3 lock, 4 provider slots, 5 event stream,
--- 6 the provider's set of connections in backoff, 7 token deadlines.
+-- 6 the provider's set of connections in backoff, 7 token deadlines, 8 connections by
+-- status (counted here when the status changes).
 -- ARGV: 1 expected version, 2 now, 3 schedule member, 4 due time ('' leaves the schedule
 -- as is, '-' takes the connection off it), 5 JSON object of fields to set, 6 JSON list of
 -- fields to delete, 7 lock token or '', 8 slot token or '', 9 event type or '',
@@ -23,6 +24,7 @@ local waiting = 0
 local current = redis.call('HGET', KEYS[1], 'version')
 if current == ARGV[1] then
   result = tonumber(ARGV[1]) + 1
+  local before = redis.call('HGET', KEYS[1], 'status')
   for name, value in pairs(cjson.decode(ARGV[5])) do
     redis.call('HSET', KEYS[1], name, value)
   end
@@ -30,6 +32,16 @@ if current == ARGV[1] then
     redis.call('HDEL', KEYS[1], name)
   end
   redis.call('HSET', KEYS[1], 'version', result, 'updated_at', ARGV[2])
+  local after = redis.call('HGET', KEYS[1], 'status')
+  if after ~= before then
+    local integration = redis.call('HGET', KEYS[1], 'integration')
+    if before then
+      redis.call('HINCRBY', KEYS[8], integration .. ':' .. before, -1)
+    end
+    if after then
+      redis.call('HINCRBY', KEYS[8], integration .. ':' .. after, 1)
+    end
+  end
   if ARGV[13] ~= '' then
     redis.call('HSET', KEYS[1], 'last_operation', ARGV[13])
   else

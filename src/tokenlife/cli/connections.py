@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from tokenlife.adapters.status_counts import StatusCounts
 from tokenlife.cli import common
 from tokenlife.cli.common import Exit
 from tokenlife.core.integration import check_connection_id
@@ -63,7 +64,8 @@ def authorize_url(integration: str, connection_id: str) -> None:
 
 @click.group()
 def connections() -> None:
-    """Stored connections: list, show, refresh now, delete (metadata only, never tokens).
+    """Stored connections: list, show, refresh now, delete, recount (metadata only, never
+    tokens).
 
     Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 needs re-authorization,
     5 unavailable (Redis, the provider, a refresh in progress: try again)."""
@@ -187,3 +189,25 @@ def delete_connection(integration: str, connection_id: str, as_json: bool) -> No
     click.echo(f"deleted {integration}/{connection_id}; revoked: {str(data['revoked']).lower()}")
     if data["revocation_reason"]:
         click.echo(f"warning: {data['revocation_reason']}", err=True)
+
+
+@connections.command("recount")
+@JSON_OPTION
+def recount_connections(as_json: bool) -> None:
+    """Count the stored connections by integration and status afresh, for /metrics.
+
+    The counts move with every status write; this repairs them (after a restore from a
+    backup, say). Writes during the walk may leave a count off by one: run it again."""
+    settings = common.settings()
+
+    async def use(runtime: Runtime) -> dict[str, int]:
+        return await StatusCounts(runtime.redis, runtime.keys).recount(time.time())
+
+    counted = common.run(common.with_runtime(settings, use))
+    if as_json:
+        common.echo_json(counted)
+        return
+    for field, count in sorted(counted.items()):
+        integration, _, status = field.rpartition(":")
+        click.echo(f"{integration:24} {status:26} {count}")
+    click.echo(f"{sum(counted.values())} connection(s) counted", err=True)
