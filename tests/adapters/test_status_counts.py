@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from typing import cast
 
+import pytest
 from redis.asyncio import Redis
 
 from tests.adapters.test_claim import new_name, saved
+from tokenlife.adapters import scripts
 from tokenlife.adapters.keys import Keys
-from tokenlife.adapters.status_counts import StatusCounts
+from tokenlife.adapters.status_counts import CountsIncomplete, StatusCounts
 from tokenlife.adapters.token_store import TokenStore
 from tokenlife.core.policy import Status
 
@@ -70,3 +72,52 @@ async def test_counts_never_made_whole_are_counted_from_the_records(
 
     assert by_status == {"active": 3, "degraded": 0, "reauthorization_required": 0}
     assert await redis.hexists(keys.status_counts, "_counted_at")
+
+
+async def test_a_recount_loses_no_write_made_during_its_walk(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    """The walk counts page by page while statuses change: a change to a connection it has
+    counted, one to a connection it has not reached, a save and a delete in between."""
+    integration = new_name("it")
+    ids = [(await saved(store, "custom", integration=integration))[1] for _ in range(4)]
+    counts = StatusCounts(redis, keys)
+    _, flag, walked, shadow = keys.status_count_keys
+    # A recount whose walk has counted the first two so far.
+    await redis.set(flag, "recount-token", px=60_000)
+    assert await counts._count(integration, ids[:2], "recount-token")
+
+    counted = await store.get(integration, ids[0])
+    await store.update(counted, now=time.time(), set_fields={"status": "degraded"})
+    ahead = await store.get(integration, ids[2])
+    await store.update(ahead, now=time.time(), set_fields={"status": "reauthorization_required"})
+    new = (await saved(store, "custom", integration=integration))[1]
+    assert await store.delete(integration, ids[1], "custom")
+
+    # The walk goes on over every id it finds (the new one included: counted already).
+    assert await counts._count(integration, [*ids[2:], new], "recount-token")
+    finish = scripts.register(redis, "finish_recount")
+    assert await finish(keys=[flag, walked, shadow, keys.status_counts],
+                        args=["recount-token", repr(time.time())])  # fmt: skip
+
+    assert await fields(redis, keys, integration) == {
+        "active": 2, "degraded": 1, "reauthorization_required": 1,
+    }  # fmt: skip
+    assert not await redis.exists(flag, walked, shadow)
+
+
+async def test_a_read_while_another_process_counts_fails_rather_than_say_half(
+    store: TokenStore, redis: Redis, keys: Keys
+) -> None:
+    integration = new_name("it")
+    await saved(store, "custom", integration=integration)
+    await redis.delete(keys.status_counts)
+    _, flag, _, _ = keys.status_count_keys
+    await redis.set(flag, "another-process", px=60_000)
+    counts = StatusCounts(redis, keys)
+
+    with pytest.raises(CountsIncomplete):
+        await counts.read([integration], time.time())
+    assert await counts.recount(time.time()) is None
+    await redis.delete(flag)
+    assert (await counts.read([integration], time.time()))["active"] == 1

@@ -169,7 +169,7 @@ def save_keys(
         "-" if state is None else keys.exchanging(state),
         keys.events,
         keys.token_deadlines,
-        keys.status_counts,
+        *keys.status_count_keys,
         *([keys.backoff(provider)] if provider else []),
     ]
 

@@ -100,6 +100,14 @@ class Keys:
         counts it afresh when that field is missing)."""
         return f"{self.prefix}:status-counts"
 
+    @property
+    def status_count_keys(self) -> tuple[str, str, str, str]:
+        """What a script that writes a status moves (move_counts.lua): the counts, and a
+        recount's flag (held by the recounting process, with a TTL), the set of connections
+        its walk has counted, and its shadow counts, which replace the counts when it ends."""
+        base = self.status_counts
+        return base, f"{base}:recounting", f"{base}:walked", f"{base}:shadow"
+
     def lock(self, integration: str, connection_id: str) -> str:
         return f"{self.prefix}:lock:{integration}:{connection_id}"
 

@@ -4,8 +4,8 @@
 -- so a task delivered twice finds the mark and never sends the code again.
 -- KEYS: 1 connection hash, 2 the integration's set of ids, 3 schedule, 4 the state's
 -- claim ('-' for a save outside an exchange), 5 event stream, 6 token deadlines,
--- 7 connections by status (counted as the status changes), 8 (optional) the provider's
--- backoff set.
+-- 7 connections by status (counted as the status changes), 8-10 a recount's flag, walked
+-- set and shadow counts (move_counts.lua), 11 (optional) the provider's backoff set.
 -- ARGV: 1 connection id, 2 now, 3 schedule member, 4 due time or '' (not scheduled),
 -- 5 JSON object of fields, 6 the account's subject or '' (unknown), 7 '1' when another
 -- subject may replace a stored one, 8 JSON list of [type, data] events to publish,
@@ -18,6 +18,7 @@
 -- provider didn't say who this one is (nothing of it changes in either case).
 -- The stored subject is the last account a provider confirmed: a save that doesn't know
 -- the subject keeps it, so a save without an ID token can't unbind a connection.
+--#include move_counts
 local claimed = KEYS[4] ~= '-'
 if claimed then
   local done = redis.call('HGET', KEYS[4], 'exchanged')
@@ -67,15 +68,8 @@ if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'last_alert', ARGV[9])
 end
 redis.call('SADD', KEYS[2], ARGV[1])
-if before ~= fields['status'] then
-  local integration = fields['integration']
-  if before then
-    redis.call('HINCRBY', KEYS[7], integration .. ':' .. before, -1)
-  end
-  if fields['status'] then
-    redis.call('HINCRBY', KEYS[7], integration .. ':' .. fields['status'], 1)
-  end
-end
+move_counts(KEYS[7], KEYS[8], KEYS[9], KEYS[10], fields['integration'], ARGV[3], before,
+  fields['status'] or false, true)
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[3])
 else
@@ -89,9 +83,9 @@ else
   redis.call('ZREM', KEYS[6], ARGV[3])
 end
 -- A new authorization ends any failing stretch: out of the provider's backoff set
--- (KEYS[8], when given), so a later recovery never moves the new record's schedule.
-if KEYS[8] then
-  redis.call('ZREM', KEYS[8], ARGV[3])
+-- (KEYS[11], when given), so a later recovery never moves the new record's schedule.
+if KEYS[11] then
+  redis.call('ZREM', KEYS[11], ARGV[3])
 end
 for _, event in ipairs(cjson.decode(ARGV[8])) do
   publish(event)

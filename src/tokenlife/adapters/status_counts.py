@@ -1,93 +1,111 @@
 """Connections by integration and stored status, read in O(1): the scripts that write a
 status (save_connection.lua, update_connection.lua, delete_connection.lua) move the
-counts in the same step, so `/metrics` no longer reads every connection.
+counts in the same step (move_counts.lua), so `/metrics` no longer reads every connection.
 
 The counts are whole only once they were counted from the records: a deployment that
 upgraded has records nobody counted. `_counted_at` in the hash says they were; without it a
-read counts afresh (`recount`, one process at a time). A recount walks the records while
-writes go on: a connection whose status changes during the walk can be off by one until
-the next recount (`tokenlife connections recount`), which is why the walk is short and rare.
+read counts them first. A recount walks the records while writes go on and loses none:
+it counts into shadow counts, page by page in one script each, marking what it counted;
+from its start every status write also moves the shadow of a connection already counted
+(or counts one saved before the walk reaches it), and at the end the shadow replaces the
+counts. One recount at a time, under a flag with a TTL the walk keeps renewing.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Iterable
 from typing import cast
 
 from redis.asyncio import Redis
 
+from tokenlife.adapters import scripts
 from tokenlife.adapters.keys import Keys
 from tokenlife.core.policy import Status
 
+log = logging.getLogger(__name__)
+
 _COUNTED = "_counted_at"
 _PAGE = 1000
-# One recount at a time across the fleet; it walks every connection.
-_RECOUNT_LOCK_SECONDS = 600
+# The walk renews the flag at every page; a recounting process that died frees it after.
+_FLAG_TTL_MS = 60_000
+
+
+class CountsIncomplete(Exception):
+    """The counts are not whole yet (another process is counting them): try again."""
 
 
 class StatusCounts:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._page = scripts.register(redis, "count_statuses")
+        self._finish = scripts.register(redis, "finish_recount")
+        self._release = scripts.register(redis, "release_lock")
 
     async def read(self, integrations: Iterable[str], now: float) -> dict[str, int]:
-        """Connections of `integrations` by status; counted afresh first when the counts
-        were never whole."""
+        """Connections of `integrations` by status; counted first when the counts were
+        never whole; CountsIncomplete while another process counts them."""
         raw = cast(dict[str, str], await self._redis.hgetall(self._keys.status_counts))
         if _COUNTED not in raw:
-            await self.recount(now)
+            if await self.recount(now) is None:
+                raise CountsIncomplete("connections are being counted; try again shortly")
             raw = cast(dict[str, str], await self._redis.hgetall(self._keys.status_counts))
         wanted = set(integrations)
         counts = dict.fromkeys((s.value for s in Status), 0)
         for field, value in raw.items():
             integration, _, status = field.rpartition(":")
-            if integration in wanted:
-                counts[status] = counts.get(status, 0) + max(0, int(value))
+            if integration not in wanted:
+                continue
+            if int(value) < 0:
+                log.warning("connections of %s with status %s count %s; run `tokenlife "
+                            "connections recount`", integration, status, value)  # fmt: skip
+            counts[status] = counts.get(status, 0) + max(0, int(value))
         return counts
 
-    async def recount(self, now: float) -> dict[str, int]:
-        """Count every stored connection by integration and status and make that the counts
-        (`_counted_at` = now); {field: count}. Integrations no longer configured are counted
-        too: their records are still there."""
-        lock = f"{self._keys.status_counts}:recounting"
-        if not await self._redis.set(lock, repr(now), nx=True, ex=_RECOUNT_LOCK_SECONDS):
-            return {}
+    async def recount(self, now: float) -> dict[str, int] | None:
+        """Count every stored connection by integration and status afresh and make that
+        the counts; {integration:status: count}, or None when another recount runs.
+        Integrations no longer configured are counted too: their records are still there."""
+        counts, flag, walked, shadow = self._keys.status_count_keys
+        token = secrets.token_hex(16)
+        if not await self._redis.set(flag, token, nx=True, px=_FLAG_TTL_MS):
+            return None
         try:
-            counted: dict[str, int] = {}
-            async for key in self._redis.scan_iter(f"{self._keys.prefix}:conns:*", count=_PAGE):
+            await self._redis.delete(walked, shadow)
+            pattern = f"{self._keys.prefix}:conns:*"
+            async for key in self._redis.scan_iter(pattern, count=_PAGE):
                 integration = str(key).removeprefix(f"{self._keys.prefix}:conns:")
-                await self._count(integration, counted)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._keys.status_counts)
-                fields: dict[str, str] = {k: str(v) for k, v in counted.items()}
-                fields[_COUNTED] = repr(now)
-                pipe.hset(self._keys.status_counts, mapping=fields)  # type: ignore[arg-type]
-                await pipe.execute()
-            return counted
+                if not await self._walk(integration, token):
+                    return None
+            if not await self._finish(keys=[flag, walked, shadow, counts], args=[token, repr(now)]):
+                return None
+            raw = cast(dict[str, str], await self._redis.hgetall(counts))
+            return {k: int(v) for k, v in raw.items() if k != _COUNTED}
         finally:
-            await self._redis.delete(lock)
+            # Left behind only when the walk stopped: a finished recount deleted it.
+            await self._release(keys=[flag], args=[token])
 
-    async def _count(self, integration: str, counted: dict[str, int]) -> None:
+    async def _walk(self, integration: str, token: str) -> bool:
         page: list[str] = []
         async for connection_id in self._redis.sscan_iter(
             self._keys.connections(integration), count=_PAGE
         ):
             page.append(connection_id)
             if len(page) >= _PAGE:
-                await self._statuses(integration, page, counted)
+                if not await self._count(integration, page, token):
+                    return False
                 page = []
-        await self._statuses(integration, page, counted)
+        return await self._count(integration, page, token)
 
-    async def _statuses(
-        self, integration: str, connection_ids: list[str], counted: dict[str, int]
-    ) -> None:
+    async def _count(self, integration: str, connection_ids: list[str], token: str) -> bool:
         if not connection_ids:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for connection_id in connection_ids:
-                pipe.hget(self._keys.connection(integration, connection_id), "status")
-            statuses = await pipe.execute()
-        for status in statuses:
-            if status is not None:  # an id whose hash is gone is no connection
-                field = f"{integration}:{status}"
-                counted[field] = counted.get(field, 0) + 1
+            return True
+        _, flag, walked, shadow = self._keys.status_count_keys
+        keys = [flag, walked, shadow]
+        keys += [self._keys.connection(integration, c) for c in connection_ids]
+        args = [token, str(_FLAG_TTL_MS), integration]
+        args += [self._keys.member(integration, c) for c in connection_ids]
+        counted = await self._page(keys=keys, args=args)
+        return int(counted) >= 0

@@ -149,7 +149,7 @@ class TokenStore:
                 self._keys.events,
                 self._keys.backoff(connection.provider),
                 self._keys.token_deadlines,
-                self._keys.status_counts,
+                *self._keys.status_count_keys,
             ],
             args=[
                 str(connection.version),
@@ -167,6 +167,7 @@ class TokenStore:
                 operation,
                 backoff.value,
                 deadline,
+                integration,
             ],
         )
         if lease is not None:
@@ -207,8 +208,8 @@ class TokenStore:
             keys=[self._keys.connection(integration, connection_id), self._keys.schedule,
                   self._keys.connections(integration), self._keys.token_deadlines,
                   self._keys.backoff(provider) if provider else "-",
-                  self._keys.status_counts],
-            args=[member, connection_id],
+                  *self._keys.status_count_keys],
+            args=[member, connection_id, integration],
         )  # fmt: skip
         return bool(deleted)
 

@@ -7,7 +7,8 @@
 -- counts as written, not as a conflict.
 -- KEYS: 1 connection hash, 2 schedule, 3 lock, 4 provider slots, 5 event stream,
 -- 6 the provider's set of connections in backoff, 7 token deadlines, 8 connections by
--- status (counted here when the status changes).
+-- status (counted here when the status changes), 9-11 a recount's flag, walked set and
+-- shadow counts (move_counts.lua).
 -- ARGV: 1 expected version, 2 now, 3 schedule member, 4 due time ('' leaves the schedule
 -- as is, '-' takes the connection off it), 5 JSON object of fields to set, 6 JSON list of
 -- fields to delete, 7 lock token or '', 8 slot token or '', 9 event type or '',
@@ -15,10 +16,11 @@
 -- alert to show (JSON; '-' clears it, '' leaves it: core/connection_alert.py decides from
 -- the version expected, so it is as atomic as the write), 13 operation id or '',
 -- 14 backoff: 'add' (scored by the due time), 'rem' or '', 15 token deadline ('' leaves
--- it, '-' removes it).
+-- it, '-' removes it), 16 the integration (the one in the hash's key).
 -- Returns {the new version, or -1 when the version didn't match (nothing written); when a
 -- written 'rem' took the connection out of the backoff set, how many of the provider's
 -- connections still wait there (one ZCARD: the caller pulls them forward only if any)}.
+--#include move_counts
 local result = -1
 local waiting = 0
 local current = redis.call('HGET', KEYS[1], 'version')
@@ -32,16 +34,8 @@ if current == ARGV[1] then
     redis.call('HDEL', KEYS[1], name)
   end
   redis.call('HSET', KEYS[1], 'version', result, 'updated_at', ARGV[2])
-  local after = redis.call('HGET', KEYS[1], 'status')
-  if after ~= before then
-    local integration = redis.call('HGET', KEYS[1], 'integration')
-    if before then
-      redis.call('HINCRBY', KEYS[8], integration .. ':' .. before, -1)
-    end
-    if after then
-      redis.call('HINCRBY', KEYS[8], integration .. ':' .. after, 1)
-    end
-  end
+  move_counts(KEYS[8], KEYS[9], KEYS[10], KEYS[11], ARGV[16], ARGV[3], before,
+    redis.call('HGET', KEYS[1], 'status'), false)
   if ARGV[13] ~= '' then
     redis.call('HSET', KEYS[1], 'last_operation', ARGV[13])
   else

@@ -197,13 +197,19 @@ def recount_connections(as_json: bool) -> None:
     """Count the stored connections by integration and status afresh, for /metrics.
 
     The counts move with every status write; this repairs them (after a restore from a
-    backup, say). Writes during the walk may leave a count off by one: run it again."""
+    backup, or after a rollout during which older processes deleted connections). Writes
+    during the walk are counted. Exit 5 while another recount runs."""
     settings = common.settings()
 
-    async def use(runtime: Runtime) -> dict[str, int]:
+    async def use(runtime: Runtime) -> dict[str, int] | None:
         return await StatusCounts(runtime.redis, runtime.keys).recount(time.time())
 
     counted = common.run(common.with_runtime(settings, use))
+    if counted is None:
+        raise common.Failure(
+            "another recount is running (or this one lost its flag): try again when it ends",
+            Exit.UNAVAILABLE,
+        )
     if as_json:
         common.echo_json(counted)
         return

@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import (
 from redis.exceptions import RedisError
 
 from tokenlife.adapters.fleet_metrics import FleetFigures, FleetMetrics, Latency
+from tokenlife.adapters.status_counts import CountsIncomplete
 
 log = logging.getLogger(__name__)
 METRICS = web.AppKey("fleet_metrics", FleetMetrics)
@@ -40,6 +41,9 @@ async def metrics(request: web.Request) -> web.Response:
         # A failed scrape is what Prometheus should see (up == 0), not zeros.
         log.warning("metrics: Redis: %s", exc)
         return web.Response(status=503, text="Redis is unavailable\n")
+    except CountsIncomplete as exc:
+        # Not counts that are only partly there: the scrape fails until they are whole.
+        return web.Response(status=503, text=f"{exc}\n")
     return web.Response(body=render(figures), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
