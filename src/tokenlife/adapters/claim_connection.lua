@@ -51,7 +51,12 @@ if ARGV[9] ~= '' and redis.call('HGET', KEYS[5], 'state') == 'open' then
   local at = tonumber(ARGV[9])
   local probe_at = tonumber(redis.call('HGET', KEYS[5], 'probe_at') or '0')
   if at >= probe_at then
-    local next_probe = at + tonumber(ARGV[10])
+    -- Paced by the probe times, not by when a probe got here (a beat tick and a queue
+    -- later): a probe every interval, unless one came more than an interval late.
+    local next_probe = probe_at + tonumber(ARGV[10])
+    if next_probe <= at then
+      next_probe = at + tonumber(ARGV[10])
+    end
     redis.call('HSET', KEYS[5], 'probe_at', string.format('%.6f', next_probe))
     probe = 'probe'
     redis.call('ZREM', KEYS[6], ARGV[7])
