@@ -227,18 +227,6 @@ async def test_an_unknown_connection_raises_unknown_connection_error(store: Toke
         await store.get(new_name("missing-it"), new_name("missing"))
 
 
-async def test_list_ids_returns_the_ids_of_one_integration(store: TokenStore) -> None:
-    integration, other = new_name("it"), new_name("it")
-    ids = [new_name("conn") for _ in range(3)]
-    for cid in ids:
-        await save(store, integration, cid, token_set())
-    await save(store, integration, ids[0], token_set(), now=NOW + 1)  # a re-save adds nothing
-    await save(store, other, new_name("conn"), token_set())
-
-    assert await store.list_ids(integration) == sorted(ids)
-    assert await store.list_ids(new_name("empty")) == []
-
-
 async def test_get_shows_an_active_connection_whose_token_lapsed_as_degraded(
     redis: Redis, keys: Keys, settings: Settings
 ) -> None:

@@ -213,10 +213,6 @@ class TokenStore:
         )  # fmt: skip
         return bool(deleted)
 
-    async def list_ids(self, integration: str) -> list[str]:
-        members = cast(set[str], await self._redis.smembers(self._keys.connections(integration)))
-        return sorted(members)
-
     async def _hash(self, integration: str, connection_id: str) -> dict[str, str]:
         raw = cast(
             dict[str, str],
