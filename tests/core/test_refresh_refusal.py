@@ -22,7 +22,7 @@ NOW = 1_800_000_000.0
         (Status.ACTIVE, None, False, NOW - 1, RefusalKind.REAUTHORIZATION_REQUIRED,
          "access token expired, no refresh token"),
         (Status.ACTIVE, None, False, NOW + 60, RefusalKind.NO_REFRESH_TOKEN,
-         "valid until 2027-01-15T08:01:00Z"),
+         "valid until 08:01 UTC, in 1 min"),
         (Status.ACTIVE, None, False, None, RefusalKind.NO_REFRESH_TOKEN,
          "for as long as the provider allows"),
     ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tokenlife.core.alert_details import moment
 from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status
 
@@ -48,7 +49,8 @@ def refresh_refusal(
         # What /token says of the same connection (services/access.py).
         return RefreshRefusal(RefusalKind.REAUTHORIZATION_REQUIRED,
                               "access token expired, no refresh token", RECONNECT)  # fmt: skip
-    until = iso8601(expires_at)
+    # For a person: "2026-12-01 14:05 UTC, in 20 h", not an ISO stamp with microseconds.
+    until = moment(iso8601(expires_at), now)
     return RefreshRefusal(
         RefusalKind.NO_REFRESH_TOKEN,
         "this connection has no refresh token to use; its access token stays valid "
