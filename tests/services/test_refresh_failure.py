@@ -14,7 +14,7 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.refresh_timing import RetryPolicy
 from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS
-from tokenlife.errors import EndpointTimeoutError, OAuthError, ServerError
+from tokenlife.errors import EndpointTimeoutError, OAuthError, RateLimitedError, ServerError
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
 from tokenlife.services.refresh_failure import FailureBookkeeping
@@ -155,3 +155,20 @@ def test_a_refusal_for_an_expired_secret_waits_long_and_names_the_secret() -> No
     working = connection("microsoft", expires_in=1800.0)
     held = bookkeeping().plan(microsoft, working, expired, NOW, request_sent=False)
     assert "status" not in held.fields and held.due == NOW + 1800.0
+
+
+def test_a_retry_after_holds_the_next_retry_and_a_later_failure_without_one_ends_it() -> None:
+    limited = bookkeeping().plan(
+        integration("google"), connection("google"), RateLimitedError(120.0), NOW,
+        request_sent=False,
+    )  # fmt: skip
+    assert limited.fields["retry_not_before"] == repr(NOW + 120.0)
+    assert limited.fields["retry_held_by"] == "retry_after"
+    assert limited.cleared == ()
+    # The next failure says nothing of when to come back: the old hold ends with it.
+    later = bookkeeping().plan(
+        integration("google"), connection("google", consecutive_failures=1), ServerError(503),
+        NOW + 130, request_sent=False,
+    )  # fmt: skip
+    assert "retry_not_before" not in later.fields
+    assert set(later.cleared) == {"retry_not_before", "retry_held_by"}

@@ -114,10 +114,17 @@ async def test_one_connection_probes_at_a_time_and_a_success_brings_the_rest(
     later = 5000.0 + SECRET_EXPIRED_RETRY_SECONDS
     cids = ["a", "b", "c"]
     for cid in cids:
-        held = {"retry_not_before": repr(later), "next_refresh_at": repr(later)}
+        held = {"retry_not_before": repr(later), "next_refresh_at": repr(later),
+                "retry_held_by": "client_secret"}  # fmt: skip
         await redis.hset(f"{prefix}:conn:{crm.name}:{cid}", mapping=held)  # type: ignore[arg-type]
         await redis.sadd(f"{prefix}:conns:{crm.name}", cid)
         await redis.zadd(f"{prefix}:schedule", {f"{crm.name}:{cid}": later})
+    # One held back by the provider's Retry-After: a new secret does not end that.
+    limited = {"retry_not_before": repr(later), "next_refresh_at": repr(later),
+               "retry_held_by": "retry_after"}  # fmt: skip
+    await redis.hset(f"{prefix}:conn:{crm.name}:limited", mapping=limited)  # type: ignore[arg-type]
+    await redis.sadd(f"{prefix}:conns:{crm.name}", "limited")
+    await redis.zadd(f"{prefix}:schedule", {f"{crm.name}:limited": later})
 
     async def dues() -> list[float]:
         return [await redis.zscore(f"{prefix}:schedule", f"{crm.name}:{c}") or 0.0 for c in cids]
@@ -132,6 +139,7 @@ async def test_one_connection_probes_at_a_time_and_a_success_brings_the_rest(
     assert await watch.accepted(crm, 5200.0) is True
     # The probe is due already; the two held back are due now, their hold gone.
     assert sorted(await dues()) == [5001.0, 5200.0, 5200.0]
+    assert await redis.zscore(f"{prefix}:schedule", f"{crm.name}:limited") == later
     for cid in cids:
         stored = await redis.hgetall(f"{prefix}:conn:{crm.name}:{cid}")
         assert list(stored) == ["next_refresh_at"]

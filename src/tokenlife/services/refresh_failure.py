@@ -42,6 +42,9 @@ class FailurePlan:
     fields: dict[str, str]
     alert: Event | None
     outcome_unknown: bool
+    # Fields an earlier failure wrote that this one ends: a Retry-After of an earlier
+    # answer holds no later retry back.
+    cleared: tuple[str, ...] = ()
 
 
 def reuse_grace(integration: Integration) -> dict[str, Any]:
@@ -128,8 +131,13 @@ class FailureBookkeeping:
         if retry_after:
             # The provider's word: no recovery elsewhere brings this retry before it.
             fields["retry_not_before"] = repr(now + retry_after)
+            fields["retry_held_by"] = "retry_after"
         if secret_expired:
+            # Held for the secret: a new secret ends it (services/secret_expiry.py), a
+            # Retry-After is the provider's and no new secret ends that.
             fields["retry_not_before"] = repr(due)
+            fields["retry_held_by"] = "client_secret"
+        cleared = () if "retry_not_before" in fields else ("retry_not_before", "retry_held_by")
         reason = "client_secret_expired" if secret_expired else "refresh_failing"
         if provider_degraded and not secret_expired:
             reason = "provider_degraded"
@@ -163,4 +171,4 @@ class FailureBookkeeping:
                 refresh_token_may_have_rotated=rotated, refresh_token_may_be_lost=False,
                 **reuse_grace(integration),
             )  # fmt: skip
-        return FailurePlan(due, fields, alert, unknown)
+        return FailurePlan(due, fields, alert, unknown, cleared)

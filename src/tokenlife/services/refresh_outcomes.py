@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 _FAILURE_FIELDS = (
     "consecutive_failures", "failing_since", "refresh_failing_alerted",
     "failure_window_start", "failure_window_count", "last_error", "status_reason",
-    "retry_not_before", "last_failed_at", "outcome_unknown_at",
+    "retry_not_before", "retry_held_by", "last_failed_at", "outcome_unknown_at",
 )  # fmt: skip
 # A successful refresh brings forward at most this many of the provider's waiting retries, within
 # this many seconds: bounded work per success, and each of those recoveries brings more.
@@ -204,7 +204,7 @@ class OutcomeWriter:
         written = await self._write(
             connection, "recording a failed refresh",
             now=now, set_fields=plan.fields, schedule_at=plan.due, event=plan.alert,
-            lease=lease, backoff=Backoff.ADD,
+            lease=lease, backoff=Backoff.ADD, delete_fields=plan.cleared,
         )  # fmt: skip
         if written.version is None:
             return Result(Outcome.CONFLICT, exc)

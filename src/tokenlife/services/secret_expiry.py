@@ -126,16 +126,23 @@ class ClientSecretWatch:
         await self._schedule_now(integration, await self._waiting(integration, now), now)
 
     async def _waiting(self, integration: str, now: float) -> list[str]:
-        """The connections held back past now by a refusal (their retry_not_before)."""
+        """The connections held back past now by an expired-secret refusal (their
+        retry_not_before, held by client_secret; a record written before that mark, by
+        retry_not_before alone): not one a provider's Retry-After holds, which the new
+        secret does not end."""
         ids = sorted(
             m.decode() if isinstance(m, bytes) else str(m)
             for m in await self._redis.smembers(self._keys.connections(integration))
         )
         async with self._redis.pipeline(transaction=False) as pipe:
             for cid in ids:
-                pipe.hget(self._keys.connection(integration, cid), "retry_not_before")
+                key = self._keys.connection(integration, cid)
+                pipe.hmget(key, "retry_not_before", "retry_held_by")
             held = await pipe.execute()
-        return [cid for cid, at in zip(ids, held, strict=True) if at and float(at) > now]
+        return [
+            cid for cid, (at, by) in zip(ids, held, strict=True)
+            if at and float(at) > now and by in (None, "client_secret")
+        ]  # fmt: skip
 
     async def _schedule_now(self, integration: str, ids: list[str], now: float) -> None:
         if not ids:
