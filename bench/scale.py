@@ -2,6 +2,8 @@
 as the number of stored connections grows (issue 12, "Measure first", measurements 1-3).
 
     python -m bench.scale [--sizes 10000,100000] [--million] [--no-plots]
+        [--parts sizes,lag,scale-out] [--lag-seconds 120] [--lag-rate 280]
+        [--workers 1,2,4] [--burst 20000]
 
 A redis-server of its own on a free port (`--save "" --appendonly no`); per size N, from an
 empty database:
@@ -18,8 +20,12 @@ empty database:
    1 % of the connections stored degraded.
 
 Timings are medians of repetitions (claims x 20; scrapes x 5 at 10k, x 3 at 100k, x 1
-above). Prints one JSON object on stdout (progress on stderr) and writes
-docs/img/scale-memory.png and docs/img/scale-latency.png. The plots need matplotlib (the
+above). Then measurements 4 (lag under 280 refreshes/s through real workers for
+--lag-seconds, 120 by default; the issue's 10 minutes: --lag-seconds 600) and 5 (burst
+throughput with 1, 2 and 4 worker processes, Redis commands per refresh, Redis's ceiling):
+bench/scale_load.py, which says how. `--parts` picks which of the three run.
+Prints one JSON object on stdout (progress on stderr) and writes docs/img/scale-memory.png,
+scale-latency.png, scale-lag.png and scale-workers.png. The plots need matplotlib (the
 `bench` extra: pip install -e '.[dev,bench]'); without it the script stops at once with a
 one-line message, before any measuring, unless --no-plots is given.
 """
@@ -46,6 +52,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
+from bench import scale_load
 from bench.refresh_throughput import free_port, process, wait_port
 from bench.refresh_throughput import redis_server as fallback_redis_server
 from tokenlife.adapters import scripts
@@ -60,6 +67,7 @@ from tokenlife.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (10_000, 100_000)
+PARTS = ("sizes", "lag", "scale-out")
 MILLION = 1_000_000
 INTEGRATION, PROVIDER = "google", "google"
 API_KEY = "bench-scale-api-key-0123456789"
@@ -503,21 +511,67 @@ def main() -> None:
         help="one more redis-server argument, repeatable: a server setting to measure, e.g. "
         "--redis-arg=--hash-max-listpack-value --redis-arg=1024",
     )  # fmt: skip
+    parser.add_argument(
+        "--parts", default=",".join(PARTS),
+        help="which measurements, comma-separated: sizes (1-3), lag (4), scale-out (5)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lag-seconds", type=float, default=scale_load.LAG_SECONDS,
+        help="how long the sustained load lasts (the issue's 10 minutes: 600)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lag-rate", type=float, default=scale_load.LAG_RATE,
+        help="connections due per second (1M with 1-hour tokens: 280)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lag-intervals", default="",
+        help="comma-separated beat tick intervals (s) to run the lag again with, as well",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", default=",".join(map(str, scale_load.SCALE_OUT_PROCESSES)),
+        help="worker processes for the scale-out bursts (default 1,2,4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--burst", type=int, default=scale_load.BURST,
+        help="connections due at once in each scale-out burst (default 20000)",
+    )  # fmt: skip
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts or parts - set(PARTS):
+        parser.error(f"--parts takes some of {','.join(PARTS)}")
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+        processes = [int(p) for p in args.workers.split(",") if p.strip()]
+        intervals = [float(i) for i in args.lag_intervals.split(",") if i.strip()]
     except ValueError:
-        parser.error("--sizes takes comma-separated integers")
+        parser.error("--sizes and --workers take comma-separated integers, --lag-intervals numbers")
     if args.million:
         sizes = sorted({*sizes, MILLION})
-    if not sizes or min(sizes) < 2 * DUE:
+    if "sizes" in parts and (not sizes or min(sizes) < 2 * DUE):
         parser.error(f"every size must be at least {2 * DUE} (1,000 of them are due)")
+    if args.lag_seconds <= 0 or args.lag_rate <= 0 or args.burst < 1 or min(processes or [0]) < 1:
+        parser.error("--lag-seconds, --lag-rate, --burst and --workers must be positive")
     pyplot = None if args.no_plots else load_pyplot()  # fail before measuring, not after
     started = time.monotonic()
+    redis: dict[str, str] = {}
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="tokenlife-scale-") as work:
-        redis, results = run(sizes, Path(work), args.redis_arg)
+        if "sizes" in parts:
+            redis, results = run(sizes, Path(work), args.redis_arg)
+        load = scale_load.run(
+            Path(work), redis_server(), args.redis_arg,
+            lag_seconds=args.lag_seconds if "lag" in parts else None,
+            lag_rate=args.lag_rate, lag_intervals=intervals,
+            scale_out=processes if "scale-out" in parts else [], burst=args.burst,
+        )  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    plots = [] if pyplot is None else plot(pyplot, results, args.plots_dir, stamp)
+    plots = [] if pyplot is None or not results else plot(pyplot, results, args.plots_dir, stamp)
+    if pyplot is not None:
+        plots += [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+                  for p in scale_load.plot(pyplot, load, args.plots_dir, stamp)]  # fmt: skip
+    for lag in [load.get("lag"), *load.get("lag_by_interval", [])]:
+        if lag:
+            del lag["lags_for_plot"]  # in the plot; too long for the JSON
     print(json.dumps({
         "date": stamp,
         "command": "python -m bench.scale " + " ".join(sys.argv[1:]),
@@ -529,6 +583,7 @@ def main() -> None:
                     "claim_ms_at_1M": TARGET_CLAIM_MS, "scrape_ms_at_1M": TARGET_SCRAPE_MS},
         "summary": summary(results),
         "results": results,
+        **load,
         "plots": plots,
         "seconds": round(time.monotonic() - started, 1),
     }))  # fmt: skip
