@@ -12,6 +12,7 @@ import aiohttp
 
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.exchange_store import ExchangeStore
+from tokenlife.adapters.outcome_counters import Counters
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.runtime import Runtime
 from tokenlife.services.callback import ExchangeAttempt
@@ -23,6 +24,7 @@ def exchange_service(
     runtime: Runtime,
     changes: dict[str, dict[str, Any]] | None = None,
     save_retry_seconds: float = 20.0,
+    counters: Counters | None = None,
 ) -> ExchangeService:
     """The runtime's exchange service; `changes` maps an integration name to the fields
     to replace in it (e.g. {"google": {"allow_account_change": True}})."""
@@ -41,6 +43,7 @@ def exchange_service(
         http_timeout=settings.http_timeout_seconds,
         schedule_policy=SchedulePolicy(expiry_lead_seconds=[]),
         save_retry_seconds=save_retry_seconds,
+        counters=counters,
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,18 +17,10 @@ from tokenlife.errors import (
     ReauthorizationRequiredError,
     UnknownConnectionError,
 )
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.connection_admin import RefreshNow, list_connections
-from tokenlife.settings import Settings
 
 INTEGRATION = "generic"
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 def refresh_now(runtime: Runtime, wait: float = 2.0) -> RefreshNow:

@@ -4,17 +4,16 @@ alert never hides why the connection won't stay connected, and what resolves it 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.services.exchange_support import attempt, consent, exchange_service, new_id
-from tests.support import Fakes, events_for
+from tests.support import events_for
 from tokenlife.adapters.event_stream import new_event
 from tokenlife.core import events
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.settings import Settings
@@ -25,13 +24,6 @@ def settings(settings: Settings) -> Settings:
     """A prefix of its own: the hand-made events here carry only what the rule reads, and
     tests/test_event_schemas.py checks every event in the session's stream."""
     return settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-alert-{new_id()}"})
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 async def connect(service: ExchangeService, integration: str, cid: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -20,18 +20,11 @@ from tests.services.exchange_support import consent, exchange_service, new_id
 from tests.services.test_exchange_subject import run, snapshot
 from tests.support import Fakes, events_for
 from tokenlife.core.account import AccountEndpoint
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.settings import Settings
 
 INTEGRATION = "github-account"
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture(autouse=True)

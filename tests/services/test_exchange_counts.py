@@ -6,32 +6,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
-from tests.services.exchange_support import attempt, consent, new_id
+from tests.services.exchange_support import attempt, consent, exchange_service, new_id
 from tests.support import Fakes
-from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.outcome_counters import Counters, parse_outcome_counters
-from tokenlife.adapters.pending_store import PendingStore
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.callback import ExchangeAttempt
 from tokenlife.services.exchange import ExchangeService
-from tokenlife.services.scheduling import SchedulePolicy
 from tokenlife.settings import Settings
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -40,19 +28,7 @@ def counted(settings: Settings) -> Keys:
 
 
 def counting_service(runtime: Runtime, counted: Keys) -> ExchangeService:
-    settings = runtime.config.settings
-    cipher = Cipher(settings.encryption_keys)
-    return ExchangeService(
-        integrations=runtime.config.integrations,
-        presets=runtime.config.presets,
-        pending=PendingStore(runtime.redis, runtime.keys, cipher),
-        tokens=runtime.tokens,
-        exchanges=ExchangeStore(runtime.redis, runtime.keys, cipher),
-        http=runtime.http,
-        http_timeout=settings.http_timeout_seconds,
-        schedule_policy=SchedulePolicy(expiry_lead_seconds=[]),
-        counters=Counters(runtime.redis, counted),
-    )
+    return exchange_service(runtime, counters=Counters(runtime.redis, counted))
 
 
 async def exchanges(redis: Redis, keys: Keys) -> dict[tuple[str, str, str], int]:

@@ -4,35 +4,23 @@ and never carries the code or the state. The service over the real Runtime and R
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
-from tests.services.exchange_support import attempt, consent, new_id
+from tests.services.exchange_support import attempt, consent, exchange_service, new_id
 from tests.support import Fakes, events_for
-from tokenlife.adapters.crypto import Cipher
-from tokenlife.adapters.exchange_store import ExchangeStore
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.outcome_counters import Counters, parse_outcome_counters
-from tokenlife.adapters.pending_store import PendingStore
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
-from tokenlife.services.scheduling import SchedulePolicy
 from tokenlife.settings import Settings
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -51,20 +39,8 @@ def refusing_prompt(fakes: Fakes) -> Iterator[None]:
 
 
 def service_for(runtime: Runtime, counted: Keys, **changes: Any) -> ExchangeService:
-    settings = runtime.config.settings
-    cipher = Cipher(settings.encryption_keys)
-    integrations = dict(runtime.config.integrations)
-    integrations["generic"] = dataclasses.replace(integrations["generic"], **changes)
-    return ExchangeService(
-        integrations=integrations,
-        presets=runtime.config.presets,
-        pending=PendingStore(runtime.redis, runtime.keys, cipher),
-        tokens=runtime.tokens,
-        exchanges=ExchangeStore(runtime.redis, runtime.keys, cipher),
-        http=runtime.http,
-        http_timeout=settings.http_timeout_seconds,
-        schedule_policy=SchedulePolicy(expiry_lead_seconds=[]),
-        counters=Counters(runtime.redis, counted),
+    return exchange_service(
+        runtime, {"generic": changes}, counters=Counters(runtime.redis, counted)
     )
 
 

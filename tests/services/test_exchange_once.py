@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -19,13 +18,6 @@ from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.callback import ExchangeAttempt
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.settings import Settings
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 async def run(

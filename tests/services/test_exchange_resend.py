@@ -8,7 +8,6 @@ mark (the retry carries `unsent_at`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,18 +27,11 @@ from tokenlife.errors import (
     TransientError,
     TransportError,
 )
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.callback import ExchangeAttempt
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.exchange_ending import may_have_reached_provider
 from tokenlife.settings import Settings
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 async def run(

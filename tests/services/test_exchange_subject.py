@@ -6,7 +6,6 @@ user can cause both by deleting `openid` from the authorization URL before conse
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -16,18 +15,11 @@ from redis.asyncio import Redis
 
 from tests.services.exchange_support import attempt, consent, exchange_service, new_id
 from tests.support import Fakes, events_for
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.settings import Settings
 
 DRIVE = "https://www.googleapis.com/auth/drive.readonly"
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 def without_openid(url: str) -> str:

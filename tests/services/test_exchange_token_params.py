@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,9 +24,8 @@ from tests.support import Fakes
 from tokenlife.core.integration import Integration
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
-from tokenlife.settings import Settings
 
 INTEGRATION = "generic"
 CLIENT, SECRET = "vendor-client", "vendor-secret"
@@ -55,13 +54,6 @@ def provider(fakes: Fakes) -> Iterator[FakeExpiringOnRequest]:
     fake.register(CLIENT, SECRET, fakes.callback)
     yield fake
     servers.stop()
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 def service(

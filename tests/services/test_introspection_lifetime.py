@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from tests.services.test_exchange_subject import run
 from tests.support import Fakes, events_for
 from tokenlife.core.integration import Integration
 from tokenlife.core.tokens import TokenSet
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.services.introspected_lifetime import RECENT_FAILURES, learn_lifetime
 from tokenlife.services.refresh import Outcome, Result
@@ -42,13 +42,6 @@ def provider(fakes: Fakes) -> Iterator[FakeIntrospecting]:
     fake.register("generic-client", "generic-secret", fakes.callback)
     yield fake
     servers.stop()
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture(autouse=True)

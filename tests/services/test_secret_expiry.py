@@ -8,12 +8,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
@@ -24,18 +22,11 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS
 from tokenlife.integrations import IntegrationConfig, resolve
 from tokenlife.providers import load_presets
-from tokenlife.runtime import Runtime, load_config
+from tokenlife.runtime import Runtime
 from tokenlife.settings import Settings
 
 DAY = 86400.0
 EXPIRES = datetime(2027, 6, 30, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture
-async def runtime(settings: Settings, fakes: Fakes) -> AsyncIterator[Runtime]:
-    opened = await Runtime.open(await load_config(settings))
-    yield opened
-    await opened.close()
 
 
 def dated(expires_at: Any) -> Integration:
