@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,8 +75,10 @@ class BreakerPolicy:
         return self.min_failures > 0
 
 
+@cache
 def breaker_scope(token_url: str) -> str:
-    """The host (and port) whose outage this integration shares."""
+    """The host (and port) whose outage this integration shares. Asked twice per scheduled
+    refresh (its claim and its tally) for a handful of token URLs: parsed once each."""
     parts = urlsplit(token_url)
     return (parts.netloc or token_url).lower()
 
