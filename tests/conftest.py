@@ -155,3 +155,14 @@ def _dead_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def refusing_prompt(fakes: Fakes) -> Iterator[None]:
+    """The generic fake as a certified OpenID server without select_account (oidc-provider
+    refuses it so: tests/interop)."""
+    fakes.generic.prompt_values_supported = ("none", "login", "consent")
+    try:
+        yield
+    finally:
+        fakes.generic.prompt_values_supported = None

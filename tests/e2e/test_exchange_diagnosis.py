@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,16 +29,6 @@ KEY = "diagnosis-key-0123456789abcdef"
 async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     async with serving(settings, api_keys=(KEY,)) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def refusing_prompt(fakes: Fakes) -> Iterator[None]:
-    """The generic fake as a certified OpenID server without select_account."""
-    fakes.generic.prompt_values_supported = ("none", "login", "consent")
-    try:
-        yield
-    finally:
-        fakes.generic.prompt_values_supported = None
 
 
 @pytest.mark.usefixtures("refusing_prompt")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -26,16 +25,6 @@ from tokenlife.settings import Settings
 @pytest.fixture
 def counted(settings: Settings) -> Keys:
     return Keys(f"{settings.key_prefix}-diagnosis-{uuid.uuid4().hex[:8]}")
-
-
-@pytest.fixture
-def refusing_prompt(fakes: Fakes) -> Iterator[None]:
-    """The generic fake as a certified OpenID server without select_account."""
-    fakes.generic.prompt_values_supported = ("none", "login", "consent")
-    try:
-        yield
-    finally:
-        fakes.generic.prompt_values_supported = None
 
 
 def service_for(runtime: Runtime, counted: Keys, **changes: Any) -> ExchangeService:
