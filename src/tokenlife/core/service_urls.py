@@ -11,7 +11,18 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
+from tokenlife.core.redis_topology import CLUSTER_SCHEMES, SENTINEL_SCHEMES, parse_redis_url
+
+# What redis-py's from_url accepts, and ours for a Redis Cluster or Sentinel (redis_topology).
+REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
+# Celery's Redis transport (kombu) talks to one Redis server; it has no Cluster client, and
+# these are our schemes, not kombu's (https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html).
+BROKER_REFUSED = (
+    "the broker can't be a Redis Cluster or a redis+sentinel:// URL, which only tokenlife "
+    "reads (Celery's Redis transport talks to a single Redis): set TOKENLIFE_BROKER_URL to "
+    "a plain Redis (redis://, rediss://, or Celery's own sentinel:// list) or to RabbitMQ "
+    "(amqp://)"
+)
 ENCODE_HINT = (
     "percent-encode '/', '?', '#', '@' and ':' in the user name and password (e.g. '/' as %2F)"
 )
@@ -22,6 +33,13 @@ def check_url(url: str, schemes: tuple[str, ...] | None = None) -> str:
     `schemes`, a `;`-separated list is allowed (Celery's broker failover and Sentinel
     lists, https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url)."""
     for part in [url] if schemes else url.split(";"):
+        scheme = part.partition("://")[0].lower()
+        if scheme in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+            if not schemes:
+                raise ValueError(BROKER_REFUSED)
+            if scheme in schemes:
+                parse_redis_url(part)  # raises with what is wrong, quoting none of it
+                continue
         parts = _split(part)
         if parts is None or not parts.scheme:
             raise ValueError(
@@ -42,10 +60,13 @@ def redact_url(url: str) -> str:
 def _redact_one(url: str) -> str:
     parts = _split(url)
     if parts is None:
+        # A cluster or Sentinel host list lands here too (its "port" holds a comma).
         scheme, sep, rest = url.partition("://")
-        if "@" not in rest:
-            return url
-        return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if sep else "***"
+        before_query, mark, query = rest.partition("?")
+        query = _SECRET_QUERY.sub(r"\1***", f"{mark}{query}")
+        if "@" not in before_query:
+            return f"{scheme}{sep}{before_query}{query}"
+        return f"{scheme}{sep}***@{before_query.rpartition('@')[2]}{query}" if sep else "***"
     if parts.password is None:
         return _SECRET_QUERY.sub(r"\1***", url)
     user = parts.username or ""
