@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults test-stack test-browser test-interop lint bench clean
+.PHONY: run test test-faults test-stack test-cluster test-browser test-interop lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser and not interop"
+	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser and not interop and not cluster"
 
 ## test-faults: kill -9 of workers and Redis during refresh storms (docs/reliability.md); the quick fault tests run in `make test`
 test-faults: $(STAMP)
@@ -53,6 +53,10 @@ $(INTEROP)/node_modules/.package-lock.json: $(INTEROP)/package-lock.json
 	command -v node >/dev/null && command -v npm >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm)
 	cd $(INTEROP) && npm ci --no-audit --no-fund
 	touch $@
+
+## test-cluster: the Redis client against a three-master Redis Cluster and a Sentinel started on free ports (tests/cluster/; needs redis-server and redis-cli 7 on PATH)
+test-cluster: $(STAMP)
+	$(BIN)/pytest tests/cluster -q -m cluster
 
 ## test-stack: docker-compose.yml's services as host processes, with Redis and with RabbitMQ as the broker (docs/deployment.md)
 test-stack: $(STAMP)
