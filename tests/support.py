@@ -24,6 +24,7 @@ from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.fakes.receiver import AlertReceiver
+from tokenlife.adapters.event_consumer import order, qualified
 from tokenlife.adapters.keys import Keys
 from tokenlife.celery_config import celery_config
 from tokenlife.core.policy import Status, Verdict
@@ -77,8 +78,11 @@ def worker_environment(settings: Settings) -> dict[str, str]:
             "TOKENLIFE_BREAKER_PROBE_SECONDS": str(settings.breaker_probe_seconds),
             "TOKENLIFE_BREAKER_PAUSE_SECONDS": str(settings.breaker_pause_seconds),
             "TOKENLIFE_BREAKER_RECOVERY_RATE": str(settings.breaker_recovery_rate),
+            "TOKENLIFE_REDIS_SHARDS": str(settings.redis_shards),
         }
     )
+    if settings.broker_url is not None:
+        env["TOKENLIFE_BROKER_URL"] = settings.broker_url
     return env
 
 
@@ -155,9 +159,7 @@ async def connect(
 async def events_for(
     redis: Redis, settings: Settings, connection_id: str
 ) -> list[tuple[str, dict[str, Any]]]:
-    entries = cast(
-        list[tuple[str, dict[str, str]]], await redis.xrange(f"{settings.key_prefix}:events")
-    )
+    entries = await stream_entries(redis, Keys(settings.key_prefix, settings.redis_shards))
     found: list[tuple[str, dict[str, Any]]] = []
     for _, fields in entries:
         data = json.loads(fields["data"])
@@ -260,11 +262,11 @@ async def make_due(
 ) -> float:
     """What the passing of time does: the connection's due time is now. `fields` overwrite
     stored metadata first (e.g. expires_at), as if the token were older."""
-    key = f"{settings.key_prefix}:conn:{integration}:{connection_id}"
+    keys = Keys(settings.key_prefix, settings.redis_shards)
     now = time.time()
     mapping: dict[str, str] = {**fields, "next_refresh_at": repr(now)}
-    await redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
-    await redis.zadd(f"{settings.key_prefix}:schedule", {f"{integration}:{connection_id}": now})
+    await redis.hset(keys.connection(integration, connection_id), mapping=mapping)  # type: ignore[arg-type]
+    await put_on_schedule(redis, keys, integration, connection_id, now)
     return now
 
 
@@ -278,15 +280,25 @@ async def event_types(redis: Redis, settings: Settings, connection_id: str) -> l
     return [t for t, _ in await events_for(redis, settings, connection_id)]
 
 
+async def stream_entries(redis: Redis, keys: Keys) -> list[tuple[str, dict[str, str]]]:
+    """Every entry of every shard's event stream, merged in stream order as readers merge
+    them: (entry id "<stream id>/<shard>", fields)."""
+    found: list[tuple[str, dict[str, str]]] = []
+    for shard in keys.all_shards:
+        entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(keys.events(shard)))
+        found += [(qualified(entry_id, shard), fields) for entry_id, fields in entries]
+    return sorted(found, key=lambda entry: order(entry[0]))
+
+
 async def stream_events(redis: Redis, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every event of the stream under `prefix`: (type, data)."""
-    entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(f"{prefix}:events"))
+    """Every event of the streams under `prefix` (default shards): (type, data)."""
+    entries = await stream_entries(redis, Keys(prefix))
     return [(fields["type"], json.loads(fields["data"])) for _, fields in entries]
 
 
 async def put_on_schedule(redis: Redis, keys: Keys, integration: str, cid: str, at: float) -> None:
     """What a save does to the schedule: the connection due at `at`."""
-    await redis.zadd(keys.schedule, {keys.member(integration, cid): at})
+    await redis.zadd(keys.schedule_of(integration, cid), {keys.member(integration, cid): at})
 
 
 @contextmanager

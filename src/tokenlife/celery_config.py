@@ -33,7 +33,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         **transport,
         "broker_url": settings.effective_broker_url,
-        "result_backend": settings.redis_url,
+        "result_backend": settings.result_backend_url,
         "broker_transport_options": broker_options,
         "result_backend_transport_options": {**namespace, "retry_policy": retry_policy},
         "redis_backend_health_check_interval": health,

@@ -35,7 +35,7 @@ def holds_keys(url: str, pattern: str) -> bool:
     try:
         with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
             return next(iter(client.scan_iter(match=pattern, count=1000)), None) is not None
-    except RedisError:
+    except (RedisError, ValueError):  # ValueError: a URL form of ours (a Cluster) redis-py lacks
         return False
 
 

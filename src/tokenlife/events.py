@@ -23,13 +23,15 @@ from redis.asyncio import Redis
 
 from tokenlife.adapters.event_consumer import EventConsumer, EventFollower, StreamEntry
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.redis_client import connect
 from tokenlife.errors import UsageError
 from tokenlife.settings import Settings, load_settings
 
 __all__ = ["ReceivedEvent", "StreamEntry", "Subscription", "follow", "subscribe", "summary_line"]
 
-# "$" (after the newest entry), or a stream entry id: milliseconds, optionally "-sequence".
-_POSITION = re.compile(r"\$|\d+(-\d+)?")
+# "$" (after the newest entry), or a stream entry id: milliseconds, optionally "-sequence",
+# optionally "/shard" as tokenlife's readers hand them out (adapters/event_consumer.py).
+_POSITION = re.compile(r"\$|\d+(-\d+)?(/\d+)?")
 _CONNECT_TIMEOUT_SECONDS = 10.0
 
 
@@ -119,7 +121,12 @@ def subscribe(
     settings = settings or load_settings()
     redis = _client(settings)
     reader = EventConsumer(
-        redis, Keys(settings.key_prefix), group, consumer, block_ms=block_ms, count=count
+        redis,
+        Keys(settings.key_prefix, settings.redis_shards),
+        group,
+        consumer,
+        block_ms=block_ms,
+        count=count,
     )
     return Subscription(redis, reader, start)
 
@@ -141,7 +148,11 @@ async def follow(
     redis = _client(settings)
     try:
         follower = EventFollower(
-            redis, Keys(settings.key_prefix), since=since, block_ms=block_ms, count=count
+            redis,
+            Keys(settings.key_prefix, settings.redis_shards),
+            since=since,
+            block_ms=block_ms,
+            count=count,
         )
         while True:
             for entry in await follower.read():
@@ -186,9 +197,8 @@ def _client(settings: Settings) -> Redis:
     # which on Python 3.11 drops a cancellation that arrives as the send completes
     # (CPython gh-86296), so a task reading events could not be cancelled. A blocking
     # read answers every block_ms anyway, and TCP keepalive notices a peer that is gone.
-    return Redis.from_url(
+    return connect(
         settings.redis_url,
-        decode_responses=True,
         socket_timeout=None,
         socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
         socket_keepalive=True,
@@ -197,7 +207,10 @@ def _client(settings: Settings) -> Redis:
 
 def _check_position(name: str, position: str) -> None:
     if not _POSITION.fullmatch(position):
-        raise UsageError(f'{name} must be "$" or a stream entry id such as 0 or 1700000000000-0')
+        raise UsageError(
+            f'{name} must be "$" or a stream entry id such as 0, 1700000000000-0 or '
+            "1700000000000-0/3 (as tokenlife hands them out)"
+        )
 
 
 def _check_read_size(block_ms: int, count: int) -> None:

@@ -101,7 +101,7 @@ async def discover_at_start(
         health_check_seconds=settings.redis_health_check_seconds,
         retries=settings.redis_retries,
     )  # fmt: skip
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.key_prefix, settings.redis_shards)
     cache = DiscoveryCache(redis, keys)
     stream = EventStream(redis, keys, settings.events_max_length)
     timeout, retry_seconds = settings.http_timeout_seconds, settings.discovery_retry_seconds

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 
 from tokenlife.adapters.discovery import endpoints_from, fetch_discovery_document
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.redis_client import connect
 from tokenlife.core import events
 from tokenlife.core.preflight import Finding, check_integration
 from tokenlife.core.presets import Preset
@@ -100,9 +100,11 @@ async def report_at_start(
     alert.client_secret_expiring, once per lead), which are only returned (and logged)."""
     async with aiohttp.ClientSession() as session:
         findings = await preflight(settings, presets, environ, session, now)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect(settings.redis_url)
     try:
-        stream = EventStream(redis, Keys(settings.key_prefix), settings.events_max_length)
+        stream = EventStream(
+            redis, Keys(settings.key_prefix, settings.redis_shards), settings.events_max_length
+        )
         for finding in findings:
             if finding.code in ALERTED_BY_BEAT:
                 continue

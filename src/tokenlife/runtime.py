@@ -15,12 +15,15 @@ from functools import partial
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from tokenlife.adapters.connection_listing import ConnectionListing
 from tokenlife.adapters.connection_scan import ConnectionScan
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.discovery import DiscoveryCache
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.exchange_store import ExchangeStore
+from tokenlife.adapters.key_layout import KeyLayout, LayoutMismatch
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
 from tokenlife.adapters.notifiers import AppriseTarget, Target, WebhookTarget
@@ -35,6 +38,7 @@ from tokenlife.core.integration_registry import IntegrationRegistry
 from tokenlife.core.policy import SECONDS_PER_DAY
 from tokenlife.core.presets import Preset
 from tokenlife.core.refresh_timing import RetryPolicy
+from tokenlife.errors import ConfigurationError
 from tokenlife.integration_discovery import (
     Discoverable,
     DiscoveryRetry,
@@ -108,13 +112,14 @@ class Runtime:
         self._discovery: DiscoveryRetry | None = None
         self._discovery_task: asyncio.Task[None] | None = None
         settings = config.settings
-        keys = Keys(settings.key_prefix)
+        keys = Keys(settings.key_prefix, settings.redis_shards)
         cipher = Cipher(require_encryption_keys(settings))
         self.keys = keys
         self.tokens = TokenStore(redis, keys, cipher, settings.events_max_length)
         # Every connection of some integrations, a page per round trip: the CLI's and the
         # API's listing and the dashboard walk the same way.
         self.scan = ConnectionScan(redis, keys)
+        self.listing = ConnectionListing(redis, keys)
         self.schedule = RefreshSchedule(redis, keys)
         self.breakers = ProviderBreakers(redis, keys)
         # A claim's lock outlives one token request, however little the token has left.
@@ -203,6 +208,7 @@ class Runtime:
             health_check_seconds=settings.redis_health_check_seconds,
             retries=settings.redis_retries,
         )
+        await _check_layout(redis, Keys(settings.key_prefix, settings.redis_shards))
         http = aiohttp.ClientSession(headers={"User-Agent": "tokenlife"})
         runtime = cls(config, redis, http)
         runtime.start_discovery_retry()
@@ -278,3 +284,16 @@ class Runtime:
                 await self._discovery_task
         await self.http.close()
         await self.redis.aclose()
+
+
+async def _check_layout(redis: Redis, keys: Keys) -> None:
+    """Refuse to start on keys laid out otherwise (adapters/key_layout.py); a Redis that
+    can't be reached now is the worker's to ride out, so that only skips the check."""
+    try:
+        await KeyLayout(redis, keys).check()
+    except LayoutMismatch as exc:
+        await redis.aclose()
+        raise ConfigurationError(str(exc)) from None
+    except RedisError:
+        log.warning("could not check how the keys are laid out (Redis unavailable); "
+                    "checked again at the next start")  # fmt: skip

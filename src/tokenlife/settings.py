@@ -20,7 +20,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tokenlife.adapters.keys import DEFAULT_SHARDS, MAX_SHARDS
 from tokenlife.core.provider_breaker import BreakerPolicy
+from tokenlife.core.redis_topology import Topology, parse_redis_url
 from tokenlife.core.service_urls import REDIS_SCHEMES, check_url
 from tokenlife.development import STATE_DIR, find_development_key, read_development_key
 from tokenlife.errors import ConfigurationError
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str | None = None  # defaults to redis_url
     key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "tokenlife"
+    # Connections are spread over this many shards, each a hash tag of its own (so a Redis
+    # Cluster can hold them) with its own schedule and event stream (adapters/keys.py).
+    # Fixed for a deployment: `tokenlife connections reshard` moves them to another count.
+    redis_shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = DEFAULT_SHARDS
     minimum_access_token_only_lifetime_days: Annotated[float, Field(gt=0, le=3650)] = 30
     encryption_keys: Annotated[tuple[str, ...], NoDecode] = ()
     integrations_file: Path | None = None
@@ -191,6 +197,18 @@ class Settings(BaseSettings):
         return path
 
     @model_validator(mode="after")
+    def _broker_beside_a_cluster(self) -> Settings:
+        # Celery's Redis transport and result backend speak to one server: a Redis Cluster
+        # (or our Sentinel URL form) can hold tokenlife's data but not Celery's queues.
+        if self.broker_url is None and not _standalone(self.redis_url):
+            raise ValueError(
+                "TOKENLIFE_REDIS_URL names a Redis Cluster or a Sentinel, which Celery's "
+                "broker can't use: set TOKENLIFE_BROKER_URL to a plain Redis (redis://) or "
+                "RabbitMQ (amqp://) for the task queue"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
         for kind in ("exchange", "refresh"):
             if getattr(self, f"{kind}_retry_max_seconds") < getattr(
@@ -235,6 +253,20 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def result_backend_url(self) -> str:
+        """Where Celery keeps task results (an exchange's outcome the API waits for): the
+        Redis of TOKENLIFE_REDIS_URL when it is one server, else the broker's Redis, else
+        RabbitMQ's reply queues (`rpc://`)."""
+        if _standalone(self.redis_url):
+            return self.redis_url
+        broker = self.effective_broker_url
+        return broker if broker.startswith(("redis://", "rediss://", "unix://")) else "rpc://"
+
+
+def _standalone(url: str) -> bool:
+    return parse_redis_url(url).topology is Topology.STANDALONE
 
 
 def load_settings() -> Settings:

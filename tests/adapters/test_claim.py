@@ -46,10 +46,11 @@ async def saved(
     refresh: bool = True,
     integration: str | None = None,
     expires_in: float | None = None,
+    connection_id: str | None = None,
 ) -> tuple[str, str, TokenSet]:
     """A stored connection of `provider`: its integration, id and token set (expiring
     `expires_in` seconds from now when given)."""
-    integration, cid = integration or new_name("it"), new_name("conn")
+    integration, cid = integration or new_name("it"), connection_id or new_name("conn")
     tokens = token_set(refresh=refresh)
     if expires_in is not None:
         tokens = replace(tokens, expires_at=time.time() + expires_in)
@@ -65,6 +66,14 @@ async def saved(
         now=SAVED_AT,
     )
     return integration, cid, tokens
+
+
+def in_shard(keys: Keys, integration: str, shard: int) -> str:
+    """A new connection id of `integration` whose keys are in `shard`."""
+    while True:
+        cid = new_name("conn")
+        if keys.shard(integration, cid) == shard:
+            return cid
 
 
 def lease_of(claim: Claim) -> Lease:
@@ -303,13 +312,15 @@ async def test_a_refresh_claim_comes_due_again_inside_the_providers_reuse_grace(
     provider, now = new_name("provider"), time.time()
     integration, cid, _ = await saved(store, provider, expires_in=86400)
     member = keys.member(integration, cid)
-    await redis.zadd(keys.schedule, {member: now + 7200})  # due later: a claim moves it closer
+    await redis.zadd(
+        keys.schedule_of(integration, cid), {member: now + 7200}
+    )  # due later: a claim moves it closer
 
     lease_of(await locks.claim(integration, cid, provider, 1, grace))
 
     ttl = await redis.pttl(keys.lock(integration, cid)) / 1000
     assert lowest <= ttl <= highest
-    due = await redis.zscore(keys.schedule, member)
+    due = await redis.zscore(keys.schedule_of(integration, cid), member)
     assert due is not None and now + lowest - 1 <= due <= time.time() + highest + 1
 
 
@@ -318,11 +329,14 @@ async def test_a_claim_never_puts_back_a_connection_that_is_off_the_schedule(
 ) -> None:
     provider = new_name("provider")
     integration, cid, _ = await saved(store, provider, expires_in=86400)
-    await redis.zrem(keys.schedule, keys.member(integration, cid))
+    await redis.zrem(keys.schedule_of(integration, cid), keys.member(integration, cid))
 
     lease_of(await locks.claim(integration, cid, provider, 1, 30))
 
-    assert await redis.zscore(keys.schedule, keys.member(integration, cid)) is None
+    assert (
+        await redis.zscore(keys.schedule_of(integration, cid), keys.member(integration, cid))
+        is None
+    )
 
 
 async def test_a_slot_lives_no_longer_than_the_lock(

@@ -1,22 +1,31 @@
 """tokenlife.events.subscribe against the real Redis: a consumer group with explicit ack.
 
-Each test has a key prefix of its own, so its group reads a stream no other test writes.
+Each test has a key prefix of its own, so its group reads streams no other test writes. The
+events go to one stream per shard (their connection's); readers merge the shards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from tests.support import wait_until
 from tokenlife import events
-from tokenlife.adapters.event_consumer import EventFollower
+from tokenlife.adapters.event_consumer import (
+    EventConsumer,
+    EventFollower,
+    order,
+    split_id,
+)
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.errors import UsageError
@@ -27,22 +36,38 @@ from tokenlife.settings import Settings
 async def own(settings: Settings, redis: Redis) -> AsyncIterator[Settings]:
     """The run's settings with a key prefix of this test's own."""
     prefix = f"{settings.key_prefix}-ec-{uuid.uuid4().hex[:8]}"
-    yield settings.model_copy(update={"key_prefix": prefix})
-    await redis.delete(Keys(prefix).events)
+    own = settings.model_copy(update={"key_prefix": prefix})
+    yield own
+    keys = keys_of(own)
+    await redis.delete(*(keys.events(shard) for shard in keys.all_shards))
+
+
+def keys_of(own: Settings) -> Keys:
+    return Keys(own.key_prefix, own.redis_shards)
+
+
+def shard_of(entry_id: str) -> int:
+    """The shard an entry id names (every id a reader hands out names one)."""
+    shard = split_id(entry_id)[1]
+    assert shard is not None, entry_id
+    return shard
 
 
 @pytest.fixture
 def stream(redis: Redis, own: Settings) -> EventStream:
-    return EventStream(redis, Keys(own.key_prefix), own.events_max_length)
+    return EventStream(redis, keys_of(own), own.events_max_length)
 
 
-async def publish(stream: EventStream, *numbers: int) -> list[str]:
-    return [
-        await stream.emit(
-            "token.refreshed", "google", f"conn-{n}", time.time(), provider="google", number=n
-        )
-        for n in numbers
-    ]
+async def publish(stream: EventStream, *numbers: int, connection: str | None = None) -> list[str]:
+    """Events about conn-{number} (spread over the shards), or all about `connection` (one
+    shard). A millisecond apart: the merged order of two shards' events of one millisecond
+    is by shard, not by when they were published."""
+    ids = []
+    for n in numbers:
+        ids.append(await stream.emit("token.refreshed", "google", connection or f"conn-{n}",
+                                     time.time(), provider="google", number=n))  # fmt: skip
+        await asyncio.sleep(0.002)
+    return ids
 
 
 async def take(subscription: events.Subscription, n: int) -> list[events.ReceivedEvent]:
@@ -58,8 +83,12 @@ async def take(subscription: events.Subscription, n: int) -> list[events.Receive
 
 
 async def pending_count(redis: Redis, own: Settings, group: str) -> int:
-    summary = await redis.xpending(Keys(own.key_prefix).events, group)
-    return int(summary["pending"])
+    """The group's pending entries over every shard's stream."""
+    keys, total = keys_of(own), 0
+    for shard in keys.all_shards:
+        if await redis.exists(keys.events(shard)):
+            total += int((await redis.xpending(keys.events(shard), group))["pending"])
+    return total
 
 
 async def test_subscribe_receives_events_published_after_subscribing(
@@ -80,8 +109,12 @@ async def test_subscribe_receives_events_published_after_subscribing(
     assert received[0].data["connection_id"] == "conn-1"
     assert received[0].data["event_id"] and received[0].data["occurred_at"].endswith("Z")
     assert await pending_count(redis, own, "app") == 0
-    groups = await redis.xinfo_groups(Keys(own.key_prefix).events)
-    assert groups[0]["last-delivered-id"] == ids[-1]
+    # Each shard's group has delivered up to the last of its shard's events.
+    last = {shard_of(entry_id): split_id(entry_id)[0] for entry_id in ids}
+    assert len(last) > 1  # spread over shards
+    for shard, stream_id in last.items():
+        groups = await redis.xinfo_groups(keys_of(own).events(shard))
+        assert groups[0]["last-delivered-id"] == stream_id
 
 
 async def test_the_group_is_created_when_missing_and_reused_when_present(
@@ -135,11 +168,12 @@ async def test_another_consumer_does_not_get_pending_events_of_the_first(
 async def test_two_consumers_in_one_group_take_turns_each_event_to_one(
     own: Settings, stream: EventStream
 ) -> None:
+    # One connection's events, so one shard's stream: `count` bounds a read per shard.
     async with (
         events.subscribe("app", "app-1", settings=own, count=1) as one,
         events.subscribe("app", "app-2", settings=own, count=1) as two,
     ):
-        ids = await publish(stream, *range(6))
+        ids = await publish(stream, *range(6), connection="conn-one")
         got_one, got_two = [], []
         for _ in range(3):
             got_one += [e.entry_id for e in await take(one, 1)]
@@ -216,7 +250,7 @@ async def test_a_pending_event_trimmed_from_the_stream_is_skipped_and_acknowledg
     async with events.subscribe("app", "app-1", settings=own) as subscription:
         ids = await publish(stream, 1, 2)
         await take(subscription, 2)  # neither acknowledged
-    await redis.xdel(Keys(own.key_prefix).events, ids[0])  # as MAXLEN trimming would
+    await redis.xdel(keys_of(own).events(shard_of(ids[0])), split_id(ids[0])[0])  # as MAXLEN would
 
     async with events.subscribe("app", "app-1", settings=own) as subscription:
         assert [e.entry_id for e in await take(subscription, 1)] == [ids[1]]
@@ -259,7 +293,95 @@ async def test_follower_from_dollar_misses_nothing_published_after_it_started(
     own: Settings, stream: EventStream, redis: Redis
 ) -> None:
     await publish(stream, 0)
-    follower = EventFollower(redis, Keys(own.key_prefix), since="$", block_ms=1, count=100)
+    follower = EventFollower(redis, keys_of(own), since="$", block_ms=1, count=100)
     assert await follower.read() == []  # a read that times out...
     ids = await publish(stream, 1, 2)  # ...and what arrives before the next one is kept
     assert [e.entry_id for e in await follower.read()] == ids
+
+
+def fields(number: int) -> dict[FieldT, EncodableT]:
+    return {"type": "token.refreshed", "data": json.dumps({"number": number})}
+
+
+async def shard_pending(redis: Redis, keys: Keys, group: str) -> dict[int, int]:
+    """The group's pending entries by shard, where there are any."""
+    found = {}
+    for shard in keys.all_shards:
+        pending = int((await redis.xpending(keys.events(shard), group))["pending"])
+        if pending:
+            found[shard] = pending
+    return found
+
+
+async def test_a_group_reads_several_shards_merged_in_order_and_acks_each_in_its_shard(
+    own: Settings, redis: Redis
+) -> None:
+    keys = keys_of(own)
+    # Two shards' streams can hand out the same stream id: the merged order breaks the tie
+    # by shard, and an entry id names its shard.
+    await redis.xadd(keys.events(5), fields(1), id="1000-0")
+    await redis.xadd(keys.events(2), fields(2), id="1000-0")
+    await redis.xadd(keys.events(2), fields(3), id="1001-0")
+    await redis.xadd(keys.events(9), fields(4), id="999-5")
+    consumer = EventConsumer(redis, keys, "app", "app-1", block_ms=100, count=10)
+    await consumer.create_group("0")
+
+    read = await consumer.read()
+
+    assert [e.entry_id for e in read] == ["999-5/9", "1000-0/2", "1000-0/5", "1001-0/2"]
+    assert [e.data["number"] for e in read] == [4, 2, 1, 3]
+    assert await shard_pending(redis, keys, "app") == {2: 2, 5: 1, 9: 1}
+    # Acknowledged in its own shard: shard 2's entry of the same stream id stays pending.
+    await consumer.ack("1000-0/5")
+    assert await shard_pending(redis, keys, "app") == {2: 2, 9: 1}
+    await consumer.ack("999-5/9", "1000-0/2", "1001-0/2")
+    assert await shard_pending(redis, keys, "app") == {}
+
+    # A group created at a qualified id starts exactly after that entry.
+    later = EventConsumer(redis, keys, "later", "later-1", block_ms=100, count=10)
+    await later.create_group("1000-0/2")
+    assert [e.entry_id for e in await later.read()] == ["1000-0/5", "1001-0/2"]
+
+
+async def test_following_from_an_entry_id_resumes_exactly_after_it(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    keys = keys_of(own)
+    await redis.xadd(keys.events(5), fields(1), id="1000-0")
+    await redis.xadd(keys.events(2), fields(2), id="1000-0")
+    await redis.xadd(keys.events(2), fields(3), id="1001-0")
+    await redis.xadd(keys.events(9), fields(4), id="999-5")
+    published = await publish(stream, 5, 6, 7)  # now: after the hand-made ones
+
+    everything = [e.entry_id for e in await EventFollower(
+        redis, keys, since="0", block_ms=1, count=100).read()]  # fmt: skip
+
+    assert everything == ["999-5/9", "1000-0/2", "1000-0/5", "1001-0/2", *published]
+    assert everything == sorted(everything, key=order)
+    for at, entry_id in enumerate(everything):
+        follower = EventFollower(redis, keys, since=entry_id, block_ms=1, count=100)
+        assert [e.entry_id for e in await follower.read()] == everything[at + 1 :], entry_id
+    # A bare stream id applies to every shard: past both entries of 1000-0.
+    follower = EventFollower(redis, keys, since="1000-0", block_ms=1, count=100)
+    assert [e.entry_id for e in await follower.read()] == ["1001-0/2", *published]
+
+
+async def test_events_follow_accepts_an_entry_id_it_handed_out(
+    own: Settings, stream: EventStream
+) -> None:
+    first, second = await publish(stream, 1, 2)
+
+    async with aclosing(events.follow(settings=own, since=first, block_ms=100)) as following:
+        assert (await anext(following)).entry_id == second
+
+
+async def test_one_read_fetches_at_most_count_events(own: Settings, stream: EventStream,
+                                                     redis: Redis) -> None:  # fmt: skip
+    consumer = EventConsumer(redis, keys_of(own), "app", "app-1", block_ms=100, count=1)
+    await consumer.create_group("$")
+    ids = await publish(stream, *range(6))
+    assert len({shard_of(entry_id) for entry_id in ids}) > 1
+
+    got = [entry.entry_id for _ in ids for entry in await consumer.read()]
+    # One per read, none lost: what a read fetched beyond its count comes at the next ones.
+    assert sorted(got, key=order) == sorted(ids, key=order) and len(got) == len(ids)

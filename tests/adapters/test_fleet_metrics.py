@@ -129,7 +129,7 @@ async def test_depth_counts_everything_and_lag_only_what_is_due_and_unclaimed(
 ) -> None:
     schedule = RefreshSchedule(redis, keys)
     await put_on_schedule(redis, keys, "crm", "overdue-claimed", NOW - 30)
-    claimed = await schedule.claim_due(lease_seconds=300, limit=10)  # by Redis's clock
+    claimed = await schedule.claim_due(lease_seconds=300, limit=100)  # by Redis's clock
     assert [d.connection_id for d in claimed] == ["overdue-claimed"]
     await put_on_schedule(redis, keys, "crm", "overdue", NOW - 10)
     await put_on_schedule(redis, keys, "crm", "later", NOW + 100)
@@ -167,7 +167,7 @@ async def test_connections_by_status_of_the_configured_integrations(
     # Counted as they were saved, then (as after an upgrade: the counts never whole)
     # counted afresh from the records by the first scrape.
     assert named(await read(redis, keys, ("crm", "mail")), "tokenlife_connections") == expected
-    await redis.delete(keys.status_counts)
+    await redis.delete(*(keys.status_counts(shard) for shard in keys.all_shards))
     samples = await read(redis, keys, ("crm", "mail"))
     assert named(samples, "tokenlife_connections") == {
         frozenset({("status", "active")}): 5,
@@ -237,7 +237,7 @@ async def test_a_refresh_batch_and_a_delivery_run_show_up_in_one_scrape(fleet: F
     # after one real token request. The other has no refresh token: an expiry check only.
     await save(runtime.tokens, "generic", Status.ACTIVE, due_at=NOW - 5)
     lapsing = await save(runtime.tokens, "generic", Status.DEGRADED, due_at=NOW - 5, refresh=False)
-    for batch in await runtime.engine.claim_batches(lease_seconds=300, limit=10, batch_size=1):
+    for batch in await runtime.engine.claim_batches(lease_seconds=300, limit=100, batch_size=1):
         # One reading after the claim, one after the save: the refresh took one step.
         await runtime.engine.refresh_batch(batch, ticking(NOW, 0.2))
     for _ in range(2):  # the second one is within the dedup window: suppressed

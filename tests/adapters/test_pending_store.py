@@ -231,16 +231,42 @@ async def test_once_finished_anyone_gets_the_outcome_and_the_record_is_dropped(
 async def test_the_first_outcome_wins_and_publishes_one_event(
     store: PendingStore, redis: Redis, keys: Keys
 ) -> None:
-    state, record = new_state(), pending()
+    record = pending()
+    # Drawn as the exchange draws it: in the connection's shard, where its events go.
+    state = store.new_state(record.integration, record.connection_id)
+    events = keys.events(keys.shard(record.integration, record.connection_id))
     await store.put(state, record)
     await store.claim(state, new_owner())
-    before = await redis.xlen(keys.events)
+    before = await stream_lengths(redis, keys)
 
     first = await store.finish(state, failed_event(record, "access_denied"), {"n": 1})
     second = await store.finish(state, failed_event(record, "invalid_grant"), {"n": 2})
 
     assert first == second == {"n": 1}
-    assert await redis.xlen(keys.events) == before + 1
+    after = await stream_lengths(redis, keys)
+    assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k)} == {events: 1}
+    ((_, newest),) = cast(list[tuple[str, dict[str, str]]], await redis.xrevrange(events, count=1))
+    assert json.loads(newest["data"])["connection_id"] == record.connection_id
+
+
+async def stream_lengths(redis: Redis, keys: Keys) -> dict[str, int]:
+    return {keys.events(shard): await redis.xlen(keys.events(shard)) for shard in keys.all_shards}
+
+
+def test_a_new_state_is_drawn_in_its_connections_shard(store: PendingStore, keys: Keys) -> None:
+    shards = set()
+    for n in range(40):
+        connection_id = f"conn-{n}"
+        state = store.new_state("it", connection_id)
+        assert keys.state_shard(state) == keys.shard("it", connection_id)
+        assert len(state) >= 43  # 256 random bits, URL-safe
+        shards.add(keys.state_shard(state))
+    assert len(shards) > 1
+    # Its keys carry the connection's hash tag.
+    tag = keys.connection("it", "conn-0").split("}")[0]
+    state = store.new_state("it", "conn-0")
+    assert keys.pending(state).startswith(f"{tag}}}:")
+    assert keys.exchanging(state).startswith(f"{tag}}}:")
 
 
 async def test_a_retry_of_the_owner_learns_that_the_code_was_sent(store: PendingStore) -> None:

@@ -47,8 +47,23 @@ async def other_clients(settings: Settings) -> AsyncIterator[list[Redis]]:
 
 
 async def score(redis: Redis, keys: Keys, integration: str, connection_id: str) -> float | None:
-    value = await redis.zscore(keys.schedule, keys.member(integration, connection_id))
+    value = await redis.zscore(
+        keys.schedule_of(integration, connection_id), keys.member(integration, connection_id)
+    )
     return None if value is None else float(value)
+
+
+async def scheduled(redis: Redis, keys: Keys) -> int:
+    """How many connections every shard's schedule holds."""
+    return sum([await redis.zcard(keys.schedule(shard)) for shard in keys.all_shards])
+
+
+def in_shard(keys: Keys, integration: str, shard: int, prefix: str = "conn") -> str:
+    """A new connection id of `integration` whose keys are in `shard`."""
+    while True:
+        cid = new_name(prefix)
+        if keys.shard(integration, cid) == shard:
+            return cid
 
 
 def leased(value: float | None, since: float, lease: float = LEASE) -> bool:
@@ -67,7 +82,8 @@ async def test_claim_due_returns_only_due_members_with_their_due_scores(
 
     claimed = await schedule.claim_due(LEASE, limit=100)
 
-    assert sorted(claimed, key=lambda d: d.due_at) == [
+    # Soonest due first, whichever shards they are in.
+    assert claimed == [
         Due(integration, cid, at) for cid, at in sorted(due_at.items(), key=lambda i: i[1])
     ]
     for cid in due_at:
@@ -79,15 +95,72 @@ async def test_claim_due_returns_only_due_members_with_their_due_scores(
 async def test_claim_due_takes_at_most_limit_the_longest_overdue_first(
     schedule: RefreshSchedule, redis: Redis, keys: Keys
 ) -> None:
+    """A shard with more due than its share of the limit gives the rest of the limit when
+    the other shards had less: a claim still takes `limit` when the work is uneven."""
     integration = new_name("it")
-    for i in range(10):
-        await put_on_schedule(redis, keys, integration, f"conn-{i}", NOW - 100 + i)
+    ids = [in_shard(keys, integration, 6) for _ in range(20)]
+    for i, cid in enumerate(ids):
+        await put_on_schedule(redis, keys, integration, cid, NOW - 100 + i)
 
-    claimed = await schedule.claim_due(LEASE, limit=4)
+    claimed = await schedule.claim_due(LEASE, limit=keys.shards)
 
-    assert claimed == [Due(integration, f"conn-{i}", NOW - 100 + i) for i in range(4)]
-    for i in range(4, 10):
-        assert await score(redis, keys, integration, f"conn-{i}") == NOW - 100 + i
+    assert claimed == [
+        Due(integration, cid, NOW - 100 + i) for i, cid in enumerate(ids[: keys.shards])
+    ]
+    for i, cid in enumerate(ids[keys.shards :], start=keys.shards):
+        assert await score(redis, keys, integration, cid) == NOW - 100 + i
+
+
+async def test_a_claim_never_takes_more_than_its_limit(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    """Below the shard count too: the shares of the limit add up to it."""
+    integration = new_name("it")
+    for shard in keys.all_shards:
+        for _ in range(2):
+            cid = in_shard(keys, integration, shard)
+            await put_on_schedule(redis, keys, integration, cid, NOW)
+
+    for limit in (4, 1, 5):
+        claimed = await schedule.claim_due(LEASE, limit=limit)
+        assert len(claimed) == limit, claimed
+    assert len(await schedule.claim_due(LEASE, limit=100)) == 2 * keys.shards - 10
+
+
+async def test_one_claim_takes_due_connections_of_every_shard_soonest_first(
+    schedule: RefreshSchedule, redis: Redis, keys: Keys
+) -> None:
+    """Every shard is asked in one pipeline; what they give comes back soonest due first,
+    whichever shard it came from. A shard with more due than its share of a limit that
+    the claim used up gives the rest at the next claim."""
+    integration = new_name("it")
+    # The later shard's connection is the most overdue: the merge, not the shard order,
+    # decides. Shard 3 has three due, more than its share (limit 16: one a shard), and
+    # every other shard has one: the first claim takes its limit, one of each shard.
+    in_3 = [in_shard(keys, integration, 3) for _ in range(3)]
+    in_14 = in_shard(keys, integration, 14)
+    due_at = {in_14: NOW - 50, in_3[0]: NOW - 40, in_3[1]: NOW - 30, in_3[2]: NOW - 20}
+    for shard in keys.all_shards:
+        if shard not in (3, 14):
+            due_at[in_shard(keys, integration, shard)] = NOW - 45 + shard
+    for cid, at in due_at.items():
+        await put_on_schedule(redis, keys, integration, cid, at)
+
+    first = await schedule.claim_due(LEASE, limit=keys.shards)
+
+    assert first == sorted(
+        (Due(integration, cid, at) for cid, at in due_at.items() if cid not in in_3[1:]),
+        key=lambda due: due.due_at,
+    )
+    assert first[0] == Due(integration, in_14, NOW - 50)
+    # The rest of shard 3 stays due, untouched, for the next claim.
+    for cid in in_3[1:]:
+        assert await score(redis, keys, integration, cid) == due_at[cid]
+    assert await schedule.claim_due(LEASE, limit=keys.shards) == [
+        Due(integration, in_3[1], NOW - 30),
+        Due(integration, in_3[2], NOW - 20),
+    ]
+    assert await schedule.claim_due(LEASE, limit=keys.shards) == []
 
 
 async def test_a_second_claim_at_the_same_time_finds_nothing(
@@ -134,7 +207,10 @@ async def test_a_lease_is_half_the_time_the_token_has_left_within_bounds(
     for cid, seconds in left.items():
         await put_on_schedule(redis, keys, integration, cid, now - 1)
         if seconds is not None:
-            await redis.zadd(keys.token_deadlines, {keys.member(integration, cid): now + seconds})
+            await redis.zadd(
+                keys.token_deadlines(keys.shard(integration, cid)),
+                {keys.member(integration, cid): now + seconds},
+            )
 
     await schedule.claim_due(LEASE, limit=100, min_lease_seconds=15)
 
@@ -149,14 +225,18 @@ async def test_concurrent_claims_hand_out_every_member_exactly_once(
 ) -> None:
     integrations = [new_name("it") for _ in range(4)]
     members = {keys.member(integrations[i % 4], f"conn-{i}"): NOW - (i % 997) for i in range(2000)}
-    await redis.zadd(keys.schedule, members)
+    async with redis.pipeline(transaction=False) as pipe:
+        for member, at in members.items():
+            pipe.zadd(keys.schedule_of(*keys.parse_member(member)), {member: at})
+        await pipe.execute()
     schedules = [schedule, *(RefreshSchedule(client, keys) for client in other_clients)]
+    limit = 200
 
     batches = await asyncio.gather(
-        *(schedules[i % len(schedules)].claim_due(LEASE, limit=200) for i in range(20))
+        *(schedules[i % len(schedules)].claim_due(LEASE, limit=limit) for i in range(20))
     )
 
-    assert all(len(batch) <= 200 for batch in batches)
+    assert all(len(batch) <= limit for batch in batches)
     counts = Counter(keys.member(d.integration, d.connection_id) for b in batches for d in b)
     twice = [member for member, n in counts.items() if n > 1]
     assert not twice, f"{len(twice)} members claimed more than once, e.g. {twice[:5]}"
@@ -164,10 +244,10 @@ async def test_concurrent_claims_hand_out_every_member_exactly_once(
     for batch in batches:
         for due in batch:
             assert due.due_at == members[keys.member(due.integration, due.connection_id)]
-    entries = cast(
-        list[tuple[str, float]], await redis.zrange(keys.schedule, 0, -1, withscores=True)
-    )
-    scores = [score for _, score in entries]
+    scores: list[float] = []
+    for shard in keys.all_shards:
+        entries = await redis.zrange(keys.schedule(shard), 0, -1, withscores=True)
+        scores += [score for _, score in cast(list[tuple[str, float]], entries)]
     assert len(scores) == 2000 and all(leased(score, NOW) for score in scores)
 
 
@@ -178,14 +258,14 @@ async def test_reschedule_moves_a_connection_and_a_claim_keeps_it(
     member = keys.member(integration, "conn-a")
     await put_on_schedule(redis, keys, integration, "conn-a", NOW + 60)
     await put_on_schedule(redis, keys, integration, "conn-b", NOW + 120)
-    assert await redis.zscore(keys.schedule, member) == NOW + 60
-    assert await redis.zcard(keys.schedule) == 2
+    assert await score(redis, keys, integration, "conn-a") == NOW + 60
+    assert await scheduled(redis, keys) == 2
 
     await schedule.reschedule(integration, "conn-a", NOW - 1)  # moves, adds nothing
-    assert await redis.zscore(keys.schedule, member) == NOW - 1
-    assert await redis.zcard(keys.schedule) == 2
+    assert await redis.zscore(keys.schedule_of(integration, "conn-a"), member) == NOW - 1
+    assert await scheduled(redis, keys) == 2
     assert await schedule.claim_due(LEASE, limit=100) == [Due(integration, "conn-a", NOW - 1)]
-    assert await redis.zcard(keys.schedule) == 2  # a claim leases, it does not remove
+    assert await scheduled(redis, keys) == 2  # a claim leases, it does not remove
 
 
 @pytest.mark.parametrize("connection_id", ["tenant:user:42", "plain", ":leading", "trailing:"])
@@ -201,7 +281,7 @@ async def test_a_connection_id_with_colons_comes_back_whole_from_a_claim(
     integration = new_name("it")
     await put_on_schedule(redis, keys, integration, "tenant:user:42", NOW)
 
-    assert await schedule.claim_due(LEASE, limit=10) == [Due(integration, "tenant:user:42", NOW)]
+    assert await schedule.claim_due(LEASE, limit=100) == [Due(integration, "tenant:user:42", NOW)]
 
 
 async def test_reschedule_never_puts_back_a_connection_taken_off_since(
@@ -209,8 +289,10 @@ async def test_reschedule_never_puts_back_a_connection_taken_off_since(
 ) -> None:
     integration = new_name("it")
     await schedule.reschedule(integration, "gone", NOW + 5)  # was never on it
-    assert await redis.zcard(keys.schedule) == 0
-    await redis.zadd(keys.schedule, {keys.member(integration, "gone"): NOW})
+    assert await scheduled(redis, keys) == 0
+    await put_on_schedule(redis, keys, integration, "gone", NOW)
+    assert await scheduled(redis, keys) == 1
     await schedule.forget(integration, "gone")
+    assert await scheduled(redis, keys) == 0
     await schedule.reschedule(integration, "gone", NOW + 5)
-    assert await redis.zcard(keys.schedule) == 0
+    assert await scheduled(redis, keys) == 0

@@ -12,8 +12,10 @@ import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
+from tests.support import stream_entries
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.event_consumer import split_id
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Lease, Locks
 from tokenlife.adapters.token_store import TokenStore
@@ -96,7 +98,9 @@ async def stored_hash(redis: Redis, keys: Keys, connection: Connection) -> dict[
 
 async def scheduled_at(redis: Redis, keys: Keys, connection: Connection) -> float | None:
     member = keys.member(connection.integration, connection.connection_id)
-    value = await redis.zscore(keys.schedule, member)
+    value = await redis.zscore(
+        keys.schedule_of(connection.integration, connection.connection_id), member
+    )
     return None if value is None else float(value)
 
 
@@ -120,7 +124,9 @@ async def test_save_without_next_check_at_takes_it_off_the_schedule(
 
     assert await scheduled_at(redis, keys, connection) is None
     assert "next_refresh_at" not in await stored_hash(redis, keys, connection)
-    assert await redis.zcard(keys.schedule) == 0
+    assert [await redis.zcard(keys.schedule(shard)) for shard in keys.all_shards] == [
+        0
+    ] * keys.shards
 
 
 async def test_update_with_new_tokens_bumps_the_version_and_moves_the_schedule(
@@ -354,7 +360,12 @@ async def claimed(store: TokenStore, locks: Locks) -> tuple[Connection, Lease]:
 
 
 async def published(redis: Redis, keys: Keys) -> list[dict[str, str]]:
-    entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(keys.events))
+    """Every event written under the keys: each in its connection's shard's stream."""
+    entries = await stream_entries(redis, keys)
+    for entry_id, fields in entries:
+        data = json.loads(fields["data"])
+        shard = keys.shard(data["integration"], data["connection_id"])
+        assert split_id(entry_id)[1] == shard, (entry_id, data)
     return [fields for _, fields in entries]
 
 

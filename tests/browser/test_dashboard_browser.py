@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.support import Fakes, WorkerHandle, connect, make_due, run_refresh_tick, wait_until
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
@@ -111,7 +112,7 @@ async def test_an_operator_works_through_the_dashboard(
     finally:
         fakes.receiver.script("/session-hook", 200)
     # The access token lapsed and no refresh ran: refresh_overdue, until "refresh now".
-    key = f"{settings.key_prefix}:conn:google:{overdue}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("google", overdue)
     await redis.hset(key, "expires_at", repr(time.time() - 60))
 
     async with driver.async_playwright() as p:

@@ -12,7 +12,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import MaxConnectionsError, NoScriptError, RedisClusterException
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.exceptions import ResponseError as RedisResponseError
 
 from tests.cluster_process import ClusterProcess, SentinelProcess
@@ -170,29 +170,35 @@ async def test_scan_iter_walks_every_master(cluster_client: RedisCluster) -> Non
     }
 
 
-async def test_an_exhausted_node_pool_fails_at_once(redis_cluster: ClusterProcess) -> None:
-    """Unlike our BlockingConnectionPool, a cluster node's pool doesn't wait: past
-    max_connections a command raises MaxConnectionsError (a ConnectionError) at once, and
-    the cluster client doesn't retry it. Other nodes are unaffected."""
+async def test_a_command_waits_for_a_connection_instead_of_failing(
+    redis_cluster: ClusterProcess,
+) -> None:
+    """A cluster node's pool doesn't wait (past max_connections redis-py raises
+    MaxConnectionsError at once), so the client does, per process: with one permit, a
+    command waits for the blocking one before it, and then succeeds."""
     client = open_client(redis_cluster.url, max_connections=1, wait_seconds=5,
                          health_check_seconds=10, retries=3)  # fmt: skip
     assert isinstance(client, RedisCluster)
     try:
         first, other = await _tags_on_distinct_nodes(client, 2)
         waiting = asyncio.ensure_future(client.blpop([f"{first}queue"], timeout=1))
-        await asyncio.sleep(0.2)
-        with pytest.raises(MaxConnectionsError):
-            await client.get(f"{first}x")
+        await asyncio.sleep(0)  # the BLPOP takes the permit
         assert await client.get(f"{other}x") is None
-        assert await waiting is None
+        assert waiting.done() and waiting.result() is None
     finally:
         await client.aclose()
 
 
-async def test_open_redis_refuses_a_cluster(redis_cluster: ClusterProcess) -> None:
-    with pytest.raises(ValueError, match="Redis Cluster"):
-        open_redis(redis_cluster.url, max_connections=1, wait_seconds=1,
-                   health_check_seconds=10, retries=0)  # fmt: skip
+async def test_open_redis_gives_a_cluster_client_typed_as_redis(
+    redis_cluster: ClusterProcess,
+) -> None:
+    client = open_redis(redis_cluster.url, max_connections=4, wait_seconds=1,
+                        health_check_seconds=10, retries=0)  # fmt: skip
+    try:
+        assert isinstance(client, RedisCluster)
+        assert await client.set("{t}x", "1") and await client.get("{t}x") == "1"
+    finally:
+        await client.aclose()
 
 
 async def test_sentinel_gives_the_master_with_a_waiting_pool(

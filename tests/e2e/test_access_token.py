@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
 from tests.support import Fakes, WorkerHandle, consent, event_types, exchange
+from tokenlife.adapters.keys import Keys
 from tokenlife.errors import ReauthorizationRequiredError, UnknownConnectionError
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
@@ -37,7 +38,7 @@ async def test_a_token_inside_the_leeway_is_refreshed_once_for_ten_callers(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
     cid, family = await connect(tl, worker, "generic-offline")
-    key = f"{settings.key_prefix}:conn:generic-offline:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic-offline", cid)
     await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the 60 s leeway
     fakes.generic.script_refresh(family, Reply(delay=0.3))  # a slow provider widens the race
 
@@ -54,7 +55,7 @@ async def test_a_connection_needing_reauthorization_raises(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
     cid, family = await connect(tl, worker, "generic-offline")
-    key = f"{settings.key_prefix}:conn:generic-offline:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic-offline", cid)
     await redis.hset(key, "expires_at", repr(time.time() - 5))
     fakes.generic.script_refresh(family, Reply(status=400, body=b'{"error": "invalid_grant"}'))
 
@@ -69,7 +70,7 @@ async def test_an_expired_token_without_refresh_token_raises(
     tl: Tokenlife, worker: WorkerHandle, redis: Redis, settings: Settings
 ) -> None:
     cid, _ = await connect(tl, worker, "generic")  # no offline_access: no refresh token
-    key = f"{settings.key_prefix}:conn:generic:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic", cid)
     await redis.hset(key, "expires_at", repr(time.time() - 5))
     with pytest.raises(ReauthorizationRequiredError, match="no refresh token"):
         await tl.get_access_token("generic", cid)
@@ -84,8 +85,8 @@ async def test_a_refresh_that_returns_an_already_short_token_is_not_repeated(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
     cid, family = await connect(tl, worker, "generic-offline")
-    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
-                     repr(time.time() + 30))  # fmt: skip
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic-offline", cid)
+    await redis.hset(key, "expires_at", repr(time.time() + 30))
     fakes.generic.script_refresh(family, Reply(jwt_exp=int(time.time()) - 60))
 
     token = await tl.get_access_token("generic-offline", cid)

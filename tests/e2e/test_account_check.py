@@ -9,6 +9,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from tests.support import Fakes, WorkerHandle, connect, events_for
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -17,7 +18,7 @@ async def test_a_reconnect_by_another_github_account_is_refused_by_the_worker(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
     cid = "gh-" + uuid.uuid4().hex[:12]
-    key = f"{settings.key_prefix}:conn:github-account:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("github-account", cid)
     first = await connect(tl, worker, "github-account", cid, login_hint="octocat")
     assert first["error"] is None
     before = cast(dict[str, str], await redis.hgetall(key))

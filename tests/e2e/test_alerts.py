@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from tests.fakes.receiver import AlertReceiver
 from tests.support import Fakes, WorkerHandle, connect, wait_until
+from tokenlife.adapters.keys import Keys
 from tokenlife.core import events
 from tokenlife.core.notifications import verify
 from tokenlife.library import Tokenlife
@@ -33,6 +34,10 @@ class Alerting:
     receiver: AlertReceiver
     prefix: str
     paths: dict[str, str]
+
+    @property
+    def keys(self) -> Keys:
+        return self.runtime.keys
 
     async def emit(self, type_: str, connection_id: str | None, **fields: Any) -> None:
         await self.runtime.events.emit(type_, "crm", connection_id, time.time(),
@@ -96,7 +101,7 @@ async def test_one_notification_per_connection_and_type_within_the_window(
     assert sorted(payload["connection_ids"]) == ["user-1", "user-2"]
 
     # The window ends (what its TTL does after 6 hours): the next one is sent again.
-    await redis.delete(f"{alerting.prefix}:alerts:sent:crm:user-1:alert.refresh_token_missing")
+    await redis.delete(alerting.keys.alert_sent("crm:user-1:alert.refresh_token_missing"))
     await alerting.emit(events.REFRESH_TOKEN_MISSING, "user-1", message="m")
     await alerting.deliver()
     assert [p["connection_ids"] for p in webhook_payloads(alerting)][1:] == [["user-1"]]
@@ -136,17 +141,18 @@ async def test_a_receiver_down_for_good_ends_in_the_dead_letter(
 
     assert totals["dead_lettered"] == 1 and totals["sent"] == 2  # the Apprise targets got it
     dead = cast(list[tuple[str, dict[str, str]]],
-                await redis.xrange(f"{alerting.prefix}:alerts:dead"))  # fmt: skip
+                await redis.xrange(alerting.keys.alerts_dead))  # fmt: skip
     assert len(dead) == 1 and dead[0][1]["target"] == "webhook-1"
     assert "HTTP 503" in dead[0][1]["error"]
-    counters = await redis.hgetall(f"{alerting.prefix}:counters")
+    counters = await redis.hgetall(alerting.keys.counters)
     assert counters["alerts:dead_lettered"] == "1"
-    assert await redis.xpending(f"{alerting.prefix}:events", GROUP) == {
-        "pending": 0,
-        "min": None,
-        "max": None,
-        "consumers": [],
-    }
+    for shard in alerting.keys.all_shards:
+        assert await redis.xpending(alerting.keys.events(shard), GROUP) == {
+            "pending": 0,
+            "min": None,
+            "max": None,
+            "consumers": [],
+        }
 
 
 async def test_an_alert_read_by_a_worker_that_died_is_delivered_once_by_the_next(
@@ -154,16 +160,17 @@ async def test_an_alert_read_by_a_worker_that_died_is_delivered_once_by_the_next
 ) -> None:
     await alerting.emit(events.REFRESH_FAILING, "user-1", error="timeout")
     # A run that read the entry and died before sending or acknowledging it.
-    stream = f"{alerting.prefix}:events"
-    read: Any = await redis.xreadgroup(GROUP, "worker-that-died", {stream: ">"}, count=10)
-    assert len(read[0][1]) == 1
+    streams: dict[Any, Any] = {alerting.keys.events(s): ">" for s in alerting.keys.all_shards}
+    read: Any = await redis.xreadgroup(GROUP, "worker-that-died", streams, count=10)
+    assert sum(len(entries) for _, entries in read) == 1
 
     await alerting.deliver()
     await alerting.deliver()
 
     assert len(webhook_payloads(alerting)) == 1
-    pending = await redis.xpending(stream, GROUP)
-    assert pending["pending"] == 0
+    for stream in streams:
+        pending = await redis.xpending(stream, GROUP)
+        assert pending["pending"] == 0
 
 
 async def test_recovery_sends_a_resolved_notification_on_the_same_routes(
@@ -343,7 +350,7 @@ async def test_an_alert_sent_before_incidents_existed_still_resolves(
 ) -> None:
     """A claim from the version before this one (no incident kept, no "v"): its RESOLVED
     goes to the targets it names, with the key a single connection's alert had."""
-    key = f"{alerting.prefix}:alerts:sent:crm:user-1:alert.refresh_failing"
+    key = alerting.keys.alert_sent("crm:user-1:alert.refresh_failing")
     await redis.set(key, json.dumps({"event_id": "1-0", "targets": ["webhook-1"],
                                      "occurred_at": time.time()}))  # fmt: skip
     await alerting.emit(events.CONNECTION_RECOVERED, "user-1", failed_attempts=3)

@@ -28,6 +28,7 @@ from tests.support import (
     serving_api,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
@@ -57,6 +58,14 @@ async def client(settings: Settings, fakes: Fakes) -> AsyncIterator[TestClient[A
     await runtime.close()
 
 
+def keys_of(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix, settings.redis_shards)
+
+
+def conn_key(settings: Settings, integration: str, connection_id: str) -> str:
+    return keys_of(settings).connection(integration, connection_id)
+
+
 def auth(key: str = FULL) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -70,7 +79,7 @@ async def test_healthz_needs_no_key(client: TestClient[Any, Any]) -> None:
 async def test_readyz_follows_the_beat_heartbeat(
     client: TestClient[Any, Any], worker: WorkerHandle, redis: Redis, settings: Settings
 ) -> None:
-    await redis.delete(f"{settings.key_prefix}:heartbeat")
+    await redis.delete(keys_of(settings).heartbeat)
     response = await client.get("/readyz")
     assert response.status == 503
     assert (await response.json())["beat"] is False
@@ -153,8 +162,7 @@ async def test_the_token_endpoint_returns_a_valid_token_and_refreshes_on_demand(
     assert first["token_type"] == "Bearer" and first["access_token"] in fakes.google.issued_secrets
     assert_expiry(first, 3600)
 
-    await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
-                     repr(time.time() + 10))  # fmt: skip
+    await redis.hset(conn_key(settings, "google", cid), "expires_at", repr(time.time() + 10))
     second = await (await client.post(url, headers=auth())).json()
     assert second["access_token"] != first["access_token"]
     assert_expiry(second, 3600)
@@ -177,7 +185,7 @@ async def test_a_connection_needing_reauthorization_answers_409(
 ) -> None:  # fmt: skip
     cid = f"api-{uuid.uuid4().hex[:8]}"
     await connect(tl, worker, "google", cid, login_hint=cid)
-    key = f"{settings.key_prefix}:conn:google:{cid}"
+    key = conn_key(settings, "google", cid)
     await redis.hset(key, "status", "reauthorization_required")
     await redis.hset(key, "last_error", "invalid_grant")
     response = await client.post(f"/api/connections/google/{cid}/token", headers=auth())
@@ -260,7 +268,7 @@ async def test_delete_revokes_at_the_provider_then_forgets_the_connection(
     }  # fmt: skip
     assert any(t in fakes.google.refresh_tokens for t in fakes.google.revoked_tokens)
     assert (await client.get(f"/api/connections/google/{cid}", headers=auth())).status == 404
-    assert await redis.zscore(f"{settings.key_prefix}:schedule", f"google:{cid}") is None
+    assert await redis.zscore(keys_of(settings).schedule_of("google", cid), f"google:{cid}") is None
     assert "connection.deleted" in await event_types(redis, settings, cid)
 
 
@@ -287,8 +295,7 @@ async def test_refresh_of_a_connection_needing_reauthorization_is_the_token_409(
     await connect(tl, worker, "google", cid, login_hint=cid)
     family = next(f for f, fam in fakes.google.families.items() if fam.grant.user == cid)
     fakes.google.script_refresh(family, Reply(status=400, body=b'{"error": "invalid_grant"}'))
-    await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
-                     repr(time.time() + 5))  # fmt: skip
+    await redis.hset(conn_key(settings, "google", cid), "expires_at", repr(time.time() + 5))
     token = await client.post(f"/api/connections/google/{cid}/token", headers=auth())
     assert token.status == 409  # the refresh was refused: the user must connect again
     sent = fakes.google.refreshes(family)
@@ -309,7 +316,7 @@ async def test_refresh_of_a_degraded_connection_is_queued(
 ) -> None:  # fmt: skip
     cid = f"api-{uuid.uuid4().hex[:8]}"
     await connect(tl, worker, "generic-offline", cid)
-    key = f"{settings.key_prefix}:conn:generic-offline:{cid}"
+    key = conn_key(settings, "generic-offline", cid)
     await redis.hset(key, "status", "degraded")
     await redis.hset(key, "status_reason", "refresh_failing")
     response = await client.post(f"/api/connections/generic-offline/{cid}/refresh", headers=auth())
@@ -337,8 +344,7 @@ async def test_refresh_without_a_refresh_token_says_until_when_and_then_reauthor
     clock = shown["expires_at"][11:16] + " UTC"
     assert body["expires_at"] == shown["expires_at"] and clock in body["message"]
 
-    await redis.hset(f"{settings.key_prefix}:conn:generic:{cid}", "expires_at",
-                     repr(time.time() - 5))  # fmt: skip
+    await redis.hset(conn_key(settings, "generic", cid), "expires_at", repr(time.time() - 5))
     response = await client.post(url, headers=auth())
     body = await response.json()
     assert response.status == 409 and body["error"] == "reauthorization_required"
@@ -386,8 +392,7 @@ async def test_a_connection_shows_its_last_alert_and_a_409_names_the_fixes(
     refusal = b'{"error": "invalid_grant", "error_description": "Bad Request"}'
     family = next(f for f, fam in fakes.google.families.items() if fam.grant.user == cid)
     fakes.google.script_refresh(family, Reply(status=400, body=refusal))
-    await redis.hset(f"{settings.key_prefix}:conn:google:{cid}", "expires_at",
-                     repr(time.time() + 5))  # fmt: skip
+    await redis.hset(conn_key(settings, "google", cid), "expires_at", repr(time.time() + 5))
 
     response = await client.post(f"/api/connections/google/{cid}/token", headers=auth())
     body = await response.json()
@@ -409,8 +414,9 @@ async def test_a_request_that_takes_too_long_ends_in_504(
         update={"api_keys": (FULL,), "api_request_timeout_seconds": 0.3}
     )
     fakes.generic.script_refresh(family, Reply(delay=2))
-    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
-                     repr(time.time() + 5))  # fmt: skip
+    await redis.hset(
+        conn_key(settings, "generic-offline", cid), "expires_at", repr(time.time() + 5)
+    )
     runtime = await Runtime.open(await load_config(configured))
     try:
         async with TestClient(TestServer(create_app(runtime), host="127.0.0.1")) as slow:

@@ -18,6 +18,7 @@ from yarl import URL
 
 from tests.e2e.browser import browser, consent, land, new_session, open_link, serving
 from tests.support import Fakes, WorkerHandle, event_types, events_for
+from tokenlife.adapters.keys import Keys
 from tokenlife.core.connect_session import token_hash
 from tokenlife.errors import UnknownConnectionError
 from tokenlife.library import Tokenlife
@@ -42,7 +43,8 @@ def new_id() -> str:
 
 
 async def pending_states(redis: Redis, settings: Settings) -> set[str]:
-    return {k async for k in redis.scan_iter(f"{settings.key_prefix}:pending:*")}
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    return {k async for k in redis.scan_iter(keys.pattern("pending"))}
 
 
 async def assert_not_connected(tl: Tokenlife, integration: str, cid: str) -> None:
@@ -75,7 +77,8 @@ async def session_token(
     if case == "expired":
         token = (await new_session(client, KEY, "google", new_id()))["token"]
         # What the TTL does after 30 minutes.
-        await redis.delete(f"{settings.key_prefix}:connect-session:google:{token_hash(token)}")
+        keys = Keys(settings.key_prefix, settings.redis_shards)
+        await redis.delete(keys.connect_session("google", token_hash(token)))
         return str(token)
     if case == "used":
         answer = await new_session(client, KEY, "google", new_id())
@@ -156,7 +159,8 @@ async def test_the_callback_refuses_a_browser_that_did_not_start_the_flow(
         status, _, body = await land(victim, client, query)
         assert status == 400 and "started in another browser" in body
         await assert_not_connected(tl, "generic", cid)
-        assert f"{settings.key_prefix}:pending:{state}" in await pending_states(redis, settings)
+        pending = Keys(settings.key_prefix, settings.redis_shards).pending(state)
+        assert pending in await pending_states(redis, settings)
 
         # The browser that opened the link still finishes it.
         status, headers, body = await land(holder, client, query)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
 from tests.support import Fakes, WorkerHandle, consent, events_for, exchange
+from tokenlife.adapters.keys import Keys
 from tokenlife.errors import UnknownConnectionError
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
@@ -67,7 +68,7 @@ async def test_expired_state_is_rejected(
 ) -> None:
     cid = new_id()
     callback = await consent(tl, "generic", cid)
-    key = f"{settings.key_prefix}:pending:{callback['state']}"
+    key = Keys(settings.key_prefix, settings.redis_shards).pending(callback["state"])
     assert 590 <= await redis.ttl(key) <= 600  # ten minutes to finish the consent screen
     await redis.delete(key)  # what the TTL does after ten minutes
 

@@ -46,7 +46,7 @@ async def test_authorize_url_prints_a_url_and_stores_the_pending_state(
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert query["access_type"] == "offline" and query["prompt"] == "consent"
     assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
-    raw = await redis.get(f"{settings.key_prefix}:pending:{query['state']}")
+    raw = await redis.get(Keys(settings.key_prefix, settings.redis_shards).pending(query["state"]))
     assert raw is not None
     pending = json.loads(raw)
     assert pending["connection_id"] == "user-cli"
@@ -108,7 +108,8 @@ async def test_list_refresh_and_delete_with_the_exit_codes_scripts_rely_on(
     await connect(tl, worker, "google", cid, login_hint=cid)
     await connect(tl, worker, "google", stuck, login_hint=stuck)
     stuck_fields = {"status": "reauthorization_required", "last_error": "invalid_grant"}
-    await redis.hset(f"{settings.key_prefix}:conn:google:{stuck}", mapping=stuck_fields)  # type: ignore[arg-type]
+    stuck_key = Keys(settings.key_prefix, settings.redis_shards).connection("google", stuck)
+    await redis.hset(stuck_key, mapping=stuck_fields)  # type: ignore[arg-type]
 
     listed = await in_process(settings, "connections", "list", "--integration", "google", "--json")
     assert listed.exit_code == 0, listed.output

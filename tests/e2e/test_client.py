@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from redis.asyncio import Redis
 
 from tests.support import Fakes, WorkerHandle, connect, event_types, run_refresh_tick, wait_until
+from tokenlife.adapters.keys import Keys
 from tokenlife.client import TokenlifeClient, error_for
 from tokenlife.errors import (
     DecryptionError,
@@ -132,7 +133,7 @@ async def test_a_connection_needing_reauthorization_raises_its_error(
     cid = new_id()
     await connect(tl, worker, "google", cid, login_hint=cid)
     token = await client.access_token("google", cid)
-    key = f"{settings.key_prefix}:conn:google:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("google", cid)
     await redis.hset(key, "status", "reauthorization_required")
     await redis.hset(key, "last_error", "invalid_grant")
 
@@ -163,22 +164,30 @@ async def test_pages_are_followed_until_every_connection_is_seen(
     cids = {new_id() for _ in range(3)}
     for cid in cids:
         await connect(tl, worker, "google", cid, login_hint=cid)
-    requests: list[str] = []
+    requests: list[tuple[str, str | None]] = []
+    pages: list[dict[str, Any]] = []
 
     async def record(
-        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
     ) -> None:
-        requests.append(params.url.path)
+        requests.append((params.url.path, params.url.query.get("cursor")))
+        pages.append(await params.response.json())
 
     trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(record)
+    trace.on_request_end.append(record)
     async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         client = TokenlifeClient(str(server.make_url("/")), FULL, session=session)
         async with client:
             seen = [c["connection_id"] async for c in client.connections("google", "active", 1)]
         assert not session.closed  # a session passed in is the caller's to close
     assert cids <= set(seen) and len(seen) == len(set(seen))
-    assert requests == ["/api/connections"] * len(seen)  # one connection a page
+    # At most one connection a page; a page may hold none while more follow (the walk goes
+    # shard by shard): the client follows each page's cursor until there is none.
+    assert all(len(page["connections"]) <= 1 for page in pages)
+    assert [c["connection_id"] for page in pages for c in page["connections"]] == seen
+    cursors = [page["next_cursor"] for page in pages]
+    assert requests == [("/api/connections", cursor) for cursor in [None, *cursors[:-1]]]
+    assert cursors[-1] is None and None not in cursors[:-1]
 
 
 async def test_a_closed_port_is_transient() -> None:
@@ -212,7 +221,7 @@ async def test_no_answer_within_the_timeout_is_transient() -> None:
 async def test_ready_reports_its_checks_whether_ready_or_not(
     client: TokenlifeClient, worker: WorkerHandle, redis: Redis, settings: Settings
 ) -> None:
-    await redis.delete(f"{settings.key_prefix}:heartbeat")
+    await redis.delete(Keys(settings.key_prefix, settings.redis_shards).heartbeat)
     not_ready = await client.ready()
     assert not_ready["ready"] is False and not_ready["beat"] is False
 

@@ -20,9 +20,10 @@ from tests.support import (
     connect,
     make_due,
     run_refresh_tick,
-    stream_events,
+    stream_entries,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.core import events
 from tokenlife.core.secret_expiry import SECRET_EXPIRED_RETRY_SECONDS
 from tokenlife.library import Tokenlife
@@ -34,6 +35,21 @@ INTEGRATION = "microsoft"
 async def deliver(worker: WorkerHandle) -> None:
     result = worker.app.send_task("tokenlife.deliver_alerts", ignore_result=False)
     await asyncio.to_thread(result.get, timeout=60)
+
+
+async def events_after(
+    redis: Redis, keys: Keys, seen: set[str]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The events of every shard's stream, in stream order, but those whose ids are in
+    `seen`: (entry id, type, data)."""
+    return [(entry_id, fields["type"], json.loads(fields["data"]))
+            for entry_id, fields in await stream_entries(redis, keys)
+            if entry_id not in seen]  # fmt: skip
+
+
+async def due(redis: Redis, keys: Keys, connection_id: str) -> float:
+    schedule = keys.schedule_of(INTEGRATION, connection_id)
+    return await redis.zscore(schedule, keys.member(INTEGRATION, connection_id)) or 0.0
 
 
 def received(fakes: Fakes, kind: str) -> list[dict[str, Any]]:
@@ -50,15 +66,16 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     for cid in cids:
         summary = await connect(tl, worker, INTEGRATION, cid, login_hint=cid)
         assert summary["refresh_token_received"], summary
-    keys = [f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}" for cid in cids]
-    before = len(await stream_events(redis, settings.key_prefix))
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    records = [keys.connection(INTEGRATION, cid) for cid in cids]
+    seen = {entry_id for entry_id, _, _ in await events_after(redis, keys, set())}
 
     async def fields(name: str) -> list[str | None]:
-        return [await redis.hget(key, name) for key in keys]  # type: ignore[misc]
+        return [await redis.hget(key, name) for key in records]  # type: ignore[misc]
 
     async def since(kind: str) -> list[dict[str, Any]]:
-        found = (await stream_events(redis, settings.key_prefix))[before:]
-        return [d for t, d in found if t == kind and d["integration"] == INTEGRATION]
+        found = await events_after(redis, keys, seen)
+        return [d for _, t, d in found if t == kind and d["integration"] == INTEGRATION]
 
     fakes.microsoft.expired_secrets.add("ms-secret")
     try:
@@ -81,8 +98,7 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     assert alert["connection_id"] is None
     assert "AADSTS7000222" in alert["error_description"]
     assert "Certificates & secrets" in alert["fix"]
-    refused_ones = {d.get("connection_id") for t, d in
-                    (await stream_events(redis, settings.key_prefix))[before:]
+    refused_ones = {d.get("connection_id") for _, t, d in await events_after(redis, keys, seen)
                     if t in (events.REAUTHORIZATION_REQUIRED, events.REFRESH_FAILING)}  # fmt: skip
     assert refused_ones.isdisjoint(cids)
     # A connection whose token works stays active; the lapsed one is degraded, the expired
@@ -91,8 +107,7 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     assert await fields("status_reason") == ["client_secret_expired", None, None]
     # Every retry would be refused: the lapsed one's hours out, the others' when their
     # token lapses (that refusal degrades them); no recovery elsewhere pulls them in.
-    schedule = f"{settings.key_prefix}:schedule"
-    dues = [await redis.zscore(schedule, f"{INTEGRATION}:{cid}") or 0.0 for cid in cids]
+    dues = [await due(redis, keys, cid) for cid in cids]
     assert dues[0] >= refused_at + SECRET_EXPIRED_RETRY_SECONDS - 5
     expiries = [float(at or 0) for at in await fields("expires_at")]
     assert dues[1:] == pytest.approx(expiries[1:], abs=1e-3) and min(dues[1:]) > refused_at + 600
@@ -108,13 +123,13 @@ async def test_an_expired_secret_is_one_alert_and_the_connections_recover_by_the
     assert message["integration"] == INTEGRATION and message["severity"] == "critical"
 
     # Their latest failure a timeout since (the refusals before it): still a recovery.
-    for key in keys:
+    for key in records:
         await redis.hset(key, "last_error", "endpoint_timeout")
     # The secret was replaced. Beat's probe brings one connection of the integration
     # forward (one at a time, not every connection asking); its success brings the rest.
     result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
     await asyncio.to_thread(result.get, timeout=30)
-    dues = [await redis.zscore(schedule, f"{INTEGRATION}:{cid}") or 0.0 for cid in cids]
+    dues = [await due(redis, keys, cid) for cid in cids]
     assert sum(1 for d in dues if 0 < d <= time.time()) == 1, dues
     await run_refresh_tick(worker)
 
@@ -139,12 +154,13 @@ async def test_beat_checks_the_client_secrets_through_the_worker(
 ) -> None:
     """The worker's task looks at the configured integrations: a warning sent earlier for
     one whose file now gives no date (rotated early, date removed) resolves, once."""
-    await redis.set(f"{settings.key_prefix}:client-secret-expiring-open:{INTEGRATION}", "1")
-    before = len(await stream_events(redis, settings.key_prefix))
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    await redis.set(keys.client_secret_expiring_open(INTEGRATION), "1")
+    seen = {entry_id for entry_id, _, _ in await events_after(redis, keys, set())}
     for _ in range(2):
         result = worker.app.send_task("tokenlife.check_client_secrets", ignore_result=False)
         assert await asyncio.to_thread(result.get, timeout=30) == []  # no date: no warning
-    found = (await stream_events(redis, settings.key_prefix))[before:]
+    found = [(t, d) for _, t, d in await events_after(redis, keys, seen)]
     accepted = events.CLIENT_SECRET_ACCEPTED
     resolved = [d for t, d in found if t == accepted and d["integration"] == INTEGRATION]
     assert [(d["expired_since"], d["renewed_until"]) for d in resolved] == [(None, None)]

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from tests.e2e.browser import browser, local, new_session, open_link, serving
 from tests.support import Fakes
+from tokenlife.adapters.keys import Keys
 from tokenlife.core.integration import Integration
 from tokenlife.settings import Settings
 from tokenlife.web.connect_sessions import connect_link
@@ -149,7 +150,7 @@ async def test_a_session_carries_its_connection_return_to_and_end_user_into_the_
         state = parse_qs(urlsplit(opened.headers["Location"]).query)["state"][0]
         cookie = opened.cookies[next(iter(opened.cookies))]
 
-    raw = await redis.get(f"{settings.key_prefix}:pending:{state}")
+    raw = await redis.get(Keys(settings.key_prefix, settings.redis_shards).pending(state))
     pending = json.loads(cast(str, raw))
     assert pending["connection_id"] == "user-42"
     assert pending["return_to"] == "https://app.example.com/done"

@@ -57,7 +57,7 @@ async def store_connection(
     redis: Redis, settings: Settings, integration: str, connection_id: str, **fields: str
 ) -> None:
     """A stored record as a save leaves it (token fields are ciphertext; never read here)."""
-    keys, now = Keys(PREFIX), time.time()
+    keys, now = Keys(PREFIX, settings.redis_shards), time.time()
     record = {
         "integration": integration, "connection_id": connection_id, "provider": "custom",
         "status": "degraded", "verdict": "refresh_token_missing", "token_type": "Bearer",
@@ -65,7 +65,10 @@ async def store_connection(
         "version": "1", "expires_at": repr(now + 3600), **fields,
     }  # fmt: skip
     await redis.hset(keys.connection(integration, connection_id), mapping=record)  # type: ignore[arg-type]
-    await redis.sadd(keys.connections(integration), connection_id)
+    shard, member = keys.shard(integration, connection_id), keys.member(integration, connection_id)
+    await redis.zadd(keys.connections(integration, shard), {connection_id: 0})
+    if record["status"] in ("degraded", "reauthorization_required"):
+        await redis.zadd(keys.status_index(shard, record["status"]), {member: 0})
 
 
 async def test_a_page_without_a_login_goes_to_the_login_form(
@@ -174,13 +177,14 @@ async def test_user_data_is_escaped_everywhere(
 ) -> None:
     cid = f"xss-{uuid.uuid4().hex[:6]}{XSS}"
     await store_connection(redis, settings, "generic", cid, last_error=f"</code>{XSS}")
-    await redis.xadd(f"{PREFIX}:events", {
+    keys = Keys(PREFIX, settings.redis_shards)
+    await redis.xadd(keys.events(keys.shard("generic", cid)), {
         "type": "alert.reauthorization_required",
         "data": json.dumps({"integration": "generic", "connection_id": cid, "message": XSS,
                             "occurred_at": "2026-01-01T00:00:00Z", "error": XSS,
                             "diagnosis": [{"cause": XSS, "fix": XSS, "evidence": XSS}]}),
     })  # fmt: skip
-    await redis.xadd(f"{PREFIX}:alerts:dead", {
+    await redis.xadd(keys.alerts_dead, {
         "target": XSS, "error": XSS,
         "payload": json.dumps({"integration": "generic", "type": XSS, "count": 1}),
     })  # fmt: skip

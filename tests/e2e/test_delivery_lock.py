@@ -74,7 +74,14 @@ async def rig(redis: Redis) -> AsyncIterator[Rig]:
         )  # fmt: skip
         await delivery.run_once(time.time())  # the consumer group: alerts from here on
         yield Rig(delivery, hook, keys, EventStream(redis, keys, 10_000))
-        await redis.delete(keys.events, keys.alerts_lock, keys.counters)
+        streams = [keys.events(shard) for shard in keys.all_shards]
+        await redis.delete(*streams, keys.alerts_lock, keys.counters)
+
+
+async def unacknowledged(redis: Redis, keys: Keys) -> int:
+    """Entries read by the group and not acknowledged, over every shard's stream."""
+    return sum([(await redis.xpending(keys.events(shard), GROUP))["pending"]
+                for shard in keys.all_shards])  # fmt: skip
 
 
 async def raise_alert(rig: Rig) -> None:
@@ -95,13 +102,12 @@ async def test_a_slow_target_cannot_keep_a_run_past_its_lock(rig: Rig, redis: Re
     assert took < LOCK_SECONDS, f"the run took {took:.2f} s, past its {LOCK_SECONDS} s lock"
     assert await redis.exists(rig.keys.alerts_lock) == 0  # released, not left to expire
     assert await redis.xlen(rig.keys.alerts_dead) == 0  # not the target's fault
-    pending = await redis.xpending(rig.keys.events, GROUP)
-    assert pending["pending"] == 1  # not acknowledged: the next run has it
+    assert await unacknowledged(redis, rig.keys) == 1  # not acknowledged: the next run has it
 
     rig.hook.slow = False
     totals = await rig.delivery.run_once(time.time())
     assert totals["sent"] == 1
-    assert (await redis.xpending(rig.keys.events, GROUP))["pending"] == 0
+    assert await unacknowledged(redis, rig.keys) == 0
 
 
 async def test_a_run_never_releases_a_lock_it_no_longer_holds(rig: Rig, redis: Redis) -> None:
@@ -128,4 +134,4 @@ async def test_a_resolution_cut_short_by_the_lock_is_sent_by_the_next_run(
     [alert, _, resolved] = rig.hook.bodies  # the one the stopped run sent, then again
     assert (resolved["kind"], resolved["connection_ids"]) == ("resolved", ["user-1"])
     assert resolved["incident_key"] == alert["incident_key"]
-    assert (await redis.xpending(rig.keys.events, GROUP))["pending"] == 0
+    assert await unacknowledged(redis, rig.keys) == 0

@@ -193,7 +193,8 @@ async def test_a_start_from_the_cached_document_fetches_the_live_one_until_it_an
 
         await wait_until(rebuilt, timeout=10, what="the live document to rebuild oidc")
         assert not runtime.config.integrations.stale
-        cached = await redis.hget(Keys(configured.key_prefix).discovery(issuer.url), "document")
+        keys = Keys(configured.key_prefix, configured.redis_shards)
+        cached = await redis.hget(keys.discovery(issuer.url), "document")
         assert cached is not None and "/oauth/revoke" in cached  # re-cached
     finally:
         await runtime.close()
@@ -203,7 +204,7 @@ async def test_a_worker_starts_while_an_issuer_is_down_and_retries_it(
     settings: Settings, fakes: Fakes, issuer: Issuer, redis: Redis, tmp_path: Path
 ) -> None:
     configured = outage_settings(settings, fakes, issuer, tmp_path)
-    keys = Keys(configured.key_prefix)
+    keys = Keys(configured.key_prefix, configured.redis_shards)
     # Due while oidc is unavailable: counted and logged as that, not as "not configured".
     await put_on_schedule(redis, keys, "oidc", "due-while-down", time.time())
     log_path = tmp_path / "worker.log"

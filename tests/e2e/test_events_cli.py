@@ -6,6 +6,7 @@ is exactly what the test published.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.support import stream_events, wait_until, worker_environment
+from tokenlife.adapters.event_consumer import order, split_id
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.events import summary_line
@@ -66,18 +68,30 @@ SAMPLES: list[tuple[str, str, str | None, dict[str, Any]]] = [
 async def own(settings: Settings, redis: Redis) -> AsyncIterator[Settings]:
     """The run's settings with a key prefix of this test's own."""
     prefix = f"{settings.key_prefix}-tail-{uuid.uuid4().hex[:8]}"
-    yield settings.model_copy(update={"key_prefix": prefix})
-    await redis.delete(Keys(prefix).events)
+    configured = settings.model_copy(update={"key_prefix": prefix})
+    yield configured
+    keys = Keys(prefix, configured.redis_shards)
+    await redis.delete(*[keys.events(shard) for shard in keys.all_shards])
 
 
 @pytest.fixture
 def stream(redis: Redis, own: Settings) -> EventStream:
-    return EventStream(redis, Keys(own.key_prefix), own.events_max_length)
+    return EventStream(redis, Keys(own.key_prefix, own.redis_shards), own.events_max_length)
+
+
+async def emit_apart(
+    stream: EventStream, type_: str, integration: str, connection_id: str | None, **fields: Any
+) -> str:
+    """Emit an event a few milliseconds after the one before: the events go to their
+    connections' shards, and a reader merges the shards by stream id (the time in ms),
+    breaking a tie by shard; events apart in time come out in the order they were emitted."""
+    await asyncio.sleep(0.003)
+    return await stream.emit(type_, integration, connection_id, time.time(), **fields)
 
 
 async def publish_samples(stream: EventStream) -> list[str]:
     return [
-        await stream.emit(type_, integration, connection_id, time.time(), **fields)
+        await emit_apart(stream, type_, integration, connection_id, **fields)
         for type_, integration, connection_id, fields in SAMPLES
     ]
 
@@ -106,6 +120,8 @@ async def test_json_from_the_beginning_prints_n_entries_in_stream_order(
     own: Settings, stream: EventStream, redis: Redis
 ) -> None:
     ids = await publish_samples(stream)
+    assert ids == sorted(ids, key=order)  # the merged order is the order of emission
+    assert len({split_id(entry_id)[1] for entry_id in ids}) > 1  # over several shards
 
     result = tail(own, "--json", "--since", "0", "--count", str(len(ids)))
 
@@ -126,6 +142,8 @@ async def test_count_stops_after_n_events_and_since_starts_after_an_id(
     first_two = tail(own, "--json", "--since", "0", "--count", "2")
     after_second = tail(own, "--json", "--since", ids[1], "--count", "3")
 
+    assert first_two.returncode == 0, first_two.stderr
+    assert after_second.returncode == 0, after_second.stderr  # an id as the tail printed it
     assert [json.loads(line)["id"] for line in first_two.stdout.splitlines()] == ids[:2]
     assert [json.loads(line)["id"] for line in after_second.stdout.splitlines()] == ids[2:]
 
@@ -189,10 +207,7 @@ async def test_by_default_only_new_events_are_printed(
     )
     try:
         await wait_until(lambda: tail_is_waiting(redis), timeout=30, what="the tail to wait")
-        new = [
-            await stream.emit("token.refreshed", "google", f"late-{n}", time.time())
-            for n in range(2)
-        ]
+        new = [await emit_apart(stream, "token.refreshed", "google", f"late-{n}") for n in range(2)]
         stdout, stderr = process.communicate(timeout=30)
     finally:
         process.kill()

@@ -18,6 +18,7 @@ from tests.support import (
     run_refresh_tick,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -74,7 +75,8 @@ async def test_a_long_lived_token_warns_at_7_and_1_days_then_lapses(
     final = await alerts("alert.reauthorization_required")
     assert len(final) == 1 and final[0]["error"] == "access_token_expired"
     assert (await tl.connection("generic", cid)).status == "reauthorization_required"
-    assert await redis.zscore(f"{settings.key_prefix}:schedule", f"generic:{cid}") is None
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    assert await redis.zscore(keys.schedule_of("generic", cid), keys.member("generic", cid)) is None
 
 
 async def test_a_degraded_connection_warns_at_once_with_the_shortest_lead(

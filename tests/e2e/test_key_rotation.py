@@ -50,7 +50,9 @@ def keys_command(settings: Settings, *args: str) -> subprocess.CompletedProcess[
 
 
 async def census(redis: Redis, settings: Settings, keys: tuple[str, ...], write: bool) -> KeyCensus:
-    rotation = KeyRotation(SealedRecords(redis, Keys(settings.key_prefix)), KeyRing(keys), 100)
+    rotation = KeyRotation(
+        SealedRecords(redis, Keys(settings.key_prefix, settings.redis_shards)), KeyRing(keys), 100
+    )
     return await rotation.run(write=write, progress=lambda _: None)
 
 
@@ -80,7 +82,7 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
     assert json.loads(before.stdout)["by_key"]["2"] >= len(cids) + 1
 
     slow = cids[0]
-    both_keys = Keys(settings.key_prefix)
+    both_keys = Keys(settings.key_prefix, settings.redis_shards)
     both = TokenStore(redis, both_keys, Cipher(settings.encryption_keys))
     slow_token = (await both.tokens(INTEGRATION, slow)).refresh_token
     fakes.generic.script_refresh(families[slow], Reply(delay=0.6))  # under the 1 s HTTP timeout
@@ -90,7 +92,7 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
     await wait_until(lambda: _true(presented(fakes, slow_token)), timeout=10,
                      what="the slow refresh in flight")  # fmt: skip
     # Re-sealed while its refresh is in flight: the refresh's compare-and-set must still land.
-    records = SealedRecords(redis, Keys(settings.key_prefix))
+    records = SealedRecords(redis, Keys(settings.key_prefix, settings.redis_shards))
     [record] = await records.read(RecordKind.CONNECTION, [both_keys.connection(INTEGRATION, slow)])
     assert await records.replace(record, record.resealed(KeyRing(settings.encryption_keys).reseal))
     assert fakes.generic.families[families[slow]].refreshes == 0, "answered too soon"

@@ -26,6 +26,7 @@ from tests.support import (
     run_refresh_tick,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.core.policy import Status
 from tokenlife.errors import TransientError
 from tokenlife.library import Tokenlife
@@ -58,17 +59,23 @@ async def connected(tl: Tokenlife, worker: WorkerHandle) -> tuple[str, str]:
     return cid, callback["code"]
 
 
+def keys_of(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix, settings.redis_shards)
+
+
+def slots_key(settings: Settings) -> str:
+    return keys_of(settings).provider_slots("custom")
+
+
 async def stale(redis: Redis, settings: Settings, cid: str, expires_in: float = 30) -> None:
-    key = f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}"
+    key = keys_of(settings).connection(INTEGRATION, cid)
     await redis.hset(key, "expires_at", repr(time.time() + expires_in))
 
 
 async def fill_slots(redis: Redis, settings: Settings) -> list[str]:
     """Two refreshes of the provider in flight elsewhere (live slots, by Redis's clock)."""
     taken = [f"elsewhere-{uuid.uuid4().hex}" for _ in range(2)]
-    await redis.zadd(
-        f"{settings.key_prefix}:slots:custom", dict.fromkeys(taken, time.time() + 3600)
-    )
+    await redis.zadd(slots_key(settings), dict.fromkeys(taken, time.time() + 3600))
     return taken
 
 
@@ -80,23 +87,21 @@ async def test_on_demand_refreshes_wait_for_a_provider_slot_within_the_bound(
     await stale(redis, settings, cid, expires_in=5)
     taken = await fill_slots(redis, settings)
     try:
-        assert await redis.zcard(f"{settings.key_prefix}:slots:custom") >= 2
+        assert await redis.zcard(slots_key(settings)) >= 2
         before = await tl.connection(INTEGRATION, cid)
         assert before.has_refresh_token and before.expires_at is not None, before
         assert before.expires_at < time.time() + 10, before
         started = time.monotonic()
         with pytest.raises(TransientError) as raised:
             token = await runtime.access.get(INTEGRATION, cid)
-            slots = await redis.zrange(
-                f"{settings.key_prefix}:slots:custom", 0, -1, withscores=True
-            )
+            slots = await redis.zrange(slots_key(settings), 0, -1, withscores=True)
             pytest.fail(f"got a token expiring {token.expires_at}; slots {slots}")
         elapsed = time.monotonic() - started
         assert WAIT <= elapsed < WAIT + 1.0
         assert raised.value.retry_after == 2.0
         assert fakes.generic.families[family].refreshes == 0  # the limit held
     finally:
-        await redis.zrem(f"{settings.key_prefix}:slots:custom", *taken)
+        await redis.zrem(slots_key(settings), *taken)
 
     token = await runtime.access.get(INTEGRATION, cid)  # a slot is free again
     assert token.expires_at is not None and token.expires_at > time.time() + 3000
@@ -119,7 +124,7 @@ async def test_the_token_api_answers_503_with_retry_after_within_the_bound(
             elapsed = time.monotonic() - started
             body: dict[str, Any] = await response.json()
     finally:
-        await redis.zrem(f"{settings.key_prefix}:slots:custom", *taken)
+        await redis.zrem(slots_key(settings), *taken)
     assert response.status == 503, (response.status, body, elapsed)
     assert body["error"] == "provider_unavailable"
     assert response.headers["Retry-After"] == "2"
@@ -204,7 +209,7 @@ async def test_a_delete_waits_for_a_rotation_in_flight_and_leaves_nothing_behind
     assert refreshing.done(), "the delete did not wait for the refresh holding the lock"
     await refreshing
     assert result["deleted"] is True
-    assert not await redis.exists(f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}")
+    assert not await redis.exists(keys_of(settings).connection(INTEGRATION, cid))
     types = await event_types(redis, settings, cid)
     assert types.index("token.refreshed") < types.index("connection.deleted")
 
@@ -244,7 +249,7 @@ async def test_a_delete_that_waits_out_a_refresh_answers_connection_busy(
 ) -> None:
     cid, _ = await connected(tl, worker)
     # A refresh holds the lock (as a worker's claim would), past a short wait.
-    await redis.set(f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}", "a-refresh", px=60_000)
+    await redis.set(keys_of(settings).lock(INTEGRATION, cid), "a-refresh", px=60_000)
     runtime.removal = ConnectionRemoval(
         integrations=runtime.config.integrations, store=runtime.tokens, locks=runtime.locks,
         lock_wait_seconds=0.3, events_=runtime.events, http=runtime.http,

@@ -118,8 +118,8 @@ async def test_an_on_demand_refresh_is_counted_and_timed(
     url = f"/api/connections/generic-offline/{cid}/token"
     headers = {"Authorization": f"Bearer {KEY}"}
     assert (await client.post(url, headers=headers)).status == 200  # fresh: no refresh
-    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
-                     repr(time.time() + 10))  # fmt: skip
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic-offline", cid)
+    await redis.hset(key, "expires_at", repr(time.time() + 10))
     assert (await client.post(url, headers=headers)).status == 200  # refreshed first
 
     async def counted() -> bool:  # written just after the answer, off the caller's path
@@ -189,8 +189,8 @@ async def test_a_refresh_whose_caller_gave_up_is_counted_when_it_ends(
     await connect(tl, worker, "generic-offline", cid, login_hint=cid)
     family = next(f for f, fam in fakes.generic.families.items() if fam.grant.user == cid)
     fakes.generic.script_refresh(family, Reply(delay=0.6))  # within the 1 s HTTP timeout
-    await redis.hset(f"{settings.key_prefix}:conn:generic-offline:{cid}", "expires_at",
-                     repr(time.time() + 10))  # fmt: skip
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic-offline", cid)
+    await redis.hset(key, "expires_at", repr(time.time() + 10))
     configured = settings.model_copy(update={"api_token_wait_seconds": 0.2})
     runtime = await Runtime.open(await load_config(configured))
     keys = runtime.keys

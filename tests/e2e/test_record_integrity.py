@@ -76,7 +76,8 @@ async def test_a_damaged_record_is_a_json_404_never_a_500(
             await redis.hdel(key, *damage["delete"])
         if "set" in damage:
             await redis.hset(key, mapping=damage["set"])
-    await redis.sadd(runtime.keys.connections("google"), cid)
+    index = runtime.keys.connections("google", runtime.keys.shard("google", cid))
+    await redis.zadd(index, {cid: 0})
 
     with pytest.raises(CorruptRecordError):
         await runtime.tokens.get("google", cid)
@@ -93,7 +94,7 @@ async def test_a_damaged_record_is_a_json_404_never_a_500(
     assert listing.status == 200
     assert cid not in [c["connection_id"] for c in (await listing.json())["connections"]]
     await redis.delete(key)
-    await redis.srem(runtime.keys.connections("google"), cid)
+    await redis.zrem(index, cid)
 
 
 async def damaged(runtime: Runtime, redis: Redis, how: str = "missing-fields") -> str:
@@ -112,12 +113,13 @@ async def damaged(runtime: Runtime, redis: Redis, how: str = "missing-fields") -
 async def leftovers(runtime: Runtime, redis: Redis, cid: str) -> dict[str, Any]:
     """Every place a connection lives in Redis, and what it holds there now."""
     keys, member = runtime.keys, runtime.keys.member("google", cid)
+    shard = keys.shard("google", cid)
     return {
         "hash": await redis.exists(keys.connection("google", cid)),
-        "index": await redis.sismember(keys.connections("google"), cid),
-        "schedule": await redis.zscore(keys.schedule, member),
-        "deadline": await redis.zscore(keys.token_deadlines, member),
-        "backoff": await redis.zscore(keys.backoff("google"), member),
+        "index": await redis.zscore(keys.connections("google", shard), cid) is not None,
+        "schedule": await redis.zscore(keys.schedule(shard), member),
+        "deadline": await redis.zscore(keys.token_deadlines(shard), member),
+        "backoff": await redis.zscore(keys.backoff("google", shard), member),
         "lock": await redis.exists(keys.lock("google", cid)),
     }
 
@@ -129,9 +131,9 @@ async def test_delete_removes_a_damaged_record_without_revoking(
     runtime: Runtime, client: TestClient[Any, Any], redis: Redis, fakes: Fakes
 ) -> None:
     cid = await damaged(runtime, redis)
-    member = runtime.keys.member("google", cid)
-    await redis.zadd(runtime.keys.token_deadlines, {member: time.time() + 3600})
-    await redis.zadd(runtime.keys.backoff("google"), {member: time.time()})
+    member, shard = runtime.keys.member("google", cid), runtime.keys.shard("google", cid)
+    await redis.zadd(runtime.keys.token_deadlines(shard), {member: time.time() + 3600})
+    await redis.zadd(runtime.keys.backoff("google", shard), {member: time.time()})
     revoked_before = len(fakes.google.revoked_tokens)
 
     response = await client.delete(f"/api/connections/google/{cid}", headers=AUTH)
@@ -180,7 +182,7 @@ async def test_a_due_damaged_record_leaves_the_schedule_and_holds_no_slot(
     inside the claim script itself."""
     cid = await damaged(runtime, redis, how)
     await make_due(redis, settings, "google", cid)
-    counters = f"{settings.key_prefix}:counters"
+    counters = runtime.keys.counters
     field, crashed = "refresh:google:corrupt_record", "refresh:google:crashed"
     before = int(await redis.hget(counters, field) or 0)
     crashed_before = await redis.hget(counters, crashed)
@@ -192,12 +194,13 @@ async def test_a_due_damaged_record_leaves_the_schedule_and_holds_no_slot(
         return int(await redis.hget(counters, field) or 0) == before + 1
 
     await wait_until(counted, timeout=20, what="the corrupt record's outcome")
-    assert await redis.zscore(runtime.keys.schedule, runtime.keys.member("google", cid)) is None
+    schedule = runtime.keys.schedule_of("google", cid)
+    assert await redis.zscore(schedule, runtime.keys.member("google", cid)) is None
     assert not await redis.exists(runtime.keys.lock("google", cid))
     assert await redis.zcard(runtime.keys.provider_slots("google")) <= slots_before
     assert await redis.hget(counters, crashed) == crashed_before
     await redis.delete(runtime.keys.connection("google", cid))
-    await redis.srem(runtime.keys.connections("google"), cid)
+    await redis.zrem(runtime.keys.connections("google", runtime.keys.shard("google", cid)), cid)
 
 
 async def test_a_due_refresh_token_no_key_decrypts_is_counted_and_looked_at_hourly(
@@ -209,7 +212,7 @@ async def test_a_due_refresh_token_no_key_decrypts_is_counted_and_looked_at_hour
     await save(runtime, cid)
     await redis.hset(runtime.keys.connection("google", cid), "refresh_token", "gAAAAAdamaged")
     await make_due(redis, settings, "google", cid)
-    counters = f"{settings.key_prefix}:counters"
+    counters = runtime.keys.counters
     field, crashed = "refresh:google:undecryptable", "refresh:google:crashed"
     before = int(await redis.hget(counters, field) or 0)
     crashed_before = await redis.hget(counters, crashed)
@@ -221,7 +224,8 @@ async def test_a_due_refresh_token_no_key_decrypts_is_counted_and_looked_at_hour
 
     await wait_until(counted, timeout=20, what="the undecryptable outcome")
     assert await redis.hget(counters, crashed) == crashed_before
-    due = await redis.zscore(runtime.keys.schedule, runtime.keys.member("google", cid))
+    schedule = runtime.keys.schedule_of("google", cid)
+    due = await redis.zscore(schedule, runtime.keys.member("google", cid))
     assert due is not None and due > time.time() + 3000
     assert await redis.hget(runtime.keys.connection("google", cid), "last_error") == "undecryptable"
     assert not await redis.exists(runtime.keys.lock("google", cid))

@@ -163,7 +163,7 @@ async def test_a_worker_keeps_working_after_a_redis_restart(
 ) -> None:
     log_path = tmp_path / "worker.log"
     app = client_app(restart_settings)
-    heartbeat = f"{restart_settings.key_prefix}:heartbeat"
+    heartbeat = Keys(restart_settings.key_prefix, restart_settings.redis_shards).heartbeat
     clients: list[sync_redis.Redis] = []
 
     def last_tick() -> float:
@@ -267,7 +267,7 @@ async def test_a_task_in_flight_when_redis_dies_does_not_stop_the_worker(
             "alert_webhook_urls": (f"http://127.0.0.1:{server.port}/hook",),
             "alert_retries": 3,
         })  # fmt: skip
-        keys = Keys(configured.key_prefix)
+        keys = Keys(configured.key_prefix, configured.redis_shards)
         app = client_app(configured)
         client = sync_redis.Redis.from_url(own_redis.url, decode_responses=True)
         log_path = tmp_path / "worker.log"
@@ -276,8 +276,9 @@ async def test_a_task_in_flight_when_redis_dies_does_not_stop_the_worker(
             try:
                 await wait_until(lambda: _alive(process, app), timeout=60, what="ping")
                 app.send_task("tokenlife.deliver_alerts", ignore_result=True)  # the group
-                await wait_until(lambda: _has_group(client, keys.events), timeout=30,
-                                 what="the delivery consumer group")  # fmt: skip
+                streams = [keys.events(shard) for shard in keys.all_shards]
+                await wait_until(lambda: _has_groups(client, streams), timeout=30,
+                                 what="the delivery consumer groups")  # fmt: skip
                 emitter = Redis.from_url(own_redis.url, decode_responses=True)
                 await EventStream(emitter, keys, 1000).emit(
                     events.CONFIGURATION, "crm", None, time.time(), severity="error",
@@ -294,7 +295,7 @@ async def test_a_task_in_flight_when_redis_dies_does_not_stop_the_worker(
                 client.close()
                 own_redis.start()
                 client = sync_redis.Redis.from_url(own_redis.url, decode_responses=True)
-                heartbeat = f"{configured.key_prefix}:heartbeat"
+                heartbeat = keys.heartbeat
 
                 async def ticked() -> bool:
                     with contextlib.suppress(Exception):
@@ -328,8 +329,9 @@ class SlowWebhook:
         return web.Response(text="late")
 
 
-async def _has_group(client: sync_redis.Redis, stream: str) -> bool:
+async def _has_groups(client: sync_redis.Redis, streams: list[str]) -> bool:
+    """Every shard's stream has its consumer group (the event emitted goes to one)."""
     try:
-        return bool(client.xinfo_groups(stream))
+        return all(client.xinfo_groups(stream) for stream in streams)
     except sync_redis.ResponseError:
         return False  # no stream yet

@@ -19,6 +19,7 @@ from tests.support import (
     run_refresh_tick,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -176,7 +177,8 @@ async def test_invalid_grant_requires_reauthorization_with_a_diagnosis(
     connection = await tl.connection("google", cid)
     assert connection.status == "reauthorization_required"
     assert connection.next_refresh_at is None
-    assert await redis.zscore(f"{settings.key_prefix}:schedule", f"google:{cid}") is None
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    assert await redis.zscore(keys.schedule_of("google", cid), keys.member("google", cid)) is None
     alert = dict(await events_for(redis, settings, cid))["alert.reauthorization_required"]
     assert alert["error"] == "invalid_grant"
     assert "'Testing' publishing status" in alert["diagnosis"][0]["cause"]

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
 from tests.redis_process import RedisProcess
-from tests.support import Fakes, WorkerHandle, consent, exchange, wait_until
+from tests.support import Fakes, WorkerHandle, consent, exchange, stream_entries, wait_until
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.event_stream import EventStream
@@ -57,8 +57,8 @@ async def test_a_cancelled_on_demand_refresh_still_saves_the_rotated_token(
     tl: Tokenlife, worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings
 ) -> None:
     cid, family = await connected(tl, worker)
-    key = f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}"
-    lock = f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}"
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    key, lock = keys.connection(INTEGRATION, cid), keys.lock(INTEGRATION, cid)
     await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
     old = await tl.connection(INTEGRATION, cid)
     fakes.generic.script_refresh(family, Reply(delay=0.5))  # slow: the caller gives up
@@ -124,10 +124,13 @@ class Rig:
             save_retry=WriteRetry(seconds=30.0, base_seconds=0.05, max_delay_seconds=0.2),
         )  # fmt: skip
 
-    async def seed(self, fakes: Fakes) -> tuple[str, str, str]:
-        """A connection minted at the fake: its id, family and refresh token."""
+    async def seed(self, fakes: Fakes, shard: int | None = None) -> tuple[str, str, str]:
+        """A connection minted at the fake (in `shard` if given): its id, family and
+        refresh token."""
         body = fakes.generic.mint("generic-client", ("openid", "offline_access"), 3600)
         cid = "user-" + uuid.uuid4().hex[:12]
+        while shard is not None and self.keys.shard(INTEGRATION, cid) != shard:
+            cid = "user-" + uuid.uuid4().hex[:12]
         tokens = TokenSet(
             access_token=body["access_token"], token_type="Bearer",
             refresh_token=body["refresh_token"], expires_at=time.time() + 30,
@@ -205,7 +208,7 @@ async def test_a_save_that_never_lands_marks_the_connection_and_says_why(
     marked = await rig.store.get(INTEGRATION, cid)
     assert (marked.status, marked.status_reason) == (Status.DEGRADED, "refresh_token_may_be_lost")
     assert marked.next_refresh_at is not None and marked.next_refresh_at <= time.time()
-    entries = cast(list[tuple[str, dict[str, str]]], await rig.redis.xrange(rig.keys.events))
+    entries = await stream_entries(rig.redis, rig.keys)
     alerts = [json.loads(f["data"]) for _, f in entries if f["type"] == "alert.refresh_failing"]
     assert len(alerts) == 1
     alert = alerts[0]
@@ -220,7 +223,7 @@ async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
     worker: WorkerHandle, fakes: Fakes, redis: Redis, settings: Settings, tl: Tokenlife
 ) -> None:
     cid, family = await connected(tl, worker)
-    key = f"{settings.key_prefix}:conn:{INTEGRATION}:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection(INTEGRATION, cid)
     await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
     old = await tl.connection(INTEGRATION, cid)
     live_before = fakes.generic.families[family].live
@@ -258,7 +261,7 @@ async def test_a_save_that_finds_a_newer_version_after_a_rotation_alerts_and_mar
     marked = await rig.store.get(INTEGRATION, cid)
     assert (marked.status, marked.status_reason) == (Status.DEGRADED, "refresh_token_may_be_lost")
     assert marked.next_refresh_at is not None and marked.next_refresh_at <= time.time()
-    entries = cast(list[tuple[str, dict[str, str]]], await rig.redis.xrange(rig.keys.events))
+    entries = await stream_entries(rig.redis, rig.keys)
     alerts = [json.loads(f["data"]) for _, f in entries if f["type"] == "alert.refresh_failing"]
     assert len(alerts) == 1, alerts
     assert alerts[0]["error"] == "rotation_conflict"
@@ -271,9 +274,11 @@ async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_
     rig: Rig, fakes: Fakes
 ) -> None:
     """The provider answers again: the first connection to show it need not have been
-    failing itself (its refresh was simply due)."""
+    failing itself (its refresh was simply due). A success pulls its own shard's backoff
+    set forward (each shard's successes pull their own), so both are in one shard."""
     cid, _, old = await rig.seed(fakes)
-    waiting, _, _ = await rig.seed(fakes)
+    shard = rig.keys.shard(INTEGRATION, cid)
+    waiting, _, _ = await rig.seed(fakes, shard)
     far = time.time() + 900
     failing = await rig.store.get(INTEGRATION, waiting)
     assert await rig.store.update(
@@ -293,8 +298,8 @@ async def test_a_refresh_of_any_connection_brings_the_providers_waiting_retries_
     moved = await rig.store.get(INTEGRATION, waiting)
     assert moved.next_refresh_at is not None and moved.next_refresh_at <= time.time() + 2.0
     member = rig.keys.member(INTEGRATION, waiting)
-    assert await rig.redis.zscore(rig.keys.schedule, member) == moved.next_refresh_at
-    assert await rig.redis.zcard(rig.keys.backoff("custom")) == 0
+    assert await rig.redis.zscore(rig.keys.schedule(shard), member) == moved.next_refresh_at
+    assert await rig.redis.zcard(rig.keys.backoff("custom", shard)) == 0
 
 
 async def test_a_success_clears_the_failure_fields_of_the_stretch(rig: Rig, fakes: Fakes) -> None:

@@ -24,6 +24,7 @@ from tests.support import (
     stream_events,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.settings import Settings
 
@@ -84,6 +85,7 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
     fakes.generic.most_refreshing_at_once = 0
     families = await seed(fleet_runtime, fakes, time.time())
     prefix = fleet_settings.key_prefix
+    keys = Keys(prefix, fleet_settings.redis_shards)
 
     async def all_refreshed() -> bool:
         return all(fakes.generic.refreshes(f) >= 1 for f in families.values())
@@ -99,7 +101,10 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
         # Nothing queued, nothing in flight, and every connection scheduled ahead.
         queued = await redis.llen(f"{prefix}:celery:{prefix}")
         unacked = await redis.hlen(f"{prefix}:celery:unacked")
-        due = await redis.zcount(f"{prefix}:schedule", "-inf", time.time() + 60)
+        async with redis.pipeline(transaction=False) as pipe:
+            for shard in keys.all_shards:
+                pipe.zcount(keys.schedule(shard), "-inf", time.time() + 60)
+            due = sum(await pipe.execute())
         return queued == 0 and unacked == 0 and due == 0
 
     await wait_until(settled, timeout=60, what="the fleet to settle")
@@ -115,5 +120,5 @@ async def test_two_workers_and_two_beats_refresh_each_connection_exactly_once(
     assert len(refreshed) == CONNECTIONS  # one each
     assert {data["connection_id"] for data in refreshed} == set(families)
     assert {kind for kind, _ in entries} <= {"token.refreshed", "alert.configuration"}
-    counters = await redis.hgetall(f"{prefix}:counters")
+    counters = await redis.hgetall(keys.counters)
     assert counters["refresh:custom:refreshed"] == str(CONNECTIONS)

@@ -18,6 +18,7 @@ from tests.support import (
     run_refresh_tick,
     wait_until,
 )
+from tokenlife.adapters.keys import Keys
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -35,15 +36,16 @@ async def test_a_refresh_in_flight_is_leased_for_half_the_time_its_token_has_lef
     fakes.generic.script_refresh(family, Reply(delay=0.8))  # in flight long enough to look
     # A 60-second token, due now: the run of the issue where 7-8 % stayed unrefreshed.
     await make_due(redis, settings, INTEGRATION, cid, expires_at=repr(time.time() + 60))
-    member = f"{INTEGRATION}:{cid}"
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    member, lock = keys.member(INTEGRATION, cid), keys.lock(INTEGRATION, cid)
     await run_refresh_tick(worker)
     await wait_until(
         lambda: _true(any(r.get("refresh_token") == live for r in fakes.generic.token_requests)),
         timeout=30, what="the worker's refresh request",
     )  # fmt: skip
 
-    leased_until = await redis.zscore(f"{settings.key_prefix}:schedule", member)
-    lock_ttl = await redis.pttl(f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}") / 1000
+    leased_until = await redis.zscore(keys.schedule_of(INTEGRATION, cid), member)
+    lock_ttl = await redis.pttl(lock) / 1000
 
     assert leased_until is not None
     # Due again within half the 60 s (not 300 s later), and the lock frees with it.
@@ -51,9 +53,7 @@ async def test_a_refresh_in_flight_is_leased_for_half_the_time_its_token_has_lef
     assert 0 < lock_ttl <= 30
 
     async def refreshed() -> bool:
-        return fakes.generic.families[family].refreshes == 1 and not await redis.exists(
-            f"{settings.key_prefix}:lock:{INTEGRATION}:{cid}"
-        )
+        return fakes.generic.families[family].refreshes == 1 and not await redis.exists(lock)
 
     await wait_until(refreshed, timeout=30, what="the refresh to finish")
 

@@ -22,7 +22,7 @@ OUTCOME = re.compile(r"^refresh:custom:[a-z_]+$")
 
 
 async def outcomes(runtime: Runtime) -> dict[str, int]:
-    counters = await runtime.redis.hgetall(f"{runtime.config.settings.key_prefix}:counters")
+    counters = await runtime.redis.hgetall(runtime.keys.counters)
     return {str(k): int(v) for k, v in counters.items() if OUTCOME.match(str(k))}
 
 

@@ -72,7 +72,7 @@ async def test_provider_faults_in_one_run_store_nothing_and_keep_the_last_valid_
     for cid in ids:
         strict.script_refresh(seeded[cid], FAULTS[kind_of[cid]])
     before = await versions(runtime, ids)
-    counters = f"{plain_worker.settings.key_prefix}:counters"
+    counters = runtime.keys.counters
     sent_at = time.time()
     await send_due_batch(runtime, plain_worker, ids)
 

@@ -32,6 +32,7 @@ from tests.faults.harness import (
 )
 from tests.support import client_app, wait_until
 
+from tokenlife.adapters.keys import Keys
 from tokenlife.runtime import Runtime
 
 CONNECTIONS = 150
@@ -39,12 +40,20 @@ CONNECTIONS = 150
 RECOVERY_SECONDS = 60  # one access-token lifetime (minute_tokens)
 
 
-async def versions(redis: Redis, prefix: str, keys: list[Key]) -> dict[Key, int]:
+async def versions(redis: Redis, layout: Keys, keys: list[Key]) -> dict[Key, int]:
     async with redis.pipeline(transaction=False) as pipe:
         for integration, cid in keys:
-            pipe.hget(f"{prefix}:conn:{integration}:{cid}", "version")
+            pipe.hget(layout.connection(integration, cid), "version")
         found = await pipe.execute()
     return {k: int(v) if v is not None else -1 for k, v in zip(keys, found, strict=True)}
+
+
+async def stream_length(redis: Redis, layout: Keys) -> int:
+    """Entries in every shard's event stream."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in layout.all_shards:
+            pipe.xlen(layout.events(shard))
+        return sum(int(n) for n in await pipe.execute())
 
 
 async def readiness(api: ApiProcess) -> tuple[int, str]:
@@ -68,7 +77,7 @@ async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
     scratch: Path,
 ) -> None:
     settings = make_settings(own_redis.url, fault_fakes)
-    prefix = settings.key_prefix
+    layout = Keys(settings.key_prefix, settings.redis_shards)
     runtime = await open_runtime(settings)
     runtimes.append(runtime)
     strict = fault_fakes.strict
@@ -101,8 +110,8 @@ async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
             return strict.refreshing_now > 0
 
         await wait_until(storm_in_flight, timeout=60, what="refreshes in flight")
-        before = await versions(runtime.redis, prefix, keys)
-        events_before = int(await runtime.redis.xlen(f"{prefix}:events"))
+        before = await versions(runtime.redis, layout, keys)
+        events_before = await stream_length(runtime.redis, layout)
         own_redis.kill()
         killed_at = time.time()
         own_redis.start()
@@ -111,9 +120,9 @@ async def test_redis_killed_and_restarted_on_its_aof_during_a_storm(
         # The test's own client reconnects through a fresh runtime: the old pool is stale.
         after_runtime = await open_runtime(settings)
         runtimes.append(after_runtime)
-        after = await versions(after_runtime.redis, prefix, keys)
+        after = await versions(after_runtime.redis, layout, keys)
         missing = [k for k in keys if after[k] < before[k]]
-        events_after = int(await after_runtime.redis.xlen(f"{prefix}:events"))
+        events_after = await stream_length(after_runtime.redis, layout)
         first_status, first_body = await readiness(api)
         at_restart = {k: family(k).refreshes for k in keys}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -52,6 +53,11 @@ async def save(
     return connection_id
 
 
+async def publish(redis: Redis, keys: Keys, kind: str, data: dict[str, Any]) -> None:
+    """An event where a script would put it: its connection's shard's stream."""
+    await redis.xadd(keys.events(keys.event_shard(data)), {"type": kind, "data": json.dumps(data)})
+
+
 async def test_a_key_sees_its_integrations_figures_only(
     redis: Redis, keys: Keys, store: TokenStore
 ) -> None:
@@ -60,11 +66,11 @@ async def test_a_key_sees_its_integrations_figures_only(
     lapsing = await save(store, "crm", Status.DEGRADED, refresh=False, expires_in=2 * 86400)
     await save(store, "crm", Status.DEGRADED, refresh=False, expires_in=9 * 86400)
     await save(store, "hr", Status.REAUTHORIZATION_REQUIRED)
-    await redis.xadd(keys.events, {"type": "alert.refresh_token_missing", "data": json.dumps(
-        {"integration": "crm", "connection_id": lapsing, "message": "m",
-         "diagnosis": [{"cause": "c", "fix": "f", "evidence": "e"}]})})  # fmt: skip
-    await redis.xadd(keys.events, {"type": "alert.reauthorization_required", "data": json.dumps(
-        {"integration": "hr", "connection_id": "x"})})  # fmt: skip
+    await publish(redis, keys, "alert.refresh_token_missing", {
+        "integration": "crm", "connection_id": lapsing, "message": "m",
+        "diagnosis": [{"cause": "c", "fix": "f", "evidence": "e"}]})  # fmt: skip
+    await publish(redis, keys, "alert.reauthorization_required",
+                  {"integration": "hr", "connection_id": "x"})  # fmt: skip
     await redis.xadd(keys.alerts_dead, {"target": "t", "error": "HTTP 500", "payload": json.dumps(
         {"integration": "hr", "type": "alert.reauthorization_required"})})  # fmt: skip
     await RefreshSchedule(redis, keys).count({}, {"crm:refreshed": 4, "hr:crashed": 1}, NOW - 90)

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from tests.fakes.base import FakeProvider, Reply, _unsigned_jwt
 from tests.services.exchange_support import attempt, consent, exchange_service, new_id
 from tests.support import Fakes, events_for
+from tokenlife.adapters.keys import Keys
 from tokenlife.errors import UnknownConnectionError
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.callback import ExchangeAttempt
@@ -50,12 +51,13 @@ def code_requests(fake: FakeProvider, code: str) -> int:
 async def stored_hash(
     redis: Redis, settings: Settings, integration: str, cid: str
 ) -> dict[str, str]:
-    key = f"{settings.key_prefix}:conn:{integration}:{cid}"
+    key = Keys(settings.key_prefix, settings.redis_shards).connection(integration, cid)
     return cast(dict[str, str], await redis.hgetall(key))
 
 
 async def schedule_score(redis: Redis, settings: Settings, integration: str, cid: str) -> Any:
-    return await redis.zscore(f"{settings.key_prefix}:schedule", f"{integration}:{cid}")
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    return await redis.zscore(keys.schedule_of(integration, cid), keys.member(integration, cid))
 
 
 # -- a task delivered twice ------------------------------------------------------------
@@ -107,13 +109,12 @@ async def test_the_kept_outcome_holds_no_token_value_and_drops_the_verifier(
     callback = await consent(service, "google", cid, time.time())
     await run(service, callback)
 
-    claim = cast(
-        dict[str, str], await redis.hgetall(f"{settings.key_prefix}:exchanging:{callback['state']}")
-    )
+    exchanging = Keys(settings.key_prefix, settings.redis_shards).exchanging(callback["state"])
+    claim = cast(dict[str, str], await redis.hgetall(exchanging))
     assert set(claim) == {"owner", "sent_at", "exchanged"}  # the PKCE verifier is gone
     for secret in fakes.google.issued_secrets:
         assert secret not in claim["exchanged"]
-    ttl = await redis.ttl(f"{settings.key_prefix}:exchanging:{callback['state']}")
+    ttl = await redis.ttl(exchanging)
     assert 2 * 3600 - 60 < ttl <= 2 * 3600  # outlives the broker's 1 h visibility timeout
 
 

@@ -17,6 +17,7 @@ from tests.fakes.base import FakeProvider, Reply
 from tests.services.exchange_support import attempt, consent, exchange_service, new_id
 from tests.support import Fakes, events_for
 from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.errors import (
     CodeNotTakenError,
@@ -48,7 +49,8 @@ def code_requests(fake: FakeProvider, code: str) -> int:
 
 
 async def sent_mark(redis: Redis, settings: Settings, state: str) -> Any:
-    return await redis.hget(f"{settings.key_prefix}:exchanging:{state}", "sent_at")
+    exchanging = Keys(settings.key_prefix, settings.redis_shards).exchanging(state)
+    return await redis.hget(exchanging, "sent_at")
 
 
 async def test_a_timed_out_request_is_not_sent_again_and_ends_in_outcome_unknown(

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from tests.services.exchange_support import attempt, consent, exchange_service, new_id
 from tests.support import Fakes, events_for
+from tokenlife.adapters.keys import Keys
 from tokenlife.runtime import Runtime
 from tokenlife.services.exchange import ExchangeService
 from tokenlife.settings import Settings
@@ -53,9 +54,9 @@ async def snapshot(
     runtime: Runtime, redis: Redis, settings: Settings, integration: str, cid: str
 ) -> tuple[dict[str, str], Any, Any]:
     """Every field of the stored hash, the decrypted tokens and the schedule entry."""
-    key = f"{settings.key_prefix}:conn:{integration}:{cid}"
-    fields = cast(dict[str, str], await redis.hgetall(key))
-    due = await redis.zscore(f"{settings.key_prefix}:schedule", f"{integration}:{cid}")
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    fields = cast(dict[str, str], await redis.hgetall(keys.connection(integration, cid)))
+    due = await redis.zscore(keys.schedule_of(integration, cid), keys.member(integration, cid))
     return fields, await runtime.tokens.tokens(integration, cid), due
 
 
@@ -133,7 +134,8 @@ async def test_a_first_connect_without_the_promised_id_token_stores_nothing(
     result = await run(service, await consent_without_openid(service, "generic", cid, "bob"))
 
     assert result["error"] == "invalid_id_token"
-    assert not await redis.exists(f"{settings.key_prefix}:conn:generic:{cid}")
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic", cid)
+    assert not await redis.exists(key)
 
 
 async def test_without_openid_requested_the_account_stays_unknown(

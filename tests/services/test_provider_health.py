@@ -2,7 +2,12 @@
 Redis and the session's generic fake over HTTP. Each test drives the breaker's clock itself
 (the `clock` of refresh_batch), so nothing waits on the wall clock: failures open it once,
 scheduled refreshes are held while it is open (asked ones are not), a failed probe raises
-no alert of its own, and an answered probe releases the held refreshes on a ramp."""
+no alert of its own, and an answered probe releases the held refreshes on a ramp.
+
+A shard's claims see the breaker through a gate of their own, each shard probing on its own
+(first at PROBE * (1 + shard / shards), adapters/provider_breakers.py): the fleet of the
+first tests lives in shard 0, whose first probe is PROBE after the breaker opened; the last
+test spreads one over two shards."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pytest
 
 from tests.fakes.base import Reply
 from tests.support import Fakes, save_minted, stream_events
+from tokenlife.adapters.keys import DEFAULT_SHARDS, Keys, shard_of
 from tokenlife.adapters.refresh_schedule import Due
 from tokenlife.core import events
 from tokenlife.core.policy import Status
@@ -31,11 +37,22 @@ PROBE, PAUSE, RATE = 30.0, 600.0, 10.0
 BREAKER = {"breaker_min_failures": 5, "breaker_window_seconds": 60.0,
            "breaker_probe_seconds": PROBE, "breaker_pause_seconds": PAUSE,
            "breaker_recovery_rate": RATE, "provider_concurrency": 50}  # fmt: skip
+SHARDS = DEFAULT_SHARDS
+
+
+def in_shard(name: str, shard: int = 0) -> str:
+    """A connection id starting with `name` that lies in `shard`."""
+    n = 0
+    while shard_of(Keys.member(INTEGRATION, f"{name}.{n}"), SHARDS) != shard:
+        n += 1
+    return f"{name}.{n}"
+
+
 # When each connection's access token lapses, in seconds after the first batch.
-LAPSED = ("lapsed-0", "lapsed-1", "lapsed-2")
-SOON = "soon"  # lapses before the second batch
-PROBED = "probed"  # lapses before the first probe
-LATER = tuple(f"later-{n}" for n in range(5))  # within the hour
+LAPSED = tuple(in_shard(f"lapsed-{n}") for n in range(3))
+SOON = in_shard("soon")  # lapses before the second batch
+PROBED = in_shard("probed")  # lapses before the first probe
+LATER = tuple(in_shard(f"later-{n}") for n in range(5))  # within the hour
 LAPSES = {**dict.fromkeys(LAPSED, -600.0), SOON: 5.0, PROBED: 20.0, **dict.fromkeys(LATER, 2400.0)}
 DOWN = Reply(status=503, body=b"<html>503 Service Unavailable</html>", content_type="text/html")
 
@@ -69,17 +86,36 @@ class Fleet:
         return [data for t, data in found if t == kind]
 
     async def schedule(self) -> dict[str, float]:
-        """Seconds after t0 each connection is scheduled at."""
+        """Seconds after t0 each connection is scheduled at (every shard)."""
         redis, keys = self.runtime.redis, self.runtime.keys
-        pairs = cast(
-            list[tuple[str, float]], await redis.zrange(keys.schedule, 0, -1, withscores=True)
-        )
-        return {m.partition(":")[2]: float(s) - self.t0 for m, s in pairs}
+        found: dict[str, float] = {}
+        for shard in keys.all_shards:
+            pairs = cast(
+                list[tuple[str, float]],
+                await redis.zrange(keys.schedule(shard), 0, -1, withscores=True),
+            )
+            found |= {m.partition(":")[2]: float(s) - self.t0 for m, s in pairs}
+        return found
 
     async def held(self) -> set[str]:
-        held = self.runtime.keys.breaker_held(self.scope)
-        members = cast(list[str], await self.runtime.redis.zrange(held, 0, -1))
-        return {m.partition(":")[2] for m in members}
+        """What the breaker holds, in every shard."""
+        found: set[str] = set()
+        for shard in self.runtime.keys.all_shards:
+            held = self.runtime.keys.breaker_held(self.scope, shard)
+            members = cast(list[str], await self.runtime.redis.zrange(held, 0, -1))
+            found |= {m.partition(":")[2] for m in members}
+        return found
+
+    async def gates(self) -> dict[int, float]:
+        """Each shard's open gate: its next probe time, in seconds after t0."""
+        found: dict[int, float] = {}
+        for shard in self.runtime.keys.all_shards:
+            gate = self.runtime.keys.breaker_gate(self.scope, shard)
+            fields = cast(dict[str, str], await self.runtime.redis.hgetall(gate))
+            if fields:
+                assert fields["state"] == "open", fields
+                found[shard] = float(fields["probe_at"]) - self.t0
+        return found
 
     async def status(self, cid: str) -> tuple[Status, str | None]:
         connection = await self.runtime.tokens.get(INTEGRATION, cid)
@@ -87,15 +123,19 @@ class Fleet:
 
 
 @asynccontextmanager
-async def fleet_of(settings: Settings, fakes: Fakes, **changes: Any) -> AsyncIterator[Fleet]:
-    """A Runtime under a key prefix of its own, with LAPSES' connections due at t0 and the
-    fake answering 503 to each of their refreshes."""
-    own = settings.model_copy(update={"key_prefix": f"health-{uuid.uuid4().hex[:8]}", **changes})
+async def fleet_of(
+    settings: Settings, fakes: Fakes, lapsing: dict[str, float] = LAPSES, /, **changes: Any
+) -> AsyncIterator[Fleet]:
+    """A Runtime under a key prefix of its own, with `lapsing`'s connections due at t0 and
+    the fake answering 503 to each of their refreshes."""
+    own = settings.model_copy(update={
+        "key_prefix": f"health-{uuid.uuid4().hex[:8]}", "redis_shards": SHARDS, **changes,
+    })  # fmt: skip
     runtime = await Runtime.open(await load_config(own))
     t0 = float(int(time.time()))
     families: dict[str, str] = {}
     try:
-        for cid, lapses in LAPSES.items():
+        for cid, lapses in lapsing.items():
             families[cid] = await save_minted(
                 runtime, fakes.generic, INTEGRATION, cid, client_id="generic-client",
                 scopes=("openid", "profile"), lifetime=3600,
@@ -241,3 +281,56 @@ async def test_with_the_breaker_off_the_same_failures_hold_nothing(
         failing = await fleet.events(events.REFRESH_FAILING)
         assert sorted(d["connection_id"] for d in failing) == sorted((*LAPSED, SOON, PROBED))
         assert await fleet.status(PROBED) == (Status.DEGRADED, "refresh_failing")
+
+
+async def test_each_shard_probes_on_its_own_and_one_answer_releases_every_shard(
+    settings: Settings, fakes: Fakes
+) -> None:
+    """The breaker opens in every shard's gate, each shard's first probe staggered over one
+    interval; a shard's probe leaves the others' held refreshes alone, and the host's answer
+    to any probe closes every gate and releases what every shard held."""
+    first, second = 0, SHARDS // 2
+    spread = {in_shard(f"spread-{s}-{n}", s): -600.0 for s in (first, second) for n in range(3)}
+    cids = tuple(spread)
+    of_shard = {s: tuple(c for c in cids if shard_of(Keys.member(INTEGRATION, c), SHARDS) == s)
+                for s in (first, second)}  # fmt: skip
+    async with fleet_of(settings, fakes, spread, **BREAKER) as fleet:
+        assert await fleet.batch(cids, 0) == {"transient_failure": len(cids)}
+        assert await fleet.runtime.breakers.open_scopes() == [fleet.scope]
+        staggered = {s: PROBE * (1 + s / SHARDS) for s in range(SHARDS)}
+        assert await fleet.gates() == pytest.approx(staggered)
+
+        # Past shard `first`'s probe time only: one of its refreshes probes, all else held.
+        assert await fleet.batch(cids, PROBE + 1) == {"transient_failure": 1, "held": 5}
+        assert sorted(fleet.requests(c) for c in of_shard[first]) == [1, 1, 2]
+        assert [fleet.requests(c) for c in of_shard[second]] == [1, 1, 1]
+        # Past shard `second`'s: its probe goes, shard `first`'s next one is not due yet.
+        at = staggered[second] + 1
+        assert at < 2 * PROBE
+        assert await fleet.batch(cids, at) == {"transient_failure": 1, "held": 5}
+        assert sorted(fleet.requests(c) for c in of_shard[first]) == [1, 1, 2]
+        assert sorted(fleet.requests(c) for c in of_shard[second]) == [1, 1, 2]
+        gates = await fleet.gates()
+        assert gates[first] == pytest.approx(2 * PROBE)
+        assert gates[second] == pytest.approx(staggered[second] + PROBE)
+        held = await fleet.held()
+        assert held & set(of_shard[first]) and held & set(of_shard[second]), held
+
+        # Shard `first`'s next probe is answered: every shard's gate and held set go.
+        for family in fleet.families.values():
+            fleet.fakes.generic.script_refresh(family, Reply())
+        prober = of_shard[first][0]
+        answered = 2 * PROBE + 2
+        assert await fleet.batch((prober,), answered) == {"refreshed": 1}
+        [recovered] = [d for d in await fleet.events(events.PROVIDER_RECOVERED)
+                       if d["integration"] == INTEGRATION]  # fmt: skip
+        assert recovered["probes_failed"] == 2
+        assert recovered["held_refreshes_resumed"] == len(held - {prober})
+        assert await fleet.gates() == {}
+        assert await fleet.held() == set()
+        assert await fleet.runtime.breakers.open_scopes() == []
+        schedule = await fleet.schedule()
+        ramp = answered + len(held - {prober}) / RATE
+        assert all(answered - 1e-6 <= schedule[c] <= ramp for c in held - {prober}), schedule
+        others = tuple(c for c in cids if c != prober)
+        assert await fleet.batch(others, ramp + 1) == {"refreshed": len(others)}

@@ -97,28 +97,33 @@ async def test_the_expired_alert_is_raised_once_and_resolved_once(
 
 
 async def test_one_connection_probes_at_a_time_and_a_success_brings_the_rest(
-    runtime: Runtime, redis: Redis, settings: Settings
+    runtime: Runtime, redis: Redis
 ) -> None:
     """While the mark is held, beat brings ONE held-back connection forward per 10 minutes;
     the secret accepted again brings all of them forward."""
-    crm, watch, prefix = dated(None), runtime.secrets, settings.key_prefix
+    crm, watch, keys = dated(None), runtime.secrets, runtime.keys
     later = 5000.0 + SECRET_EXPIRED_RETRY_SECONDS
     cids = ["a", "b", "c"]
+
+    async def put(cid: str, held: dict[str, str]) -> None:
+        await redis.hset(keys.connection(crm.name, cid), mapping=held)  # type: ignore[arg-type]
+        await redis.zadd(keys.connections(crm.name, keys.shard(crm.name, cid)), {cid: 0})
+        await redis.zadd(keys.schedule_of(crm.name, cid), {keys.member(crm.name, cid): later})
+
+    async def due(cid: str) -> float:
+        return (
+            await redis.zscore(keys.schedule_of(crm.name, cid), keys.member(crm.name, cid)) or 0.0
+        )
+
     for cid in cids:
-        held = {"retry_not_before": repr(later), "next_refresh_at": repr(later),
-                "retry_held_by": "client_secret"}  # fmt: skip
-        await redis.hset(f"{prefix}:conn:{crm.name}:{cid}", mapping=held)  # type: ignore[arg-type]
-        await redis.sadd(f"{prefix}:conns:{crm.name}", cid)
-        await redis.zadd(f"{prefix}:schedule", {f"{crm.name}:{cid}": later})
+        await put(cid, {"retry_not_before": repr(later), "next_refresh_at": repr(later),
+                        "retry_held_by": "client_secret"})  # fmt: skip
     # One held back by the provider's Retry-After: a new secret does not end that.
-    limited = {"retry_not_before": repr(later), "next_refresh_at": repr(later),
-               "retry_held_by": "retry_after"}  # fmt: skip
-    await redis.hset(f"{prefix}:conn:{crm.name}:limited", mapping=limited)  # type: ignore[arg-type]
-    await redis.sadd(f"{prefix}:conns:{crm.name}", "limited")
-    await redis.zadd(f"{prefix}:schedule", {f"{crm.name}:limited": later})
+    await put("limited", {"retry_not_before": repr(later), "next_refresh_at": repr(later),
+                          "retry_held_by": "retry_after"})  # fmt: skip
 
     async def dues() -> list[float]:
-        return [await redis.zscore(f"{prefix}:schedule", f"{crm.name}:{c}") or 0.0 for c in cids]
+        return [await due(c) for c in cids]
 
     assert await watch.probe([crm], 5000.0) == []  # no refusal yet: nothing to probe
     said = "AADSTS7000222: The provided client secret keys for app 'x' are expired."
@@ -130,9 +135,9 @@ async def test_one_connection_probes_at_a_time_and_a_success_brings_the_rest(
     assert await watch.accepted(crm, 5200.0) is True
     # The probe is due already; the two held back are due now, their hold gone.
     assert sorted(await dues()) == [5001.0, 5200.0, 5200.0]
-    assert await redis.zscore(f"{prefix}:schedule", f"{crm.name}:limited") == later
+    assert await due("limited") == later
     for cid in cids:
-        stored = await redis.hgetall(f"{prefix}:conn:{crm.name}:{cid}")
+        stored = await redis.hgetall(keys.connection(crm.name, cid))
         assert list(stored) == ["next_refresh_at"]
 
 

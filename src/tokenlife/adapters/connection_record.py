@@ -160,17 +160,19 @@ def connection_fields(
 def save_keys(
     keys: Keys, integration: str, connection_id: str, state: str | None, provider: str = ""
 ) -> list[str]:
-    """KEYS of save_connection.lua; `state` names the exchange claim to mark, if any;
-    `provider`, the backoff set the connection leaves (a new authorization isn't failing)."""
+    """KEYS of save_connection.lua; `state` names the exchange claim to mark, if any (drawn
+    in the connection's shard, services/exchange.py); `provider`, the backoff set the
+    connection leaves (a new authorization isn't failing)."""
+    shard = keys.shard(integration, connection_id)
     return [
         keys.connection(integration, connection_id),
-        keys.connections(integration),
-        keys.schedule,
-        "-" if state is None else keys.exchanging(state),
-        keys.events,
-        keys.token_deadlines,
-        *keys.status_count_keys,
-        *([keys.backoff(provider)] if provider else []),
+        keys.connections(integration, shard),
+        keys.schedule(shard),
+        keys.unused(shard) if state is None else keys.exchanging(state),
+        keys.events(shard),
+        keys.token_deadlines(shard),
+        *keys.status_count_keys(shard),
+        *([keys.backoff(provider, shard)] if provider else []),
     ]
 
 

@@ -31,16 +31,35 @@ class ConnectionScan:
         found: list[Connection] = []
         corrupt = 0
         for integration in integrations:
-            page: list[str] = []
-            async for connection_id in self._redis.sscan_iter(
-                self._keys.connections(integration), count=_PAGE
-            ):
-                page.append(connection_id)
-                if len(page) >= _PAGE:
-                    corrupt += await self._read_page(integration, page, found)
-                    page = []
-            corrupt += await self._read_page(integration, page, found)
+            for shard in self._keys.all_shards:
+                page: list[str] = []
+                async for connection_id, _ in self._redis.zscan_iter(
+                    self._keys.connections(integration, shard), count=_PAGE
+                ):
+                    page.append(connection_id)
+                    if len(page) >= _PAGE:
+                        corrupt += await self._read_page(integration, page, found)
+                        page = []
+                corrupt += await self._read_page(integration, page, found)
         return found, corrupt
+
+    async def count(self, integration: str) -> int:
+        """How many connections `integration` has: each shard's set, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                pipe.zcard(self._keys.connections(integration, shard))
+            return sum(int(n) for n in await pipe.execute())
+
+    async def ids(self, integration: str) -> dict[int, list[str]]:
+        """The connection ids of `integration` by shard, sorted (whole indexes: for the few
+        connections a per-integration action reads; a listing walks with `read`)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                pipe.zrange(self._keys.connections(integration, shard), 0, -1)
+            replies = await pipe.execute()
+        return {shard: sorted(_text(m) for m in members)
+                for shard, members in zip(self._keys.all_shards, replies, strict=True)
+                if members}  # fmt: skip
 
     async def _read_page(self, integration: str, ids: list[str], found: list[Connection]) -> int:
         if not ids:
@@ -58,3 +77,7 @@ class ConnectionScan:
             except CorruptRecordError:
                 corrupt += 1
         return corrupt
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

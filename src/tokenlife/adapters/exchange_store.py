@@ -107,6 +107,7 @@ class ExchangeStore:
                     json.dumps(refused_summary),
                     self._events_max_length,
                     EXCHANGE_CLAIM_TTL_SECONDS * 1000,
+                    "1",  # KEYS[4] is the state's claim
                 ],
             )  # fmt: skip
         return ExchangeSave(SaveOutcome(reply[0]), json.loads(reply[2]))

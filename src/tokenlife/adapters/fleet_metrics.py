@@ -110,9 +110,13 @@ class FleetMetrics:
     async def read(self, now: float) -> FleetFigures:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._keys.counters)
-            pipe.zcard(self._keys.schedule)
-            pipe.zrange(self._keys.schedule, 0, 0, withscores=True)
-            counters, depth, first = await pipe.execute()
+            for shard in self._keys.all_shards:
+                pipe.zcard(self._keys.schedule(shard))
+                pipe.zrange(self._keys.schedule(shard), 0, 0, withscores=True)
+            counters, *shards = await pipe.execute()
+        depth = sum(int(n) for n in shards[::2])
+        heads = cast(list[list[tuple[str, float]]], shards[1::2])
+        first = min((h for h in heads if h), key=lambda h: float(h[0][1]), default=[])
         refreshes, latency, alerts, deliveries = parse_counters(cast(dict[str, str], counters))
         # Claimed members are leased (scored at the lease's end), so the lowest score is the
         # longest-waiting connection nobody has taken yet.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import key_slot
 
 # A user has this long to finish the consent screen before the state is forgotten.
 PENDING_AUTHORIZATION_TTL_SECONDS = 600
@@ -53,15 +58,92 @@ BREAKER_OPEN_TTL_SECONDS = 86400
 MIN_LEASE_SECONDS = 15
 
 
+# Shards when the setting says nothing (TOKENLIFE_REDIS_SHARDS): enough that no one key of a
+# fleet of millions is hot and that a 3-master Cluster gets 5 or 6 each.
+DEFAULT_SHARDS = 16
+# Each shard's tag is found by trying names until one lands in the shard's share of the slots
+# (shard_tags); beyond this, that search would take a noticeable time at start-up.
+MAX_SHARDS = 256
+_SLOTS = 16384
+
+
+@cache
+def shard_tags(shards: int) -> tuple[str, ...]:
+    """A hash tag per shard, chosen so that shard i's slot lies in the i-th of `shards` equal
+    ranges of Redis Cluster's 16,384 slots. `redis-cli --cluster create` gives each master a
+    contiguous range, so the shards spread evenly over the masters (tags named "0".."15"
+    would land wherever CRC16 puts them: 9, 4 and 3 on three masters, say)."""
+    tags = []
+    for shard in range(shards):
+        low, high = shard * _SLOTS // shards, (shard + 1) * _SLOTS // shards
+        attempt = 0
+        while not low <= key_slot(_tag(shards, shard, attempt).encode()) < high:
+            attempt += 1
+        tags.append(_tag(shards, shard, attempt))
+    return tuple(tags)
+
+
+def _tag(shards: int, shard: int, attempt: int) -> str:
+    # The count leads, so two layouts never share a key (a reshard moves between them).
+    return f"{shards}.{shard}.{attempt}"
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The shard of a connection (its schedule member) or of an OAuth state: CRC32, the
+    same in every process (Python's hash() is salted per process)."""
+    return zlib.crc32(name.encode()) % shards
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
+    """Every key of a connection, and of a shard of the fleet, carries the shard's hash tag
+    (`{prefix}:{3.17}:conn:...`), so each Lua script touches keys of one Cluster slot:
+    the connection, its lock, its shard's schedule, deadlines, index, counts, backoff sets
+    and event stream. What the whole fleet shares (counters, breakers) has keys of its own,
+    written outside the per-connection scripts (docs/cluster.md)."""
+
     prefix: str
+    shards: int = DEFAULT_SHARDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be within 1..{MAX_SHARDS}, not {self.shards}")
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("the key prefix must not contain { or }: they make a hash tag")
+
+    # Shards.
+    @property
+    def all_shards(self) -> range:
+        return range(self.shards)
+
+    def shard(self, integration: str, connection_id: str) -> int:
+        return shard_of(self.member(integration, connection_id), self.shards)
+
+    def state_shard(self, state: str) -> int:
+        """The shard of a pending authorization's keys: a state is drawn so that it is the
+        shard of its connection (services/exchange.py), and the exchange's last step (one
+        script) marks the state's claim and saves the connection together."""
+        return shard_of(state, self.shards)
+
+    def _tagged(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard_tags(self.shards)[shard]}}}"
+
+    def unused(self, shard: int) -> str:
+        """A key of the shard that no script writes: what fills an optional KEYS place (on a
+        Cluster every key of a script must be in one slot, a placeholder too)."""
+        return f"{self._tagged(shard)}:unused"
+
+    @property
+    def layout(self) -> str:
+        """Hash: how the keys under this prefix are laid out (`shards`); a process whose
+        setting disagrees refuses to start (adapters/key_layout.py)."""
+        return f"{self.prefix}:layout"
 
     def pending(self, state: str) -> str:
-        return f"{self.prefix}:pending:{state}"
+        return f"{self._tagged(self.state_shard(state))}:pending:{state}"
 
     def exchanging(self, state: str) -> str:
-        return f"{self.prefix}:exchanging:{state}"
+        return f"{self._tagged(self.state_shard(state))}:exchanging:{state}"
 
     def connect_session(self, integration: str, token_hash: str) -> str:
         """A connect session under the SHA-256 of its token, never the token; it lives
@@ -72,75 +154,107 @@ class Keys:
         return f"{self.prefix}:connect-session:{integration}:{token_hash}"
 
     def connection(self, integration: str, connection_id: str) -> str:
-        return f"{self.prefix}:conn:{integration}:{connection_id}"
+        shard = self.shard(integration, connection_id)
+        return f"{self._tagged(shard)}:conn:{integration}:{connection_id}"
+
+    def pattern(self, family: str) -> str:
+        """A SCAN MATCH pattern for a family of tagged keys in every shard of every layout:
+        "conn", "conns", "pending", "exchanging" (braces are plain characters in a glob)."""
+        return f"{self.prefix}:{{*}}:{family}:*"
+
+    def layout_pattern(self, rest: str) -> str:
+        """A SCAN MATCH pattern for keys of this layout's shards only: `rest` after the tag."""
+        return f"{self.prefix}:{{{self.shards}.*}}:{rest}"
 
     def connection_named(self, key: str) -> tuple[str, str] | None:
         """(integration, connection_id) of a key built by `connection`, for naming it to a
         person (the doctor's examples); None for another key. Split at the first colon."""
-        head = f"{self.prefix}:conn:"
-        if not key.startswith(head) or ":" not in key[len(head) :]:
+        head = f"{self.prefix}:{{"
+        rest = key[len(head) :].partition("}:conn:")[2] if key.startswith(head) else ""
+        if ":" not in rest:
             return None
-        integration, connection_id = key[len(head) :].split(":", 1)
+        integration, connection_id = rest.split(":", 1)
         return integration, connection_id
 
-    def connections(self, integration: str) -> str:
-        """A set of the connection ids of one integration, for listing without SCAN."""
-        return f"{self.prefix}:conns:{integration}"
+    def connections(self, integration: str, shard: int) -> str:
+        """The connection ids of one integration in one shard: a sorted set, all scores 0,
+        so a listing pages through it in id order (ZRANGEBYLEX) and resumes after the
+        last id it returned, whatever was added or deleted meanwhile."""
+        return f"{self._tagged(shard)}:conns:{integration}"
 
-    @property
-    def schedule(self) -> str:
-        """Sorted set of connections scored by when to look at them next."""
-        return f"{self.prefix}:schedule"
+    def schedule(self, shard: int) -> str:
+        """Sorted set of a shard's connections scored by when to look at them next."""
+        return f"{self._tagged(shard)}:schedule"
 
-    @property
-    def status_counts(self) -> str:
-        """Hash of connections by `{integration}:{status}` (stored status), kept by the
-        scripts that write a status (save, update, delete) in the same step, so a scrape
-        reads it in O(1); `_counted_at` says since when it is whole (adapters/status_counts.py
-        counts it afresh when that field is missing)."""
-        return f"{self.prefix}:status-counts"
+    def schedule_of(self, integration: str, connection_id: str) -> str:
+        return self.schedule(self.shard(integration, connection_id))
 
-    @property
-    def status_count_keys(self) -> tuple[str, str, str, str]:
-        """What a script that writes a status moves (move_counts.lua): the counts, and a
+    def status_counts(self, shard: int) -> str:
+        """Hash of a shard's connections by `{integration}:{status}` (stored status), kept by
+        the scripts that write a status (save, update, delete) in the same step, so a scrape
+        reads the shards' hashes, not the connections; `_counted_at` says since when it is
+        whole (adapters/status_counts.py counts it afresh when that field is missing)."""
+        return f"{self._tagged(shard)}:status-counts"
+
+    def status_count_keys(self, shard: int) -> tuple[str, str, str, str, str, str]:
+        """What a script that writes a status moves (move_counts.lua): the counts, a
         recount's flag (held by the recounting process, with a TTL), the set of connections
-        its walk has counted, and its shadow counts, which replace the counts when it ends."""
-        base = self.status_counts
-        return base, f"{base}:recounting", f"{base}:walked", f"{base}:shadow"
+        its walk has counted, its shadow counts (they replace the counts when it ends), and
+        the indexes of degraded and of reauthorization_required connections."""
+        base = self.status_counts(shard)
+        return (base, f"{base}:recounting", f"{base}:walked", f"{base}:shadow",
+                self.status_index(shard, "degraded"),
+                self.status_index(shard, "reauthorization_required"))  # fmt: skip
+
+    def status_index(self, shard: int, status: str) -> str:
+        """Sorted set (scores 0: in member order, like `connections`) of a shard's
+        connections (schedule members) stored with `status`, kept for
+        degraded and reauthorization_required only: what a listing filtered by status
+        reads instead of every record (adapters/connection_listing.py)."""
+        return f"{self._tagged(shard)}:by-status:{status}"
 
     def lock(self, integration: str, connection_id: str) -> str:
-        return f"{self.prefix}:lock:{integration}:{connection_id}"
+        shard = self.shard(integration, connection_id)
+        return f"{self._tagged(shard)}:lock:{integration}:{connection_id}"
 
-    @property
-    def token_deadlines(self) -> str:
-        """Sorted set of scheduled connections scored by when their access token lapses;
-        claims bound their leases by it."""
-        return f"{self.prefix}:deadlines"
+    def token_deadlines(self, shard: int) -> str:
+        """Sorted set of a shard's scheduled connections scored by when their access token
+        lapses; claims bound their leases by it."""
+        return f"{self._tagged(shard)}:deadlines"
 
-    def backoff(self, provider: str) -> str:
-        """Sorted set of one provider's connections waiting out a failure backoff, scored
-        by their retry time; a recovery of that provider brings them forward."""
-        return f"{self.prefix}:backoff:{provider}"
+    def backoff(self, provider: str, shard: int) -> str:
+        """Sorted set of one provider's connections in one shard waiting out a failure
+        backoff, scored by their retry time; a recovery of that provider brings them
+        forward."""
+        return f"{self._tagged(shard)}:backoff:{provider}"
 
     def provider_slots(self, provider: str) -> str:
-        """Sorted set of in-flight refresh tokens for one provider, scored by expiry."""
+        """Sorted set of in-flight refresh tokens for one provider, scored by expiry: one key
+        for the fleet, so the provider's limit is one number (taken beside the claim,
+        adapters/locks.py)."""
         return f"{self.prefix}:slots:{provider}"
 
     def breaker(self, scope: str) -> str:
         """Hash: the circuit breaker of one provider host (core/provider_breaker.py). Closed,
         its window's counts, gone after two idle windows; open, its times, kept
-        BREAKER_OPEN_TTL_SECONDS past the last outcome counted."""
-        return f"{self.prefix}:breaker:{scope}"
+        BREAKER_OPEN_TTL_SECONDS past the last outcome counted. Tagged with the set of open
+        breakers, which the same script writes."""
+        return f"{self.prefix}:{{breakers}}:breaker:{scope}"
 
-    def breaker_held(self, scope: str) -> str:
-        """Sorted set of the scheduled refreshes an open breaker held, scored by when their
-        access token lapses; emptied (soonest first) when the host answers again."""
-        return f"{self.prefix}:breaker-held:{scope}"
+    def breaker_gate(self, scope: str, shard: int) -> str:
+        """Hash: an open breaker as a shard's claims see it (its probe times), written when
+        the breaker opens and deleted when it closes (adapters/provider_breakers.py)."""
+        return f"{self._tagged(shard)}:breaker-gate:{scope}"
+
+    def breaker_held(self, scope: str, shard: int) -> str:
+        """Sorted set of a shard's scheduled refreshes an open breaker held, scored by when
+        their access token lapses; emptied (soonest first) when the host answers again."""
+        return f"{self._tagged(shard)}:breaker-held:{scope}"
 
     @property
     def breakers_open(self) -> str:
         """Set of the provider hosts whose breaker is open (metrics, the doctor)."""
-        return f"{self.prefix}:breakers-open"
+        return f"{self.prefix}:{{breakers}}:breakers-open"
 
     @staticmethod
     def member(integration: str, connection_id: str) -> str:
@@ -243,6 +357,15 @@ class Keys:
         lead_days plus SECRET_EXPIRING_SENT_EXTRA_SECONDS."""
         return f"{self.prefix}:client-secret-expiring:{integration}:{expires_at}:{lead_days}"
 
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}:events"
+    def events(self, shard: int) -> str:
+        """A shard's event stream: the scripts that change a connection publish its events
+        in the same step; readers merge the shards (adapters/event_consumer.py)."""
+        return f"{self._tagged(shard)}:events"
+
+    def event_shard(self, data: Mapping[str, object]) -> int:
+        """The shard of an event: its connection's, so one connection's events stay in
+        order; shard 0 for an event about no one connection."""
+        integration, connection_id = data.get("integration"), data.get("connection_id")
+        if isinstance(integration, str) and isinstance(connection_id, str):
+            return self.shard(integration, connection_id)
+        return 0

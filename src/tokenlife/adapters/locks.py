@@ -1,5 +1,7 @@
 """A per-connection lock and per-provider concurrency slots, both in Redis, and the claim
-that takes both (with the connection's fields) for a refresh in one round trip.
+that takes both (with the connection's fields) for a refresh in one round trip: two scripts
+in one pipeline, since the lock lives in its connection's shard and the slots are one key
+for the fleet (on a Cluster, two nodes answer at once).
 
 The lock is an efficiency measure, not a guarantee: the save after a refresh is a
 compare-and-set on the version, so a worker whose lock expired can't overwrite newer
@@ -78,6 +80,7 @@ class Locks:
         self._keys = keys
         self._release = scripts.register(redis, "release_lock")
         self._claim = scripts.register(redis, "claim_connection")
+        self._take_slot = scripts.register(redis, "take_slot")
         # A claim's lock never lives shorter than this (longer than one token request).
         self._lock_min_ms = int(min(lock_min_seconds, REFRESH_LOCK_TTL_SECONDS) * 1000)
 
@@ -118,22 +121,44 @@ class Locks:
         host holds it back, or lets it go ahead as the probe."""
         lease = Lease.new(integration, connection_id, provider)
         grace = "" if reuse_grace_seconds is None else str(reuse_grace_seconds)
-        reply = await self._claim(
-            keys=[
-                self._keys.lock(integration, connection_id),
-                self._keys.provider_slots(provider),
-                self._keys.connection(integration, connection_id),
-                self._keys.schedule,
-                self._keys.breaker(hold.scope if hold else "-"),
-                self._keys.breaker_held(hold.scope if hold else "-"),
-            ],
-            args=[lease.lock_token, REFRESH_LOCK_TTL_SECONDS * 1000, self._lock_min_ms,
-                  PROVIDER_SLOT_TTL_SECONDS, slots, lease.slot_token or "",
-                  self._keys.member(integration, connection_id), grace,
-                  repr(hold.now) if hold else "", repr(hold.probe_seconds) if hold else "",
-                  repr(hold.pause_seconds) if hold else "", BREAKER_OPEN_TTL_SECONDS],
-        )  # fmt: skip
+        shard = self._keys.shard(integration, connection_id)
+        keys = [
+            self._keys.lock(integration, connection_id),
+            self._keys.connection(integration, connection_id),
+            self._keys.schedule(shard),
+        ]
+        if hold is not None:
+            keys += [
+                self._keys.breaker_gate(hold.scope, shard),
+                self._keys.breaker_held(hold.scope, shard),
+            ]
+        slots_key = self._keys.provider_slots(provider)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._claim(
+                keys=keys,
+                args=[
+                    lease.lock_token,
+                    REFRESH_LOCK_TTL_SECONDS * 1000,
+                    self._lock_min_ms,
+                    self._keys.member(integration, connection_id),
+                    grace,
+                    repr(hold.now) if hold else "",
+                    repr(hold.probe_seconds) if hold else "",
+                    repr(hold.pause_seconds) if hold else "",
+                    BREAKER_OPEN_TTL_SECONDS,
+                ],
+                client=pipe,
+            )
+            await self._take_slot(
+                keys=[slots_key],
+                args=[lease.slot_token or "", slots, PROVIDER_SLOT_TTL_SECONDS],
+                client=pipe,
+            )
+            reply, took = await pipe.execute()
         kind = ClaimKind(reply[0])
+        needs_slot = kind is ClaimKind.OK and reply[2] == "slot"
+        if took and not needs_slot:
+            await self._redis.zrem(slots_key, lease.slot_token or "")
         if kind not in (ClaimKind.OK, ClaimKind.HELD):
             return Claim(kind)
         flat = reply[1]
@@ -148,8 +173,17 @@ class Locks:
             except CorruptRecordError:
                 await self.give_back(kept)
                 return Claim(ClaimKind.CORRUPT)
-        if reply[2] != "slot":
+        if needs_slot and not took:
+            await self.release(integration, connection_id, lease.lock_token)
+            return Claim(ClaimKind.THROTTLED)
+        if not needs_slot:
             lease = Lease(integration, connection_id, provider, lease.lock_token, None)
+        elif int(reply[4]) < PROVIDER_SLOT_TTL_SECONDS * 1000:
+            # The slot lives no longer than the lock: a claim whose caller went away (an
+            # on-demand wait bound firing, a worker killed) holds neither for long.
+            await self._take_slot(
+                keys=[slots_key], args=[lease.slot_token or "", "", int(reply[4]) / 1000]
+            )
         try:
             connection = parse_connection(raw)
         except CorruptRecordError:

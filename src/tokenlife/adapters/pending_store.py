@@ -4,6 +4,7 @@ the exchange has ended, its outcome kept so a task delivered twice gets it back.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,17 @@ class PendingStore:
         self._put = scripts.register(redis, "put_pending")
         self._claim = scripts.register(redis, "claim_state")
         self._finish = scripts.register(redis, "finish_exchange")
+
+    def new_state(self, integration: str, connection_id: str) -> str:
+        """A fresh OAuth state (256 random bits) in the connection's shard: the exchange's
+        last step marks the state's claim and saves the connection in one script, so on a
+        Cluster their keys share a slot. About `shards` draws; the state keeps 256 bits
+        less log2(shards) of entropy."""
+        wanted = self._keys.shard(integration, connection_id)
+        while True:
+            state = secrets.token_urlsafe(32)
+            if self._keys.state_shard(state) == wanted:
+                return state
 
     async def put(self, state: str, pending: PendingAuthorization) -> None:
         record = pending.public_dict()
@@ -102,7 +114,11 @@ class PendingStore:
         """
         async with storage_errors():
             kept = await self._finish(
-                keys=[self._keys.exchanging(state), self._keys.events],
+                # The state's shard is its connection's: the events go where its others do.
+                keys=[
+                    self._keys.exchanging(state),
+                    self._keys.events(self._keys.state_shard(state)),
+                ],
                 args=[
                     event.type,
                     json.dumps(event.data, separators=(",", ":")),

@@ -1,7 +1,15 @@
 """The provider hosts' circuit breakers in Redis: a batch's outcomes counted and the breaker
 moved in one script, the held refreshes released when a host answers again, and what the
-alert counts as at risk. The rules are in core/provider_breaker.py; claims consult the
-breaker inside claim_connection.lua (adapters/locks.py), in the round trip they make anyway.
+alert counts as at risk. The rules are in core/provider_breaker.py.
+
+The breaker itself is one hash for the fleet. Claims can't read it in their script (it is in
+a slot of its own, a connection in its shard's), so an open breaker is copied into a gate per
+shard, which the shard's claims consult inside claim_connection.lua (adapters/locks.py) in
+the round trip they make anyway. The worker whose batch opened the breaker writes the gates,
+and every batch counted while it stays open writes any gate missing (a worker that died
+between the two); the worker whose probe closed it deletes them, and so does a probe answered
+while the breaker is already closed. Each shard paces its own probes, its first one a
+fraction of an interval after the last shard's: one probe per interval per shard at most.
 """
 
 from __future__ import annotations
@@ -76,6 +84,8 @@ class ProviderBreakers:
             keys=[self._keys.breaker(scope), self._keys.breakers_open], args=args
         )
         state = _text(reply[0])
+        if state in ("opened", "open"):
+            await self._open_gates(scope, now, policy.probe_seconds, fresh=state == "opened")
         if state == "opened":
             flat = [_text(v) for v in reply[3:]]
             kinds = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -88,21 +98,56 @@ class ProviderBreakers:
             )  # fmt: skip
         return BreakerChange(state)
 
+    async def _open_gates(
+        self, scope: str, now: float, probe_seconds: float, *, fresh: bool
+    ) -> None:
+        """Every shard's gate open: a fresh one with its first probe time (staggered over one
+        interval); else only those missing get one."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                gate = self._keys.breaker_gate(scope, shard)
+                first = now + probe_seconds * (1 + shard / self._keys.shards)
+                if fresh:
+                    pipe.delete(gate)
+                pipe.hsetnx(gate, "state", "open")
+                pipe.hsetnx(gate, "probe_at", f"{first:.6f}")
+                pipe.expire(gate, BREAKER_OPEN_TTL_SECONDS)
+            await pipe.execute()
+
+    async def close(
+        self, scope: str, now: float, rate: float, opened_at: float | None = None
+    ) -> int:
+        """The host answers: every shard's gate goes, and what they held comes back
+        (`release_held`); how many came back."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                pipe.delete(self._keys.breaker_gate(scope, shard))
+            await pipe.execute()
+        return await self.release_held(scope, now, rate, opened_at)
+
     async def release_held(
         self, scope: str, now: float, rate: float, opened_at: float | None = None
     ) -> int:
         """Every refresh the host's breaker held (since `opened_at`, when it opened) comes
-        due again, soonest-lapsing first, `rate` per second from now (breaker_release.lua);
-        how many left the held set."""
-        held, released = self._keys.breaker_held(scope), 0
-        while members := cast(list[str], await self._redis.zrange(held, 0, _RELEASE_PAGE - 1)):
-            keys = [held, self._keys.schedule]
-            keys += [self._keys.connection(*self._keys.parse_member(m)) for m in members]
-            start = now + released / rate
-            args = [repr(start), repr(1 / rate), "" if opened_at is None else repr(opened_at)]
-            args += members
-            await self._release(keys=keys, args=args)
-            released += len(members)
+        due again, soonest-lapsing first, `rate` per second from now (breaker_release.lua):
+        the shards take turns a page at a time, so the ramp is the fleet's; how many left
+        the held sets."""
+        released = 0
+        shards = list(self._keys.all_shards)
+        while shards:
+            for shard in list(shards):
+                held = self._keys.breaker_held(scope, shard)
+                members = cast(list[str], await self._redis.zrange(held, 0, _RELEASE_PAGE - 1))
+                if not members:
+                    shards.remove(shard)
+                    continue
+                keys = [held, self._keys.schedule(shard)]
+                keys += [self._keys.connection(*self._keys.parse_member(m)) for m in members]
+                start = now + released / rate
+                args = [repr(start), repr(1 / rate), "" if opened_at is None else repr(opened_at)]
+                args += members
+                await self._release(keys=keys, args=args)
+                released += len(members)
         return released
 
     async def deadlines(
@@ -115,22 +160,30 @@ class ProviderBreakers:
         found: dict[str, list[tuple[str, float]]] = {name: [] for name in wanted}
         until = repr(now + max(AT_RISK_HORIZONS))
         read = 0
-        while read < AT_RISK_READ_LIMIT:
-            page = await self._redis.zrangebyscore(
-                self._keys.token_deadlines, "-inf", until, start=read, num=_AT_RISK_PAGE,
-                withscores=True,
-            )  # fmt: skip
-            for member, score in cast(list[tuple[str, float]], page):
-                integration, connection_id = self._keys.parse_member(_text(member))
-                if integration in wanted:
-                    found[integration].append((connection_id, float(score)))
-            read += len(page)
-            if len(page) < _AT_RISK_PAGE:
-                return found, False
-        return found, True
+        for shard in self._keys.all_shards:
+            start = 0
+            while True:
+                if read >= AT_RISK_READ_LIMIT:
+                    return found, True
+                page = await self._redis.zrangebyscore(
+                    self._keys.token_deadlines(shard), "-inf", until, start=start,
+                    num=_AT_RISK_PAGE, withscores=True,
+                )  # fmt: skip
+                for member, score in cast(list[tuple[str, float]], page):
+                    integration, connection_id = self._keys.parse_member(_text(member))
+                    if integration in wanted:
+                        found[integration].append((connection_id, float(score)))
+                read += len(page)
+                start += len(page)
+                if len(page) < _AT_RISK_PAGE:
+                    break
+        return found, False
 
     async def held_count(self, scope: str) -> int:
-        return int(await self._redis.zcard(self._keys.breaker_held(scope)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                pipe.zcard(self._keys.breaker_held(scope, shard))
+            return sum(int(n) for n in await pipe.execute())
 
     async def open_scopes(self) -> list[str]:
         """The hosts whose breaker is open; one whose breaker expired open (no outcome

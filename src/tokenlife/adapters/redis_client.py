@@ -4,10 +4,11 @@ a Redis Cluster or a Sentinel-managed master, as `TOKENLIFE_REDIS_URL` says
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeAlias, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -41,7 +42,8 @@ def open_client(
 
     A blocking pool: a batch of concurrent refreshes waits up to `wait_seconds` for a free
     connection instead of failing with "Too many connections" (the default pool raises).
-    A Redis Cluster client has neither the backoff nor a blocking pool: see `_cluster`.
+    A Redis Cluster client has not the backoff (see `_cluster`), and waits for a connection
+    per process rather than per node (`_WaitingCluster`).
     """
     target = parse_redis_url(url)
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
@@ -70,33 +72,69 @@ def open_redis(
     health_check_seconds: float,
     retries: int,
 ) -> Redis:
-    """`open_client` for the callers typed against a single Redis (one server or a
-    Sentinel's master). A Redis Cluster URL is refused here rather than handed over as a
-    `Redis`: a cluster client lacks what they may use (a script inside a pipeline, keys of
-    several slots in one command), and only the `RedisClient` type lets mypy show where."""
-    if parse_redis_url(url).topology is Topology.CLUSTER:
-        raise ValueError(
-            "TOKENLIFE_REDIS_URL names a Redis Cluster, which this part of tokenlife does not "
-            "support yet (issue 12)"
-        )
+    """`open_client`, typed as a `Redis` for every caller. A RedisCluster answers the commands
+    tokenlife sends with the same signatures, because every script's keys share a slot
+    (adapters/keys.py); where a cluster differs, the code asks `is_cluster`: a script inside a
+    pipeline (adapters/scripts.py) and a blocking read of several shards' streams
+    (adapters/event_consumer.py)."""
     client = open_client(url, max_connections=max_connections, wait_seconds=wait_seconds,
                          health_check_seconds=health_check_seconds, retries=retries)  # fmt: skip
-    assert isinstance(client, Redis)
-    return client
+    return cast(Redis, client)
+
+
+def connect(url: str, **options: Any) -> Redis:
+    """A plain client for a one-off command line or a long blocking read (the doctor, the
+    preflight, an app's event reader): redis-py's own defaults and `options` (socket
+    timeouts, retry) for one server, each node of a Cluster, or a Sentinel's master; typed
+    as `open_redis` is."""
+    target = parse_redis_url(url)
+    if target.topology is Topology.STANDALONE:
+        return Redis.from_url(url, decode_responses=True, **options)
+    node_options = {**_node_options(target), **options}
+    if target.topology is Topology.CLUSTER:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+            decode_responses=True,
+            **node_options,
+        )
+        return cast(Redis, cluster)
+    sentinel_options = {k: v for k, v in node_options.items() if k.startswith(("ssl", "socket_"))}
+    if target.sentinel_password is not None:
+        sentinel_options["password"] = target.sentinel_password
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    return cast(
+        Redis,
+        sentinel.master_for(
+            target.service,
+            connection_pool_class=_ClosingSentinelPool,
+            decode_responses=True,
+            **node_options,
+        ),
+    )
+
+
+class _ClosingSentinelPool(SentinelConnectionPool):
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.sentinel_manager.aclose()
+
+
+def is_cluster(redis: object) -> bool:
+    return isinstance(redis, RedisCluster)
 
 
 def _cluster(
     target: RedisTarget, max_connections: int, health_check_seconds: float, retry: Retry
 ) -> RedisCluster:
-    """`max_connections` per node. Past it a command fails at once with MaxConnectionsError:
-    redis-py's cluster node pool doesn't wait (`ClusterNode.acquire_connection`).
+    """`max_connections` per node. redis-py's cluster node pool doesn't wait
+    (`ClusterNode.acquire_connection` raises MaxConnectionsError), so the client does.
 
     The cluster client takes only the number of attempts from `retry`: after a
     ConnectionError or TimeoutError it reloads the slot map and sends again without a
     pause; after CLUSTERDOWN it waits 250 ms (`RedisCluster.execute_command`, redis-py 8.1).
     Its node connections never retry themselves, so the topology is re-read first.
     """
-    return RedisCluster(
+    return _WaitingCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
         max_connections=max_connections,
         decode_responses=True,
@@ -104,6 +142,41 @@ def _cluster(
         retry=retry,
         **_node_options(target),
     )
+
+
+class _WaitingCluster(RedisCluster):
+    """A cluster client whose commands wait for a connection, as a BlockingConnectionPool's
+    do, instead of failing with MaxConnectionsError when a node's `max_connections` are all
+    in use (a batch of concurrent refreshes would): at most that many commands or pipelines
+    are in flight per process, each holding at most one connection per node."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._permits = int(kwargs["max_connections"])
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def _gate(self) -> asyncio.Semaphore:
+        # One per event loop: a semaphore belongs to the loop it first waits on.
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self._permits)
+        return gate
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def gated(raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+            async with self._gate():
+                return await execute(raise_on_error, allow_redirections)
+
+        pipe.execute = gated  # type: ignore[method-assign]
+        return pipe
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):

@@ -1,4 +1,4 @@
-"""The refresh schedule: a sorted set of connections scored by when to look at them.
+"""The refresh schedule: a sorted set per shard of connections scored by when to look at them.
 
 Not Celery ETA: with a Redis broker a countdown longer than the visibility timeout is
 delivered again and again. We claim due work from this set ourselves.
@@ -29,22 +29,48 @@ class RefreshSchedule:
         self._keys = keys
         self._claim = scripts.register(redis, "claim_due")
         self._pull_forward = scripts.register(redis, "pull_forward")
+        self._turn = 0
 
     async def claim_due(
         self, lease_seconds: float, limit: int, min_lease_seconds: float = MIN_LEASE_SECONDS
     ) -> list[Due]:
-        """Atomically take up to `limit` connections due by Redis's clock, each leased for
-        half the time its token has left, within [min_lease_seconds, lease_seconds]."""
+        """Take up to `limit` connections due by Redis's clock, each leased for half the time
+        its token has left, within [min_lease_seconds, lease_seconds]: each shard's claim
+        is atomic, every shard is asked for its share of `limit` in one pipeline (a node
+        each on a Cluster), and what they gave comes back soonest due first. Never more
+        than `limit`: the shares add up to what is left to take."""
         shortest = min(min_lease_seconds, lease_seconds)
-        flat = await self._claim(
-            keys=[self._keys.schedule, self._keys.token_deadlines],
-            args=[repr(lease_seconds), repr(shortest), limit],
-        )
-        claimed = []
-        for member, score in zip(flat[::2], flat[1::2], strict=True):
-            integration, connection_id = self._keys.parse_member(member)
-            claimed.append(Due(integration, connection_id, float(score)))
+        claimed: list[Due] = []
+        # Round-robin start: when `limit` doesn't divide evenly (or is below the shard
+        # count) the larger shares go to other shards at each tick.
+        self._turn = (self._turn + 1) % self._keys.shards
+        asking = [(self._turn + i) % self._keys.shards for i in self._keys.all_shards]
+        # A second round (rarely a third) asks the shards that gave their whole share for
+        # what the others did not have, so a tick still takes `limit` when work is uneven.
+        for _ in range(3):
+            shares = _shares(limit - len(claimed), asking)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, share in shares:
+                    await self._claim(
+                        keys=[self._keys.schedule(shard), self._keys.token_deadlines(shard)],
+                        args=[repr(lease_seconds), repr(shortest), share],
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+            asking = []
+            for (shard, share), flat in zip(shares, replies, strict=True):
+                for member, score in zip(flat[::2], flat[1::2], strict=True):
+                    integration, connection_id = self._keys.parse_member(member)
+                    claimed.append(Due(integration, connection_id, float(score)))
+                if len(flat) // 2 >= share:
+                    asking.append(shard)
+            if not asking or len(claimed) >= limit:
+                break
+        claimed.sort(key=lambda due: due.due_at)
         return claimed
+
+    def shard_of(self, integration: str, connection_id: str) -> int:
+        return self._keys.shard(integration, connection_id)
 
     async def count(self, totals: dict[str, int], minute: dict[str, int], now: float) -> None:
         """Add to the running totals, and `minute` (fields `{integration}:{outcome}`) to the
@@ -73,28 +99,42 @@ class RefreshSchedule:
         """Move a connection that is on the schedule; XX: never put back one that a delete
         or an unschedule took off since it was claimed."""
         await self._redis.zadd(
-            self._keys.schedule, {self._keys.member(integration, connection_id): due_at}, xx=True
+            self._keys.schedule_of(integration, connection_id),
+            {self._keys.member(integration, connection_id): due_at},
+            xx=True,
         )
 
     async def forget(self, integration: str, connection_id: str) -> None:
         """A claimed connection whose record is gone leaves the schedule for good."""
-        await self._redis.zrem(self._keys.schedule, self._keys.member(integration, connection_id))
+        await self._redis.zrem(
+            self._keys.schedule_of(integration, connection_id),
+            self._keys.member(integration, connection_id),
+        )
 
     async def pull_forward(
-        self, provider: str, limit: int, spread: float, rng: Random, least_wait: float
+        self, provider: str, shard: int, limit: int, spread: float, rng: Random, least_wait: float
     ) -> int:
-        """The provider answers again: its `limit` longest-waiting retries, of connections
-        that last failed `least_wait` seconds ago or more, come due within `spread` seconds
-        (at random, so they don't arrive at once; never before a Retry-After). How many
-        moved."""
-        backoff = self._keys.backoff(provider)
+        """The provider answers again: its `limit` longest-waiting retries in `shard` (the
+        shard of the connection that showed it: every shard's successes pull its own), of
+        connections that last failed `least_wait` seconds ago or more, come due within
+        `spread` seconds (at random, so they don't arrive at once; never before a
+        Retry-After). How many moved."""
+        backoff = self._keys.backoff(provider, shard)
         members = cast(list[str], await self._redis.zrevrange(backoff, 0, limit - 1))
         if not members:
             return 0
-        keys, args = [backoff, self._keys.schedule], [repr(least_wait)]
+        keys, args = [backoff, self._keys.schedule(shard)], [repr(least_wait)]
         for member in members:
             integration, connection_id = self._keys.parse_member(member)
             keys += [self._keys.connection(integration, connection_id),
                      self._keys.lock(integration, connection_id)]  # fmt: skip
             args += [member, repr(spread * rng.random())]
         return int(await self._pull_forward(keys=keys, args=args))
+
+
+def _shares(wanted: int, shards: list[int]) -> list[tuple[int, int]]:
+    """`wanted` split over `shards` as evenly as whole numbers go, the first ones taking one
+    more; a shard whose share would be 0 is not asked."""
+    base, extra = divmod(wanted, len(shards))
+    shares = [(shard, base + (i < extra)) for i, shard in enumerate(shards)]
+    return [(shard, share) for shard, share in shares if share > 0]

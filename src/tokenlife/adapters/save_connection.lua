@@ -2,16 +2,19 @@
 -- put it on (or take it off) the refresh schedule. At the end of an exchange, the same
 -- step publishes the connection's events and marks the state's claim with the summary,
 -- so a task delivered twice finds the mark and never sends the code again.
--- KEYS: 1 connection hash, 2 the integration's set of ids, 3 schedule, 4 the state's
--- claim ('-' for a save outside an exchange), 5 event stream, 6 token deadlines,
--- 7 connections by status (counted as the status changes), 8-10 a recount's flag, walked
--- set and shadow counts (move_counts.lua), 11 (optional) the provider's backoff set.
+-- KEYS (one shard's: an exchange's state is drawn in its connection's shard): 1 connection
+-- hash, 2 the integration's set of ids, 3 schedule, 4 the state's claim (for a save
+-- outside an exchange, a key of the shard that is never written), 5 event stream, 6 token
+-- deadlines,
+-- 7-12 connections by status (counted as the status changes), a recount's flag, walked
+-- set and shadow counts, and the indexes by status (move_counts.lua), 13 (optional) the
+-- provider's backoff set.
 -- ARGV: 1 connection id, 2 now, 3 schedule member, 4 due time or '' (not scheduled),
 -- 5 JSON object of fields, 6 the account's subject or '' (unknown), 7 '1' when another
 -- subject may replace a stored one, 8 JSON list of [type, data] events to publish,
 -- 9 the connection's last alert (JSON) or '', 10 summary (JSON) to mark the claim with,
 -- 11 JSON [type, data] of the event for a refused account change, 12 its summary,
--- 13 stream length cap, 14 claim TTL ms.
+-- 13 stream length cap, 14 claim TTL ms, 15 '1' when KEYS[4] is a claim.
 -- Returns {'saved', version, summary}; {'done', 0, summary} when the claim already holds
 -- an outcome; {'subject_mismatch', 0, summary} when the stored connection belongs to
 -- another account, {'subject_unknown', 0, summary} when it is bound to an account and the
@@ -19,7 +22,7 @@
 -- The stored subject is the last account a provider confirmed: a save that doesn't know
 -- the subject keeps it, so a save without an ID token can't unbind a connection.
 --#include move_counts
-local claimed = KEYS[4] ~= '-'
+local claimed = ARGV[15] == '1'
 if claimed then
   local done = redis.call('HGET', KEYS[4], 'exchanged')
   if done then
@@ -67,8 +70,8 @@ end
 if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'last_alert', ARGV[9])
 end
-redis.call('SADD', KEYS[2], ARGV[1])
-move_counts(KEYS[7], KEYS[8], KEYS[9], KEYS[10], fields['integration'], ARGV[3], before,
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+move_counts(7, fields['integration'], ARGV[3], before,
   fields['status'] or false, true)
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[3])
@@ -83,9 +86,9 @@ else
   redis.call('ZREM', KEYS[6], ARGV[3])
 end
 -- A new authorization ends any failing stretch: out of the provider's backoff set
--- (KEYS[11], when given), so a later recovery never moves the new record's schedule.
-if KEYS[11] then
-  redis.call('ZREM', KEYS[11], ARGV[3])
+-- (KEYS[13], when given), so a later recovery never moves the new record's schedule.
+if KEYS[13] then
+  redis.call('ZREM', KEYS[13], ARGV[3])
 end
 for _, event in ipairs(cjson.decode(ARGV[8])) do
   publish(event)

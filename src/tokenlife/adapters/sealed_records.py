@@ -81,11 +81,11 @@ class SealedRecords:
         self._redis = redis
         # SCAN MATCH patterns, built by Keys itself ("*" in place of the variable parts).
         self._patterns = {
-            RecordKind.CONNECTION: keys.connection("*", "*"),
-            RecordKind.PENDING: keys.pending("*"),
-            RecordKind.EXCHANGE: keys.exchanging("*"),
+            RecordKind.CONNECTION: keys.pattern("conn"),
+            RecordKind.PENDING: keys.pattern("pending"),
+            RecordKind.EXCHANGE: keys.pattern("exchanging"),
         }
-        self._sets = keys.connections("*")
+        self._sets = keys.pattern("conns")
         self._reseal = scripts.register(redis, "reseal")
 
     async def scan(self, kind: RecordKind, cursor: int, count: int) -> tuple[int, list[str]]:
@@ -136,6 +136,6 @@ class SealedRecords:
                 await self._redis.scan(cursor, match=self._sets, count=1000),
             )
             for key in found:
-                total += int(await self._redis.scard(key))
+                total += int(await self._redis.zcard(key))
             if int(cursor) == 0:
                 return total

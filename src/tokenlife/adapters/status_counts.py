@@ -9,6 +9,9 @@ it counts into shadow counts, page by page in one script each, marking what it c
 from its start every status write also moves the shadow of a connection already counted
 (or counts one saved before the walk reaches it), and at the end the shadow replaces the
 counts. One recount at a time, under a flag with a TTL the walk keeps renewing.
+
+Each shard keeps its own counts (its connections' scripts write only its keys); a read adds
+the shards' hashes up, in one round trip, and a recount walks one shard after another.
 """
 
 from __future__ import annotations
@@ -47,37 +50,56 @@ class StatusCounts:
     async def read(self, integrations: Iterable[str], now: float) -> dict[str, int]:
         """Connections of `integrations` by status; counted first when the counts were
         never whole; CountsIncomplete while another process counts them."""
-        raw = cast(dict[str, str], await self._redis.hgetall(self._keys.status_counts))
-        if _COUNTED not in raw:
+        shards = await self._shards()
+        if any(_COUNTED not in raw for raw in shards):
             if await self.recount(now) is None:
                 raise CountsIncomplete("connections are being counted; try again shortly")
-            raw = cast(dict[str, str], await self._redis.hgetall(self._keys.status_counts))
+            shards = await self._shards()
         wanted = set(integrations)
         counts = dict.fromkeys((s.value for s in Status), 0)
-        for field, value in raw.items():
-            integration, _, status = field.rpartition(":")
-            if integration not in wanted:
-                continue
-            if int(value) < 0:
-                log.warning("connections of %s with status %s count %s; run `tokenlife "
-                            "connections recount`", integration, status, value)  # fmt: skip
-            counts[status] = counts.get(status, 0) + max(0, int(value))
+        for raw in shards:
+            for field, value in raw.items():
+                integration, _, status = field.rpartition(":")
+                if integration not in wanted:
+                    continue
+                if int(value) < 0:
+                    log.warning(
+                        "connections of %s with status %s count %s in a shard; run "
+                        "`tokenlife connections recount`", integration, status, value,
+                    )  # fmt: skip
+                counts[status] = counts.get(status, 0) + max(0, int(value))
         return counts
+
+    async def _shards(self) -> list[dict[str, str]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                pipe.hgetall(self._keys.status_counts(shard))
+            return cast(list[dict[str, str]], await pipe.execute())
 
     async def recount(self, now: float) -> dict[str, int] | None:
         """Count every stored connection by integration and status afresh and make that
-        the counts; {integration:status: count}, or None when another recount runs.
-        Integrations no longer configured are counted too: their records are still there."""
-        counts, flag, walked, shadow = self._keys.status_count_keys
+        the counts, shard by shard; {integration:status: count}, or None when another
+        recount runs. Integrations no longer configured are counted too: their records are
+        still there."""
+        total: dict[str, int] = {}
+        for shard in self._keys.all_shards:
+            counted = await self._recount_shard(shard, now)
+            if counted is None:
+                return None
+            for name, amount in counted.items():
+                total[name] = total.get(name, 0) + amount
+        return total
+
+    async def _recount_shard(self, shard: int, now: float) -> dict[str, int] | None:
+        counts, flag, walked, shadow, *_ = self._keys.status_count_keys(shard)
         token = secrets.token_hex(16)
         if not await self._redis.set(flag, token, nx=True, px=_FLAG_TTL_MS):
             return None
         try:
             await self._redis.delete(walked, shadow)
-            pattern = f"{self._keys.prefix}:conns:*"
-            async for key in self._redis.scan_iter(pattern, count=_PAGE):
-                integration = str(key).removeprefix(f"{self._keys.prefix}:conns:")
-                if not await self._walk(integration, token):
+            head = self._keys.connections("", shard)
+            async for key in self._redis.scan_iter(f"{head}*", count=_PAGE):
+                if not await self._walk(shard, str(key).removeprefix(head), token):
                     return None
             if not await self._finish(keys=[flag, walked, shadow, counts], args=[token, repr(now)]):
                 return None
@@ -87,23 +109,25 @@ class StatusCounts:
             # Left behind only when the walk stopped: a finished recount deleted it.
             await self._release(keys=[flag], args=[token])
 
-    async def _walk(self, integration: str, token: str) -> bool:
+    async def _walk(self, shard: int, integration: str, token: str) -> bool:
         page: list[str] = []
-        async for connection_id in self._redis.sscan_iter(
-            self._keys.connections(integration), count=_PAGE
+        async for connection_id, _ in self._redis.zscan_iter(
+            self._keys.connections(integration, shard), count=_PAGE
         ):
             page.append(connection_id)
             if len(page) >= _PAGE:
-                if not await self._count(integration, page, token):
+                if not await self._count(shard, integration, page, token):
                     return False
                 page = []
-        return await self._count(integration, page, token)
+        return await self._count(shard, integration, page, token)
 
-    async def _count(self, integration: str, connection_ids: list[str], token: str) -> bool:
+    async def _count(
+        self, shard: int, integration: str, connection_ids: list[str], token: str
+    ) -> bool:
         if not connection_ids:
             return True
-        _, flag, walked, shadow = self._keys.status_count_keys
-        keys = [flag, walked, shadow]
+        _, flag, walked, shadow, degraded, reauthorization = self._keys.status_count_keys(shard)
+        keys = [flag, walked, shadow, degraded, reauthorization]
         keys += [self._keys.connection(integration, c) for c in connection_ids]
         args = [token, str(_FLAG_TTL_MS), integration]
         args += [self._keys.member(integration, c) for c in connection_ids]

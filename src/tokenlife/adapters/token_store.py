@@ -89,7 +89,7 @@ class TokenStore:
                 *save_args(self._keys, integration, connection_id, now, next_check_at,
                            fields, subject),
                 # Outside an exchange: no account check, no events, no mark.
-                "", "[]", "", "{}", "[]", "{}", self._events_max_length, 0,
+                "", "[]", "", "{}", "[]", "{}", self._events_max_length, 0, "",
             ],
         )  # fmt: skip
         return int(reply[1])
@@ -138,38 +138,42 @@ class TokenStore:
         elif tokens is not None and tokens.expires_at is not None:
             deadline = repr(tokens.expires_at)
         integration, connection_id = connection.integration, connection.connection_id
-        result = await self._update(
-            keys=[
-                self._keys.connection(integration, connection_id),
-                self._keys.schedule,
-                # What the lease holds, named as the lease names it (the stored provider
+        shard = self._keys.shard(integration, connection_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._update(
+                keys=[
+                    self._keys.connection(integration, connection_id),
+                    self._keys.schedule(shard),
+                    self._keys.lock(integration, connection_id),
+                    self._keys.events(shard),
+                    self._keys.backoff(connection.provider, shard),
+                    self._keys.token_deadlines(shard),
+                    *self._keys.status_count_keys(shard),
+                ],
+                args=[
+                    str(connection.version),
+                    repr(now),
+                    self._keys.member(integration, connection_id),
+                    "-" if unschedule else ("" if schedule_at is None else repr(schedule_at)),
+                    json.dumps(fields),
+                    json.dumps(sorted(deletions - set(fields))),
+                    lease.lock_token if lease else "",
+                    event.type if event else "",
+                    json.dumps(event.data, separators=(",", ":")) if event else "",
+                    self._events_max_length,
+                    alert_change(connection, event),
+                    operation,
+                    backoff.value,
+                    deadline,
+                    integration,
+                ],
+                client=pipe,
+            )
+            if lease is not None and lease.slot_token:
+                # The slot the lease holds, named as the lease names it (the stored provider
                 # may differ from the configured one the claim used).
-                self._keys.lock(lease.integration, lease.connection_id) if lease else "-",
-                self._keys.provider_slots(lease.provider) if lease else "-",
-                self._keys.events,
-                self._keys.backoff(connection.provider),
-                self._keys.token_deadlines,
-                *self._keys.status_count_keys,
-            ],
-            args=[
-                str(connection.version),
-                repr(now),
-                self._keys.member(integration, connection_id),
-                "-" if unschedule else ("" if schedule_at is None else repr(schedule_at)),
-                json.dumps(fields),
-                json.dumps(sorted(deletions - set(fields))),
-                lease.lock_token if lease else "",
-                (lease.slot_token or "") if lease else "",
-                event.type if event else "",
-                json.dumps(event.data, separators=(",", ":")) if event else "",
-                self._events_max_length,
-                alert_change(connection, event),
-                operation,
-                backoff.value,
-                deadline,
-                integration,
-            ],
-        )
+                pipe.zrem(self._keys.provider_slots(lease.provider), lease.slot_token)
+            result = (await pipe.execute())[0]
         if lease is not None:
             lease.released = True
         version, waiting = int(result[0]), int(result[1])
@@ -203,12 +207,15 @@ class TokenStore:
 
     async def delete(self, integration: str, connection_id: str, provider: str = "") -> bool:
         """The hash, its schedule entries, the index entry and its count, in one step."""
-        member = self._keys.member(integration, connection_id)
+        member, shard = (
+            self._keys.member(integration, connection_id),
+            self._keys.shard(integration, connection_id),
+        )
         deleted = await self._delete(
-            keys=[self._keys.connection(integration, connection_id), self._keys.schedule,
-                  self._keys.connections(integration), self._keys.token_deadlines,
-                  self._keys.backoff(provider) if provider else "-",
-                  *self._keys.status_count_keys],
+            keys=[self._keys.connection(integration, connection_id), self._keys.schedule(shard),
+                  self._keys.connections(integration, shard), self._keys.token_deadlines(shard),
+                  *self._keys.status_count_keys(shard),
+                  *([self._keys.backoff(provider, shard)] if provider else [])],
             args=[member, connection_id, integration],
         )  # fmt: skip
         return bool(deleted)

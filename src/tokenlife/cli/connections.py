@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 import click
 
+from tokenlife.adapters.key_layout import KeyLayout, Moved
+from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.redis_client import connect
 from tokenlife.adapters.status_counts import StatusCounts
 from tokenlife.cli import common
 from tokenlife.cli.common import Exit
@@ -217,3 +221,39 @@ def recount_connections(as_json: bool) -> None:
         integration, _, status = field.rpartition(":")
         click.echo(f"{integration:24} {status:26} {count}")
     click.echo(f"{sum(counted.values())} connection(s) counted", err=True)
+
+
+@connections.command("reshard")
+@click.option("--force", is_flag=True, help="Move even while beat's heartbeat is fresh.")
+@JSON_OPTION
+def reshard_connections(force: bool, as_json: bool) -> None:
+    """Move every stored connection into the layout TOKENLIFE_REDIS_SHARDS names: from the
+    layout before shards (tokenlife before 0.12), or from another shard count.
+
+    Stop every worker, beat and API process first: a refresh writing meanwhile would be
+    lost. Refuses (exit 5) while beat's heartbeat is fresh, unless --force. Safe to run
+    again after a stop part-way. Events in the old streams are not moved: let alert
+    delivery read them first."""
+    settings = common.settings()
+
+    async def use() -> Moved:
+        redis = connect(settings.redis_url)
+        keys = Keys(settings.key_prefix, settings.redis_shards)
+        try:
+            if not force and await redis.exists(keys.heartbeat):
+                raise common.Failure(
+                    "beat ticked within the last minute: stop every tokenlife process first "
+                    "(or pass --force)",
+                    Exit.UNAVAILABLE,
+                )
+            return await KeyLayout(redis, keys).reshard(time.time())
+        finally:
+            await redis.aclose()
+
+    moved = common.run(use())
+    if as_json:
+        common.echo_json(asdict(moved))
+        return
+    where = ", ".join(moved.from_layouts) or "nowhere: nothing to move"
+    click.echo(f"moved {moved.connections} connection(s) and {moved.pending} pending "
+               f"authorization(s) from {where} into {settings.redis_shards} shards")  # fmt: skip

@@ -83,7 +83,7 @@ def _walk(*, write: bool, batch_size: int, as_json: bool) -> None:
             retries=settings.redis_retries,
         )  # fmt: skip
         try:
-            records = SealedRecords(redis, Keys(settings.key_prefix))
+            records = SealedRecords(redis, Keys(settings.key_prefix, settings.redis_shards))
             rotation = KeyRotation(records, KeyRing(key_list), batch_size)
             if not interactive:
                 return await rotation.run(write=write, progress=_lines())

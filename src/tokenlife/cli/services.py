@@ -162,7 +162,7 @@ def _development_encryption_key(settings: Settings) -> None:
     from tokenlife import development
 
     url = os.environ.get("TOKENLIFE_REDIS_URL", settings.redis_url)
-    pattern = Keys(settings.key_prefix).connection("*", "*")
+    pattern = Keys(settings.key_prefix, settings.redis_shards).pattern("conn")
     if development.find_development_key() is None and development.holds_keys(url, pattern):
         raise ConfigurationError(
             f"TOKENLIFE_ENCRYPTION_KEYS is not set and no development key was found, but "

@@ -149,7 +149,7 @@ def degraded_message(
     return (
         f"Refreshes at {scope} keep failing ({failures or 'transient failures'}): the provider "
         f"looks degraded. Scheduled refreshes of its connections are held, and one refresh "
-        f"every {policy.probe_seconds:g} s probes it; they resume by themselves when it "
+        f"per shard every {policy.probe_seconds:g} s probes it; they resume by themselves when it "
         f"answers. {more}{risk.lapsed} connection(s) of this integration have a lapsed access "
         f"token and {more}{lapsing} more lapse within the hour; apps asking for their tokens "
         f"get a refresh attempt of their own. Check the provider's status page; nothing needs "

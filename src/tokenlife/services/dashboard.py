@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.connection_scan import ConnectionScan
+from tokenlife.adapters.event_consumer import order, qualified
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.refresh_history import RefreshHistory
 from tokenlife.adapters.token_store import TokenStore
@@ -95,10 +96,15 @@ class DashboardReader:
     async def _alerts(
         self, allows: Callable[[str], bool]
     ) -> tuple[list[AlertEntry], dict[tuple[str, str], Mapping[str, Any]]]:
-        entries = cast(
-            list[tuple[str, dict[str, str]]],
-            await self._redis.xrevrange(self._keys.events, count=EVENTS_SCANNED),
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                pipe.xrevrange(self._keys.events(shard), count=EVENTS_SCANNED)
+            replies = cast(list[list[tuple[str, dict[str, str]]]], await pipe.execute())
+        # The newest EVENTS_SCANNED of every shard's stream, newest first.
+        merged = [(qualified(entry_id, shard), fields)
+                  for shard, reply in enumerate(replies) for entry_id, fields in reply]  # fmt: skip
+        merged.sort(key=lambda entry: order(entry[0]), reverse=True)
+        entries = merged[:EVENTS_SCANNED]
         found: list[AlertEntry] = []
         latest: dict[tuple[str, str], Mapping[str, Any]] = {}
         for _, fields in entries:

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tokenlife.adapters import scripts
+from tokenlife.adapters.event_consumer import order, qualified, split_id
 from tokenlife.adapters.keys import ALERT_DELIVERED_TTL_SECONDS, ALERT_LOCK_TTL_SECONDS, Keys
 from tokenlife.adapters.notifiers import Target
 from tokenlife.core import events
@@ -124,7 +125,7 @@ class AlertDelivery:
             totals["suppressed"] += len(self._folded)
             totals["folded"] += len(self._folded)
             if entries:
-                await self._redis.xack(self._keys.events, GROUP, *[e for e, _ in entries])
+                await self._ack([e for e, _ in entries])
             totals["read"] += len(entries)
         except _OutOfTime:
             log.warning("alert delivery stopped: the run lock (%g s) is running out; the "
@@ -142,31 +143,46 @@ class AlertDelivery:
         return totals
 
     async def _ensure_group(self) -> None:
-        try:
-            # From "$": a new deployment doesn't page for the whole history of the stream.
-            await self._redis.xgroup_create(self._keys.events, GROUP, id="$", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for shard in self._keys.all_shards:
+            try:
+                # From "$": a new deployment doesn't page for the whole history of the stream.
+                await self._redis.xgroup_create(
+                    self._keys.events(shard), GROUP, id="$", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def _entries(self) -> list[tuple[str, dict[str, str]]]:
-        """Entries a dead run left behind, this consumer's own unacknowledged ones, then new."""
+        """Entries a dead run left behind, this consumer's own unacknowledged ones, then new,
+        of every shard's stream in one round trip (a node each on a Cluster), merged in
+        stream order (adapters/event_consumer.py)."""
         idle_ms = int(self._policy.claim_idle_seconds * 1000)
-        claimed = await self._redis.xautoclaim(
-            self._keys.events, GROUP, self._consumer, min_idle_time=idle_ms,
-            start_id="0-0", count=_READ_COUNT,
-        )  # fmt: skip
-        own = await self._redis.xreadgroup(
-            GROUP, self._consumer, {self._keys.events: "0"}, count=_READ_COUNT
-        )
-        new = await self._redis.xreadgroup(
-            GROUP, self._consumer, {self._keys.events: ">"}, count=_READ_COUNT
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                stream = self._keys.events(shard)
+                pipe.xautoclaim(stream, GROUP, self._consumer, min_idle_time=idle_ms,
+                                start_id="0-0", count=_READ_COUNT)  # fmt: skip
+                pipe.xreadgroup(GROUP, self._consumer, {stream: "0"}, count=_READ_COUNT)
+                pipe.xreadgroup(GROUP, self._consumer, {stream: ">"}, count=_READ_COUNT)
+            replies = await pipe.execute()
         found: dict[str, dict[str, str]] = {}
-        for entry_id, fields in [*claimed[1], *_entries_of(own), *_entries_of(new)]:
-            if fields is not None:  # an entry trimmed away since is None
-                found[entry_id] = fields
-        return list(found.items())
+        for shard in self._keys.all_shards:
+            claimed, own, new = replies[3 * shard : 3 * shard + 3]
+            for entry_id, fields in [*claimed[1], *_entries_of(own), *_entries_of(new)]:
+                if fields is not None:  # an entry trimmed away since is None
+                    found[qualified(entry_id, shard)] = fields
+        return sorted(found.items(), key=lambda entry: order(entry[0]))
+
+    async def _ack(self, entry_ids: list[str]) -> None:
+        by_shard: dict[int, list[str]] = {}
+        for entry_id in entry_ids:
+            stream_id, shard = split_id(entry_id)
+            by_shard.setdefault(shard or 0, []).append(stream_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, ids in by_shard.items():
+                pipe.xack(self._keys.events(shard), GROUP, *ids)
+            await pipe.execute()
 
     async def _consider(
         self,

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.redis_client import connect
 from tokenlife.adapters.sealed_records import RecordKind, SealedRecords
 from tokenlife.celery_config import celery_config
 from tokenlife.core.doctor import (
@@ -105,14 +106,14 @@ async def _redis_side(
     url = redact_url(settings.redis_url)
     try:
         # No retry: the doctor reports a failure, it does not ride it out like a worker.
-        client = Redis.from_url(
-            settings.redis_url, decode_responses=True, retry=Retry(NoBackoff(), 0),
+        client = connect(
+            settings.redis_url, retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=bounds.timeout, socket_timeout=bounds.timeout,
         )  # fmt: skip
     except ValueError as exc:  # not a Redis URL at all
         return RedisFacts(url, f"invalid URL: {exc}", "other"), None, None
     try:
-        keys = Keys(settings.key_prefix)
+        keys = Keys(settings.key_prefix, settings.redis_shards)
         try:
             async with asyncio.timeout(bounds.timeout):
                 info = {k: str(v) for k, v in (await client.info()).items()}

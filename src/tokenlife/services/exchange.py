@@ -117,7 +117,7 @@ class ExchangeService:
         request = build_authorization_request(
             integration,
             connection_id,
-            state=secrets.token_urlsafe(32),
+            state=self._pending.new_state(integration_name, connection_id),
             verifier=pkce.verifier_from_bytes(secrets.token_bytes(48)),
             now=now,
             return_to=return_to,

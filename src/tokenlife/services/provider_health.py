@@ -93,6 +93,10 @@ class ProviderHealth:
                     await self._degraded(scope, change, now)
                 elif change.state == "recovered":
                     await self._recovered(scope, change, now)
+                elif change.state == "closed" and tally.probe_answered:
+                    # A probe ran, so a gate was open, but the breaker is closed: the worker
+                    # that closed it died before the gates went. They go now.
+                    await self._breakers.close(scope, now, self._policy.recovery_rate)
             except Exception:
                 log.warning("could not count refresh outcomes of %s for its breaker", scope,
                             exc_info=True)  # fmt: skip
@@ -142,7 +146,7 @@ class ProviderHealth:
                 degraded_since=events.iso8601(change.opened_at),
                 probes_failed=change.probes_failed, held_refreshes_resumed=held,
             )  # fmt: skip
-        released = await self._breakers.release_held(
+        released = await self._breakers.close(
             scope, now, self._policy.recovery_rate, change.opened_at
         )
         log.info("provider %s answers again; %s held refreshes resume at %g/s", scope,

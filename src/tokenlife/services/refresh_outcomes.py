@@ -142,7 +142,7 @@ class OutcomeWriter:
         if written.backoff_waiting:
             # The provider answers: whichever connection showed it, the others' retries
             # need not sit out their backoff (checked in the write, one ZCARD).
-            await self._pull_forward(connection.provider)
+            await self._pull_forward(connection)
         return Result(Outcome.REFRESHED, tokens=new, version=written.version)
 
     async def lifetime_learned(
@@ -170,14 +170,16 @@ class OutcomeWriter:
                      "it stands", connection.integration, connection.connection_id)  # fmt: skip
         return written.version is not None
 
-    async def _pull_forward(self, provider: str) -> None:
+    async def _pull_forward(self, shown_by: Connection) -> None:
         """This provider answers again: its other connections' retries need not wait out
         minutes of backoff."""
         if self._schedule is None:
             return
+        provider = shown_by.provider
         try:
             await self._schedule.pull_forward(
                 provider,
+                self._schedule.shard_of(shown_by.integration, shown_by.connection_id),
                 PULL_FORWARD_LIMIT,
                 PULL_FORWARD_SPREAD_SECONDS,
                 self._rng,

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
+from tokenlife.adapters.connection_scan import ConnectionScan
 from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import (
     CLIENT_SECRET_EXPIRED_TTL_SECONDS,
@@ -67,7 +68,7 @@ class ClientSecretWatch:
         self, integration: Integration, error: str, description: str | None, now: float
     ) -> None:
         steps, source = rotation_steps(integration)
-        connections = await self._redis.scard(self._keys.connections(integration.name))
+        connections = await ConnectionScan(self._redis, self._keys).count(integration.name)
         expires_at = integration.client_secret_expires_at
         await self._events.emit(
             events.CLIENT_SECRET_EXPIRED, integration.name, None, now,
@@ -130,10 +131,10 @@ class ClientSecretWatch:
         retry_not_before, held by client_secret; a record written before that mark, by
         retry_not_before alone): not one a provider's Retry-After holds, which the new
         secret does not end."""
-        ids = sorted(
-            m.decode() if isinstance(m, bytes) else str(m)
-            for m in await self._redis.smembers(self._keys.connections(integration))
-        )
+        ids = [cid for shard_ids in
+               (await ConnectionScan(self._redis, self._keys).ids(integration)).values()
+               for cid in shard_ids]  # fmt: skip
+        ids.sort()
         async with self._redis.pipeline(transaction=False) as pipe:
             for cid in ids:
                 key = self._keys.connection(integration, cid)
@@ -145,11 +146,15 @@ class ClientSecretWatch:
         ]  # fmt: skip
 
     async def _schedule_now(self, integration: str, ids: list[str], now: float) -> None:
-        if not ids:
-            return
-        keys = [self._keys.schedule, *(self._keys.connection(integration, c) for c in ids)]
-        args = [repr(now), *(self._keys.member(integration, c) for c in ids)]
-        await self._bring_forward_script(keys=keys, args=args)
+        """Each shard's connections in one script (its schedule and their hashes)."""
+        by_shard: dict[int, list[str]] = {}
+        for cid in ids:
+            by_shard.setdefault(self._keys.shard(integration, cid), []).append(cid)
+        for shard, shard_ids in by_shard.items():
+            keys = [self._keys.schedule(shard),
+                    *(self._keys.connection(integration, c) for c in shard_ids)]  # fmt: skip
+            args = [repr(now), *(self._keys.member(integration, c) for c in shard_ids)]
+            await self._bring_forward_script(keys=keys, args=args)
 
     async def tell_refused(
         self, integration: Integration, error: str, description: str | None, now: float
@@ -220,7 +225,7 @@ class ClientSecretWatch:
         self, integration: Integration, expires_at: float, lead: int, now: float
     ) -> None:
         steps, source = rotation_steps(integration)
-        connections = await self._redis.scard(self._keys.connections(integration.name))
+        connections = await ConnectionScan(self._redis, self._keys).count(integration.name)
         left = secret_expiry.days_left(expires_at, now)
         await self._events.emit(
             events.CLIENT_SECRET_EXPIRING, integration.name, None, now,

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.celery_config import celery_config
+from tokenlife.core.policy import Status
 from tokenlife.core.refresh_refusal import requested_due
 from tokenlife.errors import (
     ConnectionBusyError,
@@ -33,7 +34,6 @@ from tokenlife.errors import (
     UsageError,
 )
 from tokenlife.runtime import Runtime
-from tokenlife.services import connection_admin
 from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
@@ -269,22 +269,20 @@ async def list_connections(request: web.Request) -> web.Response:
     status = request.query.get("status")
     try:
         limit = min(500, max(1, int(request.query.get("limit", "100"))))
-        offset = max(0, int(request.query.get("cursor", "0")))
     except ValueError:
-        return problem(400, "bad_request", "limit and cursor must be integers")
+        return problem(400, "bad_request", "limit must be an integer")
+    if status is not None and status not in {s.value for s in Status}:
+        return problem(400, "bad_request", f"status must be one of {', '.join(Status)}")
     names = [n for n in sorted(runtime.config.integrations) if key.allows(n)]
     if wanted is not None:
         runtime.exchange.integration(wanted)  # 404 for an unknown one
-        names = [wanted]
-    found = [
-        connection.as_json()
-        for connection in await connection_admin.list_connections(runtime.scan, names, time.time())
-        if status is None or connection.status.value == status
-    ]
-    page = found[offset : offset + limit]
-    more = offset + limit < len(found)
+        names = [wanted] if key.allows(wanted) else []
+    page = await runtime.listing.page(
+        names, None if status is None else Status(status), time.time(), limit,
+        request.query.get("cursor"),
+    )  # fmt: skip
     return web.json_response(
-        {"connections": page, "next_cursor": str(offset + limit) if more else None}
+        {"connections": [c.as_json() for c in page.connections], "next_cursor": page.next_cursor}
     )
 
 
