@@ -22,6 +22,8 @@ import aiohttp
 from cryptography.fernet import Fernet, MultiFernet
 from redis.asyncio import Redis
 
+from tokenlife.adapters.keys import Keys
+
 
 def cipher_from_env() -> MultiFernet:
     return MultiFernet([Fernet(k) for k in os.environ["TOKENLIFE_ENCRYPTION_KEYS"].split(",")])
@@ -57,7 +59,8 @@ async def refresh_all(redis_url: str, keys: list[str], token_url: str, concurren
 
 def main() -> None:
     redis_url, token_url, prefix, start, stop, concurrency = sys.argv[1:7]
-    keys = [f"{prefix}:conn:bench:c{i}" for i in range(int(start), int(stop))]
+    layout = Keys(prefix)  # the default shard count, as the bench's settings have
+    keys = [layout.connection("bench", f"c{i}") for i in range(int(start), int(stop))]
     from tokenlife.worker import new_event_loop  # the worker's loop: uvloop when installed
 
     loop = new_event_loop()

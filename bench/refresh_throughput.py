@@ -53,6 +53,7 @@ from celery import Celery
 from cryptography.fernet import Fernet
 
 from bench import authlib_loop, raw_loop
+from tokenlife.adapters.keys import Keys
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.runtime import Runtime, load_config
@@ -199,16 +200,40 @@ async def seed(settings: Settings, n: int, due_at: float) -> list[str]:
             await asyncio.gather(*(save(i) for i in range(start, min(n, start + 1000))))
     finally:
         await runtime.close()
-    return [f"{settings.key_prefix}:conn:bench:c{i}" for i in range(n)]
+    keys = bench_keys(settings)
+    return [keys.connection("bench", f"c{i}") for i in range(n)]
+
+
+def bench_keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix, settings.redis_shards)
+
+
+def make_due(client: sync_redis.Redis, keys: Keys, due: dict[tuple[str, str], float]) -> None:
+    """Each (integration, connection id) comes due at its time: `next_refresh_at` and its
+    place on its shard's schedule, in one pipeline."""
+    pipe = client.pipeline(transaction=False)
+    by_shard: dict[int, dict[str, float]] = {}
+    for (integration, cid), at in due.items():
+        pipe.hset(keys.connection(integration, cid), "next_refresh_at", repr(at))
+        by_shard.setdefault(keys.shard(integration, cid), {})[keys.member(integration, cid)] = at
+    for shard, members in by_shard.items():
+        pipe.zadd(keys.schedule(shard), members)
+    pipe.execute()
+
+
+def newest_event(client: sync_redis.Redis, keys: Keys) -> dict[str, Any]:
+    """The data of the newest event of every shard's stream (by occurred_at)."""
+    newest: list[dict[str, Any]] = []
+    for shard in keys.all_shards:
+        last = client.xrevrange(keys.events(shard), count=1)
+        if last:
+            newest.append(json.loads(last[0][1]["data"]))  # type: ignore[index]
+    return max(newest, key=lambda data: str(data["occurred_at"]))
 
 
 def make_all_due(client: sync_redis.Redis, settings: Settings, n: int) -> float:
     now = time.time()
-    pipe = client.pipeline(transaction=False)
-    for i in range(n):
-        pipe.hset(f"{settings.key_prefix}:conn:bench:c{i}", "next_refresh_at", repr(now))
-    pipe.zadd(f"{settings.key_prefix}:schedule", {f"bench:c{i}": now for i in range(n)})
-    pipe.execute()
+    make_due(client, bench_keys(settings), {("bench", f"c{i}"): now for i in range(n)})
     return now
 
 
@@ -244,8 +269,7 @@ def measure_pipeline(settings: Settings, n: int, work: Path, probe: Probe) -> Me
         before = {**probe(), "client": tree_cpu(worker.pid)}
         until(lambda: int(client.hget(counter, "refresh:custom:refreshed") or 0) >= n)
         after = {**probe(), "client": tree_cpu(worker.pid)}
-        last = client.xrevrange(f"{settings.key_prefix}:events", count=1)
-    finished = json.loads(last[0][1]["data"])["occurred_at"]  # type: ignore[index]
+        finished = newest_event(client, bench_keys(settings))["occurred_at"]
     ended = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp()
     client.close()
     return n / (ended - started), window_cpu(before, after)

@@ -215,10 +215,11 @@ async def measure_memory(runtime: Runtime, cipher: Cipher, n: int, now: float) -
     listpack_encoding = str(await redis.object("encoding", "bench:listpack"))
     await redis.delete("bench:listpack")
     await redis.config_set("hash-max-ziplist-value", value)
+    shards = keys.all_shards
     structures = {
-        "schedule": await key_bytes(redis, keys.schedule),
-        "token_deadlines": await key_bytes(redis, keys.token_deadlines),
-        "id_set": await key_bytes(redis, keys.connections(INTEGRATION)),
+        "schedule": sum([await key_bytes(redis, keys.schedule(s)) for s in shards]),
+        "token_deadlines": sum([await key_bytes(redis, keys.token_deadlines(s)) for s in shards]),
+        "id_set": sum([await key_bytes(redis, keys.connections(INTEGRATION, s)) for s in shards]),
     }
     hash_each = statistics.mean(hashes)
     share = {name: round(size / n, 1) for name, size in structures.items()}
@@ -256,7 +257,9 @@ async def measure_claim(runtime: Runtime) -> dict[str, Any]:
     await redis.config_set("slowlog-log-slower-than", 0)
     for _ in range(CLAIM_RUNS):
         now = time.time()
-        await redis.zadd(keys.schedule, {m: now - 60 for m in due}, xx=True)
+        for member in due:
+            shard = keys.shard(*keys.parse_member(member))
+            await redis.zadd(keys.schedule(shard), {member: now - 60}, xx=True)
         await redis.slowlog_reset()
         started = time.perf_counter()
         claimed = await runtime.schedule.claim_due(LEASE_SECONDS, CLAIM_LIMIT)
@@ -343,11 +346,13 @@ async def measure_scrapes(runtime: Runtime, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     fetched = 0
     ids: list[str] = []
-    async for cid in runtime.redis.sscan_iter(runtime.keys.connections(INTEGRATION), count=500):
-        ids.append(cid)
-        if len(ids) == 500:
-            fetched += await fetch(runtime, ids)
-            ids = []
+    for shard in runtime.keys.all_shards:
+        index = runtime.keys.connections(INTEGRATION, shard)
+        async for cid in runtime.redis.sscan_iter(index, count=500):
+            ids.append(cid)
+            if len(ids) == 500:
+                fetched += await fetch(runtime, ids)
+                ids = []
     fetched += await fetch(runtime, ids)
     walk = time.perf_counter() - started
     started = time.perf_counter()

@@ -46,11 +46,13 @@ from redis.asyncio import Redis
 from bench.refresh_throughput import (
     environment,
     free_port,
+    newest_event,
     process,
     tree_cpu,
     wait_for_ping,
     wait_port,
 )
+from bench.refresh_throughput import make_due as set_due
 from tokenlife.adapters import scripts
 from tokenlife.adapters.connection_record import connection_fields, save_args, save_keys
 from tokenlife.adapters.crypto import Cipher
@@ -156,7 +158,7 @@ async def seed(settings: Settings, n: int) -> None:
                         keys=save_keys(keys, INTEGRATION, f"c{i}", None, PROVIDER),
                         args=[
                             *save_args(keys, INTEGRATION, f"c{i}", now, NOT_DUE, fields, None),
-                            "", "[]", "", "{}", "[]", "{}", settings.events_max_length, 0,
+                            "", "[]", "", "{}", "[]", "{}", settings.events_max_length, 0, "",
                         ],
                         client=pipe,
                     )  # fmt: skip
@@ -169,14 +171,12 @@ def make_due(client: sync_redis.Redis, prefix: str, due: list[float]) -> Counter
     """Connection i comes due at due[i] (its schedule score and its `next_refresh_at`);
     returns the commands sent, by name, to leave out of Redis's counts."""
     sent: Counter[str] = Counter()
+    keys = Keys(prefix)
     for start in range(0, len(due), DUE_BATCH):
         chunk = range(start, min(len(due), start + DUE_BATCH))
-        pipe = client.pipeline(transaction=False)
-        for i in chunk:
-            pipe.hset(f"{prefix}:conn:{INTEGRATION}:c{i}", "next_refresh_at", repr(due[i]))
-        pipe.zadd(f"{prefix}:schedule", {f"{INTEGRATION}:c{i}": due[i] for i in chunk})
-        pipe.execute()
-        sent.update({"hset": len(chunk), "zadd": 1})
+        set_due(client, keys, {(INTEGRATION, f"c{i}"): due[i] for i in chunk})
+        shards = len({keys.shard(INTEGRATION, f"c{i}") for i in chunk})
+        sent.update({"hset": len(chunk), "zadd": shards})
     return sent
 
 
@@ -202,10 +202,16 @@ def refreshed(client: sync_redis.Redis, prefix: str) -> int:
 def event_times(client: sync_redis.Redis, prefix: str) -> dict[str, float]:
     """connection id -> occurred_at of its first token.refreshed, read in pages."""
     times: dict[str, float] = {}
+    for shard in Keys(prefix).all_shards:
+        _shard_event_times(client, Keys(prefix).events(shard), times)
+    return times
+
+
+def _shard_event_times(client: sync_redis.Redis, stream: str, times: dict[str, float]) -> None:
     start = "-"
     while True:
         page: list[tuple[str, dict[str, str]]]
-        page = client.xrange(f"{prefix}:events", min=start, count=10_000)  # type: ignore[assignment]
+        page = client.xrange(stream, min=start, count=10_000)  # type: ignore[assignment]
         for _, fields in page:
             if fields["type"] != "token.refreshed":
                 continue
@@ -213,7 +219,7 @@ def event_times(client: sync_redis.Redis, prefix: str) -> dict[str, float]:
             at = datetime.fromisoformat(data["occurred_at"].replace("Z", "+00:00")).timestamp()
             times.setdefault(data["connection_id"], at)
         if len(page) < 10_000:
-            return times
+            return
         start = "(" + page[-1][0]
 
 
@@ -326,8 +332,7 @@ def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
             time.sleep(POLL_SECONDS)
         cpu_after = {**stack.cpu(), "workers": tree_cpu(worker.pid)}
         after_calls = command_calls(client)
-        last = client.xrevrange(f"{prefix}:events", count=1)
-    finished = json.loads(last[0][1]["data"])["occurred_at"]  # type: ignore[index]
+        finished = newest_event(client, Keys(prefix))["occurred_at"]
     ended = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp()
     client.close()
     sent["hget"] += polls + 1
