@@ -131,36 +131,36 @@ async def test_one_claim_takes_due_connections_of_every_shard_soonest_first(
     schedule: RefreshSchedule, redis: Redis, keys: Keys
 ) -> None:
     """Every shard is asked in one pipeline; what they give comes back soonest due first,
-    whichever shard it came from. A shard with more due than its share of a limit that
-    the claim used up gives the rest at the next claim."""
+    whichever shard it came from. Past the limit, each shard gives in proportion to what it
+    has due, and what it kept stays due, untouched, for the next claims."""
     integration = new_name("it")
-    # The later shard's connection is the most overdue: the merge, not the shard order,
-    # decides. Shard 3 has three due, more than its share (limit 16: one a shard), and
-    # every other shard has one: the first claim takes its limit, one of each shard.
-    in_3 = [in_shard(keys, integration, 3) for _ in range(3)]
+    # Shard 3 has 16 due, 14 other shards one each (shard 14 the most overdue): of 30 due,
+    # a limit of 15 takes shard 3's share (16 x 15 / 30 = 8) and the remainder, one each
+    # from the shards with more due than their share (shard 3 among them), from the turn.
+    in_3 = [in_shard(keys, integration, 3) for _ in range(16)]
     in_14 = in_shard(keys, integration, 14)
-    due_at = {in_14: NOW - 50, in_3[0]: NOW - 40, in_3[1]: NOW - 30, in_3[2]: NOW - 20}
+    due_at = {in_14: NOW - 500}
+    due_at |= {cid: NOW - 200 + n for n, cid in enumerate(in_3)}
     for shard in keys.all_shards:
-        if shard not in (3, 14):
-            due_at[in_shard(keys, integration, shard)] = NOW - 45 + shard
+        if shard not in (3, 14, 15):
+            due_at[in_shard(keys, integration, shard)] = NOW - 100 + shard
     for cid, at in due_at.items():
         await put_on_schedule(redis, keys, integration, cid, at)
 
-    first = await schedule.claim_due(LEASE, limit=keys.shards)
+    first = await schedule.claim_due(LEASE, limit=15)
 
-    assert first == sorted(
-        (Due(integration, cid, at) for cid, at in due_at.items() if cid not in in_3[1:]),
-        key=lambda due: due.due_at,
-    )
-    assert first[0] == Due(integration, in_14, NOW - 50)
-    # The rest of shard 3 stays due, untouched, for the next claim.
-    for cid in in_3[1:]:
-        assert await score(redis, keys, integration, cid) == due_at[cid]
-    assert await schedule.claim_due(LEASE, limit=keys.shards) == [
-        Due(integration, in_3[1], NOW - 30),
-        Due(integration, in_3[2], NOW - 20),
-    ]
-    assert await schedule.claim_due(LEASE, limit=keys.shards) == []
+    assert len(first) == 15
+    assert [d.due_at for d in first] == sorted(d.due_at for d in first)
+    assert all(d.due_at == due_at[d.connection_id] for d in first)
+    from_3 = [d.connection_id for d in first if d.connection_id in in_3]
+    # Each shard claims its soonest due: shard 3's first 8 (or 9, with one of the remainder).
+    assert from_3 == in_3[: len(from_3)] and len(from_3) in (8, 9)
+    for cid in set(due_at) - {d.connection_id for d in first}:
+        assert await score(redis, keys, integration, cid) == due_at[cid]  # untouched
+    rest = await schedule.claim_due(LEASE, limit=15)
+    assert len(rest) == 15
+    assert {d.connection_id for d in first} | {d.connection_id for d in rest} == set(due_at)
+    assert await schedule.claim_due(LEASE, limit=15) == []
 
 
 async def test_a_second_claim_at_the_same_time_finds_nothing(

@@ -6,6 +6,7 @@ delivered again and again. We claim due work from this set ourselves.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from random import Random
 from typing import cast
@@ -35,37 +36,36 @@ class RefreshSchedule:
         self, lease_seconds: float, limit: int, min_lease_seconds: float = MIN_LEASE_SECONDS
     ) -> list[Due]:
         """Take up to `limit` connections due by Redis's clock, each leased for half the time
-        its token has left, within [min_lease_seconds, lease_seconds]: each shard's claim
-        is atomic, every shard is asked for its share of `limit` in one pipeline (a node
-        each on a Cluster), and what they gave comes back soonest due first. Never more
-        than `limit`: the shares add up to what is left to take."""
+        its token has left, within [min_lease_seconds, lease_seconds]. Two round trips: how
+        many are due in each shard (ZCOUNT, O(log n) each), then each shard with any due is
+        asked for its share of `limit` in proportion (each shard's claim is atomic, a node
+        each on a Cluster). Soonest due first; never more than `limit`."""
         shortest = min(min_lease_seconds, lease_seconds)
-        claimed: list[Due] = []
-        # Round-robin start: when `limit` doesn't divide evenly (or is below the shard
-        # count) the larger shares go to other shards at each tick.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self._keys.all_shards:
+                # A second ahead of this clock: one a little behind Redis's still counts
+                # what the claim (by Redis's clock) will find due.
+                pipe.zcount(self._keys.schedule(shard), "-inf", repr(time.time() + 1))
+            due = [int(n) for n in await pipe.execute()]
+        # Round-robin start: the remainder of a proportional split goes to other shards at
+        # each tick.
         self._turn = (self._turn + 1) % self._keys.shards
-        asking = [(self._turn + i) % self._keys.shards for i in self._keys.all_shards]
-        # A second round (rarely a third) asks the shards that gave their whole share for
-        # what the others did not have, so a tick still takes `limit` when work is uneven.
-        for _ in range(3):
-            shares = _shares(limit - len(claimed), asking)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for shard, share in shares:
-                    await self._claim(
-                        keys=[self._keys.schedule(shard), self._keys.token_deadlines(shard)],
-                        args=[repr(lease_seconds), repr(shortest), share],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
-            asking = []
-            for (shard, share), flat in zip(shares, replies, strict=True):
-                for member, score in zip(flat[::2], flat[1::2], strict=True):
-                    integration, connection_id = self._keys.parse_member(member)
-                    claimed.append(Due(integration, connection_id, float(score)))
-                if len(flat) // 2 >= share:
-                    asking.append(shard)
-            if not asking or len(claimed) >= limit:
-                break
+        shares = _shares(due, limit, self._turn)
+        if not shares:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, share in shares:
+                await self._claim(
+                    keys=[self._keys.schedule(shard), self._keys.token_deadlines(shard)],
+                    args=[repr(lease_seconds), repr(shortest), share],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        claimed = []
+        for flat in replies:
+            for member, score in zip(flat[::2], flat[1::2], strict=True):
+                integration, connection_id = self._keys.parse_member(member)
+                claimed.append(Due(integration, connection_id, float(score)))
         claimed.sort(key=lambda due: due.due_at)
         return claimed
 
@@ -132,9 +132,19 @@ class RefreshSchedule:
         return int(await self._pull_forward(keys=keys, args=args))
 
 
-def _shares(wanted: int, shards: list[int]) -> list[tuple[int, int]]:
-    """`wanted` split over `shards` as evenly as whole numbers go, the first ones taking one
-    more; a shard whose share would be 0 is not asked."""
-    base, extra = divmod(wanted, len(shards))
-    shares = [(shard, base + (i < extra)) for i, shard in enumerate(shards)]
-    return [(shard, share) for shard, share in shares if share > 0]
+def _shares(due: list[int], limit: int, turn: int) -> list[tuple[int, int]]:
+    """(shard, how many to claim) for the shards with any due: all of them when they fit in
+    `limit`, else each in proportion to what it has due, the remainder one each from
+    `turn` on. The count was read a moment before the claim (Redis's clock then, ours
+    here: a connection that comes due between the two waits for the next tick)."""
+    total = sum(due)
+    if total <= limit:
+        return [(shard, n) for shard, n in enumerate(due) if n]
+    shares = [n * limit // total for n in due]
+    left = limit - sum(shares)
+    for i in range(len(due)):
+        shard = (turn + i) % len(due)
+        if left and due[shard] > shares[shard]:
+            shares[shard] += 1
+            left -= 1
+    return [(shard, n) for shard, n in enumerate(shares) if n]
