@@ -9,10 +9,9 @@ while the code is exchanged (its `pending` field, up to two hours).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
 
 from redis.asyncio import Redis
 
@@ -88,12 +87,18 @@ class SealedRecords:
         self._sets = keys.pattern("conns")
         self._reseal = scripts.register(redis, "reseal")
 
-    async def scan(self, kind: RecordKind, cursor: int, count: int) -> tuple[int, list[str]]:
-        """One SCAN step over the keys of `kind`; cursor 0 again means done. A key may
-        come twice (SCAN's guarantee, https://redis.io/docs/latest/commands/scan/)."""
-        reply = await self._redis.scan(cursor, match=self._patterns[kind], count=count)
-        next_cursor, found = cast(tuple[int, list[str]], reply)
-        return int(next_cursor), found
+    async def batches(self, kind: RecordKind, count: int) -> AsyncIterator[list[str]]:
+        """The keys of `kind` in batches of `count`, by SCAN (every primary of a Redis
+        Cluster in turn: redis-py's scan_iter). A key may come twice (SCAN's guarantee,
+        https://redis.io/docs/latest/commands/scan/)."""
+        batch: list[str] = []
+        async for key in self._redis.scan_iter(match=self._patterns[kind], count=count):
+            batch.append(str(key))
+            if len(batch) >= count:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     async def read(self, kind: RecordKind, keys: Sequence[str]) -> list[SealedRecord]:
         """The records of `keys` in one round trip; those gone since the SCAN are left out."""
@@ -129,13 +134,7 @@ class SealedRecords:
     async def count_connections(self) -> int:
         """How many connections are stored (the sets of ids per integration): the length
         of a progress bar."""
-        total, cursor = 0, 0
-        while True:
-            cursor, found = cast(
-                tuple[int, list[str]],
-                await self._redis.scan(cursor, match=self._sets, count=1000),
-            )
-            for key in found:
-                total += int(await self._redis.zcard(key))
-            if int(cursor) == 0:
-                return total
+        total = 0
+        async for key in self._redis.scan_iter(match=self._sets, count=1000):
+            total += int(await self._redis.zcard(key))
+        return total

@@ -108,24 +108,20 @@ class KeyRotation:
         census = KeyCensus() if census is None else census
         seen = 0
         for kind in kinds:
-            cursor = 0
-            while True:
-                cursor, found = await self._records.scan(kind, cursor, self._batch)
+            async for found in self._records.batches(kind, self._batch):
                 # SCAN may return a key twice; counting it once per batch is enough.
                 unique = list(dict.fromkeys(found))
-                if limit is not None and seen + len(unique) > limit:
-                    unique = unique[: limit - seen]
-                    cursor = -1  # stopped short: not complete
+                short = limit is not None and seen + len(unique) > limit
+                if short:
+                    unique = unique[: max(0, (limit or 0) - seen)]
                 if unique:
                     records = await self._records.read(kind, unique)
                     for record in records:
                         await self._visit(record, census, write)
                     seen += len(records)
                     progress(len(unique))
-                if cursor == -1:
-                    return census
-                if cursor == 0:
-                    break
+                if short:
+                    return census  # stopped short: not complete
         census.complete = True
         return census
 
