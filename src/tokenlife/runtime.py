@@ -119,7 +119,7 @@ class Runtime:
         # Every connection of some integrations, a page per round trip: the CLI's and the
         # API's listing and the dashboard walk the same way.
         self.scan = ConnectionScan(redis, keys)
-        self.listing = ConnectionListing(redis, keys)
+        self.listing = ConnectionListing(redis, keys, cipher)
         self.schedule = RefreshSchedule(redis, keys)
         self.breakers = ProviderBreakers(redis, keys)
         # A claim's lock outlives one token request, however little the token has left.

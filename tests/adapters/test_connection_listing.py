@@ -4,6 +4,8 @@ pages never over their limit, and cursors it never gave refused."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from redis.asyncio import Redis
 
@@ -62,10 +64,10 @@ async def _walk(listing: ConnectionListing, status: Status | None, limit: int,
 
 @pytest.mark.parametrize("limit", [1, 7, 500])
 async def test_every_connection_comes_once_under_every_filter(
-    redis: Redis, keys: Keys, store: TokenStore, limit: int
+    redis: Redis, keys: Keys, store: TokenStore, cipher: Cipher, limit: int
 ) -> None:
     expected = await _fleet(store)
-    listing = ConnectionListing(redis, keys)
+    listing = ConnectionListing(redis, keys, cipher)
 
     everything = await _walk(listing, None, limit)
     assert sorted(everything) == sorted(set().union(*expected.values()))
@@ -78,10 +80,10 @@ async def test_every_connection_comes_once_under_every_filter(
 
 
 async def test_a_connection_that_recovers_leaves_the_degraded_index(
-    redis: Redis, keys: Keys, store: TokenStore
+    redis: Redis, keys: Keys, store: TokenStore, cipher: Cipher
 ) -> None:
     await _fleet(store)
-    listing = ConnectionListing(redis, keys)
+    listing = ConnectionListing(redis, keys, cipher)
     connection = await store.get("hr", "c2")  # stored degraded
     await store.update(connection, now=NOW, set_fields={"status": Status.ACTIVE.value})
     assert "hr/c2" not in await _walk(listing, Status.DEGRADED, 10)
@@ -89,10 +91,31 @@ async def test_a_connection_that_recovers_leaves_the_degraded_index(
     assert "crm/c3" not in await _walk(listing, Status.REAUTHORIZATION_REQUIRED, 10)
 
 
-@pytest.mark.parametrize("cursor", ["x", "1.2", "Wzk5LDAsMCwiIl0", "Wy0xLDAsMCwiIl0", "WzAsMCwwXQ"])
-async def test_a_cursor_it_never_gave_is_refused(redis: Redis, keys: Keys, cursor: str) -> None:
-    with pytest.raises(UsageError, match="cursor"):
-        await ConnectionListing(redis, keys).page(["crm"], None, NOW, 10, cursor)
+@pytest.mark.parametrize(
+    "plain", ["x", '[99,0,"",0]', '[-1,0,"",0]', "[0,0,0]", '[0,0,"",1e999]', '[0,0,"",NaN]']
+)
+async def test_a_cursor_it_never_gave_is_refused(
+    redis: Redis, keys: Keys, cipher: Cipher, plain: str
+) -> None:
+    """A cursor is sealed with the encryption key: one not sealed by it is refused, and so
+    is one sealed around nonsense (the shard out of range, a number too large or NaN)."""
+    listing = ConnectionListing(redis, keys, cipher)
+    for cursor in (plain, cipher.encrypt(plain)):
+        with pytest.raises(UsageError, match="cursor"):
+            await listing.page(["crm"], None, NOW, 10, cursor)
+
+
+async def test_a_cursor_names_no_connection_in_plain_text(
+    redis: Redis, keys: Keys, store: TokenStore, cipher: Cipher
+) -> None:
+    """The last member a page read may be of an integration the caller's key doesn't
+    cover: the cursor shows nothing of it."""
+    await _fleet(store)
+    page = await ConnectionListing(redis, keys, cipher).page(["hr"], Status.DEGRADED, NOW, 1)
+    assert page.next_cursor is not None
+    sealed = base64.urlsafe_b64decode(page.next_cursor)  # a Fernet token: ciphertext only
+    assert b"crm:" not in sealed and b"hr:" not in sealed
+    assert "hr:" in cipher.decrypt(page.next_cursor)  # what it seals
 
 
 async def test_a_page_ending_inside_a_batch_resumes_after_its_last_one_despite_deletes(
@@ -109,7 +132,7 @@ async def test_a_page_ending_inside_a_batch_resumes_after_its_last_one_despite_d
             verdict=Verdict.REFRESHABLE, status=Status.ACTIVE, scopes_requested=(),
             next_check_at=NOW + 50, now=NOW,
         )  # fmt: skip
-    listing = ConnectionListing(redis, one_shard)
+    listing = ConnectionListing(redis, one_shard, cipher)
     first = await listing.page(["crm"], None, NOW, 5)
     listed = [c.connection_id for c in first.connections]
     assert len(listed) == 5 and first.next_cursor is not None

@@ -385,3 +385,28 @@ async def test_one_read_fetches_at_most_count_events(own: Settings, stream: Even
     got = [entry.entry_id for _ in ids for entry in await consumer.read()]
     # One per read, none lost: what a read fetched beyond its count comes at the next ones.
     assert sorted(got, key=order) == sorted(ids, key=order) and len(got) == len(ids)
+
+
+async def test_a_follower_hands_out_no_entry_past_a_shard_it_has_not_read_to(
+    own: Settings, redis: Redis
+) -> None:
+    """Shard 0 holds fifty entries, shard 1 one in their middle. Read ten at a time, the
+    later shard's entry waits until shard 0 has been read to it: every id handed out is a
+    place to resume from that skips nothing."""
+    keys = keys_of(own)
+    for ms in range(1, 51):
+        await redis.xadd(keys.events(0), fields(ms), id=f"{ms}-0")
+    await redis.xadd(keys.events(1), fields(99), id="40-0")
+    follower = EventFollower(redis, keys, since="0", block_ms=1, count=10)
+    handed: list[str] = []
+    while batch := await follower.read():
+        handed += [e.entry_id for e in batch]
+    everything = [f"{ms}-0/0" for ms in range(1, 41)] + ["40-0/1"]
+    everything += [f"{ms}-0/0" for ms in range(41, 51)]
+    assert handed == everything
+    for at, entry_id in enumerate(handed):
+        again = EventFollower(redis, keys, since=entry_id, block_ms=1, count=10)
+        rest: list[str] = []
+        while batch := await again.read():
+            rest += [e.entry_id for e in batch]
+        assert rest == handed[at + 1 :], entry_id

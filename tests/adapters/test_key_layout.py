@@ -121,3 +121,40 @@ async def test_another_shard_count_refuses_the_start_until_resharded_and_keeps_n
     left = [k async for k in redis.scan_iter(match=sixteen.layout_pattern("*"), count=1000)]
     assert left == []
     assert (await StatusCounts(redis, four).read(["google"], time.time()))["active"] == 3
+
+
+async def test_a_reshard_stopped_part_way_then_run_again_for_another_count_loses_nothing(
+    redis: Redis, keys: Keys, cipher: Cipher
+) -> None:
+    """A run from the layout before shards to 16 stopped after moving some connections,
+    and the setting then changed to 4: the next run moves the old layout's and the 16
+    shards' connections alike, and ends with everything recorded."""
+    await _write_legacy(redis, cipher, keys.prefix)
+    sixteen = Keys(keys.prefix, 16)
+    await redis.hset(sixteen.layout, "resharding", "16")  # what the stopped run recorded
+    moved_before = "carol:with-colon"  # this one had moved already
+    record = cast(dict[Any, Any], await redis.hgetall(f"{keys.prefix}:conn:google:{moved_before}"))
+    await redis.delete(f"{keys.prefix}:conn:google:{moved_before}")
+    await redis.hset(sixteen.connection("google", moved_before), mapping=record)
+    shard = sixteen.shard("google", moved_before)
+    await redis.zadd(sixteen.connections("google", shard), {moved_before: 0})
+    four = Keys(keys.prefix, 4)
+
+    with pytest.raises(LayoutMismatch, match="reshard"):
+        await KeyLayout(redis, four).check()
+    moved = await KeyLayout(redis, four).reshard(NOW)
+
+    assert moved.connections == 3
+    assert set(moved.from_layouts) == {"before shards", "16 shards"}
+    await KeyLayout(redis, four).check()
+    store = TokenStore(redis, four, cipher)
+    for cid in IDS:
+        assert (await store.tokens("google", cid)).refresh_token == f"rt-{cid}"
+    assert not await redis.hexists(four.layout, "resharding")
+    # Delivery's group is on every new stream from its start: nothing emitted before its
+    # first run is skipped.
+    for n in four.all_shards:
+        groups = await redis.xinfo_groups(four.events(n))
+        assert [(g["name"], g["last-delivered-id"]) for g in groups] == [
+            ("tokenlife-alerts", "0-0")
+        ]

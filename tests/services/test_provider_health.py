@@ -250,7 +250,13 @@ async def test_a_failed_probe_is_quiet_and_an_answered_one_releases_the_held_on_
     released = set(rest) - {LATER[0]}
     schedule = await fleet.schedule()
     ramp = second + len(released) / RATE
-    assert all(second - 1e-6 <= schedule[cid] <= ramp for cid in released), schedule
+    # On the ramp; at most one earlier still: the one booked for the next probe (by the
+    # failed probe, or by the first hold after it: which one of a batch holds first is the
+    # batch's concurrency's to say), which the release leaves as soon as it is.
+    assert all(schedule[cid] <= ramp for cid in released), schedule
+    early = [cid for cid in released if schedule[cid] < second - 1e-6]
+    assert len(early) <= 1 and all(schedule[c] == pytest.approx(2 * PROBE + 0.5, abs=1e-3)
+                                   for c in early), schedule  # fmt: skip
 
     # They come due on the ramp and refresh, each once.
     others = tuple(cid for cid in LAPSES if cid != LATER[0])

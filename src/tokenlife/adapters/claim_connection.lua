@@ -22,7 +22,9 @@
 -- ('' for a refresh someone asks for now: never held), 7 probe interval seconds, 8 this
 -- hold's pause seconds, 9 the held set's TTL.
 -- Returns {'locked'}, {'gone'}, {'held', fields, 'locked' | ''} or
--- {'ok', fields, 'slot' | 'noslot', 'probe' | '', lock ms}: 'slot' when it needs one.
+-- {'ok', fields, 'slot' | 'noslot', 'probe' | '', lock ms, score before}: 'slot' when it
+-- needs one; the schedule score it had before this claim moved it closer ('' if none), for
+-- a claim that gets no slot to put back.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local ttl = tonumber(ARGV[2])
@@ -99,5 +101,6 @@ if ARGV[6] ~= '' and KEYS[4] and redis.call('HGET', KEYS[4], 'state') == 'open' 
     return {'held', fields, lapsed and 'locked' or ''}
   end
 end
+local before = redis.call('ZSCORE', KEYS[3], ARGV[4]) or ''
 redis.call('ZADD', KEYS[3], 'XX', 'LT', string.format('%.6f', now + ttl / 1000), ARGV[4])
-return {'ok', fields, 'slot', probe, ttl}
+return {'ok', fields, 'slot', probe, ttl, before}

@@ -21,8 +21,8 @@ so a page may hold fewer than `limit` connections even when more follow: a calle
 
 from __future__ import annotations
 
-import base64
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -30,9 +30,10 @@ from typing import cast
 from redis.asyncio import Redis
 
 from tokenlife.adapters.connection_record import Connection, parse_connection
+from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
 from tokenlife.core.policy import Status
-from tokenlife.errors import CorruptRecordError, UsageError
+from tokenlife.errors import CorruptRecordError, DecryptionError, UsageError
 
 # How many records one page may read, in multiples of its limit: a filter that matches
 # little returns early with a cursor rather than walking the fleet in one request.
@@ -57,29 +58,33 @@ class _Position:
     after: str = ""
     score: float = 0.0
 
-    def encode(self) -> str:
-        raw = json.dumps([self.shard, self.source, self.after, self.score]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    def encode(self, cipher: Cipher) -> str:
+        # Sealed: the last member read may be of an integration the caller's key doesn't
+        # cover (the indexes and deadlines hold every integration of a shard), and a
+        # cursor is never taken on trust.
+        return cipher.encrypt(json.dumps([self.shard, self.source, self.after, self.score]))
 
     @classmethod
-    def decode(cls, cursor: str | None, shards: int) -> _Position:
+    def decode(cls, cursor: str | None, shards: int, cipher: Cipher) -> _Position:
         if not cursor or cursor == "0":  # "0": the start, as cursors of tokenlife < 0.12 began
             return cls()
+        refused = UsageError("cursor is not one this API returned (or its key was removed)")
         try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            shard, source, after, score = json.loads(raw)
-        except (ValueError, TypeError):
-            raise UsageError("cursor is not one this API returned") from None
+            shard, source, after, score = json.loads(cipher.decrypt(cursor))
+        except (DecryptionError, ValueError, TypeError, UnicodeError):
+            raise refused from None
         whole = type(shard) is int and type(source) is int and type(score) in (int, float)
-        if not (whole and isinstance(after, str) and 0 <= shard < shards and source >= 0):
-            raise UsageError("cursor is not one this API returned")
+        if not (whole and isinstance(after, str) and 0 <= shard < shards and source >= 0
+                and math.isfinite(score)):  # fmt: skip
+            raise refused
         return cls(shard, source, after, float(score))
 
 
 class ConnectionListing:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, cipher: Cipher) -> None:
         self._redis = redis
         self._keys = keys
+        self._cipher = cipher
 
     async def page(
         self,
@@ -93,7 +98,7 @@ class ConnectionListing:
         given), at most `limit`, from `cursor` on."""
         wanted = sorted(set(integrations))
         sources = self._sources(wanted, status)
-        at = _Position.decode(cursor, self._keys.shards)
+        at = _Position.decode(cursor, self._keys.shards, self._cipher)
         found: list[Connection] = []
         budget = limit * _READ_FACTOR
         while at.shard < self._keys.shards and len(found) < limit and budget > 0:
@@ -113,7 +118,7 @@ class ConnectionListing:
             if len(batch) < asked:
                 at = _Position(at.shard, at.source + 1)  # this source is done
         done = at.shard >= self._keys.shards
-        return Page(found, None if done else at.encode())
+        return Page(found, None if done else at.encode(self._cipher))
 
     @staticmethod
     def _matches(

@@ -196,14 +196,32 @@ class EventFollower:
         self._keys = keys
         self._after: dict[int, str] = positions(keys, since)
         self._held: deque[StreamEntry] = deque()
+        self._waiting: list[StreamEntry] = []
         self._block_ms = block_ms
         self._count = count
 
     async def read(self) -> list[StreamEntry]:
         """The next entries in merged stream order, at most `count` (waits up to block_ms;
-        may return none); what a read got beyond that comes at the next reads."""
+        may return none). Only up to the lowest point a shard that may hold more was read
+        to: an entry id handed out is then a place to resume from that skips nothing of
+        another shard (on one Redis; module docstring). What waits comes at the next reads."""
         if not self._held:
-            self._held.extend(await self._read_all())
+            fetched = await self._read_all()
+            # A shard that gave a whole `count` may hold more, from its last entry on: the
+            # entries of the others past that point wait for it.
+            per_shard: dict[int, list[StreamEntry]] = {}
+            for entry in fetched:
+                per_shard.setdefault(split_id(entry.entry_id)[1] or 0, []).append(entry)
+            bounds = [order(got[-1].entry_id) for got in per_shard.values()
+                      if len(got) >= self._count]  # fmt: skip
+            merged = sorted([*self._waiting, *fetched], key=lambda e: order(e.entry_id))
+            if bounds:
+                bound = min(bounds)
+                self._held.extend(e for e in merged if order(e.entry_id) <= bound)
+                self._waiting = [e for e in merged if order(e.entry_id) > bound]
+            else:
+                self._held.extend(merged)
+                self._waiting = []
         return [self._held.popleft() for _ in range(min(self._count, len(self._held)))]
 
     async def _read_all(self) -> list[StreamEntry]:

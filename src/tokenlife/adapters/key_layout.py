@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.keys import ALERT_GROUP, MAX_SHARDS, Keys
 from tokenlife.adapters.status_counts import StatusCounts
 
 _PAGE = 500
@@ -150,13 +151,17 @@ class KeyLayout:
         after a stop part-way)."""
         moved = Moved()
         stored = await self.stored()
+        # Every shard count a run has moved between, kept until a run ends: one stopped
+        # part-way may have moved connections to a target this run no longer has (the
+        # setting changed again), so each such count is a source now.
+        recorded = str(await self._redis.hget(self._keys.layout, _RESHARDING) or "")
+        counts = {int(n) for n in recorded.split(",") if n.strip().isdigit()}
+        counts = {n for n in counts if 1 <= n <= MAX_SHARDS}
+        counts |= {stored} if stored is not None else set()
+        every = ",".join(str(n) for n in sorted(counts | {self._keys.shards}))
+        await self._redis.hset(self._keys.layout, _RESHARDING, every)
         sources = [_Source(self._keys.prefix, None)]
-        if stored is not None and stored != self._keys.shards:
-            sources.append(_Source(self._keys.prefix, stored))
-        recorded = await self._redis.hget(self._keys.layout, _RESHARDING)
-        if recorded and int(recorded) not in (stored, self._keys.shards):
-            sources.append(_Source(self._keys.prefix, int(recorded)))
-        await self._redis.hset(self._keys.layout, _RESHARDING, str(stored or 0))
+        sources += [_Source(self._keys.prefix, n) for n in sorted(counts - {self._keys.shards})]
         for source in sources:
             count = await self._move_connections(source)
             count_pending = await self._move_pending(source)
@@ -170,6 +175,7 @@ class KeyLayout:
                 async for key in self._scan(pattern):
                     await self._redis.delete(key)
         await StatusCounts(self._redis, self._keys).recount(now)
+        await self._alert_groups()
         await self._redis.hset(self._keys.layout, "shards", self._keys.shards)
         await self._redis.hdel(self._keys.layout, _RESHARDING)
         return moved
@@ -235,13 +241,31 @@ class KeyLayout:
                 target = getattr(self._keys, kind)(state)
                 if key == target:
                     continue
-                dumped, ttl = await self._redis.dump(key), await self._redis.pttl(key)
-                if dumped is None:
-                    continue
+                # The TTL first: a key that expires between the two is gone from DUMP too,
+                # never restored without a TTL. (DUMP's bytes need a call of their own:
+                # redis-py decodes replies inside a pipeline.)
+                ttl = await self._redis.pttl(key)
+                dumped = await self._redis.dump(key)
+                if dumped is None or int(ttl) == -2:
+                    continue  # expired meanwhile
+                # -1: no TTL, restored without one (0); else the TTL it had left.
                 await self._redis.restore(target, max(0, int(ttl)), dumped, replace=True)
                 await self._redis.delete(key)
                 moved += 1
         return moved
+
+    async def _alert_groups(self) -> None:
+        """Alert delivery's consumer group on every shard's stream, from its start: the
+        group is otherwise created at "$" by delivery's first run, and an alert a worker
+        emits before that run would never be delivered."""
+        for shard in self._keys.all_shards:
+            try:
+                await self._redis.xgroup_create(
+                    self._keys.events(shard), ALERT_GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         async for key in self._redis.scan_iter(match=pattern, count=_PAGE):

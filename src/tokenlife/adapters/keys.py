@@ -53,6 +53,8 @@ SECRET_EXPIRING_SENT_EXTRA_SECONDS = 86400
 # An open breaker that no outcome reached for this long (every worker stopped, the host's
 # integrations removed) is forgotten: closed again, it holds nothing back.
 BREAKER_OPEN_TTL_SECONDS = 86400
+# Alert delivery's consumer group on the event streams (services/delivery.py).
+ALERT_GROUP = "tokenlife-alerts"
 # No claim lease or lock is shorter: a refresh needs a moment, and a lease shorter than a
 # beat tick or two would hand the same connection out again while its batch is queued.
 MIN_LEASE_SECONDS = 15

@@ -11,9 +11,13 @@ at most its own slots, not the workers.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -29,6 +33,8 @@ from tokenlife.adapters.keys import (
 from tokenlife.adapters.provider_breakers import Hold
 from tokenlife.core.integration import Integration
 from tokenlife.errors import CorruptRecordError, UnknownConnectionError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -154,7 +160,32 @@ class Locks:
                 args=[lease.slot_token or "", slots, PROVIDER_SLOT_TTL_SECONDS],
                 client=pipe,
             )
-            reply, took = await pipe.execute()
+            try:
+                # Each half's outcome, an error included: on a Cluster they are two nodes,
+                # and what one half took must go back when the other failed.
+                reply, took = await pipe.execute(raise_on_error=False)
+            except BaseException:
+                await _shielded(self._undo(lease, slots_key, lock=True, slot=True))
+                raise
+        if isinstance(reply, BaseException) or isinstance(took, BaseException):
+            await _shielded(self._undo(lease, slots_key, lock=not isinstance(reply, BaseException),
+                                       slot=took == 1))  # fmt: skip
+            raise reply if isinstance(reply, BaseException) else cast(BaseException, took)
+        try:
+            return await self._settle(lease, reply, took == 1, slots_key)
+        except BaseException:
+            # Cancelled (an on-demand wait bound) or Redis failing between the claim and
+            # what it hands over: nothing is left held.
+            await _shielded(self._undo(lease, slots_key, lock=True, slot=True))
+            raise
+
+    async def _settle(self, lease: Lease, reply: Any, took: bool, slots_key: str) -> Claim:
+        """What the claim's reply and the slot's make of the lease (claim's docstring)."""
+        integration, connection_id, provider = (
+            lease.integration,
+            lease.connection_id,
+            lease.provider,
+        )
         kind = ClaimKind(reply[0])
         needs_slot = kind is ClaimKind.OK and reply[2] == "slot"
         if took and not needs_slot:
@@ -174,6 +205,12 @@ class Locks:
                 await self.give_back(kept)
                 return Claim(ClaimKind.CORRUPT)
         if needs_slot and not took:
+            # Back where it was: the claim moved it closer for a refresh that isn't going
+            # ahead (GT: a later time someone set meanwhile stays).
+            if reply[5] != "":
+                member = self._keys.member(integration, connection_id)
+                await self._redis.zadd(self._keys.schedule_of(integration, connection_id),
+                                       {member: float(reply[5])}, xx=True, gt=True)  # fmt: skip
             await self.release(integration, connection_id, lease.lock_token)
             return Claim(ClaimKind.THROTTLED)
         if not needs_slot:
@@ -194,6 +231,17 @@ class Locks:
         return Claim(
             ClaimKind.OK, connection, lease, raw.get("refresh_token"), probe=reply[3] == "probe"
         )
+
+    async def _undo(self, lease: Lease, slots_key: str, *, lock: bool, slot: bool) -> None:
+        """Give back what a claim that failed half-way may hold, each by its token (a
+        no-op where it holds nothing)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if lock:
+                key = self._keys.lock(lease.integration, lease.connection_id)
+                await self._release(keys=[key], args=[lease.lock_token], client=pipe)
+            if slot and lease.slot_token:
+                pipe.zrem(slots_key, lease.slot_token)
+            await pipe.execute()
 
     async def acquire(self, integration: str, connection_id: str) -> str | None:
         """A token proving we hold the connection's lock, or None when someone else does."""
@@ -224,3 +272,12 @@ class Locks:
                 pipe.zrem(self._keys.provider_slots(lease.provider), lease.slot_token)
             await pipe.execute()
         lease.released = True
+
+
+async def _shielded(undo: Coroutine[Any, Any, None]) -> None:
+    """Run an undo to its end even when the caller is being cancelled; best effort."""
+    try:
+        await asyncio.shield(undo)
+    except Exception:
+        log.warning("could not give back a claim's lock or slot; they expire by themselves",
+                    exc_info=True)  # fmt: skip

@@ -5,6 +5,7 @@ a Redis Cluster or a Sentinel-managed master, as `TOKENLIFE_REDIS_URL` says
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, TypeAlias, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -144,6 +145,12 @@ def _cluster(
     )
 
 
+# Set while a task holds a permit of _WaitingCluster's gate.
+_GATED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "tokenlife_redis_gated", default=False
+)
+
+
 class _WaitingCluster(RedisCluster):
     """A cluster client whose commands wait for a connection, as a BlockingConnectionPool's
     do, instead of failing with MaxConnectionsError when a node's `max_connections` are all
@@ -164,6 +171,10 @@ class _WaitingCluster(RedisCluster):
         return gate
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if _GATED.get():
+            # A pipeline holding a permit resends a MOVED or ASK reply through here: not
+            # again, or pipelines that all hit a redirection would wait on each other.
+            return await super().execute_command(*args, **kwargs)
         async with self._gate():
             return await super().execute_command(*args, **kwargs)
 
@@ -173,7 +184,11 @@ class _WaitingCluster(RedisCluster):
 
         async def gated(raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
             async with self._gate():
-                return await execute(raise_on_error, allow_redirections)
+                token = _GATED.set(True)
+                try:
+                    return await execute(raise_on_error, allow_redirections)
+                finally:
+                    _GATED.reset(token)
 
         pipe.execute = gated  # type: ignore[method-assign]
         return pipe

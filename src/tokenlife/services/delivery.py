@@ -27,7 +27,12 @@ from redis.exceptions import ResponseError
 
 from tokenlife.adapters import scripts
 from tokenlife.adapters.event_consumer import order, qualified, split_id
-from tokenlife.adapters.keys import ALERT_DELIVERED_TTL_SECONDS, ALERT_LOCK_TTL_SECONDS, Keys
+from tokenlife.adapters.keys import (
+    ALERT_DELIVERED_TTL_SECONDS,
+    ALERT_GROUP,
+    ALERT_LOCK_TTL_SECONDS,
+    Keys,
+)
 from tokenlife.adapters.notifiers import Target
 from tokenlife.core import events
 from tokenlife.core.notification_payload import notification_from, payload
@@ -47,7 +52,7 @@ from tokenlife.errors import DeliveryError
 from tokenlife.services import dead_letters, incidents
 
 log = logging.getLogger(__name__)
-GROUP = "tokenlife-alerts"
+GROUP = ALERT_GROUP
 _READ_COUNT = 5000
 
 
@@ -158,13 +163,15 @@ class AlertDelivery:
         of every shard's stream in one round trip (a node each on a Cluster), merged in
         stream order (adapters/event_consumer.py)."""
         idle_ms = int(self._policy.claim_idle_seconds * 1000)
+        # A run reads about as much as one stream's worth, whatever the shard count.
+        count = max(1, _READ_COUNT // self._keys.shards)
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard in self._keys.all_shards:
                 stream = self._keys.events(shard)
                 pipe.xautoclaim(stream, GROUP, self._consumer, min_idle_time=idle_ms,
-                                start_id="0-0", count=_READ_COUNT)  # fmt: skip
-                pipe.xreadgroup(GROUP, self._consumer, {stream: "0"}, count=_READ_COUNT)
-                pipe.xreadgroup(GROUP, self._consumer, {stream: ">"}, count=_READ_COUNT)
+                                start_id="0-0", count=count)  # fmt: skip
+                pipe.xreadgroup(GROUP, self._consumer, {stream: "0"}, count=count)
+                pipe.xreadgroup(GROUP, self._consumer, {stream: ">"}, count=count)
             replies = await pipe.execute()
         found: dict[str, dict[str, str]] = {}
         for shard in self._keys.all_shards:
