@@ -68,8 +68,9 @@ async def test_every_status_write_moves_the_counts_in_the_same_step(
     assert await store.update(stale, now=time.time(), set_fields={"status": "degraded"}) is None
     assert await fields(redis, keys, integration) == {"active": 2}
 
-    # A reconnect saves the record again: counted once, as its new status.
-    await saved(store, "custom", integration=integration)
+    # A new connection (in shard 2: shard 9's count is checked empty below) counts once.
+    await saved(store, "custom", integration=integration,
+                connection_id=in_shard(keys, integration, 2))  # fmt: skip
     assert await fields(redis, keys, integration) == {"active": 3}
     assert await store.delete(integration, b[1], "custom")
     assert not await store.delete(integration, b[1], "custom")  # gone: counted once
