@@ -62,9 +62,10 @@ class RefreshNow:
         """The outcome; ReauthorizationRequiredError when no refresh can help (the status
         says so, or there is no refresh token) without asking the provider."""
         integration = require_integration(self._integrations, integration_name)
+        deadline = asyncio.get_running_loop().time() + self._wait
         try:
-            async with asyncio.timeout(self._wait):
-                claim = await self._claim(integration, connection_id)
+            async with asyncio.timeout_at(deadline):
+                claim = await self._claim(integration, connection_id, deadline)
         except TimeoutError:
             raise ConnectionBusyError(
                 "a refresh of this connection is in progress; try again", retry_after=5.0
@@ -88,9 +89,13 @@ class RefreshNow:
             integration, connection, refresh_token, self._clock(), lease
         )
 
-    async def _claim(self, integration: Integration, connection_id: str) -> Claim:
+    async def _claim(self, integration: Integration, connection_id: str, deadline: float) -> Claim:
         while True:
             claim = await self._locks.claim_for_caller(integration, connection_id, self._slots)
             if claim is not None:
                 return claim
+            # Besides the timeout's cancellation, which a redis-py command run under
+            # asyncio.wait_for can swallow on Python 3.11 (CPython gh-86296; access.py).
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError
             await asyncio.sleep(_POLL_SECONDS)  # locked or throttled: wait for them

@@ -64,12 +64,17 @@ class ConnectionRemoval:
 
     async def _acquire(self, integration: str, connection_id: str) -> str:
         """The connection's lock, waiting a bounded time for a refresh in progress."""
+        deadline = asyncio.get_running_loop().time() + self._lock_wait
         try:
-            async with asyncio.timeout(self._lock_wait):
+            async with asyncio.timeout_at(deadline):
                 while True:
                     lock = await self._locks.acquire(integration, connection_id)
                     if lock is not None:
                         return lock
+                    # Besides the timeout's cancellation, which a redis-py command can
+                    # swallow on Python 3.11 (CPython gh-86296; services/access.py).
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise TimeoutError
                     await asyncio.sleep(_LOCK_POLL_SECONDS)
         except TimeoutError:
             raise ConnectionBusyError(
