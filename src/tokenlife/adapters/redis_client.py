@@ -94,30 +94,16 @@ def connect(url: str, **options: Any) -> Redis:
     node_options = {**_node_options(target), **options}
     if target.topology is Topology.CLUSTER:
         cluster = RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
-            decode_responses=True,
-            **node_options,
+            startup_nodes=_startup_nodes(target), decode_responses=True, **node_options
         )
         return cast(Redis, cluster)
-    sentinel_options = {k: v for k, v in node_options.items() if k.startswith(("ssl", "socket_"))}
-    if target.sentinel_password is not None:
-        sentinel_options["password"] = target.sentinel_password
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-    return cast(
-        Redis,
-        sentinel.master_for(
-            target.service,
-            connection_pool_class=_ClosingSentinelPool,
-            decode_responses=True,
-            **node_options,
-        ),
+    master = _sentinel(target, node_options).master_for(
+        target.service,
+        connection_pool_class=_ClosingSentinelPool,
+        decode_responses=True,
+        **node_options,
     )
-
-
-class _ClosingSentinelPool(SentinelConnectionPool):
-    async def aclose(self) -> None:
-        await super().aclose()
-        await self.sentinel_manager.aclose()
+    return cast(Redis, master)
 
 
 def is_cluster(redis: object) -> bool:
@@ -136,7 +122,7 @@ def _cluster(
     Its node connections never retry themselves, so the topology is re-read first.
     """
     return _WaitingCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+        startup_nodes=_startup_nodes(target),
         max_connections=max_connections,
         decode_responses=True,
         health_check_interval=health_check_seconds,
@@ -194,15 +180,18 @@ class _WaitingCluster(RedisCluster):
         return pipe
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """SentinelConnectionPool is a plain ConnectionPool (it raises when all connections are
-    in use); with BlockingConnectionPool after it in the MRO its `get_connection` waits
-    for one instead, and the Sentinel part still finds the master for each connection.
-    Closing the client closes the Sentinel clients too: nothing else holds them."""
+class _ClosingSentinelPool(SentinelConnectionPool):
+    """Closing the client closes the Sentinel clients too: nothing else holds them."""
 
     async def aclose(self) -> None:
         await super().aclose()
         await self.sentinel_manager.aclose()
+
+
+class _BlockingSentinelPool(_ClosingSentinelPool, BlockingConnectionPool):
+    """SentinelConnectionPool is a plain ConnectionPool (it raises when all connections are
+    in use); with BlockingConnectionPool after it in the MRO its `get_connection` waits
+    for one instead, and the Sentinel part still finds the master for each connection."""
 
 
 def _sentinel_master(
@@ -213,15 +202,7 @@ def _sentinel_master(
     retry: Retry,
 ) -> Redis:
     options = _node_options(target)
-    # A Sentinel client takes only the socket options of the master's by default
-    # (`Sentinel.__init__`): no password, no TLS. Ours get TLS as the master does, and the
-    # Sentinel's own password if the URL has one.
-    sentinel_options = {k: v for k, v in options.items() if k.startswith(("ssl", "socket_"))}
-    if target.sentinel_password is not None:
-        sentinel_options["password"] = target.sentinel_password
-    # redis-py's Sentinel.__init__ has no annotations.
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-    master = sentinel.master_for(
+    master = _sentinel(target, options).master_for(
         target.service,
         connection_pool_class=_BlockingSentinelPool,
         max_connections=max_connections,
@@ -233,6 +214,21 @@ def _sentinel_master(
         **options,
     )
     return cast(Redis, master)
+
+
+def _sentinel(target: RedisTarget, options: dict[str, Any]) -> Sentinel:
+    """The Sentinels of `target`. A Sentinel client takes only the socket options of the
+    master's by default (`Sentinel.__init__`): no password, no TLS. Ours get TLS as the
+    master does, and the Sentinel's own password if the URL has one."""
+    sentinel_options = {k: v for k, v in options.items() if k.startswith(("ssl", "socket_"))}
+    if target.sentinel_password is not None:
+        sentinel_options["password"] = target.sentinel_password
+    # redis-py's Sentinel.__init__ has no annotations.
+    return Sentinel(list(target.hosts), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+
+
+def _startup_nodes(target: RedisTarget) -> list[ClusterNode]:
+    return [ClusterNode(host, port) for host, port in target.hosts]
 
 
 def _node_options(target: RedisTarget) -> dict[str, Any]:
