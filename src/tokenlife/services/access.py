@@ -31,6 +31,7 @@ from tokenlife.errors import (
     ReauthorizationRequiredError,
     TransientError,
 )
+from tokenlife.services.deadlines import check_deadline
 from tokenlife.services.refresh import Outcome, Refresher, Result
 
 # How often a caller that found the lock or every slot taken looks again.
@@ -99,11 +100,7 @@ class AccessTokens:
     ) -> AccessToken:
         name = integration.name
         while True:
-            # Besides the timeout's cancellation: on Python 3.11 a redis-py command run
-            # under asyncio.wait_for (its socket timeout) can swallow that cancellation
-            # (CPython gh-86296), and this loop would poll on to the request timeout.
-            if asyncio.get_running_loop().time() >= deadline:
-                raise TimeoutError
+            check_deadline(deadline)
             connection, tokens = await self._store.load(name, connection_id)
             logs.conceal(tokens.access_token, tokens.refresh_token)
             now = self._clock()

@@ -15,6 +15,7 @@ from tokenlife.core.integration import Integration
 from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
 from tokenlife.errors import ConnectionBusyError, ReauthorizationRequiredError
+from tokenlife.services.deadlines import check_deadline
 from tokenlife.services.refresh import Refresher, Result
 
 # How often a refresh that found the lock (or every provider slot) taken looks again.
@@ -94,8 +95,5 @@ class RefreshNow:
             claim = await self._locks.claim_for_caller(integration, connection_id, self._slots)
             if claim is not None:
                 return claim
-            # Besides the timeout's cancellation, which a redis-py command run under
-            # asyncio.wait_for can swallow on Python 3.11 (CPython gh-86296; access.py).
-            if asyncio.get_running_loop().time() >= deadline:
-                raise TimeoutError
+            check_deadline(deadline)
             await asyncio.sleep(_POLL_SECONDS)  # locked or throttled: wait for them

@@ -26,6 +26,7 @@ from tokenlife.errors import (
     TokenlifeError,
     UnknownConnectionError,
 )
+from tokenlife.services.deadlines import check_deadline
 
 log = logging.getLogger(__name__)
 _LOCK_POLL_SECONDS = 0.05
@@ -71,10 +72,7 @@ class ConnectionRemoval:
                     lock = await self._locks.acquire(integration, connection_id)
                     if lock is not None:
                         return lock
-                    # Besides the timeout's cancellation, which a redis-py command can
-                    # swallow on Python 3.11 (CPython gh-86296; services/access.py).
-                    if asyncio.get_running_loop().time() >= deadline:
-                        raise TimeoutError
+                    check_deadline(deadline)
                     await asyncio.sleep(_LOCK_POLL_SECONDS)
         except TimeoutError:
             raise ConnectionBusyError(
