@@ -57,7 +57,7 @@ class ConnectionScan:
             for shard in self._keys.all_shards:
                 pipe.zrange(self._keys.connections(integration, shard), 0, -1)
             replies = await pipe.execute()
-        return {shard: sorted(_text(m) for m in members)
+        return {shard: sorted(str(m) for m in members)
                 for shard, members in zip(self._keys.all_shards, replies, strict=True)
                 if members}  # fmt: skip
 
@@ -77,7 +77,3 @@ class ConnectionScan:
             except CorruptRecordError:
                 corrupt += 1
         return corrupt
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
