@@ -170,11 +170,13 @@ def environment(settings: Settings) -> dict[str, str]:
         BENCH_PREFIX=settings.key_prefix,
         PYTHONPATH=str(ROOT),
     )
+    if settings.broker_url:
+        env["TOKENLIFE_BROKER_URL"] = settings.broker_url
     return env
 
 
 def wait_for_ping(settings: Settings, timeout: float = 60) -> None:
-    app = Celery("bench-ping", broker=settings.redis_url, set_as_current=False)
+    app = Celery("bench-ping", broker=settings.effective_broker_url, set_as_current=False)
     app.conf.broker_transport_options = {"global_keyprefix": f"{settings.key_prefix}:celery:"}
     until(lambda: bool(app.control.ping(timeout=0.5)), timeout)
     app.close()

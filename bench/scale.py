@@ -2,7 +2,8 @@
 as the number of stored connections grows (issue 12, "Measure first", measurements 1-3).
 
     python -m bench.scale [--sizes 10000,100000] [--million] [--no-plots]
-        [--parts sizes,lag,scale-out] [--lag-seconds 120] [--lag-rate 280]
+        [--parts sizes,lag,scale-out,cluster-scale-out,cluster-lag] [--lag-seconds 120]
+        [--lag-rate 280]
         [--workers 1,2,4] [--burst 20000]
 
 A redis-server of its own on a free port (`--save "" --appendonly no`); per size N, from an
@@ -22,8 +23,9 @@ empty database:
 Timings are medians of repetitions (claims x 20; scrapes x 5 at 10k, x 3 at 100k, x 1
 above). Then measurements 4 (lag under 280 refreshes/s through real workers for
 --lag-seconds, 120 by default; the issue's 10 minutes: --lag-seconds 600) and 5 (burst
-throughput with 1, 2 and 4 worker processes, Redis commands per refresh, Redis's ceiling):
-bench/scale_load.py, which says how. `--parts` picks which of the three run.
+throughput with 1, 2 and 4 worker processes, Redis commands per refresh, Redis's ceiling),
+then 5 again on a three-master Redis Cluster (and 4, with `--parts ...,cluster-lag`):
+bench/scale_load.py, which says how. `--parts` picks which run.
 Prints one JSON object on stdout (progress on stderr) and writes docs/img/scale-memory.png,
 scale-latency.png, scale-lag.png and scale-workers.png. The plots need matplotlib (the
 `bench` extra: pip install -e '.[dev,bench]'); without it the script stops at once with a
@@ -67,7 +69,8 @@ from tokenlife.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (10_000, 100_000)
-PARTS = ("sizes", "lag", "scale-out")
+PARTS = ("sizes", "lag", "scale-out", "cluster-scale-out", "cluster-lag")
+DEFAULT_PARTS = ("sizes", "lag", "scale-out", "cluster-scale-out")
 MILLION = 1_000_000
 INTEGRATION, PROVIDER = "google", "google"
 API_KEY = "bench-scale-api-key-0123456789"
@@ -518,8 +521,10 @@ def main() -> None:
         "--redis-arg=--hash-max-listpack-value --redis-arg=1024",
     )  # fmt: skip
     parser.add_argument(
-        "--parts", default=",".join(PARTS),
-        help="which measurements, comma-separated: sizes (1-3), lag (4), scale-out (5)",
+        "--parts", default=",".join(DEFAULT_PARTS),
+        help="which measurements, comma-separated: sizes (1-3), lag (4), scale-out (5), "
+        "cluster-scale-out (5 on a three-master Redis Cluster), cluster-lag (4 on one; not "
+        f"run unless asked). Default {','.join(DEFAULT_PARTS)}",
     )  # fmt: skip
     parser.add_argument(
         "--lag-seconds", type=float, default=scale_load.LAG_SECONDS,
@@ -569,13 +574,16 @@ def main() -> None:
             lag_seconds=args.lag_seconds if "lag" in parts else None,
             lag_rate=args.lag_rate, lag_intervals=intervals,
             scale_out=processes if "scale-out" in parts else [], burst=args.burst,
+            cluster_lag_seconds=args.lag_seconds if "cluster-lag" in parts else None,
+            cluster_scale_out=processes if "cluster-scale-out" in parts else [],
         )  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     plots = [] if pyplot is None or not results else plot(pyplot, results, args.plots_dir, stamp)
     if pyplot is not None:
         plots += [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
                   for p in scale_load.plot(pyplot, load, args.plots_dir, stamp)]  # fmt: skip
-    for lag in [load.get("lag"), *load.get("lag_by_interval", [])]:
+    clustered = load.get("cluster", {})
+    for lag in [load.get("lag"), *load.get("lag_by_interval", []), clustered.get("lag")]:
         if lag:
             del lag["lags_for_plot"]  # in the plot; too long for the JSON
     print(json.dumps({

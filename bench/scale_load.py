@@ -37,11 +37,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis as sync_redis
 from cryptography.fernet import Fernet
-from redis.asyncio import Redis
+from redis.cluster import RedisCluster
+from tests.cluster_process import ClusterProcess
 
 from bench.refresh_throughput import (
     environment,
@@ -57,6 +58,7 @@ from tokenlife.adapters import scripts
 from tokenlife.adapters.connection_record import connection_fields, save_args, save_keys
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.keys import Keys
+from tokenlife.adapters.redis_client import connect
 from tokenlife.core.policy import Status, Verdict
 from tokenlife.core.tokens import token_set_from_payload
 from tokenlife.settings import Settings
@@ -85,18 +87,23 @@ def say(message: str) -> None:
 @dataclass
 class Stack:
     redis_url: str
-    redis_port: int
-    redis_pid: int
+    nodes: list[tuple[int, int]]  # (port, pid) of each redis-server holding tokenlife's keys
+    broker: tuple[int, int] | None  # a Cluster's: Celery's Redis, which the URL can't be
     endpoint_pid: int
     token_url: str
     integrations: Path
     key: str
     work: Path
 
+    @property
+    def cluster(self) -> bool:
+        return self.broker is not None
+
     def settings(self, prefix: str, events: int = 100_000) -> Settings:
         return Settings(
             _env_file=None,  # type: ignore[call-arg]
             redis_url=self.redis_url,
+            broker_url=None if self.broker is None else f"redis://127.0.0.1:{self.broker[0]}/0",
             key_prefix=prefix,
             encryption_keys=(self.key,),
             integrations_file=self.integrations,
@@ -105,12 +112,44 @@ class Stack:
             events_max_length=max(100_000, events),
         )
 
+    def client(self) -> sync_redis.Redis:
+        """The bench's own client: one server's, or a Cluster's routing by key."""
+        if not self.cluster:
+            return sync_redis.Redis(port=self.nodes[0][0], decode_responses=True)
+        cluster = RedisCluster(host="127.0.0.1", port=self.nodes[0][0], decode_responses=True)
+        return cast(sync_redis.Redis, cluster)  # as redis_client.connect types it
+
+    @property
+    def ports(self) -> list[int]:
+        """Every server's, the broker's included: what INFO and FLUSHALL address."""
+        return [port for port, _ in self.nodes] + ([self.broker[0]] if self.broker else [])
+
+    def node_clients(self) -> list[sync_redis.Redis]:
+        return [sync_redis.Redis(port=port, decode_responses=True) for port in self.ports]
+
+    def flush(self) -> None:
+        for client in self.node_clients():
+            client.flushall()
+            client.close()
+
     def cpu(self) -> dict[str, float]:
-        return {"redis": tree_cpu(self.redis_pid), "endpoint": tree_cpu(self.endpoint_pid)}
+        """CPU seconds so far: every data node's together as `redis`; on a Cluster each
+        node's as well (`redis[i]`), and the broker's."""
+        nodes = [tree_cpu(pid) for _, pid in self.nodes]
+        cpu = {"redis": sum(nodes), "endpoint": tree_cpu(self.endpoint_pid)}
+        if self.broker is not None:
+            cpu |= {f"redis[{i}]": spent for i, spent in enumerate(nodes)}
+            cpu["broker"] = tree_cpu(self.broker[1])
+        return cpu
 
 
 @contextmanager
-def stack(work: Path, redis_binary: str, redis_args: list[str]) -> Iterator[Stack]:
+def stack(
+    work: Path, redis_binary: str, redis_args: list[str], cluster: bool = False
+) -> Iterator[Stack]:
+    """One redis-server; or, with `cluster`, a three-master Redis Cluster (as
+    `make test-cluster` starts it: tests/cluster_process.py) and that one redis-server as
+    the broker (docs/cluster.md: Celery can't use a Cluster)."""
     redis_port, token_port = free_port(), free_port()
     token_url = f"http://127.0.0.1:{token_port}/token"
     integrations = work / "load-integrations.toml"
@@ -127,19 +166,30 @@ def stack(work: Path, redis_binary: str, redis_args: list[str]) -> Iterator[Stac
     with (
         process(redis_argv, env, work / "load-redis.log") as redis_proc,
         process(endpoint, env, work / "load-endpoint.log") as endpoint_proc,
+        ExitStack() as started,
     ):
         wait_port(redis_port)
         wait_port(token_port)
-        yield Stack(
-            f"redis://127.0.0.1:{redis_port}/0", redis_port, redis_proc.pid, endpoint_proc.pid,
-            token_url, integrations, Fernet.generate_key().decode(), work,
-        )  # fmt: skip
+        single = (redis_port, redis_proc.pid)
+        url, nodes, broker = f"redis://127.0.0.1:{redis_port}/0", [single], None
+        if cluster:
+            (work / "cluster").mkdir(exist_ok=True)
+            servers = ClusterProcess(work / "cluster", extra=tuple(redis_args))
+            started.callback(servers.stop)
+            servers.start()
+            url, broker = servers.url, single
+            nodes = [
+                (port, proc.pid)
+                for port, proc in zip(servers.ports, servers.servers.processes, strict=True)
+            ]
+        yield Stack(url, nodes, broker, endpoint_proc.pid, token_url, integrations,
+                    Fernet.generate_key().decode(), work)  # fmt: skip
 
 
 async def seed(settings: Settings, n: int) -> None:
     """N connections through save_connection.lua (TokenStore.save's KEYS and ARGV),
     pipelined, scheduled far ahead: nothing is due until make_due says so."""
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect(settings.redis_url)
     keys, cipher = Keys(settings.key_prefix), Cipher(settings.encryption_keys)
     save = scripts.register(redis, "save_connection")
     now = time.time()
@@ -234,8 +284,8 @@ def measure_lag(
     n = round(rate * seconds)
     prefix = "lag" if interval is None else f"lag-{interval:g}"
     settings = stack.settings(prefix, events=2 * n)
-    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushall()
+    stack.flush()
+    client = stack.client()
     started = time.monotonic()
     asyncio.run(seed(settings, n))
     say(f"lag: {n} connections seeded in {time.monotonic() - started:.1f} s; workers")
@@ -298,20 +348,31 @@ def measure_lag(
     return result
 
 
-def command_calls(client: sync_redis.Redis) -> dict[str, tuple[int, int]]:
-    stats: dict[str, Any] = client.info("commandstats")
-    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
+def command_calls(stack: Stack) -> dict[str, tuple[int, int]]:
+    """Calls and microseconds by command, summed over every server (a Cluster's broker too,
+    as the one Redis carries Celery's traffic)."""
+    total: dict[str, tuple[int, int]] = {}
+    for client in stack.node_clients():
+        stats: dict[str, Any] = client.info("commandstats")
+        client.close()
+        for name, value in stats.items():
+            calls, usec = total.get(name.removeprefix("cmdstat_"), (0, 0))
+            total[name.removeprefix("cmdstat_")] = (
+                calls + int(value["calls"]),
+                usec + int(value["usec"]),
+            )
+    return total
 
 
 def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
     prefix = f"burst-{processes}"
     settings = stack.settings(prefix, events=2 * n)
-    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushall()
+    stack.flush()
+    client = stack.client()
     asyncio.run(seed(settings, n))
     counter = f"{prefix}:counters"
     with workers(settings, processes, stack.work, prefix) as worker:
-        before_calls = command_calls(client)
+        before_calls = command_calls(stack)
         sent = make_due(client, prefix, [time.time()] * n)
         # The clock starts at the first claim, as the pipeline's own work begins there.
         waits = time.monotonic() + 60
@@ -331,12 +392,12 @@ def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
                 raise RuntimeError(f"burst with {processes} processes: gave up")
             time.sleep(POLL_SECONDS)
         cpu_after = {**stack.cpu(), "workers": tree_cpu(worker.pid)}
-        after_calls = command_calls(client)
+        after_calls = command_calls(stack)
         finished = newest_event(client, Keys(prefix))["occurred_at"]
     ended = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp()
     client.close()
     sent["hget"] += polls + 1
-    sent["info"] += 1
+    sent["info"] += len(stack.ports)
     delta: dict[str, int] = {}
     usec = 0
     for name, (calls, spent) in after_calls.items():
@@ -367,12 +428,12 @@ def monitored_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
     those their Lua scripts run inside Redis; the bench's own are left out by address."""
     prefix = f"monitor-{processes}"
     settings = stack.settings(prefix, events=2 * n)
-    client = sync_redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushall()
+    stack.flush()
+    client = stack.client()
     asyncio.run(seed(settings, n))
     own = str(client.client_info()["addr"])
     log = stack.work / "monitor.log"
-    argv = [shutil.which("redis-cli") or "redis-cli", "-p", str(stack.redis_port), "monitor"]
+    argv = [shutil.which("redis-cli") or "redis-cli", "-p", str(stack.nodes[0][0]), "monitor"]
     with workers(settings, processes, stack.work, prefix), process(argv, dict(os.environ), log):
         time.sleep(0.5)
         make_due(client, prefix, [time.time()] * n)
@@ -400,13 +461,17 @@ def monitored_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
     }
 
 
-def redis_ceiling(port: int) -> dict[str, Any]:
-    """redis-benchmark SET and GET, 50 clients, 200,000 requests, unpipelined and -P 16."""
+def redis_ceiling(port: int, cluster: bool = False) -> dict[str, Any]:
+    """redis-benchmark SET and GET, 50 clients, 200,000 requests, unpipelined and -P 16;
+    on a Cluster with `--cluster`, which spreads the keys over every master."""
     found = shutil.which("redis-benchmark") or "redis-benchmark"
-    out: dict[str, Any] = {"tool": f"{found} -t set,get -n 200000 -c 50 [-P 16] --csv"}
+    mode = ["--cluster"] if cluster else []
+    out: dict[str, Any] = {
+        "tool": f"{found} {' '.join(mode)} -t set,get -n 200000 -c 50 [-P 16] --csv"
+    }
     for label, extra in (("unpipelined", []), ("pipelined_16", ["-P", "16"])):
-        argv = [found, "-h", "127.0.0.1", "-p", str(port), "-t", "set,get", "-n", "200000",
-                "-c", "50", "--csv", *extra]  # fmt: skip
+        argv = [found, *mode, "-h", "127.0.0.1", "-p", str(port), "-t", "set,get",
+                "-n", "200000", "-c", "50", "--csv", *extra]  # fmt: skip
         text = subprocess.run(argv, capture_output=True, text=True, timeout=300).stdout
         rows = [line.replace('"', "").split(",") for line in text.splitlines()]
         out[label] = {r[0]: round(float(r[1])) for r in rows if r and r[0] in ("SET", "GET")}
@@ -415,42 +480,47 @@ def redis_ceiling(port: int) -> dict[str, Any]:
 
 def measure_scale_out(stack: Stack, processes: list[int], n: int) -> dict[str, Any]:
     runs = []
+    where = "a Redis Cluster" if stack.cluster else "one Redis"
     for p in processes:
-        say(f"scale-out: {n} due at once, {p} worker process(es)")
+        say(f"scale-out on {where}: {n} due at once, {p} worker process(es)")
         runs.append(measure_burst(stack, p, n))
         say(f"scale-out: {p}: {runs[-1]['refreshed_per_s']}/s, "
             f"{runs[-1]['redis_ops_per_refresh']} Redis ops per refresh")  # fmt: skip
-    say("scale-out: commands by origin (MONITOR, untimed)")
-    split = monitored_burst(stack, LAG_PROCESSES, MONITORED)
-    client = sync_redis.Redis.from_url(stack.redis_url)
-    client.flushall()
-    client.close()
-    say("scale-out: redis-benchmark")
-    ceiling = redis_ceiling(stack.redis_port)
+    result: dict[str, Any] = {"topology": "cluster" if stack.cluster else "single", "runs": runs}
+    if not stack.cluster:
+        # MONITOR on one server tells the bench's connections by address; a Cluster's
+        # commands by origin are those of one Redis (the same scripts, routed by key).
+        say("scale-out: commands by origin (MONITOR, untimed)")
+        result["commands_by_origin"] = monitored_burst(stack, LAG_PROCESSES, MONITORED)
+    stack.flush()
+    say(f"scale-out: redis-benchmark on {where}")
+    ceiling = redis_ceiling(stack.nodes[0][0], stack.cluster)
     get_set = ceiling["unpipelined"]
     ops_ceiling = min(get_set.values()) if get_set else None
     best = max(runs, key=lambda r: r["refreshed_per_s"])
-    redis_us = best["cpu_us_per_refresh"]["redis"]
-    sent = split["sent_by_clients_per_refresh"]
-    return {
-        "runs": runs,
-        "commands_by_origin": split,
-        "redis_ceiling": ceiling,
-        "where_redis_limits": {
-            "ops_ceiling_unpipelined_per_s": ops_ceiling,
-            "ops_per_refresh_all": best["redis_ops_per_refresh"],
-            "ops_per_refresh_sent": sent,
-            "refreshes_per_s_at_ops_ceiling_all": round(ops_ceiling / best["redis_ops_per_refresh"])
-            if ops_ceiling
-            else None,
-            "refreshes_per_s_at_ops_ceiling_sent": round(ops_ceiling / sent)
-            if ops_ceiling and sent
-            else None,
-            "redis_cpu_us_per_refresh": redis_us,
-            "refreshes_per_s_at_one_redis_core": round(1e6 / redis_us) if redis_us else None,
-            "redis_share_of_one_core_at_best": round(best["refreshed_per_s"] * redis_us / 1e6, 2),
-        },
+    cpu = best["cpu_us_per_refresh"]
+    # Redis runs commands on one thread per server: the busiest server is full first.
+    busiest = (
+        max(cpu[f"redis[{i}]"] for i in range(len(stack.nodes))) if stack.cluster else cpu["redis"]
+    )
+    sent = result.get("commands_by_origin", {}).get("sent_by_clients_per_refresh")
+    result["redis_ceiling"] = ceiling
+    result["where_redis_limits"] = {
+        "ops_ceiling_unpipelined_per_s": ops_ceiling,
+        "ops_per_refresh_all": best["redis_ops_per_refresh"],
+        "ops_per_refresh_sent": sent,
+        "refreshes_per_s_at_ops_ceiling_all": round(ops_ceiling / best["redis_ops_per_refresh"])
+        if ops_ceiling
+        else None,
+        "refreshes_per_s_at_ops_ceiling_sent": round(ops_ceiling / sent)
+        if ops_ceiling and sent
+        else None,
+        "redis_cpu_us_per_refresh": cpu["redis"],
+        "busiest_server_cpu_us_per_refresh": busiest,
+        "refreshes_per_s_at_one_redis_core": round(1e6 / busiest) if busiest else None,
+        "redis_share_of_one_core_at_best": round(best["refreshed_per_s"] * busiest / 1e6, 2),
     }
+    return result
 
 
 def run(
@@ -463,24 +533,44 @@ def run(
     lag_intervals: list[float],
     scale_out: list[int],
     burst: int,
+    cluster_lag_seconds: float | None = None,
+    cluster_scale_out: list[int] | None = None,
+) -> dict[str, Any]:
+    """The single-Redis results at the top level; a Cluster's under `cluster`, from a second
+    stack started after the first has stopped, so the two never share the cores."""
+    results: dict[str, Any] = {}
+    with stack(work, redis_binary, redis_args) as load:
+        results |= _load(load, lag_seconds, lag_rate, lag_intervals, scale_out, burst)
+    if cluster_lag_seconds or cluster_scale_out:
+        with stack(work, redis_binary, redis_args, cluster=True) as load:
+            results["cluster"] = _load(load, cluster_lag_seconds, lag_rate, [],
+                                       cluster_scale_out or [], burst)  # fmt: skip
+    return results
+
+
+def _load(
+    load: Stack,
+    lag_seconds: float | None,
+    lag_rate: float,
+    lag_intervals: list[float],
+    scale_out: list[int],
+    burst: int,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with ExitStack() as stack_:
-        load = stack_.enter_context(stack(work, redis_binary, redis_args))
-        if lag_seconds:
-            started = time.monotonic()
-            results["lag"] = measure_lag(load, lag_rate, lag_seconds)
-            results["lag"]["bench_seconds"] = round(time.monotonic() - started, 1)
-            say(f"lag: {json.dumps(results['lag']['lag_s'])}, "
-                f"{results['lag']['not_refreshed_by_end']} not refreshed")  # fmt: skip
-            for interval in lag_intervals:
-                results.setdefault("lag_by_interval", []).append(
-                    measure_lag(load, lag_rate, lag_seconds, interval)
-                )
-        if scale_out:
-            started = time.monotonic()
-            results["scale_out"] = measure_scale_out(load, scale_out, burst)
-            results["scale_out"]["bench_seconds"] = round(time.monotonic() - started, 1)
+    if lag_seconds:
+        started = time.monotonic()
+        results["lag"] = measure_lag(load, lag_rate, lag_seconds)
+        results["lag"]["bench_seconds"] = round(time.monotonic() - started, 1)
+        say(f"lag: {json.dumps(results['lag']['lag_s'])}, "
+            f"{results['lag']['not_refreshed_by_end']} not refreshed")  # fmt: skip
+        for interval in lag_intervals:
+            results.setdefault("lag_by_interval", []).append(
+                measure_lag(load, lag_rate, lag_seconds, interval)
+            )
+    if scale_out:
+        started = time.monotonic()
+        results["scale_out"] = measure_scale_out(load, scale_out, burst)
+        results["scale_out"]["bench_seconds"] = round(time.monotonic() - started, 1)
     return results
 
 
@@ -492,6 +582,11 @@ def plot(pyplot: Any, results: dict[str, Any], directory: Path, stamp: str) -> l
         figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4.2))
         values = sorted(lag["lags_for_plot"])
         left.plot(values, [(i + 1) / len(values) for i in range(len(values))], label="1 s tick")
+        clustered = results.get("cluster", {}).get("lag")
+        if clustered and clustered["lags_for_plot"]:
+            other = sorted(clustered["lags_for_plot"])
+            left.plot(other, [(i + 1) / len(other) for i in range(len(other))],
+                      label="1 s tick, Redis Cluster")  # fmt: skip
         for extra in results.get("lag_by_interval", []):
             other = sorted(extra["lags_for_plot"])
             left.plot(other, [(i + 1) / len(other) for i in range(len(other))],
@@ -520,7 +615,13 @@ def plot(pyplot: Any, results: dict[str, Any], directory: Path, stamp: str) -> l
         runs = out["runs"]
         figure, axes = pyplot.subplots(figsize=(7, 4.5))
         procs = [r["worker_processes"] for r in runs]
-        axes.plot(procs, [r["refreshed_per_s"] for r in runs], marker="o", label="refreshes/s")
+        axes.plot(procs, [r["refreshed_per_s"] for r in runs], marker="o",
+                  label="refreshes/s, one Redis")  # fmt: skip
+        clustered = results.get("cluster", {}).get("scale_out")
+        if clustered:
+            axes.plot([r["worker_processes"] for r in clustered["runs"]],
+                      [r["refreshed_per_s"] for r in clustered["runs"]], marker="s",
+                      label="refreshes/s, Redis Cluster (3 masters)")  # fmt: skip
         limit = out["where_redis_limits"]["refreshes_per_s_at_one_redis_core"]
         if limit:
             axes.axhline(limit, color="grey", linestyle="--",

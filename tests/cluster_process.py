@@ -47,13 +47,14 @@ class _Servers:
 class ClusterProcess:
     """Three masters, no replicas, the slots spread by `redis-cli --cluster create`."""
 
-    def __init__(self, directory: Path, masters: int = 3) -> None:
+    def __init__(self, directory: Path, masters: int = 3, extra: tuple[str, ...] = ()) -> None:
         self.ports = [free_port() for _ in range(masters)]
         # The cluster bus listens on port + 10000 unless told otherwise, past 65535 for
         # much of the ephemeral range free_port draws from: a free port of its own instead
         # (`cluster-port`, Redis 7).
         self.bus_ports = [free_port() for _ in range(masters)]
         self.servers = _Servers(directory)
+        self.extra = extra  # more redis-server arguments, after the defaults
 
     @property
     def url(self) -> str:
@@ -65,7 +66,7 @@ class ClusterProcess:
             self.servers.spawn(
                 "--port", str(port), "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
                 "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
-                "--dir", str(directory), *_EPHEMERAL,
+                "--dir", str(directory), *_EPHEMERAL, *self.extra,
             )  # fmt: skip
         clients = [_client(port) for port in self.ports]
         try:
