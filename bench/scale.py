@@ -182,7 +182,7 @@ async def seed(redis: Redis, keys: Keys, cipher: Cipher, n: int, now: float) -> 
                     ],
                     client=pipe,
                 )  # fmt: skip
-            await pipe.execute()
+            await scripts.execute(pipe)
     return time.perf_counter() - started
 
 

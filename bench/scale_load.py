@@ -212,7 +212,7 @@ async def seed(settings: Settings, n: int) -> None:
                         ],
                         client=pipe,
                     )  # fmt: skip
-                await pipe.execute()
+                await scripts.execute(pipe)
     finally:
         await redis.aclose()
 

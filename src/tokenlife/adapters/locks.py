@@ -163,7 +163,7 @@ class Locks:
             try:
                 # Each half's outcome, an error included: on a Cluster they are two nodes,
                 # and what one half took must go back when the other failed.
-                reply, took = await pipe.execute(raise_on_error=False)
+                reply, took = await scripts.execute(pipe, raise_on_error=False)
             except BaseException:
                 await _shielded(self._undo(lease, slots_key, lock=True, slot=True))
                 raise
@@ -241,7 +241,7 @@ class Locks:
                 await self._release(keys=[key], args=[lease.lock_token], client=pipe)
             if slot and lease.slot_token:
                 pipe.zrem(slots_key, lease.slot_token)
-            await pipe.execute()
+            await scripts.execute(pipe)
 
     async def acquire(self, integration: str, connection_id: str) -> str | None:
         """A token proving we hold the connection's lock, or None when someone else does."""
@@ -270,7 +270,7 @@ class Locks:
             )
             if lease.slot_token is not None:
                 pipe.zrem(self._keys.provider_slots(lease.provider), lease.slot_token)
-            await pipe.execute()
+            await scripts.execute(pipe)
         lease.released = True
 
 

@@ -60,7 +60,7 @@ class RefreshSchedule:
                     args=[repr(lease_seconds), repr(shortest), share],
                     client=pipe,
                 )
-            replies = await pipe.execute()
+            replies = await scripts.execute(pipe)
         claimed = []
         for flat in replies:
             for member, score in zip(flat[::2], flat[1::2], strict=True):

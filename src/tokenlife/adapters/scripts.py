@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
+import weakref
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -11,11 +11,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
-from tokenlife.adapters.redis_client import is_cluster
-
-# How often a process loads its pipelined scripts on a Cluster's primaries again.
-_RELOAD_SECONDS = 60.0
 # A line `--#include NAME` is replaced by NAME.lua: a function several scripts share.
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
 
@@ -28,31 +25,53 @@ def _source(name: str) -> str:
 
 class Script:
     """A script called as redis-py's AsyncScript is: `await script(keys=, args=)`, or
-    queued on a pipeline with `client=pipe`. redis-py refuses EVALSHA inside a Redis Cluster
-    pipeline (it is in PIPELINE_BLOCKED_COMMANDS), so there the script is loaded on every
-    master once and queued as a plain EVALSHA, which the pipeline routes by its keys."""
+    queued on a pipeline with `client=pipe`, which `execute(pipe)` then runs.
+
+    Queued, it is a plain EVALSHA, never loaded first. redis-py's own pipelines send
+    SCRIPT EXISTS before every pipeline that holds a script (Pipeline.load_scripts): a
+    round trip more for each claim and each write, two per refresh. And redis-py refuses
+    EVALSHA inside a Redis Cluster pipeline (PIPELINE_BLOCKED_COMMANDS) unless queued as a
+    plain command. A server that lacks the script (its first use, a restart, a promoted
+    replica, SCRIPT FLUSH) answers NOSCRIPT without running anything, and `execute` runs
+    that one script again on its own, which loads it."""
 
     def __init__(self, redis: Redis, source: str) -> None:
         self._redis = redis
         self._inner: AsyncScript = redis.register_script(source)
-        self._source = source
-        self._loaded_at: float | None = None
 
     async def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
     ) -> Any:
-        if client is None or not is_cluster(self._redis):
-            return await self._inner(keys=keys, args=args, client=client)
-        now = time.monotonic()
-        if self._loaded_at is None or now - self._loaded_at > _RELOAD_SECONDS:
-            # SCRIPT LOAD goes to every primary. A replica promoted since (or a primary
-            # restarted empty) answers NOSCRIPT to the pipelines that reach it, each a
-            # failed call its caller handles, until the next load here.
-            # Calls that come meanwhile load it too: none queues it before it is there.
-            await self._redis.script_load(self._source)
-            self._loaded_at = now
+        if client is None:
+            return await self._inner(keys=keys, args=args)
+        _queued.setdefault(client, []).append((len(client), self, keys, args))
         client.execute_command("EVALSHA", self._inner.sha, len(keys), *keys, *args)
         return client
+
+
+# What each pipeline holds of scripts: (position, script, keys, args), until `execute`.
+_queued: weakref.WeakKeyDictionary[Any, list[tuple[int, Script, Sequence[Any], Sequence[Any]]]]
+_queued = weakref.WeakKeyDictionary()
+
+
+async def execute(pipe: Any, *, raise_on_error: bool = True) -> list[Any]:
+    """`pipe.execute()` for a pipeline that holds scripts queued by `Script`: each that met
+    NOSCRIPT runs again alone (EVALSHA, then SCRIPT LOAD and EVALSHA: redis-py's
+    AsyncScript), after the rest of the pipeline. With `raise_on_error`, the first error
+    left is raised, as redis-py does; otherwise errors stay in place in the replies."""
+    queued = _queued.pop(pipe, [])
+    replies: list[Any] = list(await pipe.execute(raise_on_error=False))
+    for position, script, keys, args in queued:
+        if isinstance(replies[position], NoScriptError):
+            try:
+                replies[position] = await script(keys=keys, args=args)
+            except RedisError as exc:
+                replies[position] = exc
+    if raise_on_error:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies
 
 
 def register(redis: Redis, name: str) -> Script:

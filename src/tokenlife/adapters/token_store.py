@@ -173,7 +173,7 @@ class TokenStore:
                 # The slot the lease holds, named as the lease names it (the stored provider
                 # may differ from the configured one the claim used).
                 pipe.zrem(self._keys.provider_slots(lease.provider), lease.slot_token)
-            result = (await pipe.execute())[0]
+            result = (await scripts.execute(pipe))[0]
         if lease is not None:
             lease.released = True
         version, waiting = int(result[0]), int(result[1])
