@@ -39,7 +39,7 @@ from tokenlife.errors import (
     UnknownIntegrationError,
     UsageError,
 )
-from tokenlife.services.access import AccessToken
+from tokenlife.models import AccessToken
 
 __all__ = ["AccessToken", "ConnectSession", "TokenlifeClient", "error_for"]
 

@@ -10,8 +10,8 @@ import time
 from types import TracebackType
 
 from tokenlife.adapters.connection_record import Connection
+from tokenlife.models import AccessToken
 from tokenlife.runtime import Runtime, load_config
-from tokenlife.services.access import AccessToken
 from tokenlife.settings import Settings, load_settings
 
 

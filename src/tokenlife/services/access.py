@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from tokenlife import logs
@@ -31,6 +30,7 @@ from tokenlife.errors import (
     ReauthorizationRequiredError,
     TransientError,
 )
+from tokenlife.models import AccessToken
 from tokenlife.services.deadlines import check_deadline
 from tokenlife.services.refresh import Outcome, Refresher, Result
 
@@ -41,13 +41,6 @@ _POLL_SECONDS = 0.02
 RETRY_AFTER_SECONDS = 2.0
 # A provider failure: the scheduled retry comes first; don't hammer in between.
 PROVIDER_RETRY_AFTER_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class AccessToken:
-    access_token: str = field(repr=False)
-    token_type: str
-    expires_at: float | None
 
 
 def transient(message: str, retry_after: float) -> TransientError:

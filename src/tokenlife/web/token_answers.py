@@ -13,7 +13,7 @@ from tokenlife.adapters.connection_record import Connection
 from tokenlife.core.events import iso8601
 from tokenlife.core.refresh_refusal import RefreshRefusal, RefusalKind
 from tokenlife.errors import ReauthorizationRequiredError
-from tokenlife.services.access import AccessToken
+from tokenlife.models import AccessToken
 from tokenlife.web.problems import problem
 
 

@@ -1,0 +1,246 @@
+"""What tokenlife answers an app, typed: the same classes from the HTTP clients
+(`tokenlife.client`) and from the in-process `Tokenlife`, so code moves between them.
+
+Standard library only: `tokenlife.client` imports this module, and an app that installs
+`tokenlife[client]` has none of the worker's dependencies. Each `from_json` reads the HTTP
+API's JSON (docs/api.md): a member it doesn't know is ignored (a newer server may add
+some); a missing or mistyped member it needs raises ValueError, which never quotes a value
+(a token answer holds a token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["AccessToken", "ConnectSession", "Connection", "Deletion", "Event", "Integration"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A token valid for at least the server's leeway. `expires_at` is Unix time in
+    seconds, None when the provider stated no lifetime."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_at: float | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> AccessToken:
+        expires_at = body.get("expires_at")
+        return cls(
+            access_token=_str(body, "access_token"),
+            token_type=_str(body, "token_type"),
+            expires_at=None if expires_at is None else _moment(body, "expires_at").timestamp(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSession:
+    """A one-time link for one user and one connection. Send the user's browser to `url`;
+    it works once, until `expires_at`."""
+
+    token: str = field(repr=False)
+    url: str = field(repr=False)  # holds the token
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ConnectSession:
+        return cls(
+            token=_str(body, "token"),
+            url=_str(body, "url"),
+            expires_at=_moment(body, "expires_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    name: str
+    provider: str
+    scopes: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Integration:
+        return cls(
+            name=_str(body, "name"), provider=_str(body, "provider"), scopes=_strs(body, "scopes")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A connection's metadata; never a token value. `status` is one of active, degraded,
+    reauthorization_required (docs/api.md says what `status_reason` and `verdict` hold)."""
+
+    integration: str
+    connection_id: str
+    provider: str
+    status: str
+    status_reason: str | None
+    verdict: str
+    token_type: str
+    expires_at: datetime | None
+    access_token_lifetime_seconds: int | None
+    lifetime_source: str | None
+    scopes_requested: tuple[str, ...]
+    scopes_granted: tuple[str, ...] | None
+    has_refresh_token: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    next_refresh_at: datetime | None
+    last_refreshed_at: datetime | None
+    consecutive_failures: int
+    failing_since: datetime | None
+    last_error: str | None
+    last_alert: Mapping[str, Any] | None
+    subject: str | None
+
+    @property
+    def needs_reauthorization(self) -> bool:
+        return self.status == "reauthorization_required"
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Connection:
+        granted = body.get("scopes_granted")
+        alert = body.get("last_alert")
+        if alert is not None and not isinstance(alert, Mapping):
+            raise ValueError("last_alert is not an object")
+        return cls(
+            integration=_str(body, "integration"),
+            connection_id=_str(body, "connection_id"),
+            provider=_str(body, "provider"),
+            status=_str(body, "status"),
+            status_reason=_optional_str(body, "status_reason"),
+            verdict=_str(body, "verdict"),
+            token_type=_str(body, "token_type"),
+            expires_at=_optional_moment(body, "expires_at"),
+            access_token_lifetime_seconds=_optional_int(body, "access_token_lifetime_seconds"),
+            lifetime_source=_optional_str(body, "lifetime_source"),
+            scopes_requested=_strs(body, "scopes_requested"),
+            scopes_granted=None if granted is None else _strs(body, "scopes_granted"),
+            has_refresh_token=_bool(body, "has_refresh_token"),
+            created_at=_moment(body, "created_at"),
+            updated_at=_moment(body, "updated_at"),
+            version=_int(body, "version"),
+            next_refresh_at=_optional_moment(body, "next_refresh_at"),
+            last_refreshed_at=_optional_moment(body, "last_refreshed_at"),
+            consecutive_failures=_int(body, "consecutive_failures"),
+            failing_since=_optional_moment(body, "failing_since"),
+            last_error=_optional_str(body, "last_error"),
+            last_alert=None if alert is None else MappingProxyType(dict(alert)),
+            subject=_optional_str(body, "subject"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What deleting a connection did: `revoked` only when the provider accepted the
+    revocation; otherwise `revocation_reason` says why."""
+
+    deleted: bool
+    revoked: bool
+    revocation_supported: bool
+    revocation_reason: str | None
+    revocation_error: str | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Deletion:
+        return cls(
+            deleted=_bool(body, "deleted"),
+            revoked=_bool(body, "revoked"),
+            revocation_supported=_bool(body, "revocation_supported"),
+            revocation_reason=_optional_str(body, "revocation_reason"),
+            revocation_error=_optional_str(body, "revocation_error"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of docs/events.md. `id` is its position: pass it back as `after` to resume
+    past it (`<stream id>/<shard>`, docs/cluster.md)."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    data: Mapping[str, Any]
+
+    @property
+    def integration(self) -> str | None:
+        value = self.data.get("integration")
+        return value if isinstance(value, str) else None
+
+    @property
+    def connection_id(self) -> str | None:
+        value = self.data.get("connection_id")
+        return value if isinstance(value, str) else None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Event:
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise ValueError("data is not an object")
+        return cls(
+            id=_str(body, "id"),
+            type=_str(body, "type"),
+            occurred_at=_moment(body, "occurred_at"),
+            data=MappingProxyType(dict(data)),
+        )
+
+
+# Readers of one member each. Their errors name the member, never its value.
+
+
+def _str(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is missing or not a string")
+    return value
+
+
+def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
+    return None if body.get(name) is None else _str(body, name)
+
+
+def _int(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} is missing or not an integer")
+    return value
+
+
+def _optional_int(body: Mapping[str, Any], name: str) -> int | None:
+    return None if body.get(name) is None else _int(body, name)
+
+
+def _bool(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} is missing or not a boolean")
+    return value
+
+
+def _strs(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = body.get(name)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name} is missing or not a list of strings")
+    return tuple(value)
+
+
+def _moment(body: Mapping[str, Any], name: str) -> datetime:
+    """An API timestamp: ISO 8601 with its zone (the API always says UTC); never read one
+    without a zone as local time."""
+    value = _str(body, name)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} has no time zone")
+    return moment
+
+
+def _optional_moment(body: Mapping[str, Any], name: str) -> datetime | None:
+    return None if body.get(name) is None else _moment(body, name)
