@@ -19,6 +19,12 @@ refresh_batch_size 100, the beat's tick TOKENLIFE_REFRESH_DUE_INTERVAL_SECONDS 1
    commands (the due times it writes, its polls), divided by N; Redis's CPU per refresh
    from /proc. Redis's ceiling: redis-benchmark (SET and GET, 50 clients, unpipelined and
    -P 16) against the same server afterwards.
+
+On a Redis Cluster (`run(..., cluster_scale_out=, cluster_lag_seconds=)`): the same, with
+three masters started as tests/cluster_process.py starts them for `make test-cluster`, and
+the one redis-server as Celery's broker (a Cluster can't be one). Commands and CPU are
+summed over every server and reported per server; Redis's limit is the busiest server's
+CPU per refresh. MONITOR (commands by origin) runs on one Redis only.
 """
 
 from __future__ import annotations
@@ -348,20 +354,49 @@ def measure_lag(
     return result
 
 
-def command_calls(stack: Stack) -> dict[str, tuple[int, int]]:
-    """Calls and microseconds by command, summed over every server (a Cluster's broker too,
-    as the one Redis carries Celery's traffic)."""
-    total: dict[str, tuple[int, int]] = {}
+def command_calls(stack: Stack) -> list[dict[str, tuple[int, int]]]:
+    """Calls and microseconds by command of each server, in `stack.ports` order (a
+    Cluster's broker last, as the one Redis carries Celery's traffic too)."""
+    servers = []
     for client in stack.node_clients():
         stats: dict[str, Any] = client.info("commandstats")
         client.close()
-        for name, value in stats.items():
-            calls, usec = total.get(name.removeprefix("cmdstat_"), (0, 0))
-            total[name.removeprefix("cmdstat_")] = (
-                calls + int(value["calls"]),
-                usec + int(value["usec"]),
-            )
+        servers.append({name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+                        for name, v in stats.items()})  # fmt: skip
+    return servers
+
+
+def _summed(servers: list[dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    total: dict[str, tuple[int, int]] = {}
+    for stats in servers:
+        for name, (calls, usec) in stats.items():
+            was = total.get(name, (0, 0))
+            total[name] = (was[0] + calls, was[1] + usec)
     return total
+
+
+def _top_by_server(
+    before: list[dict[str, tuple[int, int]]], after: list[dict[str, tuple[int, int]]], n: int
+) -> list[dict[str, float]]:
+    """Each server's six most called commands per refresh (scripts' own commands included)."""
+    tops = []
+    for was, now in zip(before, after, strict=True):
+        calls = {k: (c - was.get(k, (0, 0))[0]) / n for k, (c, _) in now.items()}
+        best = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+        tops.append({k: round(v, 2) for k, v in best if v > 0})
+    return tops
+
+
+def _usec_by_server(
+    before: list[dict[str, tuple[int, int]]], after: list[dict[str, tuple[int, int]]], n: int
+) -> list[float]:
+    """Each server's time inside commands per refresh (INFO commandstats usec): where a
+    Cluster's work lands, the bench's own few commands included."""
+    spent = []
+    for was, now in zip(before, after, strict=True):
+        usec = sum(u for _, u in now.values()) - sum(u for _, u in was.values())
+        spent.append(round(usec / n, 1))
+    return spent
 
 
 def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
@@ -400,8 +435,9 @@ def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
     sent["info"] += len(stack.ports)
     delta: dict[str, int] = {}
     usec = 0
-    for name, (calls, spent) in after_calls.items():
-        was_calls, was_usec = before_calls.get(name, (0, 0))
+    before_total, after_total = _summed(before_calls), _summed(after_calls)
+    for name, (calls, spent) in after_total.items():
+        was_calls, was_usec = before_total.get(name, (0, 0))
         delta[name] = calls - was_calls - sent.get(name, 0)
         usec += spent - was_usec
     delta = {k: v for k, v in delta.items() if v > 0}
@@ -417,6 +453,8 @@ def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
             k: round(v / n, 2) for k, v in sorted(delta.items(), key=lambda kv: -kv[1])
         },
         "redis_usec_per_refresh_commandstats": round(usec / n, 1),
+        "redis_usec_per_refresh_by_server": _usec_by_server(before_calls, after_calls, n),
+        "redis_commands_per_refresh_by_server": _top_by_server(before_calls, after_calls, n),
         "cpu_us_per_refresh": {k: round(v * 1e6 / n) for k, v in cpu.items()},
         "redis_ops_per_s": round(ops / n * rate),
     }
