@@ -1,0 +1,1 @@
+"""A Django app that connects a user's account with tokenlife in its own process."""
