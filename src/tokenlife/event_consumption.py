@@ -82,7 +82,7 @@ class Consumption:
                 batch = await self._pending.own_pending()
                 if not batch and time.monotonic() >= next_claim:
                     batch = await self._pending.claim_idle(self._idle_ms)
-                    # A whole page claimed: there may be more, claim again next turn.
+                    # Something claimed: there may be more, so claim again next turn.
                     if not batch:
                         next_claim = time.monotonic() + self._handlers.claim_idle_seconds / 2
                 if not batch:
@@ -220,14 +220,16 @@ def is_async(handler: object) -> bool:
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """`work`'s result, or None when `stop` is set first (then `work` is cancelled)."""
+    """`work`'s result, or None when `stop` is set first (then `work` is cancelled; a
+    read cut short leaves what Redis had handed over pending, for the next run)."""
     task = asyncio.ensure_future(work)
     stopped = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this coroutine is cancelled: nothing is left running
         stopped.cancel()
-        return task.result()
-    task.cancel()
-    with suppress(asyncio.CancelledError, RedisError):
-        await task
-    return None
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError, RedisError):
+                await task
+    return None if task.cancelled() else task.result()

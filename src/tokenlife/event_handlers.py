@@ -26,7 +26,6 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -34,7 +33,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 
 from tokenlife.adapters.event_consumer import StreamEntry
 from tokenlife.adapters.keys import Keys
-from tokenlife.adapters.pending_events import DeadLetter, DeadLetters
+from tokenlife.adapters.pending_events import DEAD_LETTERS_MAX_LENGTH, DeadLetter, DeadLetters
 from tokenlife.errors import UsageError
 from tokenlife.event_consumption import Consumption, call_all, is_signature
 from tokenlife.events import check_position, check_read_size, reader_client
@@ -190,8 +189,11 @@ class EventHandlers:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
         try:
-            with suppress(asyncio.CancelledError):
-                await consuming
+            await consuming
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this coroutine was cancelled, not only the consumer by a signal
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -218,13 +220,12 @@ class EventHandlers:
         redis = reader_client(settings)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenlife-replay")
         try:
-            letters = DeadLetters(redis, Keys(settings.key_prefix, settings.redis_shards),
-                                  self.group)  # fmt: skip
-            every = await letters.list(limit=1_000_000)
-            chosen = every if letter_ids is None else [
-                letter for letter in every if letter.letter_id in set(letter_ids)
-            ]  # fmt: skip
-            missing = set(letter_ids or ()) - {letter.letter_id for letter in chosen}
+            keys = Keys(settings.key_prefix, settings.redis_shards)
+            letters = DeadLetters(redis, keys, self.group)
+            every = await letters.list(limit=DEAD_LETTERS_MAX_LENGTH * 2 * keys.shards)
+            asked = set(letter_ids or ())
+            chosen = [letter for letter in every if letter_ids is None or letter.letter_id in asked]
+            missing = asked - {letter.letter_id for letter in chosen}
             if missing:
                 raise UsageError(f"no dead letter {', '.join(sorted(missing))} in {self.group}")
             done: list[Replayed] = []

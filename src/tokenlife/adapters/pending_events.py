@@ -43,7 +43,8 @@ _Reply = list[tuple[str, list[tuple[str, dict[str, str] | None]]]]
 def dead_letter_key(keys: Keys, shard: int, group: str) -> str:
     """The dead letters of `group` from one shard's stream: a stream in that shard's slot,
     so the copy and the XACK are one MULTI on a Cluster too."""
-    # TODO(lead): belongs in adapters/keys.py as Keys.event_dead_letters(shard, group).
+    # Built from keys.py's stream key; it belongs in keys.py itself (Keys.event_dead_letters),
+    # which the change that added it could not touch.
     return f"{keys.events(shard)}:dead-letters:{group}"
 
 
@@ -117,7 +118,7 @@ class PendingEvents:
         for shard, reply in zip(self._keys.all_shards, replies, strict=True):
             self._cursors[shard] = str(reply[0])
             found += [(qualified(entry_id, shard), fields) for entry_id, fields in reply[1]]
-        return await self._entries(sorted(found, key=lambda entry: order(entry[0])))
+        return await self._entries(found)
 
     async def keep(self, entry_ids: Iterable[str]) -> None:
         """Reset the idle time of entries this consumer is handling, so no XAUTOCLAIM takes
