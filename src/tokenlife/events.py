@@ -7,7 +7,8 @@
 
 `subscribe` reads as one consumer of a Redis consumer group: each event goes to one
 consumer of the group, and stays pending until acknowledged. `follow` reads without a
-group, as `tokenlife events tail` does.
+group, as `tokenlife events tail` does. `tokenlife.event_handlers` runs handlers per event
+type on a group, with redelivery, dead letters and a graceful stop.
 """
 
 from __future__ import annotations
