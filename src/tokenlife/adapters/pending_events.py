@@ -40,14 +40,6 @@ DEAD_LETTERS_MAX_LENGTH = 10_000
 _Reply = list[tuple[str, list[tuple[str, dict[str, str] | None]]]]
 
 
-def dead_letter_key(keys: Keys, shard: int, group: str) -> str:
-    """The dead letters of `group` from one shard's stream: a stream in that shard's slot,
-    so the copy and the XACK are one MULTI on a Cluster too."""
-    # Built from keys.py's stream key; it belongs in keys.py itself (Keys.event_dead_letters),
-    # which the change that added it could not touch.
-    return f"{keys.events(shard)}:dead-letters:{group}"
-
-
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     letter_id: str  # "<stream id>/<shard>" in the dead letters' stream
@@ -159,7 +151,7 @@ class PendingEvents:
                   "consumer": self._consumer, "handler": handler, "error": error,
                   "deliveries": str(deliveries), "dead_lettered_at": now_iso}  # fmt: skip
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(dead_letter_key(self._keys, shard, self._group), letter,  # type: ignore[arg-type]
+            pipe.xadd(self._keys.event_dead_letters(shard, self._group), letter,  # type: ignore[arg-type]
                       maxlen=DEAD_LETTERS_MAX_LENGTH, approximate=True)  # fmt: skip
             pipe.xack(self._keys.events(shard), self._group, stream_id)
             await pipe.execute()
@@ -209,7 +201,7 @@ class DeadLetters:
     async def list(self, limit: int) -> list[DeadLetter]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard in self._keys.all_shards:
-                pipe.xrevrange(dead_letter_key(self._keys, shard, self._group), count=limit)
+                pipe.xrevrange(self._keys.event_dead_letters(shard, self._group), count=limit)
             replies = cast(list[list[tuple[str, dict[str, str]]]], await pipe.execute())
         letters = [_letter(qualified(letter_id, shard), fields)
                    for shard, entries in zip(self._keys.all_shards, replies, strict=True)
@@ -223,7 +215,7 @@ class DeadLetters:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
             for shard, ids in by_shard.items():
-                pipe.xdel(dead_letter_key(self._keys, shard, self._group), *ids)
+                pipe.xdel(self._keys.event_dead_letters(shard, self._group), *ids)
             return sum(cast(list[int], await pipe.execute()))
 
 
