@@ -7,6 +7,7 @@ A test module takes the fixture with `from tests.app_worker import app_worker`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,7 +46,9 @@ def app_worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
                 "--hostname", f"app-{settings.key_prefix}@%h", "--without-gossip",
                 "--without-mingle",
             ],
-            env=worker_environment(settings),
+            # The app's module is tests.fakes.app_celery: the checkout on the path, as
+            # `python -m` from the checkout puts it there and cwd here is elsewhere.
+            env={**worker_environment(settings), "PYTHONPATH": _with_checkout()},
             cwd=directory,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -67,3 +70,8 @@ def app_worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         finally:
             stop_worker(process)
             client.close()
+
+
+def _with_checkout() -> str:
+    checkout = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH", "")) if p)
