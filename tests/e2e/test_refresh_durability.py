@@ -104,7 +104,7 @@ async def _true(value: bool) -> bool:
 
 
 async def _stored_refresh_token(settings: Settings, cid: str) -> str | None:
-    async with await Tokenlife.from_environment(settings) as other:
+    async with Tokenlife.from_environment(settings) as other:
         return (await (await other._ready()).tokens.tokens(INTEGRATION, cid)).refresh_token
 
 
@@ -237,7 +237,7 @@ async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
     live_before = fakes.generic.families[family].live
     # Slower than the caller's bound, faster than the HTTP timeout (1 s).
     fakes.generic.script_refresh(family, Reply(delay=0.6))
-    impatient = await Tokenlife.from_environment(
+    impatient = Tokenlife.from_environment(
         settings.model_copy(update={"api_token_wait_seconds": 0.2})
     )
     with pytest.raises(TransientError):
