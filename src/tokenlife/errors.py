@@ -8,7 +8,10 @@
     │   ├── UnknownIntegrationError
     │   ├── UnknownConnectionError
     │   │   └── CorruptRecordError   a stored connection record is half-written or unreadable
-    │   └── InvalidStateError        OAuth `state` unknown, expired or already used
+    │   ├── InvalidStateError        OAuth `state` unknown, expired or already used
+    │   ├── NoRefreshTokenError      a refresh was asked of a connection without a refresh token
+    │   ├── UnauthorizedError        the HTTP API refused the API key (missing or wrong)
+    │   └── ForbiddenError           the API key may not use that integration
     ├── DecryptionError              no configured key decrypts a stored secret
     ├── ReauthorizationRequiredError the connection can't get a token until the user reconnects
     ├── DeliveryError                a notification target refused or could not be reached
@@ -19,7 +22,7 @@
     │   ├── ServerError              HTTP 5xx
     │   ├── RateLimitedError         HTTP 429
     │   ├── TemporarilyUnavailableError  (also an OAuthError)
-    │   ├── StorageUnavailableError  Redis could not be reached or refused the write
+    │   ├── StorageUnavailableError  Redis (or the broker) could not be reached or refused the write
     │   ├── CodeNotTakenError        an exchange may send its code again on the retry
     │   └── ConnectionBusyError      a refresh held the connection's lock past the wait
     └── ProviderError                terminal: the provider said no, or said nonsense
@@ -29,6 +32,10 @@
         └── OAuthError               RFC 6749 §5.2 / §4.1.2.1 error codes, one class each
 
 Messages never contain token values: they name fields, statuses and sizes only.
+
+An error `tokenlife.client` raised for an answer of the HTTP API carries that answer's
+`api_status` (the HTTP status) and `api_error` (its `error` code, docs/api.md); both are
+None on errors raised in process. Standard library only: `tokenlife.client` imports this.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from datetime import UTC, datetime
 
 class TokenlifeError(Exception):
     """Root of every error raised by tokenlife."""
+
+    api_status: int | None = None
+    api_error: str | None = None
 
 
 class ConfigurationError(TokenlifeError):
@@ -65,18 +75,50 @@ class InvalidStateError(UsageError):
     """Raised when an OAuth `state` is unknown, expired or was already used."""
 
 
+class NoRefreshTokenError(UsageError):
+    """Raised when a refresh is asked of a connection that has no refresh token while its
+    access token still works (until `expires_at`; then the user has to connect again)."""
+
+    def __init__(
+        self, integration: str, connection_id: str, reason: str, *, expires_at: datetime | None
+    ) -> None:
+        super().__init__(f"{integration}/{connection_id}: {reason}")
+        self.integration = integration
+        self.connection_id = connection_id
+        self.reason = reason
+        self.expires_at = expires_at
+
+
+class UnauthorizedError(UsageError):
+    """Raised when the HTTP API refuses the API key: missing, or not one of
+    TOKENLIFE_API_KEYS (401)."""
+
+
+class ForbiddenError(UsageError):
+    """Raised when the API key is limited to other integrations than the one asked for (403)."""
+
+
 class DecryptionError(TokenlifeError):
     """Raised when none of the configured encryption keys decrypts a stored secret."""
 
 
 class ReauthorizationRequiredError(TokenlifeError):
-    """Raised when a token is asked for a connection that needs the user to connect again."""
+    """Raised when a token is asked for a connection that needs the user to connect again;
+    `diagnosis` holds the fixes the last alert named, when known."""
 
-    def __init__(self, integration: str, connection_id: str, reason: str) -> None:
+    def __init__(
+        self,
+        integration: str,
+        connection_id: str,
+        reason: str,
+        *,
+        diagnosis: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(f"{integration}/{connection_id} needs re-authorization: {reason}")
         self.integration = integration
         self.connection_id = connection_id
         self.reason = reason
+        self.diagnosis = diagnosis
 
 
 class DeliveryError(TokenlifeError):
@@ -92,14 +134,25 @@ class TransientError(TokenlifeError):
 
 class IntegrationUnavailableError(TransientError):
     """Raised when an integration is configured but its OIDC discovery has not succeeded
-    yet; a background retry makes it available."""
+    yet; a background retry makes it available. Raised by `tokenlife.client`, it holds the
+    API's message as `reason` and `message`, and `last_tried_at` is None."""
 
     error = "integration_unavailable"
 
-    def __init__(self, name: str, reason: str, last_tried_at: float, next_try_at: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        reason: str,
+        last_tried_at: float | None,
+        next_try_at: float,
+        *,
+        message: str | None = None,
+    ) -> None:
+        tried = "never" if last_tried_at is None else _utc(last_tried_at)
         super().__init__(
-            f"integration {name!r} is unavailable: discovery failed ({reason}); last tried "
-            f"{_utc(last_tried_at)}, next try {_utc(next_try_at)}"
+            message
+            or f"integration {name!r} is unavailable: discovery failed ({reason}); last tried "
+            f"{tried}, next try {_utc(next_try_at)}"
         )
         self.integration = name
         self.reason = reason
@@ -108,7 +161,8 @@ class IntegrationUnavailableError(TransientError):
 
 
 class TransportError(TransientError):
-    """Raised when the provider could not be reached (refused, reset, DNS)."""
+    """Raised when the provider (from `tokenlife.client`: the API) could not be reached
+    (refused, reset, DNS)."""
 
     error = "unreachable"
     # False when the connection was never made, so the provider can't have seen the
@@ -117,7 +171,8 @@ class TransportError(TransientError):
 
 
 class EndpointTimeoutError(TransientError):
-    """Raised when the provider did not answer within the configured timeout."""
+    """Raised when the provider (from `tokenlife.client`: the API) did not answer within
+    the configured timeout."""
 
     error = "timeout"
 
