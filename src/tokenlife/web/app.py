@@ -121,14 +121,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException:
         raise
     except CorruptRecordError as exc:  # a half-written record: as good as absent
-        return problem(404, "not_found", str(exc), corrupt_record=True)
+        return problem(404, "not_found", str(exc), resource="connection", corrupt_record=True)
     except IntegrationUnavailableError as exc:
         wait = max(1, math.ceil(exc.next_try_at - time.time()))
         response = problem(503, "integration_unavailable", str(exc), retry_after=wait)
         response.headers["Retry-After"] = str(wait)
         return response
-    except (UnknownIntegrationError, UnknownConnectionError) as exc:
-        return problem(404, "not_found", str(exc))
+    # `resource` tells the two apart for clients, which must not parse the message.
+    except UnknownIntegrationError as exc:
+        return problem(404, "not_found", str(exc), resource="integration")
+    except UnknownConnectionError as exc:
+        return problem(404, "not_found", str(exc), resource="connection")
     except UsageError as exc:
         return problem(400, "bad_request", str(exc))
     except ConnectionBusyError as exc:  # the provider is not at fault: say what is
