@@ -37,6 +37,7 @@ from tokenlife.client import (
     Readiness,
 )
 from tokenlife.errors import (
+    CorruptRecordError,
     EndpointTimeoutError,
     ForbiddenError,
     NoRefreshTokenError,
@@ -205,6 +206,20 @@ async def test_a_deleted_connection_is_unknown_afterwards(
     # Path segments are quoted whole, so an id with "/", "?" or "+" reaches the route intact.
     with pytest.raises(UnknownConnectionError, match=re.escape("no connection 'a/b?c+d'")):
         await client.call("connection", "google", "a/b?c+d")
+
+
+async def test_a_half_written_record_is_a_corrupt_record(
+    client: Driven, redis: Redis, settings: Settings
+) -> None:
+    cid = new_id()
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("google", cid)
+    await redis.hset(key, mapping={"last_alert": "{}"})  # a write interrupted half-way
+    try:
+        with pytest.raises(CorruptRecordError) as raised:
+            await client.call("connection", "google", cid)
+    finally:
+        await redis.delete(key)
+    assert isinstance(raised.value, UnknownConnectionError)  # as good as absent
 
 
 async def test_a_connection_needing_reauthorization_raises_its_error(
