@@ -104,7 +104,8 @@ class DecryptionError(TokenlifeError):
 
 class ReauthorizationRequiredError(TokenlifeError):
     """Raised when a token is asked for a connection that needs the user to connect again;
-    `diagnosis` holds the fixes the last alert named, when known."""
+    `diagnosis` holds the fixes the last alert named, when known. Raised by
+    `tokenlife.client`, its message is the API's."""
 
     def __init__(
         self,
@@ -113,8 +114,10 @@ class ReauthorizationRequiredError(TokenlifeError):
         reason: str,
         *,
         diagnosis: tuple[str, ...] = (),
+        message: str | None = None,
     ) -> None:
-        super().__init__(f"{integration}/{connection_id} needs re-authorization: {reason}")
+        said = f"{integration}/{connection_id} needs re-authorization: {reason}"
+        super().__init__(message or said)
         self.integration = integration
         self.connection_id = connection_id
         self.reason = reason

@@ -102,10 +102,19 @@ def test_reauthorization_names_the_connection_the_reason_and_the_fixes() -> None
     assert isinstance(error, ReauthorizationRequiredError)
     assert (error.integration, error.connection_id, error.reason) == ("g", "u", "invalid_grant")
     assert error.diagnosis == ("Publish the app",)
-    without = answer(409, {"error": "reauthorization_required", "message": "m", "status": "x"},
+    assert str(error) == "g/u needs re-authorization"  # the server's words
+    # No stored error (the token expired, and there is no refresh token): the sentence.
+    message = "g/u needs re-authorization: access token expired, no refresh token"
+    without = answer(409, {"error": "reauthorization_required", "message": message,
+                           "status": "active", "last_error": None},
                      integration="g", connection_id="u")  # fmt: skip
-    assert isinstance(without, ReauthorizationRequiredError) and without.reason == "x"
-    assert without.diagnosis == ()
+    assert isinstance(without, ReauthorizationRequiredError)
+    assert (without.reason, str(without), without.diagnosis) == (message, message, ())
+    # A server that states the reason: taken as it is.
+    stated = answer(409, {**body, "reason": "invalid_grant: revoked"}, integration="g",
+                    connection_id="u")  # fmt: skip
+    assert isinstance(stated, ReauthorizationRequiredError)
+    assert stated.reason == "invalid_grant: revoked"
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,7 @@ async def test_refresh_is_queued_and_done_by_the_worker(
 
 
 async def test_refresh_without_a_refresh_token_says_until_when(
-    client: Driven, tl: Tokenlife, worker: WorkerHandle
+    client: Driven, tl: Tokenlife, worker: WorkerHandle, redis: Redis, settings: Settings
 ) -> None:
     cid = new_id()
     await connect(tl, worker, "generic", cid)  # no offline_access: no refresh token
@@ -186,6 +186,14 @@ async def test_refresh_without_a_refresh_token_says_until_when(
     assert error.expires_at == shown.expires_at is not None
     assert (error.api_status, error.api_error) == (409, "no_refresh_token")
     assert isinstance(error, UsageError)  # what an `except UsageError` caught before
+
+    # Once the access token has expired, only connecting again helps.
+    key = Keys(settings.key_prefix, settings.redis_shards).connection("generic", cid)
+    await redis.hset(key, "expires_at", repr(time.time() - 5))
+    with pytest.raises(ReauthorizationRequiredError) as expired:
+        await client.call("refresh", "generic", cid)
+    assert "access token expired, no refresh token" in expired.value.reason
+    assert expired.value.connection_id == cid
 
 
 async def test_a_deleted_connection_is_unknown_afterwards(

@@ -100,10 +100,14 @@ def _not_found(problem: Problem) -> TokenlifeError:
 
 def _reauthorization_required(problem: Problem) -> TokenlifeError:
     fields = problem.fields
-    reason = fields.get("last_error") or fields.get("status") or problem.message or "unknown"
+    # The stored error (invalid_grant, ...) is the reason the in-process error gives; when
+    # there is none (an expired token without a refresh token), the server's sentence.
+    reason = _text(fields.get("reason")) or _text(fields.get("last_error")) or problem.message
     diagnosis = fields.get("diagnosis")
     fixes = tuple(d for d in diagnosis if isinstance(d, str)) if isinstance(diagnosis, list) else ()
-    return ReauthorizationRequiredError(*problem.where(), str(reason), diagnosis=fixes)
+    return ReauthorizationRequiredError(
+        *problem.where(), reason or "unknown", diagnosis=fixes, message=problem.message or None
+    )
 
 
 def _no_refresh_token(problem: Problem) -> TokenlifeError:
@@ -173,6 +177,10 @@ def _by_status(problem: Problem) -> TokenlifeError:
     if 400 <= status < 500 and status != 404:
         return UsageError(problem.described)
     return TokenlifeError(problem.described)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _seconds(value: str | None) -> float | None:
