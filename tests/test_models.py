@@ -110,7 +110,11 @@ def test_an_event_page_reads_every_event_and_where_to_resume() -> None:
     page = EventPage.from_json({"events": [event], "next_after": "1-0/2"})
     assert page.events == (Event.from_json(event),)
     assert (page.events[0].integration, page.events[0].connection_id) == ("g", "u")
-    assert EventPage.from_json({"events": [], "next_after": "9-0/0"}).events == ()
+    assert not page.gap  # a server from before `gap`: none said
+    trimmed = EventPage.from_json({"events": [], "next_after": "9-0/0", "gap": True})
+    assert trimmed.events == () and trimmed.gap
+    with pytest.raises(ValueError, match="gap is missing or not a boolean"):
+        EventPage.from_json({"events": [], "next_after": "9-0/0", "gap": "yes"})
     with pytest.raises(ValueError, match="events is missing"):
         EventPage.from_json({"next_after": "1-0/2"})
     with pytest.raises(ValueError, match="data is not an object"):

@@ -15,6 +15,7 @@
     ├── DecryptionError              no configured key decrypts a stored secret
     ├── ReauthorizationRequiredError the connection can't get a token until the user reconnects
     ├── DeliveryError                a notification target refused or could not be reached
+    ├── EventsTrimmedError           events after a reader's position were trimmed unread
     ├── TransientError               retry it: the provider may answer next time
     │   ├── IntegrationUnavailableError  its discovery document could not be fetched yet
     │   ├── TransportError           connection refused or reset, DNS failure
@@ -41,6 +42,10 @@ None on errors raised in process. Standard library only: `tokenlife.client` impo
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenlife.models import EventPage
 
 
 class TokenlifeError(Exception):
@@ -126,6 +131,21 @@ class ReauthorizationRequiredError(TokenlifeError):
 
 class DeliveryError(TokenlifeError):
     """Raised when a notification target refuses a message or can't be reached."""
+
+
+class EventsTrimmedError(TokenlifeError):
+    """Raised by a client's `follow_events` when events after the position it was given
+    were trimmed from the streams (TOKENLIFE_EVENTS_MAX_LENGTH) before they were read:
+    `after` is that position, `page` (a `tokenlife.models.EventPage`) what was read from
+    the oldest event kept; handle its events and go on from its `next_after`."""
+
+    def __init__(self, after: str | None, page: EventPage) -> None:
+        super().__init__(
+            f"events after {after!r} were trimmed before they were read; "
+            f"the oldest kept follow (resume after {page.next_after!r})"
+        )
+        self.after = after
+        self.page = page
 
 
 class TransientError(TokenlifeError):

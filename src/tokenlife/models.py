@@ -205,10 +205,13 @@ class Event:
 class EventPage:
     """One answer of GET /api/events: the events after a position, oldest first, and
     `next_after`, the position to pass back as `after` to read on with nothing skipped (it
-    moves past events the key may not see, so it may be ahead of the last event's id)."""
+    moves past events the key may not see, so it may be ahead of the last event's id).
+    `gap` is true when events after the position asked for were trimmed before they could
+    be read (TOKENLIFE_EVENTS_MAX_LENGTH): the page starts at the oldest event kept."""
 
     events: tuple[Event, ...]
     next_after: str
+    gap: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> EventPage:
@@ -218,6 +221,7 @@ class EventPage:
         return cls(
             events=tuple(Event.from_json(event) for event in events),
             next_after=_str(body, "next_after"),
+            gap=False if body.get("gap") is None else _bool(body, "gap"),
         )
 
 

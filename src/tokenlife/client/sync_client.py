@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TypeVar
 
@@ -13,7 +13,7 @@ import httpx
 
 from tokenlife.client import calls
 from tokenlife.client.http import DEFAULT_TIMEOUT, Target, request_failed
-from tokenlife.errors import UsageError
+from tokenlife.errors import EventsTrimmedError, UsageError
 from tokenlife.models import (
     AccessToken,
     Connection,
@@ -149,12 +149,17 @@ class Client:
         limit: int | None = None,
         wait: float = 30,
         types: Iterable[str] | str | None = None,
+        on_gap: Callable[[EventPage], object] | None = None,
     ) -> Iterator[Event]:
         """Every event after `after`, page after page, without end. Keep the `id` of the
-        last event handled and pass it as `after` to resume with nothing skipped."""
+        last event handled and pass it as `after` to resume with nothing skipped.
+
+        Events trimmed before they were read (a position older than the streams keep)
+        raise EventsTrimmedError, unless `on_gap` is given: it is called with the page
+        that follows the gap, whose events are then yielded as usual."""
         if wait <= 0:
             raise UsageError("follow_events needs wait > 0, or it would ask without pause")
-        return self._follow(after, limit, wait, types)
+        return self._follow(after, limit, wait, types, on_gap)
 
     def _follow(
         self,
@@ -162,9 +167,14 @@ class Client:
         limit: int | None,
         wait: float,
         types: Iterable[str] | str | None,
+        on_gap: Callable[[EventPage], object] | None,
     ) -> Iterator[Event]:
         while True:
             page = self.events(after, limit=limit, wait=wait, types=types)
+            if page.gap:
+                if on_gap is None:
+                    raise EventsTrimmedError(after, page)
+                on_gap(page)
             yield from page.events
             after = page.next_after
 
