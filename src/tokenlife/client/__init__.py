@@ -23,6 +23,7 @@
     provider_unavailable, timeout TransientError              /   seconds when given
     internal_error                TokenlifeError
     no answer, refused, reset     EndpointTimeoutError, TransportError (TransientErrors)
+    events trimmed unread         EventsTrimmedError (follow_events, unless on_gap)
 
 An answer without a code is read by its status: 429, 502, 503, 504 TransientError, another
 4xx but 404 UsageError, anything else TokenlifeError. Every error from an answer carries

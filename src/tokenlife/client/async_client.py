@@ -34,8 +34,8 @@ class AsyncClient:
     `transport` (an `httpx.AsyncBaseTransport`) goes to the `httpx.AsyncClient` this client
     opens; pass `http_client` instead to use an `httpx.AsyncClient` of your own, which stays
     yours to close. A client that opened its own `httpx.AsyncClient` opens a new one in a
-    process forked after it was used, so the two processes never share a socket; a
-    transport or client passed in is yours to keep out of a fork."""
+    process forked from the one that made it, so the two processes never share a socket;
+    a transport or client passed in is yours to keep out of a fork."""
 
     def __init__(
         self,

@@ -35,8 +35,9 @@ class Client:
     `transport` (an `httpx.BaseTransport`) goes to the `httpx.Client` this client opens;
     pass `http_client` instead to use an `httpx.Client` of your own, which stays yours to
     close. A client that opened its own `httpx.Client` opens a new one in a process forked
-    after it was used (a Celery prefork child, a Gunicorn worker), so the two processes
-    never share a socket; a transport or client passed in is yours to keep out of a fork."""
+    from the one that made it (a Celery prefork child, a Gunicorn worker), so the two
+    processes never share a socket; a transport or client passed in is yours to keep out
+    of a fork."""
 
     def __init__(
         self,
