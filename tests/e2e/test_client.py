@@ -33,6 +33,8 @@ from tokenlife.client import (
     Connection,
     ConnectSession,
     Deletion,
+    Event,
+    EventPage,
     Integration,
     Readiness,
 )
@@ -504,3 +506,96 @@ def test_bad_arguments_are_usage_errors(
 def test_a_transport_and_an_http_client_are_one_too_many() -> None:
     with httpx.Client() as mine, pytest.raises(UsageError, match="not both"):
         Client("https://tokens.internal", FULL, transport=httpx.HTTPTransport(), http_client=mine)
+
+
+async def authorized_of(
+    client: Driven, after: str, connection_ids: set[str], timeout: float = 30
+) -> tuple[list[Event], str]:
+    """The connection.authorized events of `connection_ids` read from `after` on, until all
+    came (other tests write events meanwhile), and where the last page ended."""
+    deadline = time.monotonic() + timeout
+    found: list[Event] = []
+    while {e.connection_id for e in found} < connection_ids:
+        assert time.monotonic() < deadline, f"saw {found} of {connection_ids}"
+        page = await client.call("events", after, wait=5, types="connection.authorized")
+        found += [e for e in page.events if e.connection_id in connection_ids]
+        after = page.next_after
+    return found, after
+
+
+async def test_events_from_now_on_and_resumed_from_any_id(
+    client: Driven, tl: Tokenlife, worker: WorkerHandle
+) -> None:
+    start = await client.call("events")  # no `after`: after the newest, only what comes
+    assert isinstance(start, EventPage) and start.events == () and not start.gap
+    cids = [new_id() for _ in range(3)]
+    for cid in cids:
+        await connect(tl, worker, "google", cid, login_hint=cid)
+
+    found, _ = await authorized_of(client, start.next_after, set(cids))
+    assert [e.connection_id for e in found] == cids  # in the order they happened
+    assert all(e.type == "connection.authorized" and e.integration == "google" for e in found)
+    assert all(e.occurred_at.tzinfo is not None for e in found)
+    # From the first one's id: the other two, nothing repeated, nothing skipped.
+    resumed, _ = await authorized_of(client, found[0].id, set(cids[1:]))
+    assert [e.id for e in resumed] == [e.id for e in found[1:]]
+
+
+async def test_follow_events_yields_what_comes(
+    kind: str, api_url: str, tl: Tokenlife, worker: WorkerHandle
+) -> None:
+    cid = new_id()
+    if kind == "sync":
+        with Client(api_url, FULL) as client:
+            after = client.events().next_after
+            await connect(tl, worker, "generic", cid)
+
+            def first_of_cid() -> Event:
+                events = client.follow_events(after, wait=5, types=["connection."])
+                return next(e for e in events if e.connection_id == cid)
+
+            found = await asyncio.wait_for(asyncio.to_thread(first_of_cid), timeout=30)
+    else:
+        async with AsyncClient(api_url, FULL) as aclient:
+            after = (await aclient.events()).next_after
+            await connect(tl, worker, "generic", cid)
+
+            async def afirst_of_cid() -> Event:
+                async for e in aclient.follow_events(after, wait=5, types=["connection."]):
+                    if e.connection_id == cid:
+                        return e
+                raise AssertionError("follow_events ended")
+
+            found = await asyncio.wait_for(afirst_of_cid(), timeout=30)
+    assert (found.type, found.integration) == ("connection.authorized", "generic")
+
+
+async def test_a_limited_key_sees_only_its_integrations_events(
+    kind: str, api_url: str, tl: Tokenlife, worker: WorkerHandle
+) -> None:
+    limited = make(kind, api_url, LIMITED)
+    try:
+        after = (await limited.call("events")).next_after
+        mine, theirs = new_id(), new_id()
+        await connect(tl, worker, "google", theirs, login_hint=theirs)
+        await connect(tl, worker, "generic", mine)
+        found, _ = await authorized_of(limited, after, {mine})
+        page = await limited.call("events", after, limit=1000)
+    finally:
+        await limited.close()
+    assert [e.integration for e in found] == ["generic"]
+    assert {e.integration for e in page.events} <= {"generic"}
+    assert theirs not in {e.connection_id for e in page.events}
+
+
+async def test_a_long_poll_answers_when_an_event_comes(
+    client: Driven, tl: Tokenlife, worker: WorkerHandle
+) -> None:
+    after = (await client.call("events")).next_after
+    started = time.monotonic()
+    waiting = asyncio.ensure_future(
+        client.call("events", after, wait=25, types="connection.authorized")
+    )
+    await connect(tl, worker, "google", new_id())
+    page = await asyncio.wait_for(waiting, timeout=30)
+    assert page.events and time.monotonic() - started < 20

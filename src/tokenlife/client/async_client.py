@@ -82,7 +82,7 @@ class AsyncClient:
         return await self._send(calls.integrations())
 
     async def connections(
-        self, integration: str | None = None, *, status: str | None = None, limit: int = 100
+        self, integration: str | None = None, status: str | None = None, limit: int = 100
     ) -> AsyncIterator[Connection]:
         """Every connection (of `integration`, with `status`), following the API's cursor
         `limit` at a time; the first request goes out at the first `anext()`."""
@@ -115,7 +115,6 @@ class AsyncClient:
         self,
         integration: str,
         connection_id: str,
-        *,
         return_to: str | None = None,
         end_user: Mapping[str, str] | None = None,
     ) -> ConnectSession:

@@ -86,7 +86,7 @@ class Client:
         return self._send(calls.integrations())
 
     def connections(
-        self, integration: str | None = None, *, status: str | None = None, limit: int = 100
+        self, integration: str | None = None, status: str | None = None, limit: int = 100
     ) -> Iterator[Connection]:
         """Every connection (of `integration`, with `status`), following the API's cursor
         `limit` at a time; the first request goes out at the first `next()`."""
@@ -118,7 +118,6 @@ class Client:
         self,
         integration: str,
         connection_id: str,
-        *,
         return_to: str | None = None,
         end_user: Mapping[str, str] | None = None,
     ) -> ConnectSession:
