@@ -34,10 +34,11 @@ from tokenlife.errors import (
     UsageError,
 )
 from tokenlife.runtime import Runtime
-from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
+from tokenlife.web.auth import API_KEY, ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
 from tokenlife.web.dashboard import setup_dashboard
+from tokenlife.web.events_api import setup_events_api
 from tokenlife.web.metrics import METRICS, metrics
 from tokenlife.web.problems import problem
 from tokenlife.web.refresh_queue import queue_refresh
@@ -50,7 +51,6 @@ from tokenlife.web.token_answers import (
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 KEYS = web.AppKey("api_keys", list[ApiKey])
-API_KEY = web.RequestKey("api_key", ApiKey)
 CELERY = web.AppKey("celery", Celery)
 SESSIONS = web.AppKey("connect_sessions", ConnectSessions)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,6 +89,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/connections/{integration}/{connection_id}/refresh", refresh_now)
     app.router.add_delete("/api/connections/{integration}/{connection_id}", delete_connection)
     app.router.add_post("/api/connect-sessions", create_session_route)
+    setup_events_api(app, runtime)  # GET /api/events
     app.router.add_get("/connect/{integration}", connect_route)
     app.router.add_get("/oauth/callback", callback_route)
     setup_dashboard(app, runtime, app[KEYS], celery)
