@@ -41,6 +41,7 @@ from tokenlife.client import (
 from tokenlife.errors import (
     CorruptRecordError,
     EndpointTimeoutError,
+    EventsTrimmedError,
     ForbiddenError,
     NoRefreshTokenError,
     ReauthorizationRequiredError,
@@ -599,3 +600,62 @@ async def test_a_long_poll_answers_when_an_event_comes(
     await connect(tl, worker, "google", new_id())
     page = await asyncio.wait_for(waiting, timeout=30)
     assert page.events and time.monotonic() - started < 20
+
+
+async def following(client: Driven, after: str, connection_id: str, **options: Any) -> list[Event]:
+    """What follow_events yields from `after` up to `connection_id`'s authorization (which
+    was written: the loop ends)."""
+
+    def wanted(event: Event) -> bool:
+        return event.connection_id == connection_id and event.type == "connection.authorized"
+
+    def read(events: Iterator[Event]) -> list[Event]:
+        found = []
+        for event in events:
+            found.append(event)
+            if wanted(event):
+                break
+        return found
+
+    if isinstance(client.client, Client):
+        events = client.client.follow_events(after, wait=1, **options)
+        return await asyncio.wait_for(asyncio.to_thread(read, events), 30)
+    found: list[Event] = []
+    async for event in client.client.follow_events(after, wait=1, **options):
+        found.append(event)
+        if wanted(event):
+            break
+    return found
+
+
+async def test_events_trimmed_unread_are_never_lost_silently(
+    kind: str, api_url: str, tl: Tokenlife, worker: WorkerHandle, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    keys = Keys(settings.key_prefix, settings.redis_shards)
+    lost = new_id()
+    # On the same shard: the page that reaches `kept` there passes the trimmed part.
+    kept = next(cid for cid in iter(new_id, None)
+                if keys.shard("google", cid) == keys.shard("google", lost))  # fmt: skip
+    client = make(kind, api_url, FULL)
+    try:
+        before = (await client.call("events")).next_after
+        await connect(tl, worker, "google", lost, login_hint=lost)
+        (event,), _ = await authorized_of(client, before, {lost})
+        # What TOKENLIFE_EVENTS_MAX_LENGTH does to a full stream: trim up to and including
+        # the event, which no reader got past yet.
+        stream_id, _, shard = event.id.partition("/")
+        milliseconds, _, sequence = stream_id.partition("-")
+        stream = keys.events(int(shard))
+        await redis.xtrim(stream, minid=f"{milliseconds}-{int(sequence) + 1}")
+        await connect(tl, worker, "google", kept, login_hint=kept)
+
+        with pytest.raises(EventsTrimmedError) as raised:
+            await following(client, before, kept, types="connection.")
+        assert raised.value.after == before and raised.value.page.gap
+        gaps: list[EventPage] = []
+        found = await following(client, before, kept, types="connection.", on_gap=gaps.append)
+    finally:
+        await client.close()
+    assert [e.connection_id for e in found if e.connection_id in (lost, kept)] == [kept]
+    assert len(gaps) == 1 and gaps[0].gap
