@@ -1,8 +1,10 @@
 """tokenlife: keep OAuth 2.0 integrations authorized, and say why when they won't stay so.
 
-The errors are imported at once (standard library only); everything else on first use
-(PEP 562), so `import tokenlife.client` loads neither Redis nor Celery and works where only
-`tokenlife[client]` is installed. `tokenlife.Tokenlife` and the rest need the `server` extra.
+The errors are imported at once; everything else on first use (PEP 562), so
+`import tokenlife.client` loads neither Redis nor Celery and works where only
+`tokenlife[client]` is installed. The errors and the models need nothing but the standard
+library; `Tokenlife`, `events`, `ReceivedEvent`, `authorize_url` and `get_access_token`
+need the `server` extra, and say so when it is missing.
 """
 
 from __future__ import annotations
