@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -43,8 +44,14 @@ def run(*argv: str | Path, check: bool = True) -> subprocess.CompletedProcess[st
 @pytest.fixture(scope="module")
 def python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     place = tmp_path_factory.mktemp("client-install")
-    dist = place / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ROOT)
+    # What the Dockerfile copies: a build writes build/ and *.egg-info beside its sources,
+    # so two test processes building in the checkout at once would trip over each other.
+    source, dist = place / "source", place / "dist"
+    skipped = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "src", source / "src", ignore=skipped)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, source)
     (wheel,) = dist.glob("tokenlife-*.whl")
     venv.create(place / "venv", with_pip=True)
     interpreter = place / "venv" / "bin" / "python"
