@@ -206,6 +206,51 @@ async def test_unknown_things_are_404_and_large_bodies_413(client: TestClient[An
     assert response.status == 413
 
 
+NOT_FOUND = [
+    ("GET", "/api/connections/nope/someone", None, "integration"),
+    ("GET", "/api/connections/google/nobody", None, "connection"),
+    ("POST", "/api/connections/nope/someone/token", None, "integration"),
+    ("POST", "/api/connections/google/nobody/token", None, "connection"),
+    ("POST", "/api/connections/nope/someone/refresh", None, "integration"),
+    ("POST", "/api/connections/google/nobody/refresh", None, "connection"),
+    ("DELETE", "/api/connections/nope/someone", None, "integration"),
+    ("DELETE", "/api/connections/google/nobody", None, "connection"),
+    ("GET", "/api/connections?integration=nope", None, "integration"),
+    ("POST", "/api/connect-sessions", {"integration": "nope", "connection_id": "u"},
+     "integration"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "resource"), NOT_FOUND)
+async def test_a_404_says_which_resource_is_missing(
+    client: TestClient[Any, Any], method: str, path: str, body: Any, resource: str
+) -> None:
+    """Clients tell an unknown integration from an unknown connection by `resource`: the
+    message is for people (and kept as it was)."""
+    response = await client.request(method, path, headers=auth(), json=body)
+    answer = await response.json()
+    assert response.status == 404, answer
+    assert answer["error"] == "not_found" and answer["resource"] == resource
+    assert ("integration" if resource == "integration" else "connection") in answer["message"]
+    assert "corrupt_record" not in answer
+
+
+async def test_a_corrupt_record_is_a_missing_connection(
+    client: TestClient[Any, Any], redis: Redis, settings: Settings
+) -> None:
+    cid = f"half-{uuid.uuid4().hex[:8]}"
+    key = conn_key(settings, "google", cid)
+    await redis.hset(key, mapping={"last_alert": "{}"})  # a write interrupted half-way
+    try:
+        response = await client.get(f"/api/connections/google/{cid}", headers=auth())
+        answer = await response.json()
+        assert response.status == 404
+        assert answer["error"] == "not_found" and answer["resource"] == "connection"
+        assert answer["corrupt_record"] is True
+    finally:
+        await redis.delete(key)
+
+
 def test_tokenlife_api_serves_on_the_configured_port(settings: Settings, tmp_path: Path) -> None:
     with (
         serving_api(settings, tmp_path, FULL) as (base, _),

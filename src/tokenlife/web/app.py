@@ -34,10 +34,11 @@ from tokenlife.errors import (
     UsageError,
 )
 from tokenlife.runtime import Runtime
-from tokenlife.web.auth import ApiKey, authenticate, parse_api_keys
+from tokenlife.web.auth import API_KEY, ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
 from tokenlife.web.dashboard import setup_dashboard
+from tokenlife.web.events_api import setup_events_api
 from tokenlife.web.metrics import METRICS, metrics
 from tokenlife.web.problems import problem
 from tokenlife.web.refresh_queue import queue_refresh
@@ -50,7 +51,6 @@ from tokenlife.web.token_answers import (
 log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 KEYS = web.AppKey("api_keys", list[ApiKey])
-API_KEY = web.RequestKey("api_key", ApiKey)
 CELERY = web.AppKey("celery", Celery)
 SESSIONS = web.AppKey("connect_sessions", ConnectSessions)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -89,6 +89,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/connections/{integration}/{connection_id}/refresh", refresh_now)
     app.router.add_delete("/api/connections/{integration}/{connection_id}", delete_connection)
     app.router.add_post("/api/connect-sessions", create_session_route)
+    setup_events_api(app, runtime)  # GET /api/events
     app.router.add_get("/connect/{integration}", connect_route)
     app.router.add_get("/oauth/callback", callback_route)
     setup_dashboard(app, runtime, app[KEYS], celery)
@@ -121,14 +122,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException:
         raise
     except CorruptRecordError as exc:  # a half-written record: as good as absent
-        return problem(404, "not_found", str(exc), corrupt_record=True)
+        return problem(404, "not_found", str(exc), resource="connection", corrupt_record=True)
     except IntegrationUnavailableError as exc:
         wait = max(1, math.ceil(exc.next_try_at - time.time()))
         response = problem(503, "integration_unavailable", str(exc), retry_after=wait)
         response.headers["Retry-After"] = str(wait)
         return response
-    except (UnknownIntegrationError, UnknownConnectionError) as exc:
-        return problem(404, "not_found", str(exc))
+    # `resource` tells the two apart for clients, which must not parse the message.
+    except UnknownIntegrationError as exc:
+        return problem(404, "not_found", str(exc), resource="integration")
+    except UnknownConnectionError as exc:
+        return problem(404, "not_found", str(exc), resource="connection")
     except UsageError as exc:
         return problem(400, "bad_request", str(exc))
     except ConnectionBusyError as exc:  # the provider is not at fault: say what is

@@ -8,6 +8,8 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aiohttp import web
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
@@ -16,6 +18,10 @@ class ApiKey:
 
     def allows(self, integration: str) -> bool:
         return self.integrations is None or integration in self.integrations
+
+
+# The key a request to /api/ authenticated with (app.auth_middleware sets it).
+API_KEY = web.RequestKey("api_key", ApiKey)
 
 
 def parse_api_keys(values: Iterable[str]) -> list[ApiKey]:
