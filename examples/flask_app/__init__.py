@@ -1,0 +1,1 @@
+"""A Flask app that connects accounts through tokenlife's HTTP API."""
