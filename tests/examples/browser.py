@@ -4,6 +4,7 @@ at once (or, told so, denies): what a person clicks on a real consent page."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,8 +24,6 @@ class Page:
     hops: list[str] = field(default_factory=list)  # every URL requested on the way
 
     def json(self) -> object:
-        import json
-
         return json.loads(self.text)
 
 
@@ -59,7 +58,7 @@ class Browser:
                 if response.status not in REDIRECTS:
                     return Page(response.status, url, text, dict(response.headers), hops)
                 url = urljoin(url, response.headers["Location"])
-            if response.status != 307 and response.status != 308:
+            if response.status not in (307, 308):  # only these keep the method
                 method, data = "GET", None
         raise AssertionError(f"more than 10 redirects: {hops}")
 

@@ -8,14 +8,13 @@ redirect URIs name the app's port, or tokenlife's), and a client of its own at t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def free_port() -> int:
 
 def free_ports(count: int) -> list[int]:
     """`count` different ports nothing listens on."""
-    with contextlib.ExitStack() as held:
+    with ExitStack() as held:
         socks = [held.enter_context(socket.socket()) for _ in range(count)]
         for sock in socks:
             sock.bind(("127.0.0.1", 0))
