@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +26,7 @@ from tokenlife.core.connect_session import SessionRequestError, parse_session_re
 from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_refusal import RefusalKind
-from tokenlife.errors import ReauthorizationRequiredError, UsageError
+from tokenlife.errors import NoRefreshTokenError, ReauthorizationRequiredError, UsageError
 from tokenlife.models import AccessToken, Connection, ConnectSession, Deletion, Integration
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.access import RETRY_AFTER_SECONDS, transient
@@ -227,16 +227,21 @@ class Tokenlife:
         is done here: this process holds the keys, so it needs no broker, and the caller
         learns the outcome. It waits for a refresh the worker has in progress (a
         ConnectionBusyError past the bound). Raises ReauthorizationRequiredError when the
-        user has to connect again, UsageError when the connection has no refresh token
-        (the API's 409 `no_refresh_token`), TransientError when the provider or Redis
+        user has to connect again, NoRefreshTokenError (a UsageError) when the connection
+        has no refresh token (the API's 409 `no_refresh_token`), TransientError when the
+        provider or Redis
         failed for now (the worker retries on schedule)."""
         runtime = await self._ready()
         runtime.exchange.integration(integration)
-        refusal = (await runtime.tokens.get(integration, connection_id)).refresh_refusal(
-            time.time()
-        )
+        stored = await runtime.tokens.get(integration, connection_id)
+        refusal = stored.refresh_refusal(time.time())
         if refusal is not None and refusal.kind is RefusalKind.NO_REFRESH_TOKEN:
-            raise UsageError(f"{integration}/{connection_id}: {refusal.reason}")
+            # The class the HTTP clients raise for the API's 409 no_refresh_token.
+            expires_at = stored.expires_at
+            raise NoRefreshTokenError(
+                integration, connection_id, refusal.reason,
+                expires_at=None if expires_at is None else datetime.fromtimestamp(expires_at, UTC),
+            )  # fmt: skip
         result = await runtime.refresh_now.refresh(integration, connection_id)
         if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
             raise ReauthorizationRequiredError(integration, connection_id, str(result.error))

@@ -21,6 +21,7 @@ from tests.services.test_discovery_cache import issuer_settings, serve_caching_i
 from tests.support import Fakes
 from tokenlife.errors import (
     ConfigurationError,
+    NoRefreshTokenError,
     UnknownConnectionError,
     UnknownIntegrationError,
     UsageError,
@@ -143,8 +144,8 @@ async def test_refresh_and_connect_sessions_refuse_what_the_api_refuses(
         callback = await consent(await tl.authorize_url("generic", cid), login_hint=cid)
         stored = await tl.exchange_callback(state=callback["state"], code=callback["code"])
         assert stored.ok and not stored.refresh_token_received
-        # The API's 409 no_refresh_token; the HTTP client raises UsageError for it too.
-        with pytest.raises(UsageError, match="no refresh token"):
+        # The API's 409 no_refresh_token: the HTTP clients raise the same class.
+        with pytest.raises(NoRefreshTokenError, match="no refresh token"):
             await tl.refresh("generic", cid)
         with pytest.raises(UsageError, match="return_to"):
             await tl.create_connect_session("generic", cid, return_to="https://evil.example/")
