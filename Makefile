@@ -28,8 +28,8 @@ run: $(RUN_STAMP)
 
 ## test: lint, type-check and the whole suite against a real Redis and a real worker
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser and not interop and not cluster and not install"
 
