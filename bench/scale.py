@@ -161,6 +161,7 @@ async def seed(redis: Redis, keys: Keys, cipher: Cipher, n: int, now: float) -> 
     """N connections through save_connection.lua with TokenStore.save's KEYS and ARGV,
     pipelined; the first DUE are due, the rest come due over the next hour. Seconds taken."""
     save = scripts.register(redis, "save_connection")
+    await save.load()  # else each pipeline of a fresh server would run it again, one by one
     started = time.perf_counter()
     for start in range(0, n, SEED_BATCH):
         async with redis.pipeline(transaction=False) as pipe:

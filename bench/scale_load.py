@@ -19,6 +19,12 @@ refresh_batch_size 100, the beat's tick TOKENLIFE_REFRESH_DUE_INTERVAL_SECONDS 1
    commands (the due times it writes, its polls), divided by N; Redis's CPU per refresh
    from /proc. Redis's ceiling: redis-benchmark (SET and GET, 50 clients, unpipelined and
    -P 16) against the same server afterwards.
+
+On a Redis Cluster (`run(..., cluster_scale_out=, cluster_lag_seconds=)`): the same, with
+three masters started as tests/cluster_process.py starts them for `make test-cluster`, and
+the one redis-server as Celery's broker (a Cluster can't be one). Commands and CPU are
+summed over every server and reported per server; Redis's limit is the busiest server's
+CPU per refresh. MONITOR (commands by origin) runs on one Redis only.
 """
 
 from __future__ import annotations
@@ -174,7 +180,7 @@ def stack(
         url, nodes, broker = f"redis://127.0.0.1:{redis_port}/0", [single], None
         if cluster:
             (work / "cluster").mkdir(exist_ok=True)
-            servers = ClusterProcess(work / "cluster", extra=tuple(redis_args))
+            servers = ClusterProcess(work / "cluster", extra=tuple(redis_args), binary=redis_binary)
             started.callback(servers.stop)
             servers.start()
             url, broker = servers.url, single
@@ -192,6 +198,7 @@ async def seed(settings: Settings, n: int) -> None:
     redis = connect(settings.redis_url)
     keys, cipher = Keys(settings.key_prefix), Cipher(settings.encryption_keys)
     save = scripts.register(redis, "save_connection")
+    await save.load()  # else each pipeline of a fresh server would run it again, one by one
     now = time.time()
     try:
         for start in range(0, n, SEED_BATCH):
@@ -340,7 +347,8 @@ def measure_lag(
         "target_p99_s": TARGET_LAG_P99,
         "refreshed_per_s_achieved": round((len(done) - 1) / span, 1) if span == span else None,
         "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
-        "cores_busy": round(sum(cpu.values()) / window, 2),
+        # A Cluster's `redis` is its masters' `redis[i]` summed: counted once.
+        "cores_busy": round(sum(v for k, v in cpu.items() if "[" not in k) / window, 2),
         "cpu_us_per_refresh": {k: round(v * 1e6 / max(1, len(lags))) for k, v in cpu.items()},
         "p99_by_10s_of_due_times": [round(quantile(buckets[b], 0.99), 3) for b in sorted(buckets)],
         "lags_for_plot": [round(x, 4) for x in lags],
@@ -348,20 +356,50 @@ def measure_lag(
     return result
 
 
-def command_calls(stack: Stack) -> dict[str, tuple[int, int]]:
-    """Calls and microseconds by command, summed over every server (a Cluster's broker too,
-    as the one Redis carries Celery's traffic)."""
-    total: dict[str, tuple[int, int]] = {}
+def command_calls(stack: Stack) -> list[dict[str, tuple[int, int]]]:
+    """Calls and microseconds by command of each server, in `stack.ports` order (a
+    Cluster's broker last, as the one Redis carries Celery's traffic too)."""
+    servers = []
     for client in stack.node_clients():
         stats: dict[str, Any] = client.info("commandstats")
         client.close()
-        for name, value in stats.items():
-            calls, usec = total.get(name.removeprefix("cmdstat_"), (0, 0))
-            total[name.removeprefix("cmdstat_")] = (
-                calls + int(value["calls"]),
-                usec + int(value["usec"]),
-            )
+        servers.append({name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+                        for name, v in stats.items()})  # fmt: skip
+    return servers
+
+
+def _summed(servers: list[dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    total: dict[str, tuple[int, int]] = {}
+    for stats in servers:
+        for name, (calls, usec) in stats.items():
+            was = total.get(name, (0, 0))
+            total[name] = (was[0] + calls, was[1] + usec)
     return total
+
+
+def _top_by_server(
+    before: list[dict[str, tuple[int, int]]], after: list[dict[str, tuple[int, int]]], n: int
+) -> list[dict[str, float]]:
+    """Each server's six most called commands per refresh (scripts' own commands included)."""
+    tops = []
+    for was, now in zip(before, after, strict=True):
+        calls = {k: (c - was.get(k, (0, 0))[0]) / n for k, (c, _) in now.items()}
+        best = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+        tops.append({k: round(v, 2) for k, v in best if v > 0})
+    return tops
+
+
+def _usec_by_server(
+    before: list[dict[str, tuple[int, int]]], after: list[dict[str, tuple[int, int]]], n: int
+) -> list[float]:
+    """Each server's time inside commands per refresh (INFO commandstats usec): where a
+    Cluster's work lands. The bench's own commands are in it: make_due's HSET and ZADD
+    member per refresh, on the server of the connection's shard."""
+    spent = []
+    for was, now in zip(before, after, strict=True):
+        usec = sum(u for _, u in now.values()) - sum(u for _, u in was.values())
+        spent.append(round(usec / n, 1))
+    return spent
 
 
 def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
@@ -400,8 +438,9 @@ def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
     sent["info"] += len(stack.ports)
     delta: dict[str, int] = {}
     usec = 0
-    for name, (calls, spent) in after_calls.items():
-        was_calls, was_usec = before_calls.get(name, (0, 0))
+    before_total, after_total = _summed(before_calls), _summed(after_calls)
+    for name, (calls, spent) in after_total.items():
+        was_calls, was_usec = before_total.get(name, (0, 0))
         delta[name] = calls - was_calls - sent.get(name, 0)
         usec += spent - was_usec
     delta = {k: v for k, v in delta.items() if v > 0}
@@ -417,6 +456,8 @@ def measure_burst(stack: Stack, processes: int, n: int) -> dict[str, Any]:
             k: round(v / n, 2) for k, v in sorted(delta.items(), key=lambda kv: -kv[1])
         },
         "redis_usec_per_refresh_commandstats": round(usec / n, 1),
+        "redis_usec_per_refresh_by_server": _usec_by_server(before_calls, after_calls, n),
+        "redis_commands_per_refresh_by_server": _top_by_server(before_calls, after_calls, n),
         "cpu_us_per_refresh": {k: round(v * 1e6 / n) for k, v in cpu.items()},
         "redis_ops_per_s": round(ops / n * rate),
     }
@@ -538,9 +579,10 @@ def run(
 ) -> dict[str, Any]:
     """The single-Redis results at the top level; a Cluster's under `cluster`, from a second
     stack started after the first has stopped, so the two never share the cores."""
-    results: dict[str, Any] = {}
-    with stack(work, redis_binary, redis_args) as load:
-        results |= _load(load, lag_seconds, lag_rate, lag_intervals, scale_out, burst)
+    results: dict[str, Any] = {"load_redis_binary": redis_binary}
+    if lag_seconds or scale_out:
+        with stack(work, redis_binary, redis_args) as load:
+            results |= _load(load, lag_seconds, lag_rate, lag_intervals, scale_out, burst)
     if cluster_lag_seconds or cluster_scale_out:
         with stack(work, redis_binary, redis_args, cluster=True) as load:
             results["cluster"] = _load(load, cluster_lag_seconds, lag_rate, [],

@@ -24,13 +24,14 @@ _EPHEMERAL = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 class _Servers:
     """redis-server processes started under `directory`, each in its own process group."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, binary: str = "redis-server") -> None:
         self.directory = directory
+        self.binary = binary
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, *arguments: str) -> None:
         process = subprocess.Popen(
-            ["redis-server", *arguments], cwd=self.directory,
+            [self.binary, *arguments], cwd=self.directory,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         self.processes.append(process)
@@ -47,13 +48,19 @@ class _Servers:
 class ClusterProcess:
     """Three masters, no replicas, the slots spread by `redis-cli --cluster create`."""
 
-    def __init__(self, directory: Path, masters: int = 3, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        masters: int = 3,
+        extra: tuple[str, ...] = (),
+        binary: str = "redis-server",
+    ) -> None:
         self.ports = [free_port() for _ in range(masters)]
         # The cluster bus listens on port + 10000 unless told otherwise, past 65535 for
         # much of the ephemeral range free_port draws from: a free port of its own instead
         # (`cluster-port`, Redis 7).
         self.bus_ports = [free_port() for _ in range(masters)]
-        self.servers = _Servers(directory)
+        self.servers = _Servers(directory, binary)
         self.extra = extra  # more redis-server arguments, after the defaults
 
     @property

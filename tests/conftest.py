@@ -136,7 +136,7 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 async def tl(settings: Settings, fakes: Fakes) -> AsyncIterator[Tokenlife]:
-    async with await Tokenlife.from_environment(settings) as instance:
+    async with Tokenlife.from_environment(settings) as instance:
         yield instance
 
 

@@ -24,6 +24,7 @@ from tests.fakes.generic import FakeGeneric
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.fakes.receiver import AlertReceiver
+from tokenlife.adapters.connection_record import Connection as StoredConnection
 from tokenlife.adapters.event_consumer import order, qualified
 from tokenlife.adapters.keys import Keys
 from tokenlife.celery_config import celery_config
@@ -154,6 +155,15 @@ async def connect(
 ) -> dict[str, Any]:
     callback = await consent(tl, integration, connection_id, **user)
     return await exchange(worker, state=callback["state"], code=callback["code"])
+
+
+async def stored_connection(
+    tl: Tokenlife, integration: str, connection_id: str
+) -> StoredConnection:
+    """The connection as stored (Unix times, Status members, lifetime_seconds), for tests
+    that compare it with clocks; `Tokenlife.connection` answers the API's model."""
+    runtime = await tl._ready()
+    return await runtime.tokens.get(integration, connection_id)
 
 
 async def events_for(

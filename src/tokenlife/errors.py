@@ -8,10 +8,14 @@
     │   ├── UnknownIntegrationError
     │   ├── UnknownConnectionError
     │   │   └── CorruptRecordError   a stored connection record is half-written or unreadable
-    │   └── InvalidStateError        OAuth `state` unknown, expired or already used
+    │   ├── InvalidStateError        OAuth `state` unknown, expired or already used
+    │   ├── NoRefreshTokenError      a refresh was asked of a connection without a refresh token
+    │   ├── UnauthorizedError        the HTTP API refused the API key (missing or wrong)
+    │   └── ForbiddenError           the API key may not use that integration
     ├── DecryptionError              no configured key decrypts a stored secret
     ├── ReauthorizationRequiredError the connection can't get a token until the user reconnects
     ├── DeliveryError                a notification target refused or could not be reached
+    ├── EventsTrimmedError           events after a reader's position were trimmed unread
     ├── TransientError               retry it: the provider may answer next time
     │   ├── IntegrationUnavailableError  its discovery document could not be fetched yet
     │   ├── TransportError           connection refused or reset, DNS failure
@@ -19,7 +23,7 @@
     │   ├── ServerError              HTTP 5xx
     │   ├── RateLimitedError         HTTP 429
     │   ├── TemporarilyUnavailableError  (also an OAuthError)
-    │   ├── StorageUnavailableError  Redis could not be reached or refused the write
+    │   ├── StorageUnavailableError  Redis (or the broker) could not be reached or refused the write
     │   ├── CodeNotTakenError        an exchange may send its code again on the retry
     │   └── ConnectionBusyError      a refresh held the connection's lock past the wait
     └── ProviderError                terminal: the provider said no, or said nonsense
@@ -29,15 +33,26 @@
         └── OAuthError               RFC 6749 §5.2 / §4.1.2.1 error codes, one class each
 
 Messages never contain token values: they name fields, statuses and sizes only.
+
+An error `tokenlife.client` raised for an answer of the HTTP API carries that answer's
+`api_status` (the HTTP status) and `api_error` (its `error` code, docs/api.md); both are
+None on errors raised in process. Standard library only: `tokenlife.client` imports this.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenlife.models import EventPage
 
 
 class TokenlifeError(Exception):
     """Root of every error raised by tokenlife."""
+
+    api_status: int | None = None
+    api_error: str | None = None
 
 
 class ConfigurationError(TokenlifeError):
@@ -65,22 +80,72 @@ class InvalidStateError(UsageError):
     """Raised when an OAuth `state` is unknown, expired or was already used."""
 
 
+class NoRefreshTokenError(UsageError):
+    """Raised when a refresh is asked of a connection that has no refresh token while its
+    access token still works (until `expires_at`; then the user has to connect again)."""
+
+    def __init__(
+        self, integration: str, connection_id: str, reason: str, *, expires_at: datetime | None
+    ) -> None:
+        super().__init__(f"{integration}/{connection_id}: {reason}")
+        self.integration = integration
+        self.connection_id = connection_id
+        self.reason = reason
+        self.expires_at = expires_at
+
+
+class UnauthorizedError(UsageError):
+    """Raised when the HTTP API refuses the API key: missing, or not one of
+    TOKENLIFE_API_KEYS (401)."""
+
+
+class ForbiddenError(UsageError):
+    """Raised when the API key is limited to other integrations than the one asked for (403)."""
+
+
 class DecryptionError(TokenlifeError):
     """Raised when none of the configured encryption keys decrypts a stored secret."""
 
 
 class ReauthorizationRequiredError(TokenlifeError):
-    """Raised when a token is asked for a connection that needs the user to connect again."""
+    """Raised when a token is asked for a connection that needs the user to connect again;
+    `diagnosis` holds the fixes the last alert named, when known. Raised by
+    `tokenlife.client`, its message is the API's."""
 
-    def __init__(self, integration: str, connection_id: str, reason: str) -> None:
-        super().__init__(f"{integration}/{connection_id} needs re-authorization: {reason}")
+    def __init__(
+        self,
+        integration: str,
+        connection_id: str,
+        reason: str,
+        *,
+        diagnosis: tuple[str, ...] = (),
+        message: str | None = None,
+    ) -> None:
+        said = f"{integration}/{connection_id} needs re-authorization: {reason}"
+        super().__init__(message or said)
         self.integration = integration
         self.connection_id = connection_id
         self.reason = reason
+        self.diagnosis = diagnosis
 
 
 class DeliveryError(TokenlifeError):
     """Raised when a notification target refuses a message or can't be reached."""
+
+
+class EventsTrimmedError(TokenlifeError):
+    """Raised by a client's `follow_events` when events after the position it was given
+    were trimmed from the streams (TOKENLIFE_EVENTS_MAX_LENGTH) before they were read:
+    `after` is that position, `page` (a `tokenlife.models.EventPage`) what was read from
+    the oldest event kept; handle its events and go on from its `next_after`."""
+
+    def __init__(self, after: str | None, page: EventPage) -> None:
+        super().__init__(
+            f"events after {after!r} were trimmed before they were read; "
+            f"the oldest kept follow (resume after {page.next_after!r})"
+        )
+        self.after = after
+        self.page = page
 
 
 class TransientError(TokenlifeError):
@@ -92,14 +157,25 @@ class TransientError(TokenlifeError):
 
 class IntegrationUnavailableError(TransientError):
     """Raised when an integration is configured but its OIDC discovery has not succeeded
-    yet; a background retry makes it available."""
+    yet; a background retry makes it available. Raised by `tokenlife.client`, it holds the
+    API's message as `reason` and `message`, and `last_tried_at` is None."""
 
     error = "integration_unavailable"
 
-    def __init__(self, name: str, reason: str, last_tried_at: float, next_try_at: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        reason: str,
+        last_tried_at: float | None,
+        next_try_at: float,
+        *,
+        message: str | None = None,
+    ) -> None:
+        tried = "never" if last_tried_at is None else _utc(last_tried_at)
         super().__init__(
-            f"integration {name!r} is unavailable: discovery failed ({reason}); last tried "
-            f"{_utc(last_tried_at)}, next try {_utc(next_try_at)}"
+            message
+            or f"integration {name!r} is unavailable: discovery failed ({reason}); last tried "
+            f"{tried}, next try {_utc(next_try_at)}"
         )
         self.integration = name
         self.reason = reason
@@ -108,7 +184,8 @@ class IntegrationUnavailableError(TransientError):
 
 
 class TransportError(TransientError):
-    """Raised when the provider could not be reached (refused, reset, DNS)."""
+    """Raised when the provider (from `tokenlife.client`: the API) could not be reached
+    (refused, reset, DNS)."""
 
     error = "unreachable"
     # False when the connection was never made, so the provider can't have seen the
@@ -117,7 +194,8 @@ class TransportError(TransientError):
 
 
 class EndpointTimeoutError(TransientError):
-    """Raised when the provider did not answer within the configured timeout."""
+    """Raised when the provider (from `tokenlife.client`: the API) did not answer within
+    the configured timeout."""
 
     error = "timeout"
 

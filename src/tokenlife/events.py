@@ -7,7 +7,8 @@
 
 `subscribe` reads as one consumer of a Redis consumer group: each event goes to one
 consumer of the group, and stays pending until acknowledged. `follow` reads without a
-group, as `tokenlife events tail` does.
+group, as `tokenlife events tail` does. `tokenlife.event_handlers` runs handlers per event
+type on a group, with redelivery, dead letters and a graceful stop.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ def subscribe(
     """
     if not group or not consumer:
         raise UsageError("group and consumer must be non-empty names")
-    _check_position("start", start)
-    _check_read_size(block_ms, count)
+    check_position("start", start)
+    check_read_size(block_ms, count)
     settings = settings or load_settings()
-    redis = _client(settings)
+    redis = reader_client(settings)
     reader = EventConsumer(
         redis,
         Keys(settings.key_prefix, settings.redis_shards),
@@ -142,10 +143,10 @@ async def follow(
     """Every event after entry id `since` ("0": from the beginning; "$": only new ones),
     in stream order, without a consumer group. `types` keeps only events whose type starts
     with one of these prefixes. Close it with `contextlib.aclosing`."""
-    _check_position("since", since)
-    _check_read_size(block_ms, count)
+    check_position("since", since)
+    check_read_size(block_ms, count)
     settings = settings or load_settings()
-    redis = _client(settings)
+    redis = reader_client(settings)
     try:
         follower = EventFollower(
             redis,
@@ -192,7 +193,8 @@ def _first_fix(data: Mapping[str, Any]) -> str | None:
     return str(fix) if fix else None
 
 
-def _client(settings: Settings) -> Redis:
+def reader_client(settings: Settings) -> Redis:
+    """A client for long blocking reads of the event streams."""
     # No socket_timeout: with one, redis-py sends each command under asyncio.wait_for,
     # which on Python 3.11 drops a cancellation that arrives as the send completes
     # (CPython gh-86296), so a task reading events could not be cancelled. A blocking
@@ -205,7 +207,7 @@ def _client(settings: Settings) -> Redis:
     )
 
 
-def _check_position(name: str, position: str) -> None:
+def check_position(name: str, position: str) -> None:
     if not _POSITION.fullmatch(position):
         raise UsageError(
             f'{name} must be "$" or a stream entry id such as 0, 1700000000000-0 or '
@@ -213,6 +215,6 @@ def _check_position(name: str, position: str) -> None:
         )
 
 
-def _check_read_size(block_ms: int, count: int) -> None:
+def check_read_size(block_ms: int, count: int) -> None:
     if block_ms < 1 or count < 1:
         raise UsageError("block_ms and count must be at least 1")

@@ -7,6 +7,11 @@ cached in Redis (a warning), or is *unavailable* (an error event, readiness says
 background retry fetches the document until it succeeds (`DiscoveryRetry`), for a cached
 start too: the provider may have moved an endpoint or its revocation endpoint since, or
 started sending RFC 9207 `iss`, and the live document rebuilds the integration.
+
+A start does not ask the issuer at all while the document it fetched last is fresh by the
+issuer's caching headers (adapters/discovery.freshness_seconds): this process's copy, else
+Redis's, which every process of the deployment shares. An app that opens a `Tokenlife`
+per request asks the issuer once per freshness lifetime, not once per request.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import Any
 import aiohttp
 
 from tokenlife.adapters.discovery import (
+    CachedDocument,
     DiscoveryCache,
     endpoints_from,
-    fetch_discovery_document,
+    fetch_discovery,
     introspection_endpoint_from,
     prompt_values_from,
     requires_iss,
@@ -92,10 +98,42 @@ def build_integration(
     )
 
 
+# Fresh documents this process has fetched or read, by issuer: the next start in this
+# process needs neither the issuer nor Redis. Public metadata; a fork inherits it as is.
+_fresh_in_process: dict[str, CachedDocument] = {}
+
+
+def _remember(issuer: str, cached: CachedDocument, now: float) -> None:
+    if cached.fresh(now):
+        _fresh_in_process[issuer] = cached
+
+
+def _fresh_build(
+    item: Discoverable, cached: CachedDocument | None, now: float
+) -> Integration | None:
+    """The integration from a document still fresh at `now`; None to fetch it instead."""
+    if cached is None or not cached.fresh(now):
+        return None
+    try:
+        return item.build(cached.document)
+    except ConfigurationError:
+        return None  # it no longer resolves (the integrations file changed): fetch
+
+
 async def discover_at_start(
     settings: Settings, registry: IntegrationRegistry, wanted: list[Discoverable], now: float
 ) -> None:
-    """Fetch every document at once (a hung issuer costs one timeout, not one each)."""
+    """Fetch every document that is not fresh in this process or in Redis, all at once (a
+    hung issuer costs one timeout, not one each)."""
+    left = []
+    for item in wanted:
+        integration = _fresh_build(item, _fresh_in_process.get(item.issuer), now)
+        if integration is None:
+            left.append(item)
+        else:
+            registry.mark_available(integration)
+    if not left:
+        return
     redis = open_redis(
         settings.redis_url, max_connections=4, wait_seconds=10,
         health_check_seconds=settings.redis_health_check_seconds,
@@ -109,7 +147,7 @@ async def discover_at_start(
         async with aiohttp.ClientSession() as session:
             await asyncio.gather(*(
                 _discover_one(registry, item, session, cache, stream, timeout, retry_seconds, now)
-                for item in wanted
+                for item in left
             ))  # fmt: skip
     finally:
         await redis.aclose()
@@ -125,15 +163,22 @@ async def _discover_one(
     retry_seconds: float,
     now: float,
 ) -> None:
+    cached = await cache.get(item.issuer)
+    integration = _fresh_build(item, cached, now)
+    if integration is not None:
+        assert cached is not None
+        registry.mark_available(integration)
+        _remember(item.issuer, cached, now)
+        return
     try:
-        document = await fetch_discovery_document(session, item.issuer, timeout)
-        registry.mark_available(item.build(document))
+        fetched = await fetch_discovery(session, item.issuer, timeout, now)
+        registry.mark_available(item.build(fetched.document))
     except ConfigurationError as exc:
         failure = str(exc)
     else:
-        await cache.put(item.issuer, document, now)
+        await cache.put(item.issuer, fetched.document, now, fetched.fresh_until)
+        _remember(item.issuer, CachedDocument(fetched.document, now, fetched.fresh_until), now)
         return
-    cached = await cache.get(item.issuer)
     if cached is not None:
         try:
             registry.mark_available(item.build(cached.document))
@@ -238,7 +283,8 @@ class DiscoveryRetry:
         if await self._adopt(entry):
             return True
         try:
-            document = await fetch_discovery_document(self._session, entry.issuer, self._timeout)
+            fetched = await fetch_discovery(self._session, entry.issuer, self._timeout, now)
+            document = fetched.document
             integration = None if document == entry.cached else entry.resolve(document)
         except ConfigurationError as exc:
             if entry.name in self._registry:
@@ -249,7 +295,7 @@ class DiscoveryRetry:
             log.warning("integration %s: still on its cached discovery document: %s",
                         entry.name, exc)  # fmt: skip
             return False
-        await self._cache.put(entry.issuer, document, now)
+        await self._cache.put(entry.issuer, document, now, fetched.fresh_until)
         if integration is None:
             self._registry.mark_fresh(entry.name)
             log.warning("integration %s: live discovery document fetched; unchanged", entry.name)
@@ -263,8 +309,8 @@ class DiscoveryRetry:
         if await self._adopt(entry):
             return True
         try:
-            document = await fetch_discovery_document(self._session, entry.issuer, self._timeout)
-            integration = entry.resolve(document)
+            fetched = await fetch_discovery(self._session, entry.issuer, self._timeout, now)
+            integration = entry.resolve(fetched.document)
         except ConfigurationError as exc:
             self._registry.mark_unavailable(
                 replace(entry, reason=str(exc), last_tried_at=now,
@@ -272,7 +318,7 @@ class DiscoveryRetry:
             )  # fmt: skip
             log.warning("integration %s: still unavailable: %s", entry.name, exc)
             return False
-        await self._cache.put(entry.issuer, document, now)
+        await self._cache.put(entry.issuer, fetched.document, now, fetched.fresh_until)
         self._registry.mark_available(integration)
         log.warning("integration %s: discovery succeeded; available again", entry.name)
         try:

@@ -16,7 +16,16 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["AccessToken", "ConnectSession", "Connection", "Deletion", "Event", "Integration"]
+__all__ = [
+    "AccessToken",
+    "ConnectSession",
+    "Connection",
+    "Deletion",
+    "Event",
+    "EventPage",
+    "Integration",
+    "Readiness",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,8 @@ class ConnectSession:
 
 @dataclass(frozen=True, slots=True)
 class Integration:
+    """An integration the API key may use: its name, provider preset and scopes."""
+
     name: str
     provider: str
     scopes: tuple[str, ...]
@@ -187,6 +198,61 @@ class Event:
             type=_str(body, "type"),
             occurred_at=_moment(body, "occurred_at"),
             data=MappingProxyType(dict(data)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One answer of GET /api/events: the events after a position, oldest first, and
+    `next_after`, the position to pass back as `after` to read on with nothing skipped (it
+    moves past events the key may not see, so it may be ahead of the last event's id).
+    `gap` is true when events after the position asked for were trimmed before they could
+    be read (TOKENLIFE_EVENTS_MAX_LENGTH): the page starts at the oldest event kept."""
+
+    events: tuple[Event, ...]
+    next_after: str
+    gap: bool = False
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> EventPage:
+        events = body.get("events")
+        if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
+            raise ValueError("events is missing or not a list of objects")
+        return cls(
+            events=tuple(Event.from_json(event) for event in events),
+            next_after=_str(body, "next_after"),
+            gap=False if body.get("gap") is None else _bool(body, "gap"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """GET /readyz: `ready` when Redis answers and a refresh tick ran lately (beat and a
+    worker are alive). `integrations_unavailable` lists the integrations whose OIDC
+    discovery has not succeeded yet; they don't make the service unready."""
+
+    ready: bool
+    redis: bool
+    beat: bool
+    beat_last_tick_seconds_ago: float | None
+    integrations_unavailable: tuple[Mapping[str, Any], ...]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Readiness:
+        age = body.get("beat_last_tick_seconds_ago")
+        if age is not None and (not isinstance(age, int | float) or isinstance(age, bool)):
+            raise ValueError("beat_last_tick_seconds_ago is not a number")
+        unavailable = body.get("integrations_unavailable", [])
+        if not isinstance(unavailable, list) or not all(
+            isinstance(entry, Mapping) for entry in unavailable
+        ):
+            raise ValueError("integrations_unavailable is not a list of objects")
+        return cls(
+            ready=_bool(body, "ready"),
+            redis=_bool(body, "redis"),
+            beat=_bool(body, "beat"),
+            beat_last_tick_seconds_ago=None if age is None else float(age),
+            integrations_unavailable=tuple(MappingProxyType(dict(e)) for e in unavailable),
         )
 
 

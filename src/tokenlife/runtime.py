@@ -17,6 +17,7 @@ import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.connection_listing import ConnectionListing
 from tokenlife.adapters.connection_scan import ConnectionScan
 from tokenlife.adapters.crypto import Cipher
@@ -48,11 +49,13 @@ from tokenlife.integration_discovery import (
 from tokenlife.integrations import load_integrations_file
 from tokenlife.providers import load_presets
 from tokenlife.services.access import AccessTokens
+from tokenlife.services.connection_admin import RefreshNow
 from tokenlife.services.connections import ConnectionRemoval
 from tokenlife.services.delivery import AlertDelivery, DeliveryPolicy
 from tokenlife.services.durable_write import WriteRetry
 from tokenlife.services.engine import RefreshEngine
 from tokenlife.services.exchange import ExchangeService
+from tokenlife.services.exchange_now import ExchangeNow
 from tokenlife.services.expiry import ExpiryWatch
 from tokenlife.services.provider_health import ProviderHealth
 from tokenlife.services.refresh import Refresher
@@ -143,6 +146,14 @@ class Runtime:
             counters=Counters(redis, keys),
             secrets=self.secrets,
         )
+        # The exchange task's work in this process (the library's exchange_callback), its
+        # retries bounded by the time a user waits on a callback page.
+        self.exchange_now = ExchangeNow(
+            exchange=self.exchange, max_retries=settings.exchange_max_retries,
+            retry_base_seconds=settings.exchange_retry_base_seconds,
+            retry_max_seconds=settings.exchange_retry_max_seconds,
+            wait_seconds=settings.api_callback_wait_seconds,
+        )  # fmt: skip
         refresher = Refresher(
             presets=config.presets,
             store=self.tokens,
@@ -187,6 +198,14 @@ class Runtime:
             http=http,
             http_timeout=settings.http_timeout_seconds,
         )
+        # Due or not, in this process, single-flight with the worker: the CLI's refresh and
+        # the library's.
+        self.refresh_now = RefreshNow(
+            integrations=config.integrations, store=self.tokens, locks=self.locks,
+            refresher=refresher, provider_concurrency=settings.provider_concurrency,
+            wait_seconds=settings.http_timeout_seconds + 5,
+        )  # fmt: skip
+        self.connect_sessions = ConnectSessions(redis, keys, settings.connect_session_ttl_seconds)
         self.access = AccessTokens(
             integrations=config.integrations,
             store=self.tokens,
@@ -271,12 +290,15 @@ class Runtime:
         return self.config.settings.http_timeout_seconds + SHUTDOWN_SAVE_SECONDS
 
     async def close(self) -> None:
-        """Let refreshes already sent finish and be saved (bounded by shutdown_seconds),
-        then close the clients under them."""
+        """Let refreshes already sent, and exchanges run in this process, finish and be
+        saved (each bounded by shutdown_seconds), then close the clients under them."""
         bound = self.shutdown_seconds
         if not await self.refresher.wait_running(bound):
             log.error("closing with refreshes still running after %.0f s; a rotated refresh "
                       "token may be lost", bound)  # fmt: skip
+        if not await self.exchange_now.wait_running(bound):
+            log.error("closing with code exchanges still running after %.0f s; their users "
+                      "may have to connect again", bound)  # fmt: skip
         await self.access.wait_background(SHUTDOWN_SAVE_SECONDS)
         if self._discovery_task is not None:
             self._discovery_task.cancel()

@@ -82,3 +82,24 @@ async def test_errors_are_raised_or_left_in_place(own_redis: Redis) -> None:
         replies = await scripts.execute(pipe, raise_on_error=False)
     assert replies[0] == 3
     assert isinstance(replies[1], ResponseError)
+
+
+async def test_a_script_lost_then_refused_is_left_in_place(own_redis: Redis) -> None:
+    count = Script(own_redis, COUNT)
+    await own_redis.script_flush()
+    async with own_redis.pipeline(transaction=False) as pipe:
+        await count(keys=["m"], args=["fail"], client=pipe)
+        await count(keys=["m"], args=[4], client=pipe)
+        replies = await scripts.execute(pipe, raise_on_error=False)
+    # Both met NOSCRIPT; run again, the first was refused by the script itself.
+    assert isinstance(replies[0], ResponseError)
+    assert "asked to fail" in str(replies[0])
+    assert replies[1] == 4
+
+
+async def test_a_script_refuses_a_transaction_pipeline(own_redis: Redis) -> None:
+    """Run again after the pipeline, it would run outside the MULTI/EXEC."""
+    count = Script(own_redis, COUNT)
+    async with own_redis.pipeline(transaction=True) as pipe:
+        with pytest.raises(TypeError, match="transaction=False"):
+            await count(keys=["t"], args=[1], client=pipe)

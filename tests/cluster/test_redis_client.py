@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import RedisClusterException
 from redis.exceptions import ResponseError as RedisResponseError
 
 from tests.cluster_process import ClusterProcess, SentinelProcess
+from tokenlife.adapters import scripts
 from tokenlife.adapters.redis_client import open_client, open_redis
+from tokenlife.adapters.scripts import Script
 
 pytestmark = pytest.mark.cluster
 
@@ -108,30 +111,36 @@ async def test_a_pipeline_spans_nodes_but_refuses_a_registered_script(
         assert await pipe.execute() == [True, True, None]
 
 
-async def test_a_script_in_a_pipeline_is_a_raw_evalsha_of_a_script_loaded_everywhere(
+async def test_scripts_queued_on_a_pipeline_run_once_each_on_masters_without_them(
     cluster_client: RedisCluster,
 ) -> None:
-    """The replacement: SCRIPT LOAD goes to every master, then EVALSHA as a raw command,
-    which the pipeline routes by its keys like any other."""
-    first, other = await _tags_on_distinct_nodes(cluster_client, 2)
-    script = cluster_client.register_script(INCR_BOTH)
-
-    def queue(pipe: object) -> None:
-        for tag in (first, other):
-            pipe.execute_command("EVALSHA", script.sha, 2, f"{tag}a", f"{tag}b")  # type: ignore[attr-defined]
-
+    """What adapters/scripts.py relies on: a raw EVALSHA that the pipeline routes by its
+    keys; with raise_on_error=False a master without the script answers NOSCRIPT in place
+    and the other replies stand; `scripts.execute` then runs each such script alone, which
+    loads it. The conftest flushed every master's scripts."""
+    tags = await _tags_on_distinct_nodes(cluster_client, 3)
+    script = Script(cast(Redis, cluster_client), INCR_BOTH)
     async with cluster_client.pipeline(transaction=False) as pipe:
-        queue(pipe)
-        pipe.set(f"{first}s", "1")
-        # Not loaded yet (the conftest flushed every script): the error comes with execute.
-        with pytest.raises(NoScriptError):
-            await pipe.execute()
-    assert await cluster_client.script_load(script.script) == script.sha
-    assert await cluster_client.script_exists(script.sha) == [True]  # on every master
+        for tag in tags:
+            await script(keys=[f"{tag}a", f"{tag}b"], client=pipe)
+        pipe.set(f"{tags[0]}s", "1")
+        assert await scripts.execute(pipe) == [2, 2, 2, True]
+    # Each ran once: every key was incremented once.
+    for tag in tags:
+        assert await cluster_client.get(f"{tag}a") == "1"
+    assert await cluster_client.script_exists(script._inner.sha) == [True]  # on every master
     async with cluster_client.pipeline(transaction=False) as pipe:
-        queue(pipe)
-        pipe.set(f"{first}s", "1")
-        assert await pipe.execute() == [2, 2, True]
+        for tag in tags:
+            await script(keys=[f"{tag}a", f"{tag}b"], client=pipe)
+        assert await scripts.execute(pipe) == [4, 4, 4]
+
+
+async def test_a_script_refuses_a_transaction_pipeline(cluster_client: RedisCluster) -> None:
+    script = Script(cast(Redis, cluster_client), INCR_BOTH)
+    tag = (await _tags_on_distinct_nodes(cluster_client, 1))[0]
+    async with cluster_client.pipeline(transaction=True) as pipe:
+        with pytest.raises(TypeError, match="transaction=False"):
+            await script(keys=[f"{tag}a", f"{tag}b"], client=pipe)
 
 
 async def test_a_pipeline_sends_to_its_nodes_at_once(cluster_client: RedisCluster) -> None:

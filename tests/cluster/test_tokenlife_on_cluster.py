@@ -116,7 +116,7 @@ async def _events(cluster: Redis, settings: Settings) -> list[tuple[str, dict[st
 async def test_an_exchange_a_token_and_the_api_on_the_cluster(
     on_cluster: Settings, cluster: Redis, fakes: Fakes, one_worker: WorkerHandle, tmp_path: Path
 ) -> None:
-    async with await Tokenlife.from_environment(on_cluster) as tl:
+    async with Tokenlife.from_environment(on_cluster) as tl:
         cid = f"user-{uuid.uuid4().hex[:8]}"
         summary = await connect(tl, one_worker, INTEGRATION, cid)
         assert summary["outcome"] == "refreshable", summary

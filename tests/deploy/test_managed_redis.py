@@ -168,7 +168,7 @@ scopes = ["openid", "https://www.googleapis.com/auth/drive.readonly"]
                 assert time.monotonic() < deadline, explain()
                 await asyncio.sleep(0.1)
 
-            async with await Tokenlife.from_environment(settings) as tl:
+            async with Tokenlife.from_environment(settings) as tl:
                 callback = await consent(tl, "google", "managed-user", login_hint="managed-user")
             fakes.google.script(callback["code"], Reply(lifetime=6))
             result = app.send_task("tokenlife.exchange_code", kwargs=callback)

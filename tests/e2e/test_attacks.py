@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from tests.e2e.browser import browser, consent, land, new_session, open_link, serving
-from tests.support import Fakes, WorkerHandle, event_types, events_for
+from tests.support import Fakes, WorkerHandle, event_types, events_for, stored_connection
 from tokenlife.adapters.keys import Keys
 from tokenlife.core.connect_session import token_hash
 from tokenlife.errors import UnknownConnectionError
@@ -49,7 +49,7 @@ async def pending_states(redis: Redis, settings: Settings) -> set[str]:
 
 async def assert_not_connected(tl: Tokenlife, integration: str, cid: str) -> None:
     with pytest.raises(UnknownConnectionError):
-        await tl.connection(integration, cid)
+        await stored_connection(tl, integration, cid)
 
 
 async def start(
@@ -165,7 +165,7 @@ async def test_the_callback_refuses_a_browser_that_did_not_start_the_flow(
         # The browser that opened the link still finishes it.
         status, headers, body = await land(holder, client, query)
         assert status == 200, body
-        assert (await tl.connection("generic", cid)).version == 1
+        assert (await stored_connection(tl, "generic", cid)).version == 1
         # And the binding cookie is dropped once used.
         assert "Max-Age=0" in headers.get("Set-Cookie", "")
 
@@ -189,7 +189,7 @@ async def test_a_forged_state_is_refused_and_a_replayed_one_shows_the_first_resu
         # Replayed: the first exchange's outcome is shown again; nothing is sent or stored.
         status, _, replayed = await land(user, client, query)
         assert (status, replayed) == (200, first)
-    assert (await tl.connection("generic", cid)).version == 1
+    assert (await stored_connection(tl, "generic", cid)).version == 1
     assert (await event_types(redis, settings, cid)).count("connection.authorized") == 1
 
 
@@ -211,7 +211,7 @@ async def test_a_state_paired_with_another_integrations_code_stores_nothing(
 
         status, _, _ = await land(user, client, generic_query)  # its own pair still works
         assert status == 200
-    assert (await tl.connection("generic", generic_cid)).version == 1
+    assert (await stored_connection(tl, "generic", generic_cid)).version == 1
 
 
 async def test_a_code_injected_into_another_flow_fails_pkce(
@@ -233,7 +233,7 @@ async def test_a_code_injected_into_another_flow_fails_pkce(
 
         status, _, _ = await land(user, client, query_a)  # A's code was not spent
         assert status == 200
-    assert (await tl.connection("generic", a)).version == 1
+    assert (await stored_connection(tl, "generic", a)).version == 1
 
 
 async def test_openid_stripped_from_the_authorization_url_binds_no_other_account(
@@ -249,7 +249,7 @@ async def test_openid_stripped_from_the_authorization_url_binds_no_other_account
         status, _, _ = await land(user, client, await consent(opened.headers["Location"],
                                                               login_hint="alice"))  # fmt: skip
         assert status == 200
-    before = await tl.connection("google", cid)
+    before = await stored_connection(tl, "google", cid)
     assert (before.subject, before.version) == ("alice", 1)
 
     async with browser() as user:
@@ -268,7 +268,7 @@ async def test_openid_stripped_from_the_authorization_url_binds_no_other_account
                                                                  login_hint="mallory"))  # fmt: skip
         assert status == 400 and "could not be connected" in body
 
-    after = await tl.connection("google", cid)
+    after = await stored_connection(tl, "google", cid)
     assert (after.subject, after.version) == ("alice", 1)
     failed = [d["error"] for t, d in await events_for(redis, settings, cid)
               if t == "exchange.failed"]  # fmt: skip
@@ -413,7 +413,7 @@ async def test_the_session_token_and_binding_nonce_are_nowhere_in_redis_or_the_l
         assert not await found_in_redis(redis, token, nonce)
         status, _, _ = await land(user, client, query)
         assert status == 200
-    assert (await tl.connection("generic", cid)).version == 1
+    assert (await stored_connection(tl, "generic", cid)).version == 1
     assert not await found_in_redis(redis, token, nonce)
     # tokenlife's own records. (aiohttp's access log, which the test server keeps on, logs
     # request lines, query included: `tokenlife api` turns it off; see docs/api.md.)

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
-from tests.support import Fakes, WorkerHandle, consent, events_for, exchange
+from tests.support import Fakes, WorkerHandle, consent, events_for, exchange, stored_connection
 from tokenlife.adapters.keys import Keys
 from tokenlife.errors import UnknownConnectionError
 from tokenlife.library import Tokenlife
@@ -23,7 +23,7 @@ def new_id() -> str:
 
 async def assert_nothing_stored(tl: Tokenlife, integration: str, cid: str) -> None:
     with pytest.raises(UnknownConnectionError):
-        await tl.connection(integration, cid)
+        await stored_connection(tl, integration, cid)
 
 
 async def failed_event(
@@ -58,7 +58,7 @@ async def test_a_replayed_state_gets_the_first_outcome_and_sends_nothing(
     assert replay == first  # the summary kept on the state, not a second exchange
     codes = [r for r in fakes.generic.token_requests if r.get("code") == callback["code"]]
     assert len(codes) == 1
-    assert (await tl.connection("generic", cid)).version == 1
+    assert (await stored_connection(tl, "generic", cid)).version == 1
     types = [t for t, _ in await events_for(redis, settings, cid)]
     assert types == ["connection.authorized", "alert.refresh_token_missing"]
 
@@ -179,7 +179,7 @@ async def test_expires_in_as_a_numeric_string_is_accepted(
     summary = await exchange(worker, state=callback["state"], code=callback["code"])
 
     assert summary["outcome"] == "long_lived"
-    assert (await tl.connection("generic", cid)).lifetime_seconds == 40 * 86400
+    assert (await stored_connection(tl, "generic", cid)).lifetime_seconds == 40 * 86400
 
 
 async def test_lifetime_from_a_jwt_exp_claim(
@@ -192,7 +192,7 @@ async def test_lifetime_from_a_jwt_exp_claim(
 
     summary = await exchange(worker, state=callback["state"], code=callback["code"])
 
-    connection = await tl.connection("generic", cid)
+    connection = await stored_connection(tl, "generic", cid)
     assert summary["outcome"] == "long_lived"
     assert connection.lifetime_source == "jwt_exp" and connection.expires_at == far
 
@@ -210,7 +210,7 @@ async def test_unknown_lifetime_is_stored_with_a_warning(
     events = dict(await events_for(redis, settings, cid))
     assert "connection.authorized" in events
     assert events["alert.lifetime_unknown"]["access_token_lifetime_seconds"] is None
-    assert (await tl.connection("generic", cid)).expires_at is None
+    assert (await stored_connection(tl, "generic", cid)).expires_at is None
 
 
 TRANSIENT = [

@@ -99,7 +99,7 @@ async def test_cli_library_and_api_all_use_the_development_key(
     monkeypatch.chdir(below)
     caplog.set_level(logging.WARNING, logger="tokenlife.settings")
     bare = settings.model_copy(update={"encryption_keys": ()})
-    async with await Tokenlife.from_environment(bare) as library:
+    async with Tokenlife.from_environment(bare) as library:
         token = await library.get_access_token("generic-offline", cid)
     assert token.access_token in fakes.generic.issued_secrets
     assert f"using the development key in {key_path}" in caplog.text

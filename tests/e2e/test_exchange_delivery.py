@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tests.support import Fakes, WorkerHandle, consent, events_for
+from tests.support import Fakes, WorkerHandle, consent, events_for, stored_connection
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -44,5 +44,5 @@ async def test_an_exchange_task_delivered_twice_sends_the_code_once(
     assert len(codes) == 1
     types = [t for t, _ in await events_for(redis, settings, cid)]
     assert types == ["connection.authorized"]
-    connection = await tl.connection("microsoft", cid)
+    connection = await stored_connection(tl, "microsoft", cid)
     assert (connection.version, connection.subject) == (1, "alice")

@@ -16,6 +16,7 @@ from tests.support import (
     exchange,
     make_due,
     run_refresh_tick,
+    stored_connection,
     wait_until,
 )
 from tokenlife.adapters.keys import Keys
@@ -33,7 +34,7 @@ async def test_a_long_lived_token_warns_at_7_and_1_days_then_lapses(
     fakes.generic.script(callback["code"], Reply(lifetime=40 * DAY))
     summary = await exchange(worker, state=callback["state"], code=callback["code"])
     assert summary["outcome"] == "long_lived"
-    connection = await tl.connection("generic", cid)
+    connection = await stored_connection(tl, "generic", cid)
     assert connection.expires_at is not None and connection.next_refresh_at is not None
     assert abs(connection.next_refresh_at - (connection.expires_at - 7 * DAY)) < 1
 
@@ -41,7 +42,7 @@ async def test_a_long_lived_token_warns_at_7_and_1_days_then_lapses(
         return [d for t, d in await events_for(redis, settings, cid) if t == kind]
 
     async def rescheduled() -> bool:
-        due = (await tl.connection("generic", cid)).next_refresh_at
+        due = (await stored_connection(tl, "generic", cid)).next_refresh_at
         return due is not None and due > time.time() + 60
 
     # Six days before expiry (as if 34 days had passed): the 7-day alert, once.
@@ -51,7 +52,7 @@ async def test_a_long_lived_token_warns_at_7_and_1_days_then_lapses(
         await wait_until(rescheduled, timeout=30, what="the check to reschedule")
     expiring = await alerts("alert.access_token_expiring")
     assert [a["lead_seconds"] for a in expiring] == [7 * DAY]
-    connection = await tl.connection("generic", cid)
+    connection = await stored_connection(tl, "generic", cid)
     assert connection.next_refresh_at is not None and connection.expires_at is not None
     assert abs(connection.next_refresh_at - (connection.expires_at - DAY)) < 1
 
@@ -74,7 +75,7 @@ async def test_a_long_lived_token_warns_at_7_and_1_days_then_lapses(
     await wait_until(lapsed, timeout=30, what="the connection to lapse")
     final = await alerts("alert.reauthorization_required")
     assert len(final) == 1 and final[0]["error"] == "access_token_expired"
-    assert (await tl.connection("generic", cid)).status == "reauthorization_required"
+    assert (await stored_connection(tl, "generic", cid)).status == "reauthorization_required"
     keys = Keys(settings.key_prefix, settings.redis_shards)
     assert await redis.zscore(keys.schedule_of("generic", cid), keys.member("generic", cid)) is None
 
@@ -86,7 +87,7 @@ async def test_a_degraded_connection_warns_at_once_with_the_shortest_lead(
     callback = await consent(tl, "generic", cid)  # 1 h token, no refresh token: degraded
     summary = await exchange(worker, state=callback["state"], code=callback["code"])
     assert summary["status"] == "degraded"
-    connection = await tl.connection("generic", cid)
+    connection = await stored_connection(tl, "generic", cid)
     # Both lead times have passed already, so it is due now.
     assert connection.next_refresh_at is not None
     assert connection.next_refresh_at <= time.time()

@@ -25,6 +25,7 @@ from tests.support import (
     exchange,
     make_due,
     run_refresh_tick,
+    stored_connection,
     wait_until,
     worker_environment,
 )
@@ -109,7 +110,7 @@ async def test_rotate_while_the_worker_refreshes_then_the_old_key_goes_and_nothi
     assert rotated.resealed >= 1 and rotated.on_old_keys == 0 and rotated.changing == 0
     for cid in cids:
         # Each refresh landed its compare-and-set, the slow one's re-sealed under it too.
-        assert (await tl.connection(INTEGRATION, cid)).version == 2
+        assert (await stored_connection(tl, INTEGRATION, cid)).version == 2
         family = fakes.generic.families[families[cid]]
         assert family.refreshes == 1 and family.reuse_detected == 0 and not family.revoked
         assert not [t for t in await event_types(redis, settings, cid) if "lost" in t]

@@ -24,6 +24,7 @@ from tests.support import (
     exchange,
     make_due,
     run_refresh_tick,
+    stored_connection,
     wait_until,
 )
 from tokenlife.adapters.keys import Keys
@@ -88,7 +89,7 @@ async def test_on_demand_refreshes_wait_for_a_provider_slot_within_the_bound(
     taken = await fill_slots(redis, settings)
     try:
         assert await redis.zcard(slots_key(settings)) >= 2
-        before = await tl.connection(INTEGRATION, cid)
+        before = await stored_connection(tl, INTEGRATION, cid)
         assert before.has_refresh_token and before.expires_at is not None, before
         assert before.expires_at < time.time() + 10, before
         started = time.monotonic()
@@ -146,10 +147,10 @@ async def test_a_timed_out_refresh_at_a_rotating_provider_is_retried_promptly(
         await runtime.access.get(INTEGRATION, cid)
 
     async def recorded() -> bool:
-        return (await tl.connection(INTEGRATION, cid)).consecutive_failures == 1
+        return (await stored_connection(tl, INTEGRATION, cid)).consecutive_failures == 1
 
     await wait_until(recorded, timeout=10, what="the failure to be recorded")
-    connection = await tl.connection(INTEGRATION, cid)
+    connection = await stored_connection(tl, INTEGRATION, cid)
 
     assert connection.last_error == "timeout"
     assert connection.next_refresh_at is not None
@@ -176,10 +177,10 @@ async def test_a_timed_out_refresh_at_a_rotating_provider_is_retried_promptly(
     await run_refresh_tick(worker)
 
     async def recovered() -> bool:
-        return (await tl.connection(INTEGRATION, cid)).consecutive_failures == 0
+        return (await stored_connection(tl, INTEGRATION, cid)).consecutive_failures == 0
 
     await wait_until(recovered, timeout=15, what="the prompt retry to be saved")
-    after = await tl.connection(INTEGRATION, cid)
+    after = await stored_connection(tl, INTEGRATION, cid)
     assert (after.status, after.status_reason) == (Status.ACTIVE, None)
     assert state.refreshes == 2 and state.reuse_detected == 0 and not state.revoked
     stored = (await runtime.tokens.tokens(INTEGRATION, cid)).refresh_token
@@ -221,12 +222,12 @@ async def test_status_is_degraded_while_refreshes_fail_after_expiry_and_active_a
     fakes.generic.script_refresh(family, Reply(status=503, body=b"down"))
     await make_due(redis, settings, INTEGRATION, cid, expires_at=repr(time.time() - 5))
     # Lapsed with no attempt yet (no tick has run): not active, and it says why.
-    overdue = await tl.connection(INTEGRATION, cid)
+    overdue = await stored_connection(tl, INTEGRATION, cid)
     assert (overdue.status, overdue.status_reason) == (Status.DEGRADED, "refresh_overdue")
     await run_refresh_tick(worker)
 
     async def degraded() -> bool:
-        connection = await tl.connection(INTEGRATION, cid)
+        connection = await stored_connection(tl, INTEGRATION, cid)
         return (connection.status, connection.status_reason) == (
             Status.DEGRADED, "refresh_failing",
         )  # fmt: skip
@@ -238,10 +239,10 @@ async def test_status_is_degraded_while_refreshes_fail_after_expiry_and_active_a
     await run_refresh_tick(worker)
 
     async def active() -> bool:
-        return (await tl.connection(INTEGRATION, cid)).status is Status.ACTIVE
+        return (await stored_connection(tl, INTEGRATION, cid)).status is Status.ACTIVE
 
     await wait_until(active, timeout=30, what="the status to become active again")
-    assert (await tl.connection(INTEGRATION, cid)).status_reason is None
+    assert (await stored_connection(tl, INTEGRATION, cid)).status_reason is None
 
 
 async def test_a_delete_that_waits_out_a_refresh_answers_connection_busy(
@@ -264,4 +265,6 @@ async def test_a_delete_that_waits_out_a_refresh_answers_connection_busy(
     assert response.status == 503, body
     assert body["error"] == "connection_busy"
     assert response.headers["Retry-After"] == "5"
-    assert (await tl.connection(INTEGRATION, cid)).status is Status.ACTIVE  # nothing deleted
+    assert (
+        await stored_connection(tl, INTEGRATION, cid)
+    ).status is Status.ACTIVE  # nothing deleted

@@ -8,7 +8,15 @@ import uuid
 from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
-from tests.support import Fakes, WorkerHandle, connect, consent, events_for, exchange
+from tests.support import (
+    Fakes,
+    WorkerHandle,
+    connect,
+    consent,
+    events_for,
+    exchange,
+    stored_connection,
+)
 from tokenlife.library import Tokenlife
 from tokenlife.settings import Settings
 
@@ -33,7 +41,7 @@ async def test_google_preset_gets_a_refresh_token(
     assert summary["outcome"] == "refreshable"
     assert summary["status"] == "active"
     assert summary["refresh_token_received"] is True
-    connection = await tl.connection("google", cid)
+    connection = await stored_connection(tl, "google", cid)
     assert connection.has_refresh_token and connection.lifetime_seconds == 3599
     types = [t for t, _ in await events_for(redis, settings, cid)]
     assert types == ["connection.authorized"]
@@ -58,7 +66,7 @@ async def test_google_behind_custom_raises_the_alert_with_use_provider_google_fi
     assert fixes[0].startswith('Use provider "google"')
     assert any("access_type=offline" in f for f in fixes)
     assert any("prompt=consent" in f for f in fixes)
-    assert (await tl.connection("google-as-custom", cid)).status == "degraded"
+    assert (await stored_connection(tl, "google-as-custom", cid)).status == "degraded"
 
 
 async def test_google_reconsent_with_select_account_yields_no_refresh_token(
@@ -86,7 +94,7 @@ async def test_microsoft_preset_requests_offline_access_and_gets_a_refresh_token
     summary = await exchange(worker, state=callback["state"], code=callback["code"])
 
     assert summary["outcome"] == "refreshable"
-    connection = await tl.connection("microsoft", cid)
+    connection = await stored_connection(tl, "microsoft", cid)
     # The Microsoft quirk: offline_access is granted but never echoed in `scope`.
     assert connection.scopes_granted is not None
     assert "offline_access" not in connection.scopes_granted

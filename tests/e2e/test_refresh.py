@@ -17,6 +17,7 @@ from tests.support import (
     exchange,
     make_due,
     run_refresh_tick,
+    stored_connection,
     wait_until,
 )
 from tokenlife.adapters.keys import Keys
@@ -59,7 +60,7 @@ async def test_a_due_connection_is_refreshed_and_rescheduled_with_rotation(
 
     assert fakes.generic.refreshes(family) == 1
     assert fakes.generic.families[family].reuse_detected == 0
-    connection = await tl.connection("generic-offline", cid)
+    connection = await stored_connection(tl, "generic-offline", cid)
     assert connection.version == 2 and connection.has_refresh_token
     assert connection.expires_at is not None and connection.next_refresh_at is not None
     # 1 h token: due 12 to 13.2 minutes ahead of expiry (20 % margin, up to 10 % jitter).
@@ -86,7 +87,7 @@ async def test_a_response_without_refresh_token_keeps_the_old_one(
         await refreshed_once_more(redis, settings, cid, worker, "token.refreshed")
         assert fakes.google.refreshes(family) == expected
 
-    connection = await tl.connection("google", cid)
+    connection = await stored_connection(tl, "google", cid)
     assert connection.has_refresh_token and connection.status == "active"
 
 
@@ -100,10 +101,10 @@ async def test_transient_failures_back_off_and_recovery_is_announced(
     await run_refresh_tick(worker)
 
     async def failed() -> bool:
-        return (await tl.connection("generic-offline", cid)).consecutive_failures == 1
+        return (await stored_connection(tl, "generic-offline", cid)).consecutive_failures == 1
 
     await wait_until(failed, timeout=30, what="the failure to be recorded")
-    connection = await tl.connection("generic-offline", cid)
+    connection = await stored_connection(tl, "generic-offline", cid)
     assert connection.last_error == "server_error"
     assert connection.next_refresh_at is not None
     # First retry: between half and all of the 5 s base, counted from the attempt.
@@ -116,7 +117,7 @@ async def test_transient_failures_back_off_and_recovery_is_announced(
     await refreshed_once_more(redis, settings, cid, worker, "connection.recovered")
     types = await event_types(redis, settings, cid)
     assert types[-2:] == ["token.refreshed", "connection.recovered"]
-    assert (await tl.connection("generic-offline", cid)).consecutive_failures == 0
+    assert (await stored_connection(tl, "generic-offline", cid)).consecutive_failures == 0
 
 
 async def test_retry_after_is_honoured(
@@ -131,10 +132,10 @@ async def test_retry_after_is_honoured(
     await run_refresh_tick(worker)
 
     async def failed() -> bool:
-        return (await tl.connection("generic-offline", cid)).consecutive_failures == 1
+        return (await stored_connection(tl, "generic-offline", cid)).consecutive_failures == 1
 
     await wait_until(failed, timeout=30, what="the 429 to be recorded")
-    connection = await tl.connection("generic-offline", cid)
+    connection = await stored_connection(tl, "generic-offline", cid)
     assert connection.last_error == "rate_limited"
     assert connection.next_refresh_at is not None and connection.next_refresh_at >= due + 120
 
@@ -152,7 +153,7 @@ async def test_refresh_failing_after_expiry_alerts_once_not_per_attempt(
         await run_refresh_tick(worker)
 
         async def recorded(n: int = attempt) -> bool:
-            return (await tl.connection("generic-offline", cid)).consecutive_failures == n
+            return (await stored_connection(tl, "generic-offline", cid)).consecutive_failures == n
 
         await wait_until(recorded, timeout=30, what=f"failure {attempt}")
 
@@ -174,7 +175,7 @@ async def test_invalid_grant_requires_reauthorization_with_a_diagnosis(
 
     await refreshed_once_more(redis, settings, cid, worker, "alert.reauthorization_required")
 
-    connection = await tl.connection("google", cid)
+    connection = await stored_connection(tl, "google", cid)
     assert connection.status == "reauthorization_required"
     assert connection.next_refresh_at is None
     keys = Keys(settings.key_prefix, settings.redis_shards)

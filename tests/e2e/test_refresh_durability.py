@@ -18,7 +18,15 @@ from redis.asyncio import Redis
 
 from tests.fakes.base import Reply
 from tests.redis_process import RedisProcess
-from tests.support import Fakes, WorkerHandle, consent, exchange, stream_entries, wait_until
+from tests.support import (
+    Fakes,
+    WorkerHandle,
+    consent,
+    exchange,
+    stored_connection,
+    stream_entries,
+    wait_until,
+)
 from tokenlife.adapters.connection_record import Connection
 from tokenlife.adapters.crypto import Cipher
 from tokenlife.adapters.event_stream import EventStream
@@ -60,7 +68,7 @@ async def test_a_cancelled_on_demand_refresh_still_saves_the_rotated_token(
     keys = Keys(settings.key_prefix, settings.redis_shards)
     key, lock = keys.connection(INTEGRATION, cid), keys.lock(INTEGRATION, cid)
     await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
-    old = await tl.connection(INTEGRATION, cid)
+    old = await stored_connection(tl, INTEGRATION, cid)
     fakes.generic.script_refresh(family, Reply(delay=0.5))  # slow: the caller gives up
     call = asyncio.ensure_future(tl.get_access_token(INTEGRATION, cid))
     live_before = fakes.generic.families[family].live
@@ -75,7 +83,7 @@ async def test_a_cancelled_on_demand_refresh_still_saves_the_rotated_token(
     assert await redis.exists(lock), "the lock went with the caller while the request runs"
 
     async def saved() -> bool:
-        return (await tl.connection(INTEGRATION, cid)).version > old.version
+        return (await stored_connection(tl, INTEGRATION, cid)).version > old.version
 
     await wait_until(saved, timeout=10, what="the rotated token to be saved")
     stored = await _stored_refresh_token(settings, cid)
@@ -96,8 +104,8 @@ async def _true(value: bool) -> bool:
 
 
 async def _stored_refresh_token(settings: Settings, cid: str) -> str | None:
-    async with await Tokenlife.from_environment(settings) as other:
-        return (await other._runtime.tokens.tokens(INTEGRATION, cid)).refresh_token
+    async with Tokenlife.from_environment(settings) as other:
+        return (await (await other._ready()).tokens.tokens(INTEGRATION, cid)).refresh_token
 
 
 @pytest.fixture
@@ -225,11 +233,11 @@ async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
     cid, family = await connected(tl, worker)
     key = Keys(settings.key_prefix, settings.redis_shards).connection(INTEGRATION, cid)
     await redis.hset(key, "expires_at", repr(time.time() + 30))  # inside the leeway
-    old = await tl.connection(INTEGRATION, cid)
+    old = await stored_connection(tl, INTEGRATION, cid)
     live_before = fakes.generic.families[family].live
     # Slower than the caller's bound, faster than the HTTP timeout (1 s).
     fakes.generic.script_refresh(family, Reply(delay=0.6))
-    impatient = await Tokenlife.from_environment(
+    impatient = Tokenlife.from_environment(
         settings.model_copy(update={"api_token_wait_seconds": 0.2})
     )
     with pytest.raises(TransientError):
@@ -238,7 +246,7 @@ async def test_closing_a_tokenlife_waits_for_a_refresh_in_flight_and_saves_it(
 
     await impatient.aclose()  # what the one-shot get_access_token does next
 
-    stored = await tl.connection(INTEGRATION, cid)
+    stored = await stored_connection(tl, INTEGRATION, cid)
     state = fakes.generic.families[family]
     assert stored.version > old.version and stored.consecutive_failures == 0, stored
     assert state.refreshes == 1 and state.reuse_detected == 0

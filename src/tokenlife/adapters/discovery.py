@@ -1,5 +1,6 @@
 """OpenID Connect Discovery 1.0 (and RFC 8414) for custom integrations with an `issuer`,
-and the Redis cache of the last good document of each issuer."""
+and the Redis cache of the last good document of each issuer: until the issuer's caching
+headers say it is stale, a start uses it without asking the issuer (docs/library.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,12 +23,32 @@ from tokenlife.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 _MAX_BYTES = 256 * 1024
+# However long an issuer says its document stays fresh, it is asked again after a day: a
+# moved endpoint then reaches every process within a day.
+MAX_FRESH_SECONDS = 86400.0
+# RFC 9111 §4.2.2: the usual heuristic, a tenth of the time since Last-Modified.
+_HEURISTIC_FRACTION = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """A document just fetched, and until when its issuer lets it be reused (Unix time)."""
+
+    document: dict[str, Any]
+    fresh_until: float
 
 
 async def fetch_discovery_document(
     session: aiohttp.ClientSession, issuer: str, timeout: float
 ) -> dict[str, Any]:
     """The issuer's OpenID Provider Metadata, its `issuer` checked."""
+    return (await fetch_discovery(session, issuer, timeout, 0.0)).document
+
+
+async def fetch_discovery(
+    session: aiohttp.ClientSession, issuer: str, timeout: float, now: float
+) -> Discovered:
+    """The document, and how long the issuer's caching headers say it is fresh from `now`."""
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
@@ -35,6 +57,7 @@ async def fetch_discovery_document(
             body = await read_limited(response, _MAX_BYTES)
             if body is None:
                 raise ConfigurationError(f"discovery {url}: document over {_MAX_BYTES} bytes")
+            fresh_for = freshness_seconds(response.headers)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise ConfigurationError(f"discovery {url} failed: {type(exc).__name__}: {exc}") from None
     try:
@@ -50,7 +73,45 @@ async def fetch_discovery_document(
             f"discovery {url}: issuer {document.get('issuer')!r} does not match {issuer!r} "
             "exactly (check for a trailing slash)"
         )
-    return document
+    return Discovered(document, now + fresh_for)
+
+
+def freshness_seconds(headers: Mapping[str, str]) -> float:
+    """How long a response may be reused without asking again, as a private cache reads
+    RFC 9111: `no-store` or `no-cache`: not at all; else `max-age` (§5.2.2.1), else
+    Expires minus Date (§4.2.1), else a tenth of the time since Last-Modified (§4.2.2),
+    else not at all; less the Age it already had (§4.2.3); at most MAX_FRESH_SECONDS."""
+    directives = {}
+    for part in headers.get("Cache-Control", "").split(","):
+        name, _, value = part.strip().partition("=")
+        directives[name.strip().lower()] = value.strip().strip('"')
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    if "max-age" in directives:
+        lifetime = _number(directives["max-age"])  # an invalid one: stale (§4.2.1)
+    elif "Expires" in headers:
+        lifetime = _between(headers.get("Date"), headers["Expires"])  # invalid: stale (§5.3)
+    elif "Last-Modified" in headers:
+        lifetime = _HEURISTIC_FRACTION * _between(headers["Last-Modified"], headers.get("Date"))
+    else:
+        lifetime = 0.0
+    age = _number(headers.get("Age", "0"))
+    return min(MAX_FRESH_SECONDS, max(0.0, lifetime - age))
+
+
+def _number(value: str) -> float:
+    """A delta-seconds value (RFC 9111 §1.2.2); anything else counts as 0."""
+    return float(value) if value.isdigit() else 0.0
+
+
+def _between(start: str | None, end: str | None) -> float:
+    """Seconds from one HTTP date to another; 0 when either is missing or invalid."""
+    try:
+        if start is None or end is None:
+            return 0.0
+        return (parsedate_to_datetime(end) - parsedate_to_datetime(start)).total_seconds()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def requires_iss(document: Mapping[str, Any]) -> bool:
@@ -109,26 +170,36 @@ def introspection_endpoint_from(
 class CachedDocument:
     document: dict[str, Any]
     fetched_at: float
+    # Until when the issuer's caching headers let it be used without asking again; a
+    # document cached before tokenlife read them is stale (fetched_at).
+    fresh_until: float = 0.0
+
+    def fresh(self, now: float) -> bool:
+        return now < self.fresh_until
 
 
 class DiscoveryCache:
     """The last good discovery document of each issuer, in Redis.
 
-    A document is public metadata, so it is stored as plain JSON. Reads and writes are
-    best effort: the cache only helps when the issuer is down, and Redis being down too
-    must not turn a cache miss into a start-up failure.
+    A document is public metadata, so it is stored as plain JSON. The key has no TTL:
+    freshness is a field, and a stale document is still what an integration starts from
+    while its issuer is down. Reads and writes are best effort: Redis being down too must
+    not turn a cache miss into a start-up failure.
     """
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
 
-    async def put(self, issuer: str, document: Mapping[str, Any], now: float) -> None:
+    async def put(
+        self, issuer: str, document: Mapping[str, Any], now: float, fresh_until: float = 0.0
+    ) -> None:
         try:
             await self._redis.hset(
                 self._keys.discovery(issuer),
-                mapping={"document": json.dumps(document), "fetched_at": repr(now)},
-            )
+                mapping={"document": json.dumps(document), "fetched_at": repr(now),
+                         "fresh_until": repr(fresh_until)},
+            )  # fmt: skip
         except RedisError as exc:
             log.warning("discovery cache: could not store %s: %s", issuer, type(exc).__name__)
 
@@ -141,8 +212,9 @@ class DiscoveryCache:
         try:
             document = json.loads(stored["document"])
             fetched_at = float(stored["fetched_at"])
+            fresh_until = float(stored.get("fresh_until", 0.0))
         except (KeyError, ValueError):
             return None
         if not isinstance(document, dict) or document.get("issuer") != issuer:
             return None
-        return CachedDocument(document, fetched_at)
+        return CachedDocument(document, fetched_at, fresh_until)

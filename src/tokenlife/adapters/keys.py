@@ -364,6 +364,11 @@ class Keys:
         in the same step; readers merge the shards (adapters/event_consumer.py)."""
         return f"{self._tagged(shard)}:events"
 
+    def event_dead_letters(self, shard: int, group: str) -> str:
+        """The events `group` gave up on, from one shard's stream: in that shard's slot, so
+        the copy and the XACK are one MULTI on a Cluster too (adapters/pending_events.py)."""
+        return f"{self.events(shard)}:dead-letters:{group}"
+
     def event_shard(self, data: Mapping[str, object]) -> int:
         """The shard of an event: its connection's, so one connection's events stay in
         order; shard 0 for an event about no one connection."""

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from tokenlife.adapters import scripts
 from tokenlife.adapters.connection_record import Connection, parse_connection
@@ -168,8 +169,10 @@ class Locks:
                 await _shielded(self._undo(lease, slots_key, lock=True, slot=True))
                 raise
         if isinstance(reply, BaseException) or isinstance(took, BaseException):
-            await _shielded(self._undo(lease, slots_key, lock=not isinstance(reply, BaseException),
-                                       slot=took == 1))  # fmt: skip
+            # Give back by token whatever a half may hold: only a server's refusal
+            # (ResponseError) says it took nothing; a lost connection may have taken it.
+            await _shielded(self._undo(lease, slots_key, lock=not isinstance(reply, ResponseError),
+                                       slot=took != 0))  # fmt: skip
             raise reply if isinstance(reply, BaseException) else cast(BaseException, took)
         try:
             return await self._settle(lease, reply, took == 1, slots_key)

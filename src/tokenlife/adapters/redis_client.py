@@ -75,9 +75,9 @@ def open_redis(
 ) -> Redis:
     """`open_client`, typed as a `Redis` for every caller. A RedisCluster answers the commands
     tokenlife sends with the same signatures, because every script's keys share a slot
-    (adapters/keys.py); where a cluster differs, the code asks `is_cluster`: a script inside a
-    pipeline (adapters/scripts.py) and a blocking read of several shards' streams
-    (adapters/event_consumer.py)."""
+    (adapters/keys.py); where a cluster differs, the code asks `is_cluster`: a blocking read of
+    several shards' streams (adapters/event_consumer.py). Scripts inside a pipeline are sent
+    as plain EVALSHA on either (adapters/scripts.py)."""
     client = open_client(url, max_connections=max_connections, wait_seconds=wait_seconds,
                          health_check_seconds=health_check_seconds, retries=retries)  # fmt: skip
     return cast(Redis, client)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-import click
+import sys
 
-from tokenlife import logs
-from tokenlife.cli import alerts, catalogue, connections, demo, doctor, events, keys, services
+try:
+    import click
+
+    from tokenlife import logs
+    from tokenlife.cli import alerts, catalogue, connections, demo, doctor, events, keys, services
+except ModuleNotFoundError as missing:
+    # `pip install tokenlife` is the HTTP client alone: one line saying what to install,
+    # not a traceback. A module of tokenlife's own missing is a broken install: raise.
+    if (missing.name or "tokenlife").partition(".")[0] == "tokenlife":
+        raise
+    sys.exit(
+        f"tokenlife: the command needs the server extra, which is not installed (no module "
+        f"named {missing.name!r}): pip install 'tokenlife[server]'"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,208 @@
+"""`Client`: the HTTP API, synchronously, on an `httpx.Client`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from tokenlife.client import calls
+from tokenlife.client.http import DEFAULT_TIMEOUT, Target, request_failed
+from tokenlife.errors import EventsTrimmedError, UsageError
+from tokenlife.models import (
+    AccessToken,
+    Connection,
+    ConnectSession,
+    Deletion,
+    Event,
+    EventPage,
+    Integration,
+    Readiness,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """The HTTP API of tokenlife, synchronously. One instance serves many threads at once
+    (a Django process, a thread pool); close it, or use `with`.
+
+    `transport` (an `httpx.BaseTransport`) goes to the `httpx.Client` this client opens;
+    pass `http_client` instead to use an `httpx.Client` of your own, which stays yours to
+    close. A client that opened its own `httpx.Client` opens a new one in a process forked
+    from the one that made it (a Celery prefork child, a Gunicorn worker), so the two
+    processes never share a socket; a transport or client passed in is yours to keep out
+    of a fork."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        if transport is not None and http_client is not None:
+            raise UsageError("pass transport or http_client, not both")
+        self._target = Target.checked(base_url, api_key, timeout)
+        self._transport = transport
+        self._owns_http = http_client is None
+        # A transport passed in keeps its pool across a fork whatever wraps it.
+        self._reopens_after_fork = http_client is None and transport is None
+        self._http = http_client if http_client is not None else self._open_http()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Client({self._target.base_url!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the `httpx.Client` this client opened; one passed in stays open."""
+        with self._lock:
+            self._closed = True
+            if self._owns_http and self._pid == os.getpid():
+                self._http.close()
+
+    def integrations(self) -> list[Integration]:
+        """The integrations this key may use."""
+        return self._send(calls.integrations())
+
+    def connections(
+        self, integration: str | None = None, status: str | None = None, limit: int = 100
+    ) -> Iterator[Connection]:
+        """Every connection (of `integration`, with `status`), following the API's cursor
+        `limit` at a time; the first request goes out at the first `next()`."""
+        cursor: str | None = None
+        while True:
+            page = self._send(calls.connection_page(integration, status, limit, cursor))
+            yield from page.connections
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def connection(self, integration: str, connection_id: str) -> Connection:
+        """One connection's metadata: status, expiry, next refresh, last error."""
+        return self._send(calls.connection(integration, connection_id))
+
+    def access_token(self, integration: str, connection_id: str) -> AccessToken:
+        """A token valid for at least the server's leeway; refreshed first when needed."""
+        return self._send(calls.access_token(integration, connection_id))
+
+    def refresh(self, integration: str, connection_id: str) -> None:
+        """Queue a refresh for the worker now; returns once it is queued."""
+        self._send(calls.refresh(integration, connection_id))
+
+    def delete(self, integration: str, connection_id: str) -> Deletion:
+        """Revoke where the provider can, then forget the connection."""
+        return self._send(calls.delete(integration, connection_id))
+
+    def create_connect_session(
+        self,
+        integration: str,
+        connection_id: str,
+        return_to: str | None = None,
+        end_user: Mapping[str, str] | None = None,
+    ) -> ConnectSession:
+        """A one-time link that lets one user connect an account as `connection_id`."""
+        return self._send(
+            calls.create_connect_session(integration, connection_id, return_to, end_user)
+        )
+
+    def ready(self) -> Readiness:
+        """The readiness checks, also when they say the service is not ready."""
+        return self._send(calls.ready())
+
+    def events(
+        self,
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        wait: float = 0,
+        types: Iterable[str] | str | None = None,
+    ) -> EventPage:
+        """One page of the events after `after` (None: only those to come; "0": from the
+        oldest kept), waiting up to `wait` seconds for one to come."""
+        return self._send(calls.events(after, limit, wait, types))
+
+    def follow_events(
+        self,
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        wait: float = 30,
+        types: Iterable[str] | str | None = None,
+        on_gap: Callable[[EventPage], object] | None = None,
+    ) -> Iterator[Event]:
+        """Every event after `after`, page after page, without end. Keep the `id` of the
+        last event handled and pass it as `after` to resume with nothing skipped.
+
+        Events trimmed before they were read (a position older than the streams keep)
+        raise EventsTrimmedError, unless `on_gap` is given: it is called with the page
+        that follows the gap, whose events are then yielded as usual."""
+        if wait <= 0:
+            raise UsageError("follow_events needs wait > 0, or it would ask without pause")
+        return self._follow(after, limit, wait, types, on_gap)
+
+    def _follow(
+        self,
+        after: str | None,
+        limit: int | None,
+        wait: float,
+        types: Iterable[str] | str | None,
+        on_gap: Callable[[EventPage], object] | None,
+    ) -> Iterator[Event]:
+        while True:
+            page = self.events(after, limit=limit, wait=wait, types=types)
+            if page.gap:
+                if on_gap is None:
+                    raise EventsTrimmedError(after, page)
+                on_gap(page)
+            yield from page.events
+            after = page.next_after
+
+    def _send(self, call: calls.Call[T]) -> T:
+        http = self._http_for_this_process()
+        target = self._target
+        try:
+            response = http.request(
+                call.method, target.url(call), params=call.params, json=call.body,
+                headers=target.headers(call), timeout=target.timeout_for(call),
+                auth=None, follow_redirects=False,
+            )  # fmt: skip
+        except httpx.RequestError as exc:
+            raise request_failed(exc, call) from None
+        return call.answer(response.status_code, response.headers, response.content, time.time())
+
+    def _http_for_this_process(self) -> httpx.Client:
+        if self._closed:
+            raise UsageError("this Client is closed")
+        if self._pid == os.getpid() or not self._reopens_after_fork:
+            return self._http
+        with self._lock:
+            # Forked: the parent's pool holds sockets the parent still uses. Leave them
+            # (closing one would end the parent's TLS session too) and open a pool here.
+            if self._pid != os.getpid():
+                self._http = self._open_http()
+                self._pid = os.getpid()
+            return self._http
+
+    def _open_http(self) -> httpx.Client:
+        return httpx.Client(transport=self._transport, follow_redirects=False)
