@@ -28,6 +28,7 @@ from tokenlife.adapters.event_consumer import order
 from tokenlife.adapters.event_stream import new_event
 from tokenlife.library import Tokenlife
 from tokenlife.runtime import Runtime, load_config
+from tokenlife.services import event_watch
 from tokenlife.services.event_feed import EVENT_TYPES, EventFeed
 from tokenlife.services.event_watch import EventWatch, PageRequest, next_page
 from tokenlife.settings import Settings
@@ -439,6 +440,29 @@ async def test_when_the_watch_cannot_follow_a_waiting_reader_still_gets_the_even
     finally:
         await redis.delete(*(runtime.keys.events(s) for s in runtime.keys.all_shards))
         await runtime.close()
+
+
+async def test_the_watch_stops_when_nobody_waits_and_starts_again_for_the_next(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_watch, "LINGER_SECONDS", 0.2)
+    monkeypatch.setattr(event_watch, "BLOCK_MS", 100)
+    watch = api.client.app[EVENTS].watch
+    start = (await api.page())["next_after"]
+    assert (await api.page(after=start, wait=0.3))["events"] == []
+    await wait_until(_stopped(watch), timeout=5, what="the idle watch to stop")
+
+    waiting = asyncio.create_task(api.page(after=start, wait=20))
+    await wait_until(_waiting(watch, 1), timeout=5, what="the request to wait")
+    await api.emit("google", "after-restart")
+    assert cids((await asyncio.wait_for(waiting, timeout=5))["events"]) == ["after-restart"]
+
+
+def _stopped(watch: EventWatch) -> Any:
+    async def check() -> bool:
+        return not watch.running
+
+    return check
 
 
 def dead_port() -> int:

@@ -25,7 +25,13 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from tokenlife.adapters.event_consumer import EventFollower, StreamEntry, order, qualified
+from tokenlife.adapters.event_consumer import (
+    EventFollower,
+    StreamEntry,
+    order,
+    qualified,
+    split_id,
+)
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.redis_client import is_cluster
 from tokenlife.core import events
@@ -68,11 +74,18 @@ class EventFeed:
     async def newest(self) -> tuple[str, bool]:
         """The newest settled entry ("0" when there is none), and whether entries newer
         than that exist already (of the current millisecond, unsettled)."""
-        clock = await self._clock_ms()
+        cluster = is_cluster(self._redis)
+        clock = await self._cluster_clock_ms() if cluster else 0
         async with self._redis.pipeline(transaction=False) as pipe:
+            if not cluster:
+                pipe.time()  # answered before the heads are read: one round trip for both
             for shard in self._keys.all_shards:
                 pipe.xrevrange(self._keys.events(shard), count=1)
-            heads = cast(list[list[tuple[str, Any]]], await pipe.execute())
+            replies = await pipe.execute()
+        if not cluster:
+            seconds, micros = replies.pop(0)
+            clock = int(seconds) * 1000 + int(micros) // 1000
+        heads = cast(list[list[tuple[str, Any]]], replies)
         found: dict[int, str] = {}
         late = []
         for shard, head in zip(self._keys.all_shards, heads, strict=True):
@@ -106,6 +119,7 @@ class EventFeed:
         count = max(limit, _FILTERED_READ_COUNT) if filtered else limit
         follower = EventFollower(self._redis, self._keys, since=after, block_ms=1, count=count)
         shown: list[StreamEntry] = []
+        firsts: dict[int, str] = {}  # the first entry read of each shard
         position, read, end = after, 0, order(newest)
         reached_end = False
         while not reached_end and len(shown) < limit and read < SCAN_LIMIT:
@@ -116,43 +130,51 @@ class EventFeed:
                     reached_end = True
                     break
                 position, read = entry.entry_id, read + 1
+                firsts.setdefault(split_id(entry.entry_id)[1] or 0, entry.entry_id)
                 if admits(entry) and len(shown) < limit:
                     shown.append(entry)
                 if len(shown) == limit or read == SCAN_LIMIT:
                     break
             reached_end = reached_end or order(position) >= end
-        gap = check_gap and position != after and await self._trimmed(after, position)
+        gap = check_gap and await self._trimmed(firsts)
         return EventPage(shown, position, gap=gap, more=not reached_end, unsettled=unsettled)
 
-    async def _trimmed(self, after: str, until: str) -> bool:
-        """Whether a page from `after` to `until` passed the oldest kept entry of a shard
-        that MAXLEN trimmed: the entries the shard had between were trimmed unread, if it
-        had any. (XINFO's max-deleted-entry-id follows XDEL only, not trimming.)"""
+    async def _trimmed(self, firsts: dict[int, str]) -> bool:
+        """Whether a page began a shard at its oldest kept entry, of a stream that MAXLEN
+        trimmed: the entries it had between the page's position and that one, if any, were
+        trimmed unread. A shard the page read nothing of had nothing after the position
+        (trimming keeps the newest entries), and one with an entry before the first read
+        had nothing trimmed after the position. (XINFO's max-deleted-entry-id follows XDEL
+        only, not trimming.)"""
+        if not firsts:
+            return False
         async with self._redis.pipeline(transaction=False) as pipe:
-            for shard in self._keys.all_shards:
+            for shard, entry_id in firsts.items():
+                before = f"({split_id(entry_id)[0]}"
+                pipe.xrevrange(self._keys.events(shard), max=before, count=1)
+            earlier = await pipe.execute()
+        oldest = [shard for shard, got in zip(firsts, earlier, strict=True) if not got]
+        if not oldest:
+            return False
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in oldest:
                 pipe.xinfo_stream(self._keys.events(shard))
             infos = await pipe.execute(raise_on_error=False)
-        start, end = order(after), order(until)
-        for shard, info in zip(self._keys.all_shards, infos, strict=True):
-            if not isinstance(info, dict) or not info.get("first-entry"):
-                continue  # no stream (yet): nothing was trimmed
+        for info in infos:
+            if not isinstance(info, dict):
+                continue  # trimmed to nothing meanwhile: the next page tells
             # Redis 7 counts every entry ever added; 6.2 doesn't, and a stream at its cap
             # has been trimmed (approximate MAXLEN keeps at least that many).
             added = info.get("entries-added")
             length = int(info["length"])
-            trimmed = int(added) > length if added is not None else length >= self._max_length
-            first = order(qualified(info["first-entry"][0], shard))
-            if trimmed and start < first <= end:
+            if int(added) > length if added is not None else length >= self._max_length:
                 return True
         return False
 
-    async def _clock_ms(self) -> int:
-        if is_cluster(self._redis):
-            cluster = cast(RedisCluster, self._redis)
-            replies = await cluster.execute_command("TIME", target_nodes=RedisCluster.PRIMARIES)
-            times = list(replies.values()) if isinstance(replies, dict) else [replies]
-        else:
-            times = [await self._redis.time()]
+    async def _cluster_clock_ms(self) -> int:
+        cluster = cast(RedisCluster, self._redis)
+        replies = await cluster.execute_command("TIME", target_nodes=RedisCluster.PRIMARIES)
+        times = replies.values() if isinstance(replies, dict) else [replies]
         return min(int(seconds) * 1000 + int(micros) // 1000 for seconds, micros in times)
 
 
