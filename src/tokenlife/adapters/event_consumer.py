@@ -203,8 +203,10 @@ class EventFollower:
     async def read(self) -> list[StreamEntry]:
         """The next entries in merged stream order, at most `count` (waits up to block_ms;
         may return none). Only up to the lowest point a shard that may hold more was read
-        to: an entry id handed out is then a place to resume from that skips nothing of
-        another shard (on one Redis; module docstring). What waits comes at the next reads."""
+        to. An entry id handed out is still no exact place to resume from: another shard
+        may number an entry written later in the same millisecond before it (the streams
+        number apart). services/event_feed.py hands out only entries older than the Redis
+        clock for that. What waits comes at the next reads."""
         if not self._held:
             fetched = await self._read_all()
             # A shard that gave a whole `count` may hold more, from its last entry on: the
