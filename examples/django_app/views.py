@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_GET, require_http_methods
 
 from tokenlife.errors import TransientError, UnknownIntegrationError
-from tokenlife.library import ExchangeResult
+from tokenlife.models import ExchangeResult
 from tokenlife.sync import Tokenlife
 
 # One per process, shared by every thread. Its settings are read here, from TOKENLIFE_*;

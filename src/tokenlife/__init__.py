@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         Deletion,
         Event,
         EventPage,
+        ExchangeResult,
         Integration,
         Readiness,
     )
@@ -45,6 +46,7 @@ __all__ = [
     "Deletion",
     "Event",
     "EventPage",
+    "ExchangeResult",
     "Integration",
     "InvalidStateError",
     "Readiness",
@@ -71,7 +73,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
         name: ("tokenlife.models", name)
         for name in (
             "AccessToken", "ConnectSession", "Connection", "Deletion", "Event", "EventPage",
-            "Integration", "Readiness",
+            "ExchangeResult", "Integration", "Readiness",
         )
     },
 }  # fmt: skip

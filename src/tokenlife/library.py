@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -27,7 +26,14 @@ from tokenlife.core.events import iso8601
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_refusal import RefusalKind
 from tokenlife.errors import NoRefreshTokenError, ReauthorizationRequiredError, UsageError
-from tokenlife.models import AccessToken, Connection, ConnectSession, Deletion, Integration
+from tokenlife.models import (
+    AccessToken,
+    Connection,
+    ConnectSession,
+    Deletion,
+    ExchangeResult,
+    Integration,
+)
 from tokenlife.runtime import Runtime, load_config
 from tokenlife.services.access import RETRY_AFTER_SECONDS, transient
 from tokenlife.services.refresh import Outcome
@@ -43,48 +49,6 @@ MAX_PAGE = 500
 # Runtimes opened before a fork: the child never closes them (their sockets are the
 # parent's) and keeps them referenced, so no finalizer touches those sockets either.
 _inherited: list[Runtime] = []
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeResult:
-    """What an exchange ended in: the summary the worker's `tokenlife.exchange_code` task
-    returns, typed; never a token value. `outcome` is the verdict (refreshable, long_lived,
-    refresh_token_missing, lifetime_unknown) or `failed`, and then `error` says why and
-    `fixes` / `diagnosis` what to change."""
-
-    integration: str | None
-    connection_id: str | None
-    outcome: str
-    status: str | None
-    expires_at: datetime | None
-    refresh_token_received: bool
-    error: str | None
-    error_description: str | None
-    return_to: str | None = field(repr=False)  # the app's own URL, maybe with its ids
-    fixes: tuple[str, ...]
-    diagnosis: tuple[Mapping[str, Any], ...]
-
-    @property
-    def ok(self) -> bool:
-        """A connection is stored (possibly `degraded`: see `fixes`)."""
-        return self.outcome != "failed"
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> ExchangeResult:
-        expires_at = body.get("expires_at")
-        return cls(
-            integration=body.get("integration"),
-            connection_id=body.get("connection_id"),
-            outcome=str(body["outcome"]),
-            status=body.get("status"),
-            expires_at=None if expires_at is None else datetime.fromisoformat(expires_at),
-            refresh_token_received=bool(body.get("refresh_token_received")),
-            error=body.get("error"),
-            error_description=body.get("error_description"),
-            return_to=body.get("return_to"),
-            fixes=tuple(body.get("fixes") or ()),
-            diagnosis=tuple(body.get("diagnosis") or ()),
-        )
 
 
 class Tokenlife:

@@ -23,6 +23,7 @@ __all__ = [
     "Deletion",
     "Event",
     "EventPage",
+    "ExchangeResult",
     "Integration",
     "Readiness",
 ]
@@ -253,6 +254,50 @@ class Readiness:
             beat=_bool(body, "beat"),
             beat_last_tick_seconds_ago=None if age is None else float(age),
             integrations_unavailable=tuple(MappingProxyType(dict(e)) for e in unavailable),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeResult:
+    """What an exchange ended in: the summary the worker's `tokenlife.exchange_code` task
+    returns, typed; never a token value. `outcome` is the verdict (refreshable, long_lived,
+    refresh_token_missing, lifetime_unknown) or `failed`, and then `error` says why and
+    `fixes` / `diagnosis` what to change."""
+
+    integration: str | None
+    connection_id: str | None
+    outcome: str
+    status: str | None
+    expires_at: datetime | None
+    refresh_token_received: bool
+    error: str | None
+    error_description: str | None
+    return_to: str | None = field(repr=False)  # the app's own URL, maybe with its ids
+    fixes: tuple[str, ...]
+    diagnosis: tuple[Mapping[str, Any], ...]
+
+    @property
+    def ok(self) -> bool:
+        """A connection is stored (possibly `degraded`: see `fixes`)."""
+        return self.outcome != "failed"
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ExchangeResult:
+        diagnosis = body.get("diagnosis") or []
+        if not isinstance(diagnosis, list) or not all(isinstance(d, Mapping) for d in diagnosis):
+            raise ValueError("diagnosis is not a list of objects")
+        return cls(
+            integration=_optional_str(body, "integration"),
+            connection_id=_optional_str(body, "connection_id"),
+            outcome=_str(body, "outcome"),
+            status=_optional_str(body, "status"),
+            expires_at=_optional_moment(body, "expires_at"),
+            refresh_token_received=bool(body.get("refresh_token_received")),
+            error=_optional_str(body, "error"),
+            error_description=_optional_str(body, "error_description"),
+            return_to=_optional_str(body, "return_to"),
+            fixes=_strs(body, "fixes") if body.get("fixes") is not None else (),
+            diagnosis=tuple(MappingProxyType(dict(d)) for d in diagnosis),
         )
 
 

@@ -26,9 +26,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from tokenlife.errors import TransientError, UsageError
-from tokenlife.library import ExchangeResult
 from tokenlife.library import Tokenlife as AsyncTokenlife
-from tokenlife.models import AccessToken, Connection, ConnectSession, Deletion, Integration
+from tokenlife.models import (
+    AccessToken,
+    Connection,
+    ConnectSession,
+    Deletion,
+    ExchangeResult,
+    Integration,
+)
 from tokenlife.runtime import SHUTDOWN_SAVE_SECONDS
 from tokenlife.settings import Settings, load_settings
 

@@ -26,8 +26,15 @@ from tokenlife.errors import (
     UnknownIntegrationError,
     UsageError,
 )
-from tokenlife.library import ExchangeResult, Tokenlife
-from tokenlife.models import AccessToken, Connection, ConnectSession, Deletion, Integration
+from tokenlife.library import Tokenlife
+from tokenlife.models import (
+    AccessToken,
+    Connection,
+    ConnectSession,
+    Deletion,
+    ExchangeResult,
+    Integration,
+)
 from tokenlife.settings import Settings
 
 KEY = "library-api-key-0123456789abcdef"
