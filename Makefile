@@ -55,9 +55,9 @@ $(INTEROP)/node_modules/.package-lock.json: $(INTEROP)/package-lock.json
 	cd $(INTEROP) && npm ci --no-audit --no-fund
 	touch $@
 
-## test-cluster: the Redis client against a three-master Redis Cluster and a Sentinel started on free ports (tests/cluster/; needs redis-server and redis-cli 7 on PATH)
+## test-cluster: the Redis client against a three-master Redis Cluster and a Sentinel started on free ports (tests/cluster/, and GET /api/events on a Cluster in tests/e2e/; needs redis-server and redis-cli 7 on PATH)
 test-cluster: $(STAMP)
-	$(BIN)/pytest tests/cluster -q -m cluster
+	$(BIN)/pytest tests/cluster tests/e2e/test_api_events.py -q -m cluster
 
 ## test-client-install: `pip install 'tokenlife[client]'` from this checkout's wheel into a fresh venv: only httpx and its dependencies come in, and the client answers against a running API (needs the package index)
 test-client-install: $(STAMP)
