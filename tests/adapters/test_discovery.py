@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tokenlife.adapters.discovery import endpoints_from, fetch_discovery_document
+from tokenlife.adapters.discovery import endpoints_from, fetch_discovery, fetch_discovery_document
 from tokenlife.errors import ConfigurationError
 
 TIMEOUT = 5.0
@@ -145,3 +145,18 @@ async def test_an_unreachable_issuer_is_a_configuration_error(
 
     with pytest.raises(ConfigurationError, match="failed"):
         await discover(http, f"http://127.0.0.1:{port}", TIMEOUT)
+
+
+async def test_cache_control_over_several_header_lines_is_read_as_one_list(
+    http: aiohttp.ClientSession,
+) -> None:
+    def respond(base: str) -> web.Response:
+        response = document(base)
+        response.headers.add("Cache-Control", "max-age=600")
+        response.headers.add("Cache-Control", "no-store")
+        return response
+
+    async with issuer(respond) as base:
+        discovered = await fetch_discovery(http, base, TIMEOUT, 1000.0)
+
+    assert discovered.fresh_until == 1000.0  # no-store on the second line: not reused

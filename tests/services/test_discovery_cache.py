@@ -4,6 +4,8 @@ at the next start, and a document that can't be fetched still starts from the ca
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,12 +15,18 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 from redis.asyncio import Redis
 
 from tests.fakes.issuer import Issuer
 from tests.support import Fakes
 from tokenlife import integration_discovery
-from tokenlife.adapters.discovery import MAX_FRESH_SECONDS, freshness_seconds
+from tokenlife.adapters.discovery import (
+    CLOCK_SKEW_SECONDS,
+    MAX_FRESH_SECONDS,
+    DiscoveryCache,
+    freshness_seconds,
+)
 from tokenlife.adapters.keys import Keys
 from tokenlife.runtime import load_config
 from tokenlife.settings import Settings
@@ -41,6 +49,9 @@ HOUR = 3600.0
         ({"Cache-Control": "max-age=-5"}, 0.0),
         ({"Cache-Control": "max-age=31536000"}, MAX_FRESH_SECONDS),  # a year: a day
         ({"Cache-Control": "max-age=3600", "Age": "600"}, 3000.0),
+        # One list over several header lines (RFC 9110 §5.3), names in any case.
+        ([("Cache-Control", "public"), ("cache-control", "max-age=600")], 600.0),
+        ([("Cache-Control", "max-age=600"), ("Cache-Control", "no-store")], 0.0),
         ({"Cache-Control": "max-age=60", "Age": "600"}, 0.0),
         (
             {"Date": "Mon, 30 Nov 2026 12:00:00 GMT", "Expires": "Mon, 30 Nov 2026 13:00:00 GMT"},
@@ -73,9 +84,9 @@ HOUR = 3600.0
     ],
 )
 def test_freshness_is_read_as_a_private_http_cache_reads_it(
-    headers: dict[str, str], seconds: float
+    headers: dict[str, str] | list[tuple[str, str]], seconds: float
 ) -> None:
-    assert freshness_seconds(headers) == seconds
+    assert freshness_seconds(CIMultiDict(headers)) == seconds
 
 
 @dataclass
@@ -170,3 +181,67 @@ async def test_a_document_its_issuer_says_not_to_cache_is_fetched_at_every_start
         config = await load_config(configured)
         assert config.integrations["oidc"].token_url == f"{issuer.url}/token"
         assert set(config.integrations.stale) == {"oidc"}
+
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+
+
+@pytest.mark.parametrize(
+    ("fetched_at", "fresh_until", "fresh"),
+    [
+        (NOW - 10, NOW + 600, True),
+        (NOW - MAX_FRESH_SECONDS + 10, NOW + 365 * DAY, True),  # a day from its fetch
+        (NOW - 2 * DAY, NOW + 365 * DAY, False),  # a year's word: capped at a day
+        (NOW - 2 * DAY, float("inf"), False),
+        (NOW + CLOCK_SKEW_SECONDS - 1, NOW + 600, True),  # a clock a little ahead
+        (NOW + HOUR, NOW + HOUR + 600, False),  # fetched in this clock's future
+        (NOW + 10 * 365 * DAY, NOW + 10 * 365 * DAY + 600, False),
+    ],
+)
+async def test_a_copy_in_redis_is_fresh_at_most_a_day_from_a_fetch_not_in_the_future(
+    settings: Settings, redis: Redis, fetched_at: float, fresh_until: float, fresh: bool
+) -> None:
+    issuer = f"https://issuer-{uuid.uuid4().hex[:6]}.example"
+    cache = DiscoveryCache(redis, Keys(settings.key_prefix, settings.redis_shards))
+    await cache.put(issuer, {"issuer": issuer}, fetched_at, fresh_until)
+
+    cached = await cache.get(issuer)
+
+    assert cached is not None
+    assert cached.fresh(NOW) is fresh
+    assert cached.fresh_until <= cached.fetched_at + MAX_FRESH_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("fetched_ago", "fresh_for"),
+    [
+        (-10 * 365 * DAY, 600.0),  # written by a clock ten years ahead
+        (2 * DAY, 365 * DAY),  # fetched two days ago, "fresh" for a year
+    ],
+)
+async def test_a_copy_in_redis_cannot_pin_the_token_endpoint_past_its_bounds(
+    settings: Settings,
+    fakes: Fakes,
+    tmp_path: Path,
+    redis: Redis,
+    fetched_ago: float,
+    fresh_for: float,
+) -> None:
+    async with serve_caching_issuer("max-age=600") as issuer:
+        configured = issuer_settings(settings, fakes, issuer, tmp_path)
+        keys = Keys(configured.key_prefix, configured.redis_shards)
+        # Someone who can write Redis, not decrypt tokens, names their own token endpoint.
+        pinned = {"issuer": issuer.url, "authorization_endpoint": f"{issuer.url}/authorize",
+                  "token_endpoint": "https://elsewhere.example/token"}  # fmt: skip
+        fetched_at = time.time() - fetched_ago
+        await DiscoveryCache(redis, keys).put(
+            issuer.url, pinned, fetched_at, fetched_at + fresh_for
+        )
+
+        config = await load_config(configured)
+
+        assert issuer.asked == 1
+        assert config.integrations["oidc"].token_url == f"{issuer.url}/token"
+        stored = await redis.hgetall(keys.discovery(issuer.url))
+        assert json.loads(stored["document"])["token_endpoint"] == f"{issuer.url}/token"

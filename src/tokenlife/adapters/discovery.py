@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import MultiMapping
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -26,6 +27,9 @@ _MAX_BYTES = 256 * 1024
 # However long an issuer says its document stays fresh, it is asked again after a day: a
 # moved endpoint then reaches every process within a day.
 MAX_FRESH_SECONDS = 86400.0
+# A cached document another process fetched "later" than this clock by more than this is
+# never fresh: that process's clock is wrong, or whoever wrote the key is not tokenlife.
+CLOCK_SKEW_SECONDS = 60.0
 # RFC 9111 §4.2.2: the usual heuristic, a tenth of the time since Last-Modified.
 _HEURISTIC_FRACTION = 0.1
 
@@ -76,13 +80,14 @@ async def fetch_discovery(
     return Discovered(document, now + fresh_for)
 
 
-def freshness_seconds(headers: Mapping[str, str]) -> float:
+def freshness_seconds(headers: MultiMapping[str]) -> float:
     """How long a response may be reused without asking again, as a private cache reads
     RFC 9111: `no-store` or `no-cache`: not at all; else `max-age` (§5.2.2.1), else
     Expires minus Date (§4.2.1), else a tenth of the time since Last-Modified (§4.2.2),
     else not at all; less the Age it already had (§4.2.3); at most MAX_FRESH_SECONDS."""
     directives = {}
-    for part in headers.get("Cache-Control", "").split(","):
+    # RFC 9110 §5.3: Cache-Control sent on several lines is one comma-separated list.
+    for part in ",".join(headers.getall("Cache-Control", [])).split(","):
         name, _, value = part.strip().partition("=")
         directives[name.strip().lower()] = value.strip().strip('"')
     if "no-store" in directives or "no-cache" in directives:
@@ -175,7 +180,9 @@ class CachedDocument:
     fresh_until: float = 0.0
 
     def fresh(self, now: float) -> bool:
-        return now < self.fresh_until
+        """Usable without asking the issuer: within its freshness, and not fetched in this
+        clock's future (a copy dated ahead could otherwise stay fresh for ever)."""
+        return self.fetched_at <= now + CLOCK_SKEW_SECONDS and now < self.fresh_until
 
 
 class DiscoveryCache:
@@ -217,4 +224,8 @@ class DiscoveryCache:
             return None
         if not isinstance(document, dict) or document.get("issuer") != issuer:
             return None
+        # Whatever the key says, a copy is fresh for at most MAX_FRESH_SECONDS after it was
+        # fetched: its token_endpoint receives the client secret and every refresh token,
+        # and anyone who can write Redis (not decrypt tokens) could otherwise pin it.
+        fresh_until = min(fresh_until, fetched_at + MAX_FRESH_SECONDS)
         return CachedDocument(document, fetched_at, fresh_until)
