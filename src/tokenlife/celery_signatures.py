@@ -15,7 +15,8 @@ tokenlife's broker (`client_app`), whatever broker the app's own Celery app uses
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Literal, TypedDict
 
@@ -29,6 +30,7 @@ from tokenlife.settings import Settings, load_settings
 
 __all__ = [
     "ExchangeCode",
+    "ExchangeSignature",
     "ExchangeSummary",
     "broker_settings",
     "client_app",
@@ -103,9 +105,39 @@ def client_app(settings: Settings | None = None, *, main: str = "tokenlife-clien
 
 @cache
 def _default_app() -> Celery:
-    # Built on first use, from the environment; one per process (a Celery app is safe
-    # across a fork: kombu resets its connection pools in the child).
+    # Built on first use, from the environment; one per process.
     return client_app()
+
+
+# A child of os.fork (gunicorn's workers, any pre-forking server) builds its own app: the
+# parent's holds broker and result backend connections whose sockets the child shares.
+# kombu's and Celery's own after-fork resets are multiprocessing's hooks, which a plain
+# os.fork doesn't run. The parent's app is dropped, not closed: closing would speak on
+# the shared sockets.
+os.register_at_fork(after_in_child=_default_app.cache_clear)
+
+
+class ExchangeSignature(Signature):  # type: ignore[misc]  # Celery has no type hints
+    """A signature of the exchange whose repr (a chain's and a group's with it) masks the
+    code and state, as its `kwargsrepr` does. To Celery it is a plain Signature: the same
+    dict in a message, and a copy pickled or rebuilt from a message (`Signature.from_dict`,
+    in the worker that runs a chain) is a plain Signature. A copy Celery makes in this
+    process (`clone`, as chains and groups do) keeps the masking."""
+
+    def reprcall(self, *args: Any, **kwargs: Any) -> str:
+        args, kwargs, _ = self._merge(args, kwargs, {}, force=True)
+        shown = [*map(repr, args), *(f"{k}={v!r}" for k, v in _masked(kwargs).items())]
+        return f"{self['task']}({', '.join(shown)})"
+
+    def clone(self, args: Any = None, kwargs: Any = None, **opts: Any) -> ExchangeSignature:
+        copy = super().clone(args, kwargs, **opts)
+        masked = ExchangeSignature(copy, app=self._app)
+        masked._type = copy._type
+        return masked
+
+
+def _masked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: "***" if name in ("code", "state") else v for name, v in kwargs.items()}
 
 
 class ExchangeCode:
@@ -144,7 +176,7 @@ class ExchangeCode:
         error: str | None = None,
         error_description: str | None = None,
         iss: str | None = None,
-    ) -> Signature:
+    ) -> ExchangeSignature:
         """A signature of the exchange. First in a chain: the result of a task before it
         would be passed as a positional argument, which the task refuses (use `si`)."""
         return self.signature(_callback(state, code, error, error_description, iss))
@@ -157,11 +189,11 @@ class ExchangeCode:
         error: str | None = None,
         error_description: str | None = None,
         iss: str | None = None,
-    ) -> Signature:
+    ) -> ExchangeSignature:
         """An immutable signature: anywhere in a chain, a parent's result is not passed."""
         return self.signature(_callback(state, code, error, error_description, iss), immutable=True)
 
-    def signature(self, kwargs: Mapping[str, Any], **options: Any) -> Signature:
+    def signature(self, kwargs: Mapping[str, Any], **options: Any) -> ExchangeSignature:
         """A signature with these task keyword arguments and Celery options (`countdown`,
         `expires`, `immutable`, ...). The queue is tokenlife's and the serializer JSON (the
         worker accepts nothing else); the code and state are masked in the message headers,
@@ -173,11 +205,8 @@ class ExchangeCode:
         )  # fmt: skip
         if problem is not None:
             raise UsageError(problem)
-        return self.app.signature(
-            self.name,
-            kwargs=arguments,
-            **{"queue": self.queue, "serializer": "json", **masked_reprs(arguments), **options},
-        )
+        options = {"queue": self.queue, "serializer": "json", **masked_reprs(arguments), **options}
+        return ExchangeSignature(self.name, kwargs=arguments, app=self.app, **options)
 
     def delay(
         self,
@@ -193,9 +222,21 @@ class ExchangeCode:
             state=state, code=code, error=error, error_description=error_description, iss=iss
         ).apply_async()
 
-    def apply_async(self, kwargs: Mapping[str, Any], **options: Any) -> AsyncResult:
-        """Send the exchange with Celery options (`countdown`, `expires`, `link`, ...)."""
-        return self.signature(kwargs).apply_async(**options)
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the exchange with Celery options (`countdown`, `expires`, `link`, ...), as
+        Celery's `Task.apply_async(args, kwargs, **options)`: the task takes keyword
+        arguments only, so `args` must be empty."""
+        if args:
+            raise UsageError(
+                "tokenlife.exchange_code takes keyword arguments only: "
+                "apply_async(kwargs={'state': ..., 'code': ...})"
+            )
+        return self.signature(kwargs or {}).apply_async(**options)
 
 
 def _callback(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pickle
 import subprocess
 import sys
 import uuid
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import Celery, chain, current_app
+from celery import Celery, Signature, chain, current_app, group
 from redis.asyncio import Redis
 
 from tests.app_worker import AppWorker, app_worker  # noqa: F401 (a fixture)
@@ -68,7 +70,8 @@ async def test_s_and_apply_async_send_the_same_task_and_a_second_send_returns_th
     kwargs = {"state": callback["state"], "code": callback["code"]}
 
     first = await get(tokenlife_tasks.s(**kwargs).apply_async())
-    again = await get(tokenlife_tasks.apply_async(kwargs, countdown=0))
+    # Celery's own shape: apply_async(args, kwargs, **options)
+    again = await get(tokenlife_tasks.apply_async((), kwargs, countdown=0))
 
     assert first["connection_id"] == cid
     assert again == first
@@ -180,6 +183,87 @@ def test_the_message_names_tokenlifes_queue_and_masks_the_code_and_state(
     assert "the-code" not in shown and "the-state" not in shown
     assert "https://issuer" in shown
     assert tokenlife_tasks.si(state="s", code="c").immutable
+
+
+def test_the_repr_of_a_signature_a_chain_and_a_group_masks_the_code_and_state(
+    tokenlife_tasks: ExchangeCode,
+) -> None:
+    signature = tokenlife_tasks.s(state="the-state", code="the-code", iss="https://issuer")
+    other = tokenlife_tasks.app.signature("myapp.record")
+    masked = "tokenlife.exchange_code(state='***', code='***', iss='https://issuer')"
+    shown = {
+        "signature": repr(signature),
+        "str": str(signature),
+        "immutable": repr(tokenlife_tasks.si(state="the-state", code="the-code")),
+        "clone": repr(signature.clone()),
+        "chain": repr(chain(signature, other)),
+        "longer chain": repr(chain(other, signature, other.clone())),
+        "or": repr(other | signature | other),
+        "chain's clone": repr(chain(signature, other).clone()),
+        "group": repr(group(signature)),
+        "group of two": repr(group([signature, signature.clone()])),
+        "chord": repr(group([signature]) | other),
+    }
+
+    leaked = {name: text for name, text in shown.items() if "the-" in text}
+    assert not leaked
+    assert shown["signature"] == masked
+    assert "myapp.record()" in shown["chain"]
+
+
+def test_a_signature_travels_as_a_plain_celery_signature(tokenlife_tasks: ExchangeCode) -> None:
+    signature = tokenlife_tasks.s(state="the-state", code="the-code")
+    plain = tokenlife_tasks.app.signature(
+        "tokenlife.exchange_code", kwargs=signature.kwargs, **signature.options
+    )
+
+    # As a message carries it (JSON), and as Celery rebuilds it there.
+    assert json.loads(json.dumps(signature)) == json.loads(json.dumps(plain))
+    rebuilt = Signature.from_dict(json.loads(json.dumps(signature)))
+    assert type(rebuilt) is Signature
+    assert (rebuilt.task, rebuilt.kwargs, rebuilt.options) == (
+        plain.task, plain.kwargs, plain.options,
+    )  # fmt: skip
+    unpickled = pickle.loads(pickle.dumps(signature))
+    assert type(unpickled) is Signature
+    assert unpickled == plain
+    # In a chain too.
+    flow = chain(tokenlife_tasks.app.signature("myapp.first"), signature)
+    assert json.loads(json.dumps(flow))["kwargs"]["tasks"][1] == json.loads(json.dumps(plain))
+
+
+def test_apply_async_takes_no_positional_task_arguments(tokenlife_tasks: ExchangeCode) -> None:
+    with pytest.raises(UsageError, match="keyword arguments only"):
+        tokenlife_tasks.apply_async(("the-state", "the-code"))
+
+
+def test_a_forked_child_builds_its_own_default_app(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in worker_environment(settings).items():
+        if name.startswith("TOKENLIFE_"):
+            monkeypatch.setenv(name, value)
+    celery_signatures._default_app.cache_clear()
+    parents = celery_signatures._default_app()
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: answer through the pipe, never return into pytest
+            try:
+                childs = celery_signatures._default_app()
+                answer = f"{childs is parents} {childs.conf.task_default_queue}"
+                os.write(write, answer.encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 1024).decode()
+        os.waitpid(pid, 0)
+        assert answer == f"False {settings.key_prefix}"
+        assert celery_signatures._default_app() is parents  # the parent keeps its own
+    finally:
+        os.close(read)
+        parents.close()
+        celery_signatures._default_app.cache_clear()
 
 
 @pytest.mark.parametrize(
