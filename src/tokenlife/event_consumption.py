@@ -7,8 +7,17 @@ one's failures), then new ones. An event is acknowledged once every handler for 
 succeeded; one that raised leaves it pending, so it comes back by the claim, and each
 delivery counts (XPENDING's delivery count, kept by Redis across restarts and consumers).
 Past `max_deliveries` it goes to the dead letters with the error, in one step with the
-acknowledgement. While an event is handled the entries of its batch are kept from other
-consumers' claims (XCLAIM JUSTID every third of the idle time).
+acknowledgement. A handler that runs past `handler_timeout_seconds` is given up and counts
+as a failure (a plain one's thread is abandoned: Python can't stop a thread).
+
+While an event is handled the entries of its batch are kept from other consumers' claims
+(every third of the idle time, and only those this consumer still holds: keep_events.lua),
+until the handlers' time is up. Right before its handlers run, each entry is checked to be
+still this consumer's, in the same step: an entry another consumer claimed meanwhile (this
+process stalled past the idle time) is that consumer's to handle.
+
+A group Redis lost (NOGROUP: restarted without persistence, failed over, flushed) is
+created again after the newest entry this process acknowledged on each shard.
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Awaitable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tokenlife.adapters.event_consumer import StreamEntry
+from tokenlife.adapters.event_consumer import StreamEntry, group_lost
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.pending_events import PendingEvents
 from tokenlife.models import Event
@@ -38,8 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenlife.event_handlers")
 T = TypeVar("T")
 
-# Waits after Redis failed a read: it is restarting, or the network is; nothing is lost
-# meanwhile (the events wait in the streams).
+# Waits after Redis failed a read: it is restarting, or the network is; the events wait in
+# the streams meanwhile.
 _RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 # An error kept with a dead letter and logged is cut here: it is the app's exception text.
 _ERROR_CHARACTERS = 500
@@ -55,23 +66,24 @@ class Consumption:
         redis: Redis,
         keys: Keys,
         consumer: str,
-        executor: Executor,
+        threads: HandlerThread,
         *,
         block_ms: int,
         count: int,
     ) -> None:
         self._handlers = handlers
         self._consumer = consumer
-        self._executor = executor
+        self._threads = threads
         self._pending = PendingEvents(redis, keys, handlers.group, consumer, block_ms=block_ms,
                                       count=count)  # fmt: skip
         self._idle_ms = max(1, int(handlers.claim_idle_seconds * 1000))
         self._held: set[str] = set()  # entry ids of the batch in hand, not yet done
+        self._keep_until = 0.0  # monotonic time when the handlers in flight are given up
 
     async def run(self, start: str, stop: asyncio.Event) -> None:
         next_claim = 0.0
         failures = 0
-        started = False
+        started = lost = False
         while not stop.is_set():
             try:
                 if not started:
@@ -79,6 +91,12 @@ class Consumption:
                     log.info("event handlers: consumer %s of group %s started",
                              self._consumer, self._handlers.group)  # fmt: skip
                     started = True
+                elif lost:
+                    await self._pending.recreate_group()
+                    log.warning("event handlers: consumer group %s lost, recreated after the "
+                                "newest event consumer %s acknowledged on each shard",
+                                self._handlers.group, self._consumer)  # fmt: skip
+                    lost = False
                 batch = await self._pending.own_pending()
                 if not batch and time.monotonic() >= next_claim:
                     batch = await self._pending.claim_idle(self._idle_ms)
@@ -91,8 +109,12 @@ class Consumption:
                 await self._handle_batch(batch, stop)
                 failures = 0
             except RedisError as exc:
-                pause = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
                 failures += 1
+                if started and group_lost(exc):
+                    lost = True
+                    if failures == 1:
+                        continue  # at once; lost again right after, it waits as below
+                pause = _RETRY_SECONDS[min(failures - 1, len(_RETRY_SECONDS) - 1)]
                 log.warning("event handlers: Redis unavailable (%s); trying again in %g s",
                             type(exc).__name__, pause)  # fmt: skip
                 await _unless_stopped(asyncio.sleep(pause), stop)
@@ -105,16 +127,18 @@ class Consumption:
         await self._pending.ack(e.entry_id for e in batch if e.entry_id not in wanted)
         if not work:
             return
-        deliveries = await self._pending.deliveries([entry.entry_id for entry in work])
         self._held = {entry.entry_id for entry in work}
+        self._keep_until = time.monotonic() + self._handlers.claim_idle_seconds
         keeper = asyncio.ensure_future(self._keep_held())
         try:
             for entry in work:
                 if stop.is_set():
                     return  # the rest stay pending here: the next run takes them first
-                owner, delivered = deliveries.get(entry.entry_id, (None, 0))
-                if owner == self._consumer:  # else acknowledged or claimed meanwhile
-                    await self._handle(entry, delivered)
+                # Still this consumer's (else acknowledged, or claimed by another after this
+                # process stalled), and kept for a full idle time more, in one step.
+                kept = await self._pending.keep([entry.entry_id])
+                if entry.entry_id in kept:
+                    await self._handle(entry, kept[entry.entry_id])
                 self._held.discard(entry.entry_id)
         finally:
             keeper.cancel()
@@ -130,7 +154,9 @@ class Consumption:
                                     "acknowledged: the process stopped while handling it",
                                     delivered)  # fmt: skip
             return
-        failure = await call_all(self._handlers, entry, self._executor)
+        handlers = len(self._handlers.handlers_for(entry.type))
+        self._keep_until = time.monotonic() + handlers * self._handlers.handler_timeout_seconds
+        failure = await call_all(self._handlers, entry, self._threads)
         if failure is None:
             await self._pending.ack([entry.entry_id])
             return
@@ -156,47 +182,106 @@ class Consumption:
         every = self._handlers.claim_idle_seconds / 3
         while True:
             await asyncio.sleep(every)
+            if time.monotonic() > self._keep_until:
+                continue  # a handler overran its time (or the loop stalled): not kept
             with suppress(RedisError):  # the next turn finds Redis back, or says so
-                await self._pending.keep(list(self._held))
+                kept = await self._pending.keep(list(self._held))
+                self._held.intersection_update(kept)
 
 
 async def call_all(
-    handlers: EventHandlers, entry: StreamEntry, executor: Executor
+    handlers: EventHandlers, entry: StreamEntry, threads: HandlerThread
 ) -> tuple[str, str] | None:
-    """Run every handler for the entry's type, in order; the first to raise stops it:
-    (the handler, its error) then, else None."""
+    """Run every handler for the entry's type, in order, each within the handlers'
+    `handler_timeout_seconds`; the first to raise or overrun stops it: (the handler, its
+    error) then, else None."""
+    seconds = handlers.handler_timeout_seconds
     for index, handler in enumerate(handlers.handlers_for(entry.type)):
+        limit = asyncio.timeout(seconds)
         try:
-            await _call(handler, index, entry, handlers.group, executor)
+            async with limit:
+                await _call(handler, index, entry, handlers.group, threads)
         except Exception as exc:
+            if limit.expired():
+                log.error("event handlers: %s on %s %s ran longer than "
+                          "handler_timeout_seconds (%g s): given up, counted as a failure%s",
+                          describe(handler), entry.type, entry.entry_id, seconds,
+                          "" if is_async(handler) else "; its thread is left to finish, "
+                          "a new one runs the next handlers")  # fmt: skip
+                return describe(handler), f"TimeoutError: ran longer than {seconds:g} s"
             error = " ".join(f"{type(exc).__name__}: {exc}".split())[:_ERROR_CHARACTERS]
             return describe(handler), error
     return None
 
 
 async def _call(
-    handler: Handler, index: int, entry: StreamEntry, group: str, executor: Executor
+    handler: Handler, index: int, entry: StreamEntry, group: str, threads: HandlerThread
 ) -> None:
     payload = {"id": entry.entry_id, "type": entry.type,
                "occurred_at": entry.data.get("occurred_at"), "data": entry.data}  # fmt: skip
-    loop = asyncio.get_running_loop()
     if is_signature(handler):
         # Sent when the broker took it (Celery's publish retries included); the task gets
         # the event as the HTTP API gives it (tokenlife.models.Event.from_json reads it).
         signature: Any = handler
-        name = f"{group}/{entry.data.get('event_id', entry.entry_id)}/{index}"
-        task_id = str(uuid.uuid5(_TASK_IDS, name))
-        await loop.run_in_executor(
-            executor, lambda: signature.apply_async(args=(payload,), task_id=task_id)
-        )
+        task_id = celery_task_id(group, entry, index)
+        await threads.run(lambda: signature.apply_async(args=(payload,), task_id=task_id))
         return
     event = Event.from_json(payload)
     if is_async(handler):
         outcome = handler(event)
     else:
-        outcome = await loop.run_in_executor(executor, handler, event)
+        outcome = await threads.run(lambda: handler(event))
     if inspect.isawaitable(outcome):
         await outcome
+
+
+def celery_task_id(group: str, entry: StreamEntry, index: int) -> str:
+    """The task id of the signature at `index` for an event: the same on every delivery."""
+    name = f"{group}/{entry.data.get('event_id', entry.entry_id)}/{index}"
+    return str(uuid.uuid5(_TASK_IDS, name))
+
+
+class HandlerThread:
+    """Runs plain handlers and Celery sends one at a time, in a thread off the event loop.
+    One given up (a timeout, a cancellation) keeps running in its thread, which is
+    abandoned: a new thread runs the next. Daemon threads, so a hung one does not keep the
+    process from exiting."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs = self._start()
+
+    async def run(self, work: Callable[[], T]) -> T:
+        future: Future[T] = Future()
+        self._jobs.put((future, work))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel():  # running (or just done): not stopped by this
+                self._jobs.put(None)  # the old thread ends once `work` returns, if ever
+                self._jobs = self._start()
+            raise
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    def _start(self) -> queue.SimpleQueue[Any]:
+        jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=_work, args=(jobs,), name=self._name, daemon=True).start()
+        return jobs
+
+
+def _work(jobs: queue.SimpleQueue[Any]) -> None:
+    while (job := jobs.get()) is not None:
+        future, work = job
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the awaiting loop, as an executor does
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
 
 def describe(handler: Handler) -> str:

@@ -25,7 +25,6 @@ import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -35,7 +34,7 @@ from tokenlife.adapters.event_consumer import StreamEntry
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.pending_events import DEAD_LETTERS_MAX_LENGTH, DeadLetter, DeadLetters
 from tokenlife.errors import UsageError
-from tokenlife.event_consumption import Consumption, call_all, is_signature
+from tokenlife.event_consumption import Consumption, HandlerThread, call_all, is_signature
 from tokenlife.events import check_position, check_read_size, reader_client
 from tokenlife.models import Event
 from tokenlife.settings import Settings, load_settings
@@ -71,8 +70,9 @@ class EventHandlers:
     "0" (every event still in the stream) or an entry id. An event whose handler raised is
     tried again once it has waited `claim_idle_seconds` unacknowledged (by this process,
     or by another of the group when this one died), up to `max_deliveries` deliveries in
-    all; then it goes to the group's dead letters. Patterns are globs of event types:
-    "connection.authorized", "alert.*", "*".
+    all; then it goes to the group's dead letters. A handler still running after
+    `handler_timeout_seconds` is given up, and that counts as a failure. Patterns are
+    globs of event types: "connection.authorized", "alert.*", "*".
     """
 
     def __init__(
@@ -83,6 +83,7 @@ class EventHandlers:
         start: str = "$",
         max_deliveries: int = 5,
         claim_idle_seconds: float = 60.0,
+        handler_timeout_seconds: float = 300.0,
     ) -> None:
         if not group:
             raise UsageError("group must be a non-empty name")
@@ -91,10 +92,13 @@ class EventHandlers:
             raise UsageError("max_deliveries must be at least 1")
         if not claim_idle_seconds > 0:
             raise UsageError("claim_idle_seconds must be above 0")
+        if not handler_timeout_seconds > 0:
+            raise UsageError("handler_timeout_seconds must be above 0")
         self.group = group
         self.start = start
         self.max_deliveries = max_deliveries
         self.claim_idle_seconds = claim_idle_seconds
+        self.handler_timeout_seconds = handler_timeout_seconds
         self._routes: list[tuple[str, Handler]] = []
         for pattern, handler in (handlers or {}).items():
             self.on(pattern, handler)
@@ -145,16 +149,16 @@ class EventHandlers:
             check_position("start", start)
         settings = settings or load_settings()
         redis = reader_client(settings)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenlife-events")
+        threads = HandlerThread("tokenlife-events")
         try:
             await Consumption(
                 self, redis, Keys(settings.key_prefix, settings.redis_shards),
-                consumer or socket.gethostname(), executor, block_ms=block_ms, count=count,
+                consumer or socket.gethostname(), threads, block_ms=block_ms, count=count,
             ).run(start or self.start, stop or asyncio.Event())  # fmt: skip
         finally:
-            # A plain handler cut short by a cancellation finishes in its thread (Python
-            # can't stop one); nothing waits for it here.
-            executor.shutdown(wait=False, cancel_futures=True)
+            # A plain handler cut short by a cancellation goes on in its thread (Python
+            # can't stop one); nothing waits for it here, nor does the process at exit.
+            threads.close()
             await redis.aclose()
 
     def run(
@@ -218,7 +222,7 @@ class EventHandlers:
         again is kept as it is."""
         settings = settings or load_settings()
         redis = reader_client(settings)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenlife-replay")
+        threads = HandlerThread("tokenlife-replay")
         try:
             keys = Keys(settings.key_prefix, settings.redis_shards)
             letters = DeadLetters(redis, keys, self.group)
@@ -231,7 +235,7 @@ class EventHandlers:
             done: list[Replayed] = []
             for letter in reversed(chosen):  # oldest first, as they happened
                 entry = StreamEntry(letter.entry_id, letter.type, letter.data)
-                failure = await call_all(self, entry, executor)
+                failure = await call_all(self, entry, threads)
                 if failure is None:
                     await letters.remove([letter.letter_id])
                 outcome = ReplayOutcome.HANDLED if failure is None else ReplayOutcome.FAILED
@@ -239,5 +243,5 @@ class EventHandlers:
                 done.append(Replayed(letter.letter_id, letter.type, outcome, error))
             return done
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            threads.close()
             await redis.aclose()

@@ -14,6 +14,7 @@ type on a group, with redelivery, dead letters and a graceful stop.
 from __future__ import annotations
 
 import re
+import socket
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,13 @@ __all__ = ["ReceivedEvent", "StreamEntry", "Subscription", "follow", "subscribe"
 # optionally "/shard" as tokenlife's readers hand them out (adapters/event_consumer.py).
 _POSITION = re.compile(r"\$|\d+(-\d+)?(/\d+)?")
 _CONNECT_TIMEOUT_SECONDS = 10.0
+# TCP keepalive of the event readers: first probe after 30 s idle, then every 10 s, given
+# up after 3 unanswered (where the platform has these options; macOS lacks TCP_KEEPIDLE).
+_KEEPALIVE = {
+    option: value
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+    if (option := getattr(socket, name, None)) is not None
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,12 +206,15 @@ def reader_client(settings: Settings) -> Redis:
     # No socket_timeout: with one, redis-py sends each command under asyncio.wait_for,
     # which on Python 3.11 drops a cancellation that arrives as the send completes
     # (CPython gh-86296), so a task reading events could not be cancelled. A blocking
-    # read answers every block_ms anyway, and TCP keepalive notices a peer that is gone.
+    # read answers every block_ms anyway, and TCP keepalive notices a peer that is gone
+    # (a failover, a cut network) within about a minute, blocked read or ack alike, not
+    # after the OS default of two hours.
     return connect(
         settings.redis_url,
         socket_timeout=None,
         socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
         socket_keepalive=True,
+        socket_keepalive_options=_KEEPALIVE,
     )
 
 

@@ -410,3 +410,23 @@ async def test_a_follower_hands_out_no_entry_past_a_shard_it_has_not_read_to(
         while batch := await again.read():
             rest += [e.entry_id for e in batch]
         assert rest == handed[at + 1 :], entry_id
+
+
+async def test_a_group_redis_lost_is_recreated_after_the_last_acknowledged_event(
+    own: Settings, stream: EventStream, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = keys_of(own)
+    async with events.subscribe("app", "app-1", settings=own, block_ms=200) as subscription:
+        first = await publish(stream, 1, 2)
+        got = await take(subscription, 2)
+        assert [e.entry_id for e in got] == first
+        await subscription.ack(*first)
+        # Redis loses the group (a restart without persistence, a failover, a flush).
+        for shard in keys.all_shards:
+            await redis.xgroup_destroy(keys.events(shard), "app")
+        later = await publish(stream, 3, 4)
+
+        # Created again after what it acknowledged: the later events, and nothing again.
+        assert [e.entry_id for e in await take(subscription, 2)] == later
+
+    assert "events: consumer group app lost, recreated" in caplog.text

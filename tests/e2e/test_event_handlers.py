@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,8 +34,13 @@ from tokenlife.adapters.event_stream import EventStream
 from tokenlife.adapters.keys import Keys
 from tokenlife.errors import UsageError
 from tokenlife.event_handlers import Event, EventHandlers
+from tokenlife.events import reader_client
 from tokenlife.models import Event as ModelEvent
 from tokenlife.settings import Settings
+
+# The namespace of the Celery task ids a handler sends (event_consumption.py): it must not
+# change, or a redelivery after an upgrade would send a new id.
+TASK_IDS = uuid.UUID("0d6f2b36-8a53-4d8e-9a0e-3f5c1b7e2a41")
 
 
 @pytest.fixture
@@ -419,7 +426,9 @@ async def test_a_celery_signature_handler_sends_the_apps_task_with_the_event(
     sent = ModelEvent.from_json(kept["event"])
     assert (sent.id, sent.type, sent.connection_id) == (entry_id, "token.refreshed", "u1")
     assert sent.data["refresh_token_rotated"] is True
-    assert uuid.UUID(kept["task_id"]).version == 5  # the same id again on a redelivery
+    # Made from the group, the event and the handler's place: the same on a redelivery.
+    expected = uuid.uuid5(TASK_IDS, f"app/{sent.data['event_id']}/0")
+    assert kept["task_id"] == str(expected)
 
 
 def _prefix_of(worker: AppWorker) -> str:
@@ -456,6 +465,163 @@ def test_patterns_are_globs_of_event_types(pattern: str, matches: str, misses: s
     assert handlers.handlers_for(matches) == [_fail]
     if misses is not None:
         assert handlers.handlers_for(misses) == []
+
+
+async def test_a_consumer_group_redis_lost_is_recreated_and_nothing_handled_comes_again(
+    own: Settings, stream: EventStream, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[str] = []
+    in_handler, release = asyncio.Event(), asyncio.Event()
+    handlers = EventHandlers("app", start="0")
+
+    @handlers.on("connection.*")
+    async def record(event: Event) -> None:
+        got.append(str(event.connection_id))
+        if event.connection_id == "before":
+            in_handler.set()
+            await release.wait()
+
+    keys = Keys(own.key_prefix, own.redis_shards)
+    async with consuming(handlers, own):
+        await emit(stream, "connection.authorized", "before")
+        await asyncio.wait_for(in_handler.wait(), timeout=10)
+        # Redis loses the group while the handler runs (a restart without persistence, a
+        # failover, a flush), and an event comes meanwhile: "$" would skip it.
+        for shard in keys.all_shards:
+            await redis.xgroup_destroy(keys.events(shard), "app")
+        await emit(stream, "connection.deleted", "meanwhile")
+        release.set()
+        await wait_until(holds(lambda: len(got) == 2), timeout=10, what="meanwhile")
+        await wait_until(lambda: _none_pending(redis, own, "app"), timeout=10, what="acks")
+        await emit(stream, "connection.deleted", "after")
+        await wait_until(holds(lambda: len(got) == 3), timeout=10, what="after")
+
+    assert got == ["before", "meanwhile", "after"]  # "before" not again: it was handled
+    assert "event handlers: consumer group app lost, recreated" in caplog.text
+    assert "Redis unavailable" not in caplog.text
+
+
+async def test_an_async_handler_that_hangs_is_given_up_after_its_timeout_and_tried_again(
+    own: Settings, stream: EventStream, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    handlers = EventHandlers("app", start="0", claim_idle_seconds=0.3,
+                             handler_timeout_seconds=0.5)  # fmt: skip
+
+    @handlers.on("connection.authorized")
+    async def hangs_once(event: Event) -> None:
+        calls.append(str(event.connection_id))
+        if event.connection_id == "a" and calls.count("a") == 1:
+            await asyncio.Event().wait()
+
+    await emit(stream, "connection.authorized", "a")
+    await emit(stream, "connection.authorized", "b")
+    async with consuming(handlers, own):
+        await wait_until(holds(lambda: calls.count("a") == 2), timeout=10, what="a again")
+        await wait_until(lambda: _none_pending(redis, own, "app"), timeout=10, what="acks")
+
+    assert calls == ["a", "b", "a"]
+    [given_up] = [r for r in caplog.records if "handler_timeout_seconds" in r.getMessage()]
+    assert given_up.levelname == "ERROR"
+    assert "hangs_once on connection.authorized" in given_up.getMessage()
+
+
+async def test_a_plain_handler_that_hangs_is_abandoned_and_the_next_ones_run(
+    own: Settings, stream: EventStream, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    release = threading.Event()
+    handlers = EventHandlers("app", start="0", claim_idle_seconds=0.3, max_deliveries=2,
+                             handler_timeout_seconds=0.5)  # fmt: skip
+
+    @handlers.on("connection.authorized")
+    def hangs_once(event: Event) -> None:  # a plain function: in a thread
+        calls.append(str(event.connection_id))
+        if event.connection_id == "a" and calls.count("a") == 1:
+            release.wait(timeout=30)
+
+    await emit(stream, "connection.authorized", "a")
+    await emit(stream, "connection.authorized", "b")
+    try:
+        async with consuming(handlers, own):
+            await wait_until(holds(lambda: calls.count("a") == 2), timeout=10, what="a again")
+            await wait_until(lambda: _none_pending(redis, own, "app"), timeout=10, what="acks")
+            assert not release.is_set()  # the first thread still hangs, abandoned
+    finally:
+        release.set()
+
+    assert calls == ["a", "b", "a"]
+    assert "its thread is left to finish" in caplog.text
+    assert await handlers.dead_letters(settings=own) == []
+
+
+async def test_a_consumer_that_stalled_past_the_idle_time_leaves_what_another_claimed(
+    own: Settings, stream: EventStream, redis: Redis
+) -> None:
+    seen: list[tuple[str, str]] = []  # (consumer, connection id), from two threads
+    claimed = threading.Event()
+    first = EventHandlers("app", start="0", claim_idle_seconds=0.3)
+    second = EventHandlers("app", start="0", claim_idle_seconds=0.3)
+
+    @first.on("connection.*")
+    async def stalls(event: Event) -> None:
+        seen.append(("c1", str(event.connection_id)))
+        if event.connection_id == "a":
+            claimed.wait(timeout=10)  # blocks c1's event loop: nothing of c1 runs
+
+    @second.on("connection.*")
+    async def takes_over(event: Event) -> None:
+        seen.append(("c2", str(event.connection_id)))
+        if event.connection_id == "a":
+            claimed.set()
+
+    for connection_id in ("a", "b", "c"):
+        await emit(stream, "connection.authorized", connection_id)
+    stop_c1 = asyncio.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def run_c1() -> None:  # in a thread with a loop of its own, as another process
+        loops.append(asyncio.get_running_loop())
+        await first.consume("c1", settings=own, stop=stop_c1, block_ms=200)
+
+    c1 = asyncio.ensure_future(asyncio.to_thread(asyncio.run, run_c1()))
+    try:
+        await wait_until(holds(lambda: ("c1", "a") in seen), timeout=10, what="c1 on a")
+        async with consuming(second, own, consumer="c2"):
+            took_over = {("c2", "a"), ("c2", "b"), ("c2", "c")}
+            await wait_until(holds(lambda: took_over <= set(seen)), timeout=10,
+                             what="c2 took over")  # fmt: skip
+            await wait_until(lambda: _none_pending(redis, own, "app"), timeout=10, what="acks")
+        # c2 is stopped: the next event is c1's, handled once c1 is past its batch.
+        await emit(stream, "connection.deleted", "later")
+        await wait_until(holds(lambda: ("c1", "later") in seen), timeout=10, what="later")
+    finally:
+        claimed.set()
+        if loops:
+            loops[0].call_soon_threadsafe(stop_c1.set)
+        await asyncio.wait_for(c1, timeout=30)
+
+    # a was in c1's hands when c1 stalled; b and c were c2's to handle, once.
+    assert sorted(seen) == [("c1", "a"), ("c1", "later"), ("c2", "a"), ("c2", "b"), ("c2", "c")]
+
+
+async def test_the_event_readers_probe_a_silent_redis_within_a_minute(own: Settings) -> None:
+    # Whatever redis-py's defaults (the OS's two hours before redis-py 6): a blocked read or
+    # an ack on a connection whose peer went silent fails within about a minute.
+    redis = reader_client(own)
+    pool: Any = redis.connection_pool
+    connection = pool.make_connection()
+    try:
+        await connection.connect()
+        sock = connection._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+    finally:
+        await connection.disconnect()
+        await redis.aclose()
 
 
 # The consumer as a process of its own: `tokenlife events consume`.
@@ -614,6 +780,33 @@ async def test_a_redis_restart_is_waited_out_and_nothing_is_lost(
         server.kill()
 
     assert "event handlers: Redis unavailable (ConnectionError)" in caplog.text
+
+
+async def test_a_redis_restart_without_persistence_is_waited_out_and_the_group_recreated(
+    own: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisProcess(tmp_path, "--appendonly", "no")
+    server.start()
+    private = own.model_copy(update={"redis_url": server.url})
+    keys = Keys(private.key_prefix, private.redis_shards)
+    client = Redis.from_url(server.url, decode_responses=True)
+    got: list[str] = []
+    handlers = EventHandlers("app", {"*": lambda e: got.append(str(e.connection_id))}, start="0")
+    try:
+        async with consuming(handlers, private):
+            await emit(EventStream(client, keys, 1000), "connection.authorized", "before")
+            await wait_until(holds(lambda: got == ["before"]), timeout=10, what="before")
+            server.kill()
+            await client.aclose()
+            server.start()  # empty: the streams and the group are gone
+            client = Redis.from_url(server.url, decode_responses=True)
+            await emit(EventStream(client, keys, 1000), "connection.deleted", "after")
+            await wait_until(holds(lambda: got == ["before", "after"]), timeout=30, what="after")
+    finally:
+        await client.aclose()
+        server.kill()
+
+    assert "event handlers: consumer group app lost, recreated" in caplog.text
 
 
 @pytest.mark.parametrize(

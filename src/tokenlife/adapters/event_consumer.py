@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.redis_client import is_cluster
 
 # How long an empty read of a Cluster's streams waits before asking again.
 POLL_SECONDS = 0.2
+
+log = logging.getLogger("tokenlife.events")
 
 # XREADGROUP/XREAD replies as redis-py parses them with decode_responses=True.
 _Reply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
@@ -77,6 +80,17 @@ def positions(keys: Keys, since: str) -> dict[int, str]:
     return {s: stream_id if s <= shard else before for s in keys.all_shards}
 
 
+def group_lost(exc: RedisError) -> bool:
+    """Redis no longer has the consumer group (NOGROUP): it restarted without persistence,
+    failed over to a replica that lacked it, was flushed, or the group was destroyed."""
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
+def _stream_order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _merged(replies: Iterable[tuple[int, list[tuple[str, dict[str, str]]]]]) -> _Raw:
     found = [(qualified(entry_id, shard), fields) for shard, entries in replies
              for entry_id, fields in entries]  # fmt: skip
@@ -88,7 +102,8 @@ class EventConsumer:
     it reads stays pending until acknowledged.
 
     The first reads return this consumer's pending entries (delivered before, never
-    acknowledged), then new entries as they arrive.
+    acknowledged), then new entries as they arrive. A group Redis lost is created again
+    (`recreate_group`), after the newest entry this consumer acknowledged on each shard.
     """
 
     def __init__(
@@ -104,6 +119,9 @@ class EventConsumer:
         # pending entries are all read.
         self._pending_after = dict.fromkeys(keys.all_shards, "0")
         self._held: deque[StreamEntry] = deque()
+        # The newest stream id this consumer acknowledged, by shard: where a lost group
+        # starts again.
+        self._acked: dict[int, str] = {}
 
     async def create_group(self, start: str) -> None:
         """Create the group at `start` ("$": only new entries) on each shard's stream
@@ -117,12 +135,38 @@ class EventConsumer:
                 if not str(exc).startswith("BUSYGROUP"):
                     raise
 
+    async def recreate_group(self) -> None:
+        """Create the group again where Redis lost it: on each shard after the newest entry
+        this consumer acknowledged there, else at "0" (every entry still in the stream),
+        never at "$" (what was written meanwhile would be skipped). Entries below that
+        which were pending (another consumer's, or failed here) are not delivered again.
+        A shard whose group exists (still, or made again by another consumer) is left."""
+        for shard in self._keys.all_shards:
+            position = self._acked.get(shard, "0")
+            try:
+                await self._redis.xgroup_create(
+                    self._keys.events(shard), self._group, id=position, mkstream=True
+                )
+            except ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+        self._pending_after = {}  # a new group holds nothing for anyone
+
     async def read(self) -> list[StreamEntry]:
         """The next entries, at most `count`: pending ones first, then new ones (waits up to
         block_ms). Each shard is asked for `count`; what a read got beyond that (delivered
         to this consumer, so pending here until acknowledged) is kept for the next reads."""
         if not self._held:
-            self._held.extend(await self._read())
+            try:
+                self._held.extend(await self._read())
+            except RedisError as exc:
+                if not group_lost(exc):
+                    raise
+                await self.recreate_group()
+                log.warning("events: consumer group %s lost, recreated after the newest event "
+                            "consumer %s acknowledged on each shard", self._group,
+                            self._consumer)  # fmt: skip
+                self._held.extend(await self._read())
         return [self._held.popleft() for _ in range(min(self._count, len(self._held)))]
 
     async def _read(self) -> list[StreamEntry]:
@@ -151,6 +195,15 @@ class EventConsumer:
             for shard, ids in by_shard.items():
                 pipe.xack(self._keys.events(shard), self._group, *ids)
             await pipe.execute()
+        for entry_id in entry_ids:
+            self.note_acked(entry_id)
+
+    def note_acked(self, entry_id: str) -> None:
+        """Remember an entry acknowledged (by `ack` or another way) for `recreate_group`."""
+        stream_id, shard = split_id(entry_id)
+        shard = shard or 0
+        if shard not in self._acked or _stream_order(stream_id) > _stream_order(self._acked[shard]):
+            self._acked[shard] = stream_id
 
     async def _read_group(self, after: dict[int, str], *, block: bool) -> _Raw:
         streams: dict[Any, Any] = {

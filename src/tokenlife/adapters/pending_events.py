@@ -1,9 +1,9 @@
 """A consumer group's entries as a consumer that handles them takes them: its own pending
 entries first (delivered before, never acknowledged), then new ones, and entries left idle
 by any consumer of the group (a dead one, or itself after a failure), claimed with
-XAUTOCLAIM; the entries it holds kept from being claimed (XCLAIM JUSTID); how often each
-was delivered (XPENDING); and the group's dead letters, written with the acknowledgement in
-one MULTI on the entry's shard.
+XAUTOCLAIM; the entries it still holds kept from being claimed, with how often each was
+delivered (keep_events.lua: XPENDING, then XCLAIM JUSTID, in one step); and the group's
+dead letters, written with the acknowledgement in one MULTI on the entry's shard.
 
 Unlike `EventConsumer`, a read returns everything it fetched (up to `count` per shard),
 held by nothing else: every entry this consumer holds is one its caller knows of and keeps.
@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from tokenlife.adapters import scripts
 from tokenlife.adapters.event_consumer import (
     POLL_SECONDS,
     EventConsumer,
@@ -69,9 +70,17 @@ class PendingEvents:
         self._pending_after = dict.fromkeys(keys.all_shards, "0")
         self._group_of = EventConsumer(redis, keys, group, consumer, block_ms=block_ms,
                                        count=count)  # fmt: skip
+        self._keep = scripts.register(redis, "keep_events")
 
     async def create_group(self, start: str) -> None:
         await self._group_of.create_group(start)
+
+    async def recreate_group(self) -> None:
+        """The group again, after Redis lost it (EventConsumer.recreate_group): it holds
+        nothing for this consumer, and the claims start over."""
+        await self._group_of.recreate_group()
+        self._pending_after = {}
+        self._cursors = dict.fromkeys(self._keys.all_shards, "0-0")
 
     async def own_pending(self) -> list[StreamEntry]:
         """The next of this consumer's pending entries as they were when it started (up to
@@ -112,30 +121,20 @@ class PendingEvents:
             found += [(qualified(entry_id, shard), fields) for entry_id, fields in reply[1]]
         return await self._entries(found)
 
-    async def keep(self, entry_ids: Iterable[str]) -> None:
-        """Reset the idle time of entries this consumer is handling, so no XAUTOCLAIM takes
-        them (JUSTID: their delivery count stays)."""
+    async def keep(self, entry_ids: Iterable[str]) -> dict[str, int]:
+        """Reset the idle time of the entries this consumer still holds, so no XAUTOCLAIM
+        takes them, and say how often each was delivered (their delivery count stays). An
+        entry acknowledged meanwhile, or claimed by another consumer, is left to it and out
+        of the answer. One script per shard, on the shard's stream (one Cluster slot)."""
         by_shard = _by_shard(entry_ids)
-        if not by_shard:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for shard, ids in by_shard.items():
-                ids_: list[Any] = ids
-                pipe.xclaim(self._keys.events(shard), self._group, self._consumer,
-                            min_idle_time=0, message_ids=ids_, justid=True)  # fmt: skip
-            await pipe.execute()
-
-    async def deliveries(self, entry_ids: list[str]) -> dict[str, tuple[str, int]]:
-        """The consumer that holds each entry and how often it was delivered (read or
-        claimed); an entry no longer pending (acknowledged meanwhile) is left out."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry_id in entry_ids:
-                stream_id, shard = split_id(entry_id)
-                pipe.xpending_range(self._keys.events(shard or 0), self._group,
-                                    min=stream_id, max=stream_id, count=1)  # fmt: skip
-            replies = cast(list[list[dict[str, Any]]], await pipe.execute())
-        return {entry_id: (str(reply[0]["consumer"]), int(reply[0]["times_delivered"]))
-                for entry_id, reply in zip(entry_ids, replies, strict=True) if reply}  # fmt: skip
+        kept: dict[str, int] = {}
+        for shard, ids in by_shard.items():
+            reply = cast(list[Any], await self._keep(
+                keys=[self._keys.events(shard)], args=[self._group, self._consumer, *ids],
+            ))  # fmt: skip
+            for stream_id, delivered in zip(reply[::2], reply[1::2], strict=True):
+                kept[qualified(str(stream_id), shard)] = int(delivered)
+        return kept
 
     async def ack(self, entry_ids: Iterable[str]) -> None:
         await self._group_of.ack(*entry_ids)
@@ -155,6 +154,7 @@ class PendingEvents:
                       maxlen=DEAD_LETTERS_MAX_LENGTH, approximate=True)  # fmt: skip
             pipe.xack(self._keys.events(shard), self._group, stream_id)
             await pipe.execute()
+        self._group_of.note_acked(entry.entry_id)
 
     async def _read(self, after: dict[int, str], *, block: bool) -> _Reply:
         streams: dict[Any, Any] = {self._keys.events(s): position for s, position in after.items()}
