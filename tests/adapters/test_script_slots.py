@@ -22,9 +22,11 @@ from redis.crc import key_slot
 from tests.adapters.test_claim import in_shard, new_name, saved
 from tokenlife.adapters import scripts
 from tokenlife.adapters.crypto import Cipher
+from tokenlife.adapters.event_consumer import qualified
 from tokenlife.adapters.exchange_store import Authorized, ExchangeStore
 from tokenlife.adapters.keys import Keys
 from tokenlife.adapters.locks import Locks
+from tokenlife.adapters.pending_events import PendingEvents
 from tokenlife.adapters.pending_store import PendingStore
 from tokenlife.adapters.provider_breakers import Hold, ProviderBreakers
 from tokenlife.adapters.refresh_schedule import RefreshSchedule
@@ -198,11 +200,22 @@ async def test_every_script_the_adapters_run_has_its_keys_in_one_slot(
     for integration_name, cid, _ in conns:
         assert await store.delete(integration_name, cid, provider)
 
+    # An app's event handlers keep the entries they hold, one script per shard's stream.
+    held = []
+    for shard in (2, 9):
+        stream = keys.events(shard)
+        entry = await redis.xadd(stream, {"type": "token.refreshed", "data": "{}"})
+        await redis.xgroup_create(stream, "app", id="0")
+        await redis.xreadgroup("app", "app-1", {stream: ">"})
+        held.append(qualified(str(entry), shard))
+    kept = await PendingEvents(redis, keys, "app", "app-1", block_ms=0, count=10).keep(held)
+    assert sorted(kept) == sorted(held)
+
     ran = {name for name, _ in redis.calls}
     assert {"save_connection", "update_connection", "delete_connection", "claim_connection",
             "take_slot", "release_lock", "claim_due", "pull_forward", "count_statuses",
             "finish_recount", "breaker_record", "breaker_release", "put_pending",
-            "claim_state", "finish_exchange"} <= ran, ran  # fmt: skip
+            "claim_state", "finish_exchange", "keep_events"} <= ran, ran  # fmt: skip
     assert "?" not in ran and "(eval)" not in ran, ran
     for name, script_keys in redis.calls:
         assert script_keys, name
