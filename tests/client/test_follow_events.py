@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support import wait_until
 from tokenlife.client import AsyncClient, Client, Event, EventPage
 from tokenlife.errors import EventsTrimmedError, UsageError
 
@@ -244,3 +245,18 @@ async def test_an_async_gap_handler_is_awaited(serve: Any) -> None:
 
     found = await first("async", await serve(Feed(gap)), 1, after="3-0/0", on_gap=resync)
     assert [e.id for e in found] == ["40-0/0"] and handled == ["40-0/0"]
+
+
+async def test_a_sync_client_closed_under_a_long_poll_says_so(serve: Any) -> None:
+    feed = Feed()  # holds the request for its wait
+    client = Client(await serve(feed), KEY)
+    asking = asyncio.create_task(asyncio.to_thread(client.events, "7-0/0", wait=3))
+
+    async def asked() -> bool:
+        return bool(feed.asked)
+
+    await wait_until(asked, timeout=5, what="the long poll to reach the feed")
+    await asyncio.to_thread(client.close)  # e.g. a shutdown hook in another thread
+    with pytest.raises(UsageError, match="closed") as raised:
+        await asking
+    assert raised.value.__context__ is None
