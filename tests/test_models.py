@@ -4,7 +4,11 @@ a token)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import pickle
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +21,7 @@ from tokenlife.models import (
     Deletion,
     Event,
     EventPage,
+    ExchangeResult,
     Integration,
     Readiness,
 )
@@ -121,3 +126,70 @@ def test_an_event_page_reads_every_event_and_where_to_resume() -> None:
         Event.from_json({**event, "data": None})
     without = Event.from_json({**event, "data": {"count": 3}})  # e.g. alert.provider_degraded
     assert without.integration is None and without.connection_id is None
+
+
+EVENT = {
+    "id": "1-0/2", "type": "alert.refresh_failing", "occurred_at": "2027-01-15T14:05:00Z",
+    "data": {"integration": "g", "connection_id": "u", "fixes": ["a"], "n": {"m": 1}},
+}  # fmt: skip
+# One of each model, with every mapping a model holds filled in.
+RESULTS: list[Any] = [
+    AccessToken.from_json({"access_token": SECRET, "token_type": "Bearer", "expires_at": None}),
+    ConnectSession.from_json(
+        {
+            "token": SECRET,
+            "url": "https://t/connect?session=x",
+            "expires_at": "2027-01-15T14:05:00Z",
+        }
+    ),
+    Integration("g", "google", ("a",)),
+    Connection.from_json(CONNECTION),
+    Deletion(True, False, False, "no endpoint", None),
+    Event.from_json(EVENT),
+    EventPage.from_json({"events": [EVENT], "next_after": "1-0/2", "gap": True}),
+    Readiness.from_json(
+        {
+            "ready": False,
+            "redis": True,
+            "beat": False,
+            "beat_last_tick_seconds_ago": None,
+            "integrations_unavailable": [{"name": "g", "error": "x"}],
+        }
+    ),
+    ExchangeResult.from_json(
+        {
+            "outcome": "failed",
+            "error": "invalid_grant",
+            "diagnosis": [{"fix": "scope", "detail": ["x"]}],
+        }
+    ),
+]
+
+
+@pytest.mark.parametrize("result", RESULTS, ids=lambda r: type(r).__name__)
+def test_every_result_pickles_copies_hashes_and_converts(result: Any) -> None:
+    # Results go into Celery results, caches, multiprocessing and JSON answers.
+    assert pickle.loads(pickle.dumps(result)) == result
+    assert copy.deepcopy(result) == result and copy.copy(result) == result
+    assert hash(copy.deepcopy(result)) == hash(result)
+    plain = dataclasses.asdict(result)
+    assert json.loads(json.dumps(plain, default=str)) == json.loads(json.dumps(plain, default=str))
+    assert pickle.loads(pickle.dumps(plain)) == plain
+
+
+def test_a_results_mappings_stay_read_only_after_a_copy() -> None:
+    event = pickle.loads(pickle.dumps(Event.from_json(EVENT)))
+    assert event.data == EVENT["data"] and isinstance(event.data, dict)
+    changes: list[Callable[[Any], object]] = [
+        lambda d: d.__setitem__("x", 1), lambda d: d.__delitem__("integration"),
+        lambda d: d.update(x=1), lambda d: d.pop("n"), lambda d: d.setdefault("x", 1),
+        lambda d: d.popitem(), lambda d: d.clear(),
+    ]  # fmt: skip
+    for change in changes:
+        with pytest.raises(TypeError, match="read-only"):
+            change(event.data)
+    with pytest.raises(TypeError, match="read-only"):
+        event.data |= {"x": 1}
+    assert event.data == EVENT["data"]
+    # Equal results hash equal whatever their values hold (lists here).
+    assert hash(Event.from_json(EVENT)) == hash(Event.from_json(dict(EVENT)))

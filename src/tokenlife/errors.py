@@ -42,7 +42,7 @@ None on errors raised in process. Standard library only: `tokenlife.client` impo
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenlife.models import EventPage
@@ -53,6 +53,14 @@ class TokenlifeError(Exception):
 
     api_status: int | None = None
     api_error: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException's own replays `args` into __init__, which for the classes whose
+        # __init__ takes other arguments than the message fails on unpickling, or drops
+        # what __init__ didn't set (api_status, retry_after). Made without __init__, with
+        # `args` (the message) and every attribute as they were, each class unpickles
+        # whole, in a Celery result or a multiprocessing pool alike.
+        return (_rebuilt, (type(self), self.args), dict(self.__dict__))
 
 
 class ConfigurationError(TokenlifeError):
@@ -354,6 +362,11 @@ def oauth_error(error: str, description: str | None = None, uri: str | None = No
     """Build the OAuthError subclass for an error code; unknown codes keep their code."""
     cls = OAUTH_ERRORS.get(error, OAuthError)
     return cls(description, error=error, uri=uri)
+
+
+def _rebuilt(cls: type[TokenlifeError], args: tuple[object, ...]) -> TokenlifeError:
+    """An error as it was pickled, made without its __init__ (TokenlifeError.__reduce__)."""
+    return cls.__new__(cls, *args)
 
 
 def _utc(timestamp: float) -> str:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "AccessToken",
@@ -142,7 +141,7 @@ class Connection:
             consecutive_failures=_int(body, "consecutive_failures"),
             failing_since=_optional_moment(body, "failing_since"),
             last_error=_optional_str(body, "last_error"),
-            last_alert=None if alert is None else MappingProxyType(dict(alert)),
+            last_alert=None if alert is None else ReadOnlyDict(alert),
             subject=_optional_str(body, "subject"),
         )
 
@@ -198,7 +197,7 @@ class Event:
             id=_str(body, "id"),
             type=_str(body, "type"),
             occurred_at=_moment(body, "occurred_at"),
-            data=MappingProxyType(dict(data)),
+            data=ReadOnlyDict(data),
         )
 
 
@@ -253,7 +252,7 @@ class Readiness:
             redis=_bool(body, "redis"),
             beat=_bool(body, "beat"),
             beat_last_tick_seconds_ago=None if age is None else float(age),
-            integrations_unavailable=tuple(MappingProxyType(dict(e)) for e in unavailable),
+            integrations_unavailable=tuple(ReadOnlyDict(e) for e in unavailable),
         )
 
 
@@ -297,8 +296,34 @@ class ExchangeResult:
             error_description=_optional_str(body, "error_description"),
             return_to=_optional_str(body, "return_to"),
             fixes=_strs(body, "fixes") if body.get("fixes") is not None else (),
-            diagnosis=tuple(MappingProxyType(dict(d)) for d in diagnosis),
+            diagnosis=tuple(ReadOnlyDict(d) for d in diagnosis),
         )
+
+
+class ReadOnlyDict(dict[str, Any]):
+    """An object of the API's JSON inside a result (`Event.data`, `Connection.last_alert`,
+    ...): a dict that refuses changes, one level deep as the results are frozen.
+
+    A dict rather than a `MappingProxyType`, which can't be pickled, copied or hashed:
+    results go into Celery results, caches and `multiprocessing`, through
+    `dataclasses.asdict`, `json.dumps` and FastAPI's `jsonable_encoder`, all of which
+    take a dict (a subclass too) as it is. It hashes by its keys only, so equal dicts hash
+    equal whatever their values (lists, nested objects) hold."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # dict's own pickling fills the new object item by item, which __setitem__ refuses.
+        return (type(self), (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self))
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} is read-only: a result, not a record to edit")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
 
 
 # Readers of one member each. Their errors name the member, never its value.

@@ -3,23 +3,35 @@ as `resource`), never by its message text; by the status only when there is no c
 
 from __future__ import annotations
 
+import copy
+import pickle
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from tokenlife.client import error_for
+from tokenlife.client import EventPage, error_for
 from tokenlife.errors import (
+    CodeNotTakenError,
     ConnectionBusyError,
     CorruptRecordError,
     DecryptionError,
+    EventsTrimmedError,
     ForbiddenError,
     IntegrationUnavailableError,
+    InvalidGrantError,
     NoRefreshTokenError,
+    OAuthError,
+    RateLimitedError,
     ReauthorizationRequiredError,
+    ServerError,
     StorageUnavailableError,
+    TemporarilyUnavailableError,
     TokenlifeError,
     TransientError,
+    TransportError,
     UnauthorizedError,
     UnknownConnectionError,
     UnknownIntegrationError,
@@ -32,9 +44,16 @@ MISLEADING = "no integration named 'x'; no connection either"
 
 
 def answer(
-    status: int, body: Any, headers: dict[str, str] | None = None, **where: str
+    status: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    *,
+    integration: str | None = None,
+    connection_id: str | None = None,
 ) -> TokenlifeError:
-    return error_for(status, body, headers or {}, now=NOW, **where)
+    return error_for(
+        status, body, headers or {}, integration=integration, connection_id=connection_id, now=NOW
+    )
 
 
 @pytest.mark.parametrize(
@@ -138,8 +157,12 @@ def test_no_refresh_token_says_until_when(
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
-    [({"Retry-After": "7"}, 7.0), ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
-     ({}, None), ({"Retry-After": "-3"}, 0.0)],
+    [({"Retry-After": "7"}, 7.0), ({}, None), ({"Retry-After": "-3"}, 0.0),
+     # An HTTP date (RFC 9110 §10.2.3), counted from `now` (2027-01-15T08:00:00Z).
+     ({"Retry-After": "Fri, 15 Jan 2027 08:01:30 GMT"}, 90.0),
+     ({"Retry-After": "Fri, 15 Jan 2027 07:00:00 GMT"}, 0.0),
+     ({"Retry-After": "1e9"}, 3600.0), ({"Retry-After": "inf"}, 3600.0),  # capped
+     ({"Retry-After": "nan"}, None), ({"Retry-After": "soon"}, None)],
 )  # fmt: skip
 def test_retry_after_is_kept_as_a_hint(headers: dict[str, str], expected: float | None) -> None:
     for status, body in ((429, None), (503, {"error": "provider_unavailable", "message": "m"})):
@@ -167,3 +190,66 @@ def test_a_busy_connection_says_when_to_try_again() -> None:
     assert isinstance(error, ConnectionBusyError) and error.retry_after == 9.0
     unhinted = answer(503, body)
     assert isinstance(unhinted, ConnectionBusyError) and unhinted.retry_after == 5.0
+
+
+def test_the_01_call_without_now_and_with_a_connection_pair_still_works() -> None:
+    before = time.time()
+    error = error_for(503, {"error": "integration_unavailable", "message": "m"}, {})
+    assert isinstance(error, IntegrationUnavailableError)
+    assert before + 5 <= error.next_try_at <= time.time() + 5  # `now` is the clock's
+    assert isinstance(error_for(404, {}, {}), TokenlifeError)
+    body = {"error": "reauthorization_required", "message": "m", "last_error": "invalid_grant"}
+    calls: list[Callable[[], TokenlifeError]] = [
+        lambda: error_for(409, body, {}, ("g", "u")),
+        lambda: error_for(409, body, {}, connection=("g", "u"), now=NOW),
+    ]
+    for call in calls:
+        with pytest.warns(DeprecationWarning, match="integration=i, connection_id=c"):
+            old = call()
+        assert isinstance(old, ReauthorizationRequiredError)
+        assert (old.integration, old.connection_id, old.reason) == ("g", "u", "invalid_grant")
+
+
+# Every error class with arguments of its own, as built; pickled, each must come back with
+# its message, those arguments and what was set on it after (api_status, retry_after).
+ERRORS: list[TokenlifeError] = [
+    NoRefreshTokenError("g", "u", "no refresh token", expires_at=datetime(2027, 1, 1, tzinfo=UTC)),
+    ReauthorizationRequiredError("g", "u", "invalid_grant", diagnosis=("fix",), message="m"),
+    IntegrationUnavailableError("g", "discovery failed", None, NOW + 5, message="m"),
+    IntegrationUnavailableError("g", "discovery failed", NOW - 5, NOW + 5),
+    ConnectionBusyError("busy", retry_after=4.0),
+    EventsTrimmedError("3-0/0", EventPage.from_json({
+        "events": [{"id": "4-0/0", "type": "t", "occurred_at": "2027-01-15T14:05:00Z",
+                    "data": {"integration": "g"}}], "next_after": "4-0/0", "gap": True})),
+    ServerError(502),
+    RateLimitedError(7.0),
+    CodeNotTakenError(TransportError("refused"), NOW),
+    OAuthError("bad", error="custom_code", uri="https://docs"),
+    InvalidGrantError("expired"),
+    TemporarilyUnavailableError("later"),
+    UnknownConnectionError("no connection 'u'"),
+    TokenlifeError("plain"),
+]  # fmt: skip
+
+
+def pickled(error: TokenlifeError) -> TokenlifeError:
+    return pickle.loads(pickle.dumps(error))  # type: ignore[no-any-return]
+
+
+def pickled_as_text(error: TokenlifeError) -> TokenlifeError:
+    return pickle.loads(pickle.dumps(error, protocol=0))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("copy_of", [pickled, pickled_as_text, copy.deepcopy, copy.copy])
+def test_every_error_pickles_and_copies_whole(
+    error: TokenlifeError, copy_of: Callable[[TokenlifeError], TokenlifeError]
+) -> None:
+    error.api_status, error.api_error = 503, "code"
+    if isinstance(error, TransientError):
+        error.retry_after = 11.0
+    again = copy_of(error)
+    assert type(again) is type(error)
+    assert str(again) == str(error) and again.args == error.args
+    assert vars(again) == vars(error)
+    assert (again.api_status, again.api_error) == (503, "code")

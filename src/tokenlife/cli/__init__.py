@@ -1,8 +1,9 @@
-"""The `tokenlife` command: one module per group of subcommands."""
+"""The `tokenlife` command: one module per group of subcommands. The console script is
+`tokenlife._command:main`, which says in one line what is missing where this import fails."""
 
 from __future__ import annotations
 
-import sys
+from tokenlife._command import ServerExtraMissingError
 
 try:
     import click
@@ -10,14 +11,11 @@ try:
     from tokenlife import logs
     from tokenlife.cli import alerts, catalogue, connections, demo, doctor, events, keys, services
 except ModuleNotFoundError as missing:
-    # `pip install tokenlife` is the HTTP client alone: one line saying what to install,
-    # not a traceback. A module of tokenlife's own missing is a broken install: raise.
+    # `pip install tokenlife` is the HTTP client alone: say what to install. A module of
+    # tokenlife's own missing is a broken install: raise it as it is.
     if (missing.name or "tokenlife").partition(".")[0] == "tokenlife":
         raise
-    sys.exit(
-        f"tokenlife: the command needs the server extra, which is not installed (no module "
-        f"named {missing.name!r}): pip install 'tokenlife[server]'"
-    )
+    raise ServerExtraMissingError(missing.name) from missing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -65,15 +65,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    TokenlifeClient = AsyncClient
+    from tokenlife.client.deprecated import TokenlifeClient as TokenlifeClient
 
 
 def __getattr__(name: str) -> Any:
     if name == "TokenlifeClient":
         warnings.warn(
-            "tokenlife.client.TokenlifeClient is AsyncClient now; import AsyncClient",
+            "tokenlife.client.TokenlifeClient is AsyncClient now; import AsyncClient "
+            "(docs/client.md, From TokenlifeClient)",
             DeprecationWarning,
             stacklevel=2,
         )
-        return AsyncClient
+        from tokenlife.client.deprecated import TokenlifeClient
+
+        return TokenlifeClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -11,8 +13,9 @@ from typing import TypeVar
 import httpx
 
 from tokenlife.client import calls
+from tokenlife.client.following import Following
 from tokenlife.client.http import DEFAULT_TIMEOUT, Target, request_failed
-from tokenlife.errors import EventsTrimmedError, UsageError
+from tokenlife.errors import UsageError
 from tokenlife.models import (
     AccessToken,
     Connection,
@@ -148,50 +151,70 @@ class AsyncClient:
         types: Iterable[str] | str | None = None,
         on_gap: Callable[[EventPage], object] | None = None,
     ) -> AsyncIterator[Event]:
-        """Every event after `after`, page after page, without end. Keep the `id` of the
-        last event handled and pass it as `after` to resume with nothing skipped.
+        """Every event after `after`, page after page, until the task is cancelled. Keep
+        the `id` of the last event handled and pass it as `after` to resume with nothing
+        skipped (`follow_pages` gives the pages, whose `next_after` is a position to keep
+        too).
 
         Events trimmed before they were read (a position older than the streams keep)
-        raise EventsTrimmedError, unless `on_gap` is given: it is called with the page
-        that follows the gap, whose events are then yielded as usual."""
-        if wait <= 0:
-            raise UsageError("follow_events needs wait > 0, or it would ask without pause")
-        return self._follow(after, limit, wait, types, on_gap)
+        raise EventsTrimmedError, unless `on_gap` is given: it is called (and awaited,
+        when it returns an awaitable) with the page that follows the gap, whose events are
+        then yielded as usual."""
+        pages = self.follow_pages(after, limit=limit, wait=wait, types=types, on_gap=on_gap)
+        return _events_of(pages)
 
-    async def _follow(
+    def follow_pages(
         self,
-        after: str | None,
-        limit: int | None,
-        wait: float,
-        types: Iterable[str] | str | None,
-        on_gap: Callable[[EventPage], object] | None,
-    ) -> AsyncIterator[Event]:
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        wait: float = 30,
+        types: Iterable[str] | str | None = None,
+        on_gap: Callable[[EventPage], object] | None = None,
+    ) -> AsyncIterator[EventPage]:
+        """Every page of events after `after`, empty ones too, until the task is
+        cancelled. Save each page's `next_after` once its events are handled: it moves
+        also when no event is for this reader."""
+        return self._follow(Following.checked(after, limit, wait, types, on_gap))
+
+    async def _follow(self, following: Following) -> AsyncIterator[EventPage]:
         while True:
-            page = await self.events(after, limit=limit, wait=wait, types=types)
-            if page.gap:
-                if on_gap is None:
-                    raise EventsTrimmedError(after, page)
-                on_gap(page)
-            for event in page.events:
-                yield event
-            after = page.next_after
+            started = time.monotonic()
+            page = await self._send(following.call())
+            handler = following.gap_handler(page)
+            if handler is not None:
+                handled = handler(page)
+                if inspect.isawaitable(handled):
+                    await handled
+            least = following.moved_to(page)
+            yield page
+            pause = least - (time.monotonic() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)
 
     async def _send(self, call: calls.Call[T]) -> T:
         http = self._http_for_this_process()
-        target = self._target
+        failure: Exception | None = None
         try:
-            response = await http.request(
-                call.method, target.url(call), params=call.params, json=call.body,
-                headers=target.headers(call), timeout=target.timeout_for(call),
-                auth=None, follow_redirects=False,
-            )  # fmt: skip
+            response = await http.request(**self._target.request(call))
         except httpx.RequestError as exc:
-            raise request_failed(exc, call) from None
+            # Raised after the block, so httpx's exception (its request holds the key) is
+            # not even the error's __context__.
+            failure = self._closed_error() if self._closed else request_failed(exc, call)
+        except RuntimeError:
+            if not self._closed:  # httpx's "the client has been closed": an aclose() raced
+                raise
+            failure = self._closed_error()
+        if failure is not None:
+            raise failure
         return call.answer(response.status_code, response.headers, response.content, time.time())
+
+    def _closed_error(self) -> UsageError:
+        return UsageError("this AsyncClient is closed")
 
     def _http_for_this_process(self) -> httpx.AsyncClient:
         if self._closed:
-            raise UsageError("this AsyncClient is closed")
+            raise self._closed_error()
         if self._pid != os.getpid() and self._reopens_after_fork:
             # Forked: the parent's pool holds sockets the parent still uses. Leave them
             # (closing one would end the parent's TLS session too) and open a pool here.
@@ -201,3 +224,9 @@ class AsyncClient:
 
     def _open_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self._transport, follow_redirects=False)
+
+
+async def _events_of(pages: AsyncIterator[EventPage]) -> AsyncIterator[Event]:
+    async for page in pages:
+        for event in page.events:
+            yield event

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -139,8 +140,9 @@ def ready() -> Call[Readiness]:
 def events(
     after: str | None, limit: int | None, wait: float, types: Iterable[str] | str | None
 ) -> Call[EventPage]:
-    if wait < 0:
-        raise UsageError("wait must be 0 or more seconds")
+    # The server's bound (docs/api.md); NaN or infinity would be sent as "nan", "inf".
+    if not (isinstance(wait, int | float) and math.isfinite(wait) and 0 <= wait <= 30):
+        raise UsageError("wait must be 0 to 30 seconds")
     params: dict[str, str] = {}
     if after is not None:
         params["after"] = after
@@ -148,9 +150,10 @@ def events(
         params["limit"] = str(limit)
     if wait:
         params["wait"] = f"{wait:g}"
-    if types is not None:
-        # One type given as a string is one type, not its letters.
-        names = [types] if isinstance(types, str) else list(types)
+    # One type given as a string is one type, not its letters; no type at all is every
+    # type, as None is (the API would read `types=` as none).
+    names = [types] if isinstance(types, str) else list(types or ())
+    if names:
         params["types"] = ",".join(names)
     return Call("GET", "/api/events", EventPage.from_json, params, holds=wait)
 

@@ -4,8 +4,12 @@ when the body names no code (a proxy's page, a wrong base URL)."""
 
 from __future__ import annotations
 
+import math
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from tokenlife.errors import (
@@ -25,6 +29,8 @@ from tokenlife.errors import (
     UsageError,
 )
 
+# The longest `Retry-After` believed, in seconds.
+MAX_RETRY_AFTER = 3600.0
 # What the server sends with a 503 that lacks Retry-After (web/app.py's default).
 _DEFAULT_RETRY_SECONDS = 5.0
 
@@ -47,7 +53,7 @@ class Problem:
         self.code = code if isinstance(code, str) and code else None
         message = self.fields.get("message")
         self.message = message if isinstance(message, str) else ""
-        self.retry_after = _seconds(headers.get("Retry-After"))
+        self.retry_after = _retry_after(headers.get("Retry-After"), now)
         self.integration = integration
         self.connection_id = connection_id
         self.now = now
@@ -67,15 +73,27 @@ def error_for(
     status: int,
     body: Any,
     headers: Mapping[str, str],
+    connection: tuple[str, str] | None = None,
     *,
     integration: str | None = None,
     connection_id: str | None = None,
-    now: float,
+    now: float | None = None,
 ) -> TokenlifeError:
     """The error for an answer with `status` and the JSON `body` (None when it was none).
 
     `integration` and `connection_id` are what the call was about (a 409 body doesn't
-    repeat them); `now` (Unix time) dates an `integration_unavailable`'s next try."""
+    repeat them); `now` (Unix time, the clock by default) dates an
+    `integration_unavailable`'s next try and reads a `Retry-After` date. `connection`, an
+    (integration, connection id) pair, is the 0.1 way to say the first two: deprecated."""
+    if connection is not None:
+        warnings.warn(
+            "error_for(..., connection=(i, c)) is deprecated: pass integration=i, connection_id=c",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        integration = connection[0] if integration is None else integration
+        connection_id = connection[1] if connection_id is None else connection_id
+    now = time.time() if now is None else now
     problem = Problem(status, body, headers, integration, connection_id, now)
     build = _BY_CODE.get(problem.code or "")
     error = build(problem) if build is not None else _by_status(problem)
@@ -123,7 +141,7 @@ def _no_refresh_token(problem: Problem) -> TokenlifeError:
 def _integration_unavailable(problem: Problem) -> TokenlifeError:
     wait = problem.retry_after
     if wait is None:
-        wait = _seconds(str(problem.fields.get("retry_after", "")))
+        wait = _retry_after(str(problem.fields.get("retry_after", "")), problem.now)
     if wait is None:
         wait = _DEFAULT_RETRY_SECONDS
     message = problem.message or problem.described
@@ -183,8 +201,19 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _seconds(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` in seconds, from 0 to MAX_RETRY_AFTER: delay-seconds or an HTTP date
+    (RFC 9110 §10.2.3); None when absent or unreadable. The cap keeps a proxy's "1e9"
+    from parking a retry loop for years."""
+    if not value:
+        return None
     try:
-        return None if not value else max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date (RFC 9110 §10.2.3): no hint rather than a guess
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

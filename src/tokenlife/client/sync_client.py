@@ -12,8 +12,9 @@ from typing import TypeVar
 import httpx
 
 from tokenlife.client import calls
+from tokenlife.client.following import Following
 from tokenlife.client.http import DEFAULT_TIMEOUT, Target, request_failed
-from tokenlife.errors import EventsTrimmedError, UsageError
+from tokenlife.errors import UsageError
 from tokenlife.models import (
     AccessToken,
     Connection,
@@ -150,50 +151,72 @@ class Client:
         wait: float = 30,
         types: Iterable[str] | str | None = None,
         on_gap: Callable[[EventPage], object] | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Every event after `after`, page after page, without end. Keep the `id` of the
-        last event handled and pass it as `after` to resume with nothing skipped.
+        """Every event after `after`, page after page, until `stop` is set. Keep the `id`
+        of the last event handled and pass it as `after` to resume with nothing skipped
+        (`follow_pages` gives the pages, whose `next_after` is a position to keep too).
 
         Events trimmed before they were read (a position older than the streams keep)
         raise EventsTrimmedError, unless `on_gap` is given: it is called with the page
         that follows the gap, whose events are then yielded as usual."""
-        if wait <= 0:
-            raise UsageError("follow_events needs wait > 0, or it would ask without pause")
-        return self._follow(after, limit, wait, types, on_gap)
+        pages = self.follow_pages(
+            after, limit=limit, wait=wait, types=types, on_gap=on_gap, stop=stop
+        )
+        return (event for page in pages for event in page.events)
 
-    def _follow(
+    def follow_pages(
         self,
-        after: str | None,
-        limit: int | None,
-        wait: float,
-        types: Iterable[str] | str | None,
-        on_gap: Callable[[EventPage], object] | None,
-    ) -> Iterator[Event]:
-        while True:
-            page = self.events(after, limit=limit, wait=wait, types=types)
-            if page.gap:
-                if on_gap is None:
-                    raise EventsTrimmedError(after, page)
-                on_gap(page)
-            yield from page.events
-            after = page.next_after
+        after: str | None = None,
+        *,
+        limit: int | None = None,
+        wait: float = 30,
+        types: Iterable[str] | str | None = None,
+        on_gap: Callable[[EventPage], object] | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[EventPage]:
+        """Every page of events after `after`, empty ones too, until `stop` is set (it is
+        seen between pages: within `wait` seconds). Save each page's `next_after` once its
+        events are handled: it moves also when no event is for this reader."""
+        following = Following.checked(after, limit, wait, types, on_gap)
+        return self._follow(following, stop or threading.Event())
+
+    def _follow(self, following: Following, stop: threading.Event) -> Iterator[EventPage]:
+        while not stop.is_set():
+            started = time.monotonic()
+            page = self._send(following.call())
+            handler = following.gap_handler(page)
+            if handler is not None:
+                handler(page)
+            least = following.moved_to(page)
+            yield page
+            pause = least - (time.monotonic() - started)
+            if pause > 0:
+                stop.wait(pause)
 
     def _send(self, call: calls.Call[T]) -> T:
         http = self._http_for_this_process()
-        target = self._target
+        failure: Exception | None = None
         try:
-            response = http.request(
-                call.method, target.url(call), params=call.params, json=call.body,
-                headers=target.headers(call), timeout=target.timeout_for(call),
-                auth=None, follow_redirects=False,
-            )  # fmt: skip
+            response = http.request(**self._target.request(call))
         except httpx.RequestError as exc:
-            raise request_failed(exc, call) from None
+            # Raised after the block, so httpx's exception (its request holds the key) is
+            # not even the error's __context__.
+            failure = self._closed_error() if self._closed else request_failed(exc, call)
+        except RuntimeError:
+            if not self._closed:  # httpx's "the client has been closed": a close() raced
+                raise
+            failure = self._closed_error()
+        if failure is not None:
+            raise failure
         return call.answer(response.status_code, response.headers, response.content, time.time())
+
+    def _closed_error(self) -> UsageError:
+        return UsageError("this Client is closed")
 
     def _http_for_this_process(self) -> httpx.Client:
         if self._closed:
-            raise UsageError("this Client is closed")
+            raise self._closed_error()
         if self._pid == os.getpid() or not self._reopens_after_fork:
             return self._http
         with self._lock:
