@@ -1,18 +1,18 @@
 """Connect a user's account from Django views, with tokenlife in this process.
 
-`connect` asks tokenlife for the provider's authorization URL for the signed-in user's
-connection and sends the browser there. The provider sends it back to `callback`, this
-app's own redirect URI (the integration's `redirect_uri` in tokenlife's integrations file),
-which hands the query to tokenlife: it exchanges the code here, stores the tokens encrypted
-in Redis, and says whether the connection will last. The page tells the user, with what to
-fix when the provider gave no refresh token.
+`connect` starts an authorization for the signed-in user's connection and sends the
+browser to the provider. The provider sends it back to `callback`, this app's own OAuth
+callback (the integration's `redirect_uri` in tokenlife's integrations file; tokenlife's
+/oauth/callback is not involved), which checks that this browser and user started the
+flow and hands the query to tokenlife: it exchanges the code here, stores the tokens
+encrypted in Redis, and says whether the connection will last. The page tells the user,
+with what to fix when the provider gave no refresh token.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
-from urllib.parse import parse_qs, urlsplit
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
@@ -27,12 +27,14 @@ from tokenlife.sync import Tokenlife
 # Redis, the integrations file and discovery are opened at start-up (wsgi.py).
 tokenlife = Tokenlife.from_environment()
 
-# The state of the flow this browser started, kept in its session: the callback accepts no
-# other. Otherwise someone could start a flow for their own connection and get another
-# person to finish it at the provider, binding that person's account to their connection
-# (RFC 6749 §10.12). tokenlife's own /connect flow checks this with a cookie; a flow that
-# ends at the app's callback is the app's to check.
-FLOW_STATE = "tokenlife_flow_state"
+# The flow this browser started, kept in its session as {"state", "user"}: the callback
+# accepts no other state. Otherwise someone could start a flow for their own connection and
+# get another person to finish it at the provider, binding that person's account to their
+# connection (RFC 6749 §10.12). tokenlife's own /connect flow checks this with a cookie; a
+# flow that ends at the app's callback is the app's to check. The user is kept too: a
+# session that changes user (cycle_key() at login keeps its data) must not finish a flow
+# started for the one before.
+FLOW_STATE = "tokenlife_flow"
 
 
 def signed_in_user(request: HttpRequest) -> str | None:
@@ -49,14 +51,14 @@ def connect(request: HttpRequest, integration: str) -> HttpResponse:
     if user is None:
         return page(403, "Sign in first.", "Connecting an account needs a signed-in user.")
     try:
-        url = tokenlife.authorize_url(integration, user)
+        started = tokenlife.authorize(integration, user)
     except UnknownIntegrationError:
         raise Http404("no such integration") from None
     except TransientError as exc:  # Redis, or the provider's discovery document, is down
         return page(503, "Connecting is not possible right now.", "Try again in a minute.",
                     retry_after=exc.retry_after)  # fmt: skip
-    request.session[FLOW_STATE] = parse_qs(urlsplit(url).query)["state"][0]
-    return HttpResponseRedirect(url)
+    request.session[FLOW_STATE] = {"state": started.state, "user": user}
+    return HttpResponseRedirect(started.url)
 
 
 @require_GET
@@ -64,8 +66,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     """The provider sends the browser back here with `state` and `code` (or `error`)."""
     query = request.GET
     state = query.get("state", "")
-    started = request.session.get(FLOW_STATE)
-    if not isinstance(started, str) or not hmac.compare_digest(state, started):
+    if not started_here(request, state):
         return page(400, "This sign-in was not started in this browser.",
                     "Start connecting the account again from the app.")  # fmt: skip
     try:
@@ -74,11 +75,32 @@ def callback(request: HttpRequest) -> HttpResponse:
             error_description=query.get("error_description"), iss=query.get("iss"),
         )  # fmt: skip
     except TransientError as exc:
-        # The exchange goes on and is stored; this callback again answers its outcome.
-        return page(503, "Still connecting the account.", "Reload this page in a moment.",
-                    retry_after=exc.retry_after)  # fmt: skip
+        # The exchange goes on and is stored; the flow stays in the session, so a reload
+        # of this page (the same state) waits for it and shows its outcome.
+        return still_connecting(exc.retry_after)
+    if not result.final:  # another process is exchanging this state: ask again soon
+        return still_connecting(2)
     del request.session[FLOW_STATE]
     return result_page(result)
+
+
+def started_here(request: HttpRequest, state: str) -> bool:
+    """The callback's state is the one this browser's session started, for the user who
+    is signed in now."""
+    started = request.session.get(FLOW_STATE)
+    if not isinstance(started, dict) or not isinstance(started.get("state"), str):
+        return False
+    user = signed_in_user(request)
+    return (
+        user is not None
+        and started.get("user") == user
+        and hmac.compare_digest(state.encode(), started["state"].encode())
+    )
+
+
+def still_connecting(retry_after: float | None) -> HttpResponse:
+    return page(503, "Still connecting the account.", "Reload this page in a moment.",
+                retry_after=retry_after)  # fmt: skip
 
 
 def result_page(result: ExchangeResult) -> HttpResponse:

@@ -103,8 +103,9 @@ async def connect(
     request: Request, integration: str, user: Annotated[str, Depends(current_user)]
 ) -> RedirectResponse:
     """The reconnect link: a one-time connect session made as the user clicks, and off to
-    it. tokenlife's /connect and /oauth/callback (its API) do the rest, binding the flow
-    to this browser, then send it back to `connected`."""
+    it. tokenlife's /connect and /oauth/callback (its API, at the integration's
+    redirect_uri: this app handles no OAuth callback) do the rest, binding the flow to
+    this browser, then send it back to `connected`."""
     tokenlife: Tokenlife = request.state.tokenlife
     back = str(request.url_for("connected"))  # under TOKENLIFE_API_RETURN_TO_ALLOWED
     try:
@@ -129,5 +130,9 @@ async def connected(request: Request, user: Annotated[str, Depends(current_user)
         status = stored.status
     except UsageError:  # no such integration or connection
         status = "not connected"
+    except TransientError as exc:  # Redis, or the issuer's discovery, is away for now
+        raise HTTPException(503, "try again in a minute",
+                            headers={"Retry-After": str(math.ceil(exc.retry_after or 5))},
+                            ) from None  # fmt: skip
     shown = "".join(f"<dt>{html.escape(k)}<dd>{html.escape(v)}" for k, v in said.items())
     return f"<!doctype html><h1>Connection: {html.escape(status)}</h1><dl>{shown}</dl>"

@@ -2,10 +2,11 @@
 
 `connect` asks tokenlife for a one-time connect session for the signed-in user's
 connection and sends the browser to it. tokenlife's own pages take it from there: its
-/connect sends the browser to the provider, and its /oauth/callback exchanges the code
-(in tokenlife's worker), then sends the browser back to `connected`, the session's
-`return_to`, with `integration`, `connection_id`, `outcome` and `status` in the query.
-The app holds no tokenlife secret but its API key: no Redis, no encryption keys.
+/connect sends the browser to the provider, and its /oauth/callback (the integration's
+redirect_uri: this app handles no OAuth callback itself) checks the browser, exchanges
+the code (in tokenlife's worker), then sends the browser back to `connected`, the
+session's `return_to`, with `integration`, `connection_id`, `outcome` and `status` in the
+query. The app holds no tokenlife secret but its API key: no Redis, no encryption keys.
 """
 
 from __future__ import annotations
@@ -48,14 +49,19 @@ def connect(integration: str) -> Response:
     except UnknownIntegrationError:
         abort(404)
     except TransientError as exc:  # tokenlife (or its Redis) can't be reached right now
-        unavailable = Response("Connecting is not possible right now.", 503)
-        unavailable.headers["Retry-After"] = str(math.ceil(exc.retry_after or 5))
-        return unavailable
+        return unavailable(exc)
     return redirect(link.url, 303)
 
 
+def unavailable(exc: TransientError) -> Response:
+    """503 with Retry-After (RFC 9110 §10.2.3): worth asking again soon."""
+    answer = Response("tokenlife can't be reached right now; try again in a minute.", 503)
+    answer.headers["Retry-After"] = str(math.ceil(exc.retry_after or 5))
+    return answer
+
+
 @app.get("/connected")
-def connected() -> str:
+def connected() -> str | Response:
     """Where tokenlife sends the browser back. Anyone can write this URL, so its query is
     only shown; what the connection is, tokenlife's API says."""
     user = signed_in_user()
@@ -66,6 +72,8 @@ def connected() -> str:
         stored = tokenlife.connection(said["integration"] or "", user)
     except UsageError:  # no such integration or connection, or a name it refuses
         stored = None
+    except TransientError as exc:  # tokenlife (or the provider's discovery) is away for now
+        return unavailable(exc)
     fixes = list((stored.last_alert or {}).get("fixes", [])) if stored else []
     return render_template_string(PAGE, said=said, stored=stored, fixes=fixes)
 

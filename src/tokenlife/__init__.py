@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tokenlife.library import Tokenlife, authorize_url, get_access_token
     from tokenlife.models import (
         AccessToken,
+        Authorization,
         Connection,
         ConnectSession,
         Deletion,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccessToken",
+    "Authorization",
     "ConfigurationError",
     "ConnectSession",
     "Connection",
@@ -72,8 +74,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     **{
         name: ("tokenlife.models", name)
         for name in (
-            "AccessToken", "ConnectSession", "Connection", "Deletion", "Event", "EventPage",
-            "ExchangeResult", "Integration", "Readiness",
+            "AccessToken", "Authorization", "ConnectSession", "Connection", "Deletion", "Event",
+            "EventPage", "ExchangeResult", "Integration", "Readiness",
         )
     },
 }  # fmt: skip

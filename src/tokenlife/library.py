@@ -15,19 +15,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Generator, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from tokenlife.adapters.keys import PENDING_AUTHORIZATION_TTL_SECONDS
 from tokenlife.core.connect_session import SessionRequestError, parse_session_request
-from tokenlife.core.events import iso8601
-from tokenlife.core.policy import Status
 from tokenlife.core.refresh_refusal import RefusalKind
-from tokenlife.errors import NoRefreshTokenError, ReauthorizationRequiredError, UsageError
+from tokenlife.errors import NoRefreshTokenError, UsageError
 from tokenlife.models import (
     AccessToken,
+    Authorization,
     Connection,
     ConnectSession,
     Deletion,
@@ -35,16 +36,12 @@ from tokenlife.models import (
     Integration,
 )
 from tokenlife.runtime import Runtime, load_config
-from tokenlife.services.access import RETRY_AFTER_SECONDS, transient
-from tokenlife.services.refresh import Outcome
+from tokenlife.services.connect_session_issue import issue_connect_session
+from tokenlife.services.connection_pages import connections_page, status_filter
+from tokenlife.services.refresh_answer import raise_unless_fresh
 from tokenlife.settings import Settings, load_settings
-from tokenlife.web.connect import allowed_return_to
-from tokenlife.web.connect_sessions import connect_link
 
-__all__ = ["ExchangeResult", "Tokenlife", "authorize_url", "get_access_token"]
-
-# The API's bounds on a page of connections (GET /api/connections).
-MAX_PAGE = 500
+__all__ = ["Authorization", "ExchangeResult", "Tokenlife", "authorize_url", "get_access_token"]
 
 # Runtimes opened before a fork: the child never closes them (their sockets are the
 # parent's) and keeps them referenced, so no finalizer touches those sockets either.
@@ -87,6 +84,12 @@ class Tokenlife:
     def __await__(self) -> Generator[Any, None, Tokenlife]:
         """`await Tokenlife.from_environment()` opens it, as before from_environment was
         one step (deprecated: drop the `await`)."""
+        warnings.warn(
+            "`await Tokenlife.from_environment()` is deprecated: drop the `await` "
+            "(`async with Tokenlife.from_environment() as tl`, or `await tl.open()`)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.open().__await__()
 
     async def open(self) -> Tokenlife:
@@ -133,7 +136,7 @@ class Tokenlife:
     async def connections(
         self, integration: str | None = None, status: str | None = None, limit: int = 100
     ) -> AsyncIterator[Connection]:
-        """Every connection's metadata, filtered, read `limit` (at most 500) at a time;
+        """Every connection's metadata, filtered, read `limit` (at most MAX_PAGE, 500) at a time;
         the status as readers see it (a lapsed token reads as degraded)."""
         cursor: str | None = None
         while True:
@@ -148,17 +151,16 @@ class Tokenlife:
     ) -> tuple[list[Connection], str | None]:
         """One page of `connections()` and the cursor of the next (None: the last); the
         sync facade walks the pages with it."""
-        if status is not None and status not in {s.value for s in Status}:
-            raise UsageError(f"status must be one of {', '.join(Status)}")
+        try:
+            wanted = status_filter(status)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         runtime = await self._ready()
         names = sorted(runtime.config.integrations)
         if integration is not None:
             runtime.exchange.integration(integration)  # unknown or unavailable: raised
             names = [integration]
-        page = await runtime.listing.page(
-            names, None if status is None else Status(status), time.time(),
-            min(MAX_PAGE, max(1, limit)), cursor,
-        )  # fmt: skip
+        page = await connections_page(runtime.listing, names, wanted, limit, cursor, time.time())
         return [Connection.from_json(c.as_json()) for c in page.connections], page.next_cursor
 
     async def connection(self, integration: str, connection_id: str) -> Connection:
@@ -207,13 +209,8 @@ class Tokenlife:
                 expires_at=None if expires_at is None else datetime.fromtimestamp(expires_at, UTC),
             )  # fmt: skip
         result = await runtime.refresh_now.refresh(integration, connection_id)
-        if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
-            raise ReauthorizationRequiredError(integration, connection_id, str(result.error))
-        if result.outcome is Outcome.TRANSIENT_FAILURE and result.error is not None:
-            raise result.error
-        if result.outcome is Outcome.SAVE_FAILED:
-            raise transient("the refreshed tokens could not be stored", RETRY_AFTER_SECONDS)
-        # REFRESHED, or CONFLICT: someone else's refresh was saved first; either is fresh.
+        # The errors the access-token path raises for the same outcomes.
+        raise_unless_fresh(result, integration, connection_id)
         return await self.connection(integration, connection_id)
 
     async def delete(self, integration: str, connection_id: str) -> Deletion:
@@ -247,12 +244,14 @@ class Tokenlife:
             raise UsageError(str(exc)) from None
         runtime = await self._ready()
         found = runtime.exchange.integration(wanted.integration)
-        allowed = self._settings.api_return_to_allowed
-        if wanted.return_to is not None and not allowed_return_to(wanted.return_to, allowed):
-            raise UsageError("return_to: not under a prefix of TOKENLIFE_API_RETURN_TO_ALLOWED")
-        token, session = await runtime.connect_sessions.create(wanted, time.time())
-        return ConnectSession.from_json({"token": token, "url": connect_link(found, token),
-                                         "expires_at": iso8601(session.expires_at)})  # fmt: skip
+        try:
+            issued = await issue_connect_session(
+                wanted, found, runtime.connect_sessions, self._settings.api_return_to_allowed,
+                time.time(),
+            )  # fmt: skip
+        except SessionRequestError as exc:
+            raise UsageError(str(exc)) from None
+        return ConnectSession.from_json(issued.as_json())
 
     async def exchange_callback(
         self,
@@ -267,26 +266,40 @@ class Tokenlife:
         received instead), in this process: the worker's `tokenlife.exchange_code`, with
         its retries bounded by TOKENLIFE_API_CALLBACK_WAIT_SECONDS.
 
-        Safe to call again with the same state: it returns the first outcome and never
-        sends the code twice. A failed exchange is an ExchangeResult with `ok` false, not
-        an exception. Like the task, it does not check which browser brings the callback:
-        flows started at /connect end at tokenlife's /oauth/callback, which does."""
+        Safe to call again with the same state: it never sends the code twice. A call
+        while this process's exchange of that state runs waits for it; while another
+        process's runs, it waits within the bound and then answers `outcome="in_progress"`
+        (`final` false: ask again); once the exchange has ended, every call gets its
+        outcome. A failed exchange is an ExchangeResult with `ok` false, not an exception.
+
+        It does not check which browser brings the callback: your callback must, by
+        comparing `state` with the one `authorize()` gave this browser's session (RFC 6749
+        §10.12). Flows started at /connect end at tokenlife's /oauth/callback, which does."""
         runtime = await self._ready()
         summary = await runtime.exchange_now.exchange(
             state=state, code=code, error=error, error_description=error_description, iss=iss
         )
         return ExchangeResult.from_json(summary)
 
-    async def authorize_url(
+    async def authorize(
         self, integration: str, connection_id: str, *, now: float | None = None
-    ) -> str:
-        """The provider URL to send a user to, for a callback your app receives (then
-        `exchange_callback`); the state is stored for 10 minutes, single-use."""
+    ) -> Authorization:
+        """Start an authorization whose callback your app receives: send the browser to
+        `url`, keep `state` in its session and pass the callback to `exchange_callback`
+        only when the callback's state is that one. The state works once, for 10 minutes."""
         runtime = await self._ready()
         request = await runtime.exchange.start_authorization(
             integration, connection_id, time.time() if now is None else now
         )
-        return request.url
+        expires_at = request.pending.created_at + PENDING_AUTHORIZATION_TTL_SECONDS
+        return Authorization(request.url, request.state, datetime.fromtimestamp(expires_at, UTC))
+
+    async def authorize_url(
+        self, integration: str, connection_id: str, *, now: float | None = None
+    ) -> str:
+        """`authorize(...).url`; an app with its own callback needs the state too: use
+        `authorize`."""
+        return (await self.authorize(integration, connection_id, now=now)).url
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -309,12 +322,15 @@ class Tokenlife:
         opening = self._opening
         try:
             # Shielded: one caller giving up does not fail the open for the others.
-            self._runtime = await asyncio.shield(opening)
+            runtime = await asyncio.shield(opening)
         except Exception:
             if self._opening is opening:  # the next call tries again
                 self._opening, self._loop = None, None
             raise
-        return self._runtime
+        if self._closed:  # aclose() ran while this waited: it closes (or closed) `runtime`
+            raise UsageError("this Tokenlife is closed")
+        self._runtime = runtime
+        return runtime
 
     async def _open(self) -> Runtime:
         return await Runtime.open(await load_config(self._settings))

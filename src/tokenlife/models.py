@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 __all__ = [
     "AccessToken",
+    "Authorization",
     "ConnectSession",
     "Connection",
     "Deletion",
@@ -63,6 +64,17 @@ class ConnectSession:
             url=_str(body, "url"),
             expires_at=_moment(body, "expires_at"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """A started authorization whose callback your app receives (`Tokenlife.authorize`):
+    send the browser to `url`. Keep `state` in this browser's session and accept a
+    callback only with that state (RFC 6749 §10.12); it works once, until `expires_at`."""
+
+    url: str = field(repr=False)  # holds the state
+    state: str = field(repr=False)
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +273,8 @@ class ExchangeResult:
     """What an exchange ended in: the summary the worker's `tokenlife.exchange_code` task
     returns, typed; never a token value. `outcome` is the verdict (refreshable, long_lived,
     refresh_token_missing, lifetime_unknown) or `failed`, and then `error` says why and
-    `fixes` / `diagnosis` what to change."""
+    `fixes` / `diagnosis` what to change; from the in-process library also `in_progress`:
+    another attempt is still exchanging this state, ask again for its outcome."""
 
     integration: str | None
     connection_id: str | None
@@ -278,7 +291,12 @@ class ExchangeResult:
     @property
     def ok(self) -> bool:
         """A connection is stored (possibly `degraded`: see `fixes`)."""
-        return self.outcome != "failed"
+        return self.outcome not in ("failed", "in_progress")
+
+    @property
+    def final(self) -> bool:
+        """The exchange has ended (`in_progress`: not yet, ask again with the same state)."""
+        return self.outcome != "in_progress"
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ExchangeResult:

@@ -29,6 +29,7 @@ from tokenlife.errors import TransientError, UsageError
 from tokenlife.library import Tokenlife as AsyncTokenlife
 from tokenlife.models import (
     AccessToken,
+    Authorization,
     Connection,
     ConnectSession,
     Deletion,
@@ -73,6 +74,12 @@ def _process_loop() -> _LoopThread:
             if _loop_thread is not None:
                 _inherited.append(_loop_thread)
             _loop_thread = _LoopThread()
+        elif not _loop_thread.thread.is_alive():
+            # Its loop stopped (a callback that stopped it, or raised past run_forever):
+            # every call would wait out its timeout on it. Its clients stay with it.
+            log.error("tokenlife.sync: the event loop thread had ended; starting another")
+            _inherited.append(_loop_thread)
+            _loop_thread = _LoopThread()
         return _loop_thread
 
 
@@ -114,6 +121,7 @@ class Tokenlife:
         self._lock = threading.Lock()
         self._inner: AsyncTokenlife | None = None
         self._inner_pid = 0
+        self._inner_loop: _LoopThread | None = None
         self._closed = False
         _instances.add(self)
 
@@ -155,18 +163,18 @@ class Tokenlife:
                 return
             self._closed = True
             inner, self._inner = self._inner, None
-            ours = self._inner_pid == os.getpid()
+            loop = self._inner_loop
         _instances.discard(self)
-        if inner is None:
+        if inner is None or loop is None:
             return
-        if not ours:
+        if self._inner_pid != os.getpid() or not loop.thread.is_alive():
             _inherited.append(inner)
             return
         # Refreshes, then exchanges, then leases given back: each waited for in turn.
         settings = self._settings
         bound = 2 * (settings.http_timeout_seconds + SHUTDOWN_SAVE_SECONDS)
         bound += SHUTDOWN_SAVE_SECONDS + 5
-        future = asyncio.run_coroutine_threadsafe(inner.aclose(), _process_loop().loop)
+        future = asyncio.run_coroutine_threadsafe(inner.aclose(), loop.loop)
         if not wait([future], timeout=bound).done:
             log.error("tokenlife.sync: close did not end within %.0f s", bound)
             return
@@ -228,13 +236,20 @@ class Tokenlife:
         error_description: str | None = None,
         iss: str | None = None,
     ) -> ExchangeResult:
-        """As the async one; past `timeout` the exchange still ends (and is stored): call
-        again with the same state for its outcome."""
+        """As the async one. Past `timeout` (a TransientError) the exchange runs on and is
+        stored: call again with the same state for its outcome, which waits for it (the
+        same process) or answers `in_progress` while it runs elsewhere."""
         return self._call(
             lambda tl: tl.exchange_callback(
                 state=state, code=code, error=error, error_description=error_description, iss=iss
             )
         )
+
+    def authorize(
+        self, integration: str, connection_id: str, *, now: float | None = None
+    ) -> Authorization:
+        """As the async one: the URL, and the state to keep in the browser's session."""
+        return self._call(lambda tl: tl.authorize(integration, connection_id, now=now))
 
     def authorize_url(
         self, integration: str, connection_id: str, *, now: float | None = None
@@ -261,11 +276,12 @@ class Tokenlife:
                 raise UsageError("this Tokenlife is closed")
             loop = _process_loop()
             pid = os.getpid()
-            if self._inner is None or self._inner_pid != pid:
-                if self._inner is not None:  # the parent's, over its sockets: never closed
+            if self._inner is None or self._inner_pid != pid or self._inner_loop is not loop:
+                # The parent's (over its sockets), or a dead loop's: never closed.
+                if self._inner is not None:
                     _inherited.append(self._inner)
                 self._inner = AsyncTokenlife(settings=self._settings)
-                self._inner_pid = pid
+                self._inner_pid, self._inner_loop = pid, loop
             return loop, self._inner
 
 

@@ -94,13 +94,16 @@ async def test_the_verifier_is_never_stored_in_plaintext(
         assert record.verifier not in value, f"plaintext verifier in claim field {name!r}"
 
 
-async def test_a_claim_by_another_owner_is_a_replay(store: PendingStore) -> None:
+async def test_a_claim_by_another_owner_is_in_progress_until_the_first_ends(
+    store: PendingStore,
+) -> None:
     state = new_state()
     await store.put(state, pending())
     await store.claim(state, new_owner())
 
-    with pytest.raises(InvalidStateError):
-        await store.claim(state, new_owner())
+    other = await store.claim(state, new_owner())
+
+    assert other == ExchangeClaim(in_progress=True)  # nothing to exchange: not its claim
 
 
 async def test_the_same_owner_claims_again_while_retrying(store: PendingStore) -> None:
@@ -184,8 +187,8 @@ async def test_of_concurrent_claims_by_different_owners_exactly_one_wins(
         *(store.claim(state, new_owner()) for _ in range(20)), return_exceptions=True
     )
 
-    winners = [r.pending for r in results if isinstance(r, ExchangeClaim)]
-    losers = [r for r in results if isinstance(r, InvalidStateError)]
+    winners = [r.pending for r in results if isinstance(r, ExchangeClaim) and r.pending]
+    losers = [r for r in results if r == ExchangeClaim(in_progress=True)]
     assert winners == [record]
     assert len(losers) == 19, f"unexpected results: {results!r}"
 

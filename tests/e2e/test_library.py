@@ -7,11 +7,14 @@ freshness lifetime however often an app opens it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -190,10 +193,52 @@ async def test_concurrent_first_calls_open_it_once(
             await tl.aclose()
 
 
-async def test_the_awaited_form_of_before_still_opens_it(settings: Settings) -> None:
-    async with await Tokenlife.from_environment(settings) as tl:
+async def test_the_awaited_form_of_before_still_opens_it_and_warns(settings: Settings) -> None:
+    with pytest.warns(DeprecationWarning, match="drop the `await`"):
+        awaited = await Tokenlife.from_environment(settings)
+    async with awaited as tl:
         assert "open" in repr(tl) and "not opened" not in repr(tl)
         assert "google" in [i.name for i in await tl.integrations()]
+
+
+async def test_a_call_that_waits_for_the_open_while_it_is_closed_is_refused(
+    settings: Settings,
+) -> None:
+    tl = Tokenlife.from_environment(settings)
+    early = asyncio.ensure_future(tl.integrations())
+    await asyncio.sleep(0)  # it has started the open and waits for it
+    await tl.aclose()
+    with pytest.raises(UsageError, match="closed"):
+        await early  # not an answer from the runtime aclose() closed
+    assert "closed" in repr(tl)
+
+
+async def test_authorize_gives_the_state_an_own_callback_must_check(
+    configured: Settings, fakes: Fakes
+) -> None:
+    cid = f"lib-{uuid.uuid4().hex[:8]}"
+    async with Tokenlife.from_environment(configured) as tl:
+        started = await tl.authorize("generic", cid, now=time.time())
+        assert started.state and started.state not in repr(started)
+        assert parse_qs(urlsplit(started.url).query)["state"] == [started.state]
+        left = started.expires_at.timestamp() - time.time()
+        assert 590 < left <= 600
+        callback = await consent(started.url, login_hint=cid)
+        assert callback["state"] == started.state
+        result = await tl.exchange_callback(state=started.state, code=callback["code"])
+        assert (result.ok, result.final, result.connection_id) == (True, True, cid)
+        assert (await tl.authorize_url("generic", cid)).startswith(started.url.split("?")[0])
+
+
+def test_the_library_does_not_load_the_web_app() -> None:
+    """Importing the library loads none of tokenlife.web (aiohttp.web, the API's routes)."""
+    probe = (
+        "import sys, tokenlife.library, tokenlife.sync\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tokenlife.web')))"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True, timeout=60)  # fmt: skip
+    assert shown.stdout.strip() == "[]", shown.stdout
 
 
 async def test_it_refuses_a_loop_other_than_the_one_it_opened_on(settings: Settings) -> None:

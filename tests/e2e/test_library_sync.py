@@ -27,7 +27,7 @@ from tests.support import Fakes, wait_for
 from tokenlife import sync
 from tokenlife.adapters.keys import Keys
 from tokenlife.errors import TransientError, UnknownConnectionError, UsageError
-from tokenlife.models import Connection, ConnectSession, Deletion
+from tokenlife.models import Connection, ConnectSession, Deletion, ExchangeResult
 from tokenlife.settings import Settings
 
 INTEGRATION = "generic-offline"  # rotates refresh tokens and detects their reuse
@@ -211,19 +211,62 @@ async def test_inside_a_running_event_loop_it_refuses_rather_than_block(
         await asyncio.to_thread(tl.close)
 
 
+def short_timeout(settings: Settings, timeout: float) -> sync.Tokenlife:
+    """A facade whose calls wait `timeout`, opened first however long opening takes on a
+    loaded machine: an open that timed out goes on, and asking again waits for it."""
+    short = sync.Tokenlife.from_environment(settings, timeout=timeout)
+
+    def opened() -> bool:
+        try:
+            short.open()
+        except TransientError:
+            return False
+        return True
+
+    wait_for(opened, timeout=60, what="the short-timeout facade to open")
+    return short
+
+
 def test_a_call_past_its_timeout_raises_and_the_refresh_is_still_saved(
-    configured: Settings, fakes: Fakes
+    tl: sync.Tokenlife, configured: Settings, fakes: Fakes
 ) -> None:
-    with sync.Tokenlife.from_environment(configured, timeout=0.2) as tl:
-        cid, family = connect(tl)
-        expiring(configured, cid)
-        fakes.generic.script_refresh(family, Reply(delay=0.6))
+    cid, family = connect(tl)
+    expiring(configured, cid)
+    fakes.generic.script_refresh(family, Reply(delay=0.6))
+    with short_timeout(configured, 0.2) as short:
         with pytest.raises(TransientError, match=r"within 0\.2 s") as raised:
-            tl.access_token(INTEGRATION, cid)
+            short.access_token(INTEGRATION, cid)
         assert raised.value.retry_after is not None
         wait_for(lambda: tl.connection(INTEGRATION, cid).version == 2, timeout=10,
                  what="the refresh the caller gave up on to be saved")  # fmt: skip
-        assert fakes.generic.families[family].reuse_detected == 0
+    assert fakes.generic.families[family].reuse_detected == 0
+
+
+def test_an_exchange_past_its_timeout_gives_its_outcome_to_the_same_state_again(
+    tl: sync.Tokenlife, configured: Settings, fakes: Fakes
+) -> None:
+    cid = f"sync-{uuid.uuid4().hex[:8]}"
+    callback = consent(tl.authorize(INTEGRATION, cid).url, login_hint=cid)
+    fakes.generic.script(callback["code"], Reply(delay=0.6))
+    with short_timeout(configured, 0.2) as short:
+        with pytest.raises(TransientError, match=r"within 0\.2 s"):
+            short.exchange_callback(state=callback["state"], code=callback["code"])
+        answers: list[ExchangeResult] = []
+
+        def sent_again() -> bool:  # as a reload of the app's callback page sends it
+            try:
+                answers.append(short.exchange_callback(state=callback["state"],
+                                                       code=callback["code"]))  # fmt: skip
+            except TransientError:  # still past the timeout: the exchange runs on
+                return False
+            return True
+
+        wait_for(sent_again, timeout=10, what="the exchange's outcome")
+    result = answers[-1]
+    assert (result.ok, result.final, result.connection_id) == (True, True, cid), result
+    assert result.refresh_token_received
+    assert sum(1 for r in fakes.generic.token_requests
+               if r.get("code") == callback["code"]) == 1  # fmt: skip
 
 
 def test_close_waits_for_a_refresh_in_flight(configured: Settings, fakes: Fakes) -> None:
@@ -244,3 +287,19 @@ def test_close_waits_for_a_refresh_in_flight(configured: Settings, fakes: Fakes)
     with pytest.raises(UsageError, match="closed"):
         tl.connection(INTEGRATION, cid)
     tl.close()  # twice is fine
+
+
+def test_a_dead_loop_thread_is_replaced_rather_than_every_call_timing_out(
+    configured: Settings,
+) -> None:
+    with sync.Tokenlife.from_environment(configured, timeout=5) as tl:
+        assert tl.integrations()
+        dead = sync._process_loop()
+        dead.loop.call_soon_threadsafe(dead.loop.stop)
+        dead.thread.join(timeout=10)
+        assert not dead.thread.is_alive()
+
+        started = time.monotonic()
+        assert tl.integrations()  # opened anew on a new loop, not a 5 s timeout
+        assert time.monotonic() - started < 5
+        assert sync._process_loop() is not dead

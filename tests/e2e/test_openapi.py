@@ -140,7 +140,7 @@ def example_connection(settings: Settings, worker: WorkerHandle, fakes: Fakes) -
     operation, so its examples reach the 200 and 202 answers, not only 404s."""
 
     async def seed() -> None:
-        async with await Tokenlife.from_environment(settings) as tl:
+        async with Tokenlife.from_environment(settings) as tl:
             await connect(tl, worker, "google", "user-42", login_hint="user-42")
 
     asyncio.run(seed())

@@ -179,6 +179,26 @@ async def test_a_flow_finished_in_another_browser_is_refused(
         await tl.connection("drive", mallory_id)
 
 
+async def test_a_flow_started_before_another_user_signed_in_is_refused(
+    django_app: DjangoApp, user: tuple[Browser, str], tl: Tokenlife
+) -> None:
+    """Ada starts a flow, then Bob signs in in the same browser (the session keeps its
+    data across cycle_key()): Bob's consent must not become Ada's connection."""
+    b, ada_id = user
+    async with b.session.get(django_app.url("/connect/drive/"), allow_redirects=False) as started:
+        assert started.status == 302
+        at_provider = started.headers["Location"]
+    bob_id = "bob-" + uuid.uuid4().hex[:8]
+    await sign_in(b, django_app, bob_id)
+
+    page = await b.get(at_provider, at_provider={"login_hint": bob_id})
+
+    assert page.status == 400, page.text
+    assert "This sign-in was not started in this browser." in page.text
+    with pytest.raises(UnknownConnectionError):
+        await tl.connection("drive", ada_id)
+
+
 async def test_connecting_needs_a_signed_in_user_and_a_known_integration(
     django_app: DjangoApp, user: tuple[Browser, str]
 ) -> None:

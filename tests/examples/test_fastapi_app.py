@@ -16,7 +16,14 @@ from redis.asyncio import Redis
 from yarl import URL
 
 from tests.examples.browser import Browser, Page, browser
-from tests.examples.processes import Served, Stack, app_environment, serving
+from tests.examples.processes import (
+    Served,
+    Stack,
+    app_environment,
+    example_settings,
+    free_port,
+    serving,
+)
 from tests.fakes.base import Reply
 from tests.fakes.generic import FakeGeneric
 from tests.support import Fakes
@@ -46,6 +53,30 @@ def fastapi_app(
         EXAMPLE_INTEGRATION=INTEGRATION,
         EXAMPLE_ACCOUNT_URL=f"{fakes.generic.base_url}/user",
     )
+    command = [sys.executable, "-m", "uvicorn", "fastapi_app.main:app",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with serving(command, env, port, directory / "uvicorn.log", ready="/openapi.json") as served:
+        yield FastApiApp(served, tokenlife_stack)
+
+
+@pytest.fixture(scope="module")
+def fastapi_app_issuer_down(
+    tokenlife_stack: Stack, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FastApiApp]:
+    """The app with one integration whose OIDC issuer never answers: it opens (the others
+    would work), and that integration stays unavailable (IntegrationUnavailableError)."""
+    directory = tmp_path_factory.mktemp("fastapi-issuer-down")
+    port = free_port()
+    lost = f"""[integrations.lost]
+provider = "custom"
+issuer = "http://127.0.0.1:{free_port()}"
+client_id = "lost-client"
+client_secret = "lost-secret"
+redirect_uri = "http://127.0.0.1:{port}/oauth/callback"
+"""
+    own = example_settings(tokenlife_stack.settings, "issuer-down", lost, directory)
+    env = app_environment(own, EXAMPLE_INTEGRATION="lost",
+                          EXAMPLE_ACCOUNT_URL=f"{fakes.generic.base_url}/user")  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "fastapi_app.main:app",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     with serving(command, env, port, directory / "uvicorn.log", ready="/openapi.json") as served:
@@ -178,3 +209,15 @@ async def test_without_a_signed_in_user_nothing_is_asked(fastapi_app: FastApiApp
     async with browser() as stranger:
         assert (await stranger.get(fastapi_app.url("/account"))).status == 401
         assert (await stranger.get(fastapi_app.url(f"/connect/{INTEGRATION}"))).status == 401
+
+
+async def test_back_at_the_app_while_the_issuer_is_away_is_a_503_to_retry(
+    fastapi_app_issuer_down: FastApiApp, fakes: Fakes
+) -> None:
+    app = fastapi_app_issuer_down
+    async with browser(fakes.generic.base_url) as b:
+        b.session.cookie_jar.update_cookies({"user_id": "ada"}, URL(app.url("/")))
+        page = await b.get(app.url("/connected?integration=lost&outcome=refreshable"))
+
+    assert page.status == 503, page.text
+    assert page.headers["Retry-After"].isdigit()

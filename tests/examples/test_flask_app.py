@@ -9,12 +9,21 @@ import secrets
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.examples.browser import Browser, browser
-from tests.examples.processes import API_KEY, Served, Stack, app_environment, serving
+from tests.examples.processes import (
+    API_KEY,
+    Served,
+    Stack,
+    app_environment,
+    free_port,
+    serving,
+)
 from tests.support import Fakes
 
 
@@ -28,27 +37,45 @@ class FlaskApp:
         return self.served.base_url + path
 
 
-@pytest.fixture(scope="module")
-def flask_app(
-    tokenlife_stack: Stack, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def serve_flask(
+    stack: Stack, fakes: Fakes, directory: Path, tokenlife_url: str, port: int
 ) -> Iterator[FlaskApp]:
-    directory = tmp_path_factory.mktemp("flask-app")
-    port = tokenlife_stack.app_ports["flask"]
     # The app's whole configuration: nothing of tokenlife's settings, only where its API
     # answers and a key; Flask's own secret.
     env = {
-        k: v for k, v in app_environment(tokenlife_stack.settings).items()
-        if not k.startswith("TOKENLIFE_")
-    }  # fmt: skip
+        k: v for k, v in app_environment(stack.settings).items() if not k.startswith("TOKENLIFE_")
+    }
     env |= {
-        "TOKENLIFE_URL": tokenlife_stack.api.base_url,
+        "TOKENLIFE_URL": tokenlife_url,
         "TOKENLIFE_API_KEY": API_KEY,
         "FLASK_SECRET_KEY": secrets.token_urlsafe(32),
     }
     command = [sys.executable, "-m", "flask", "--app", "flask_app.app", "run",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     with serving(command, env, port, directory / "flask.log", ready="/login") as served:
-        yield FlaskApp(served, tokenlife_stack, fakes.google.base_url)
+        yield FlaskApp(served, stack, fakes.google.base_url)
+
+
+@pytest.fixture(scope="module")
+def flask_app(
+    tokenlife_stack: Stack, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FlaskApp]:
+    directory = tmp_path_factory.mktemp("flask-app")
+    api, port = tokenlife_stack.api.base_url, tokenlife_stack.app_ports["flask"]
+    with serve_flask(tokenlife_stack, fakes, directory, api, port) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def flask_app_without_tokenlife(
+    tokenlife_stack: Stack, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FlaskApp]:
+    """The same app, its TOKENLIFE_URL a port where nothing answers."""
+    directory = tmp_path_factory.mktemp("flask-app-alone")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with serve_flask(tokenlife_stack, fakes, directory, nowhere, free_port()) as app:
+        yield app
 
 
 @pytest.fixture
@@ -132,3 +159,16 @@ async def test_connecting_needs_a_signed_in_user_and_a_known_integration(
     assert page.status == 403 and len(page.hops) == 1
     b, _ = user
     assert (await b.get(flask_app.url("/connect/no-such-integration"))).status == 404
+
+
+async def test_back_at_the_app_while_tokenlife_is_away_is_a_503_to_retry(
+    flask_app_without_tokenlife: FlaskApp,
+) -> None:
+    app = flask_app_without_tokenlife
+    async with browser(app.provider) as b:
+        await b.request("POST", app.url("/login"), data={"user_id": "ada"})
+        page = await b.get(app.url("/connected?integration=drive&outcome=refreshable"))
+
+    assert page.status == 503, page.text
+    assert "try again in a minute" in page.text
+    assert page.headers["Retry-After"].isdigit()

@@ -14,6 +14,7 @@ from tests.fakes.base import Reply
 from tests.services.exchange_support import consent, new_id
 from tests.support import Fakes, event_types, wait_until
 from tokenlife.runtime import Runtime
+from tokenlife.services.callback import ExchangeAttempt
 from tokenlife.services.exchange_now import ExchangeNow
 from tokenlife.settings import Settings
 
@@ -71,7 +72,7 @@ async def test_the_same_state_again_gets_the_first_outcome_and_the_code_is_not_s
     assert sent(fakes, callback["code"]) == 1
 
 
-async def test_a_second_caller_while_the_first_runs_is_refused_as_a_used_state(
+async def test_a_second_caller_while_the_first_runs_waits_for_its_outcome(
     runtime: Runtime, fakes: Fakes
 ) -> None:
     callback = await consent(runtime.exchange, "generic", new_id(), time.time())
@@ -82,8 +83,50 @@ async def test_a_second_caller_while_the_first_runs_is_refused_as_a_used_state(
     await until_sent(fakes, callback["code"])
     second = await run(service, callback)
 
-    assert (second["outcome"], second["error"]) == ("failed", "invalid_state")
-    assert (await first)["outcome"] == "refresh_token_missing"
+    assert second["outcome"] == "refresh_token_missing"
+    assert await first == second
+    assert sent(fakes, callback["code"]) == 1
+
+
+def worker_task(runtime: Runtime, callback: dict[str, str], task_id: str) -> Any:
+    """What the worker's exchange_code task runs: an attempt of its own on the state."""
+    return runtime.exchange.exchange_code(
+        state=callback["state"], code=callback.get("code"), error=None, error_description=None,
+        attempt=ExchangeAttempt(task_id, 1, False), now=time.time(),
+    )  # fmt: skip
+
+
+async def test_while_another_process_holds_the_state_the_call_waits_for_its_outcome(
+    runtime: Runtime, fakes: Fakes
+) -> None:
+    callback = await consent(runtime.exchange, "generic", new_id(), time.time())
+    fakes.generic.script(callback["code"], Reply(delay=0.5))
+
+    elsewhere = asyncio.ensure_future(worker_task(runtime, callback, "celery-task-1"))
+    await until_sent(fakes, callback["code"])
+    result = await run(exchange_now(runtime), callback)
+
+    assert result["outcome"] == "refresh_token_missing"
+    assert result == await elsewhere
+    assert sent(fakes, callback["code"]) == 1
+
+
+async def test_past_the_bound_a_state_held_elsewhere_is_in_progress_not_invalid(
+    runtime: Runtime, fakes: Fakes
+) -> None:
+    callback = await consent(runtime.exchange, "generic", new_id(), time.time())
+    fakes.generic.script(callback["code"], Reply(delay=0.5))
+
+    elsewhere = asyncio.ensure_future(worker_task(runtime, callback, "celery-task-1"))
+    await until_sent(fakes, callback["code"])
+    result = await run(exchange_now(runtime, wait=0.0), callback)
+    # The worker's own replay rule is unchanged: another task is refused as before.
+    other_task = await worker_task(runtime, callback, "celery-task-2")
+
+    assert (result["outcome"], result["error"]) == ("in_progress", None)
+    assert (other_task["outcome"], other_task["error"]) == ("failed", "invalid_state")
+    assert (await elsewhere)["outcome"] == "refresh_token_missing"
+    assert await run(exchange_now(runtime, wait=0.0), callback) == await elsewhere
     assert sent(fakes, callback["code"]) == 1
 
 

@@ -33,6 +33,8 @@ class ExchangeClaim:
     # When an earlier run of the same task sent the code (None: never sent).
     sent_at: float | None = None
     finished: dict[str, Any] | None = None
+    # Another attempt holds the state and has not ended: its outcome is still to come.
+    in_progress: bool = False
 
 
 class PendingStore:
@@ -72,7 +74,8 @@ class PendingStore:
     async def claim(self, state: str, owner: str) -> ExchangeClaim:
         """Consume the state for `owner`; the same owner may claim again while retrying.
 
-        Once the exchange has ended, anyone gets its outcome. Raises InvalidStateError for
+        Once the exchange has ended, anyone gets its outcome; before, another owner gets
+        a claim `in_progress` (nothing to exchange). Raises InvalidStateError for
         an unknown, expired or foreign state; StorageUnavailableError when Redis is down.
         """
         async with storage_errors():
@@ -82,6 +85,8 @@ class PendingStore:
             )
         if not reply:
             raise InvalidStateError("unknown, expired or already used state")
+        if reply[0] == "busy":
+            return ExchangeClaim(in_progress=True)
         if reply[0] == "done":
             return ExchangeClaim(finished=json.loads(reply[1]))
         record = json.loads(reply[1])

@@ -26,27 +26,14 @@ from tokenlife.core.integration_registry import require_integration
 from tokenlife.core.policy import Status
 from tokenlife.core.refresh_refusal import RefusalKind
 from tokenlife.core.refresh_timing import needs_refresh
-from tokenlife.errors import (
-    ReauthorizationRequiredError,
-    TransientError,
-)
+from tokenlife.errors import ReauthorizationRequiredError
 from tokenlife.models import AccessToken
 from tokenlife.services.deadlines import check_deadline
 from tokenlife.services.refresh import Outcome, Refresher, Result
+from tokenlife.services.refresh_answer import RETRY_AFTER_SECONDS, raise_unless_fresh, transient
 
 # How often a caller that found the lock or every slot taken looks again.
 _POLL_SECONDS = 0.02
-# What a caller is told to wait when the bound ran out: a refresh in flight is done by then
-# or has given up (the HTTP timeout), and a slot has come free.
-RETRY_AFTER_SECONDS = 2.0
-# A provider failure: the scheduled retry comes first; don't hammer in between.
-PROVIDER_RETRY_AFTER_SECONDS = 5.0
-
-
-def transient(message: str, retry_after: float) -> TransientError:
-    error = TransientError(message)
-    error.retry_after = retry_after
-    return error
 
 
 class AccessTokens:
@@ -182,18 +169,7 @@ class AccessTokens:
         refreshing.add_done_callback(lambda done: self._count(done, integration, started))
         self._keep(refreshing)
         result = await asyncio.shield(refreshing)
-        name, connection_id = integration.name, connection.connection_id
-        if result.outcome is Outcome.REAUTHORIZATION_REQUIRED:
-            raise ReauthorizationRequiredError(
-                name, connection_id, str(result.error)
-            ) from result.error
-        if result.outcome is Outcome.TRANSIENT_FAILURE and result.error is not None:
-            error = result.error
-            if getattr(error, "retry_after", None) is None:
-                error = transient(str(error), PROVIDER_RETRY_AFTER_SECONDS)
-            raise error
-        if result.outcome is Outcome.SAVE_FAILED:
-            raise transient("the refreshed tokens could not be stored", RETRY_AFTER_SECONDS)
+        raise_unless_fresh(result, integration.name, connection.connection_id)
         if result.outcome is Outcome.REFRESHED and result.tokens is not None:
             # What this refresh saved is the answer, even when the provider's new token
             # is itself short (an expired JWT): no second request.

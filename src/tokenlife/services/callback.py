@@ -25,6 +25,10 @@ class ExchangeAttempt:
     # (CodeNotTakenError): this run may send it again. Carried by the Celery retry, so it
     # holds even when Redis failed to clear the mark.
     unsent_at: float | None = None
+    # While another attempt holds the state: an `in_progress` summary, where the task is
+    # refused as for a used state (its answer is the one /oauth/callback and Celery
+    # callers already read). The in-process exchange asks for it, to wait for the owner.
+    reports_in_progress: bool = False
 
 
 def masked_reprs(kwargs: dict[str, Any]) -> dict[str, str]:

@@ -169,6 +169,14 @@ class ExchangeService:
             return summary(
                 None, None, outcome="failed", error="invalid_state", error_description=str(exc)
             )
+        if claim.in_progress and attempt.reports_in_progress:
+            held = "another attempt is exchanging this state"
+            return summary(None, None, outcome="in_progress", error_description=held)
+        if claim.in_progress:
+            log.warning("exchange rejected: the state is being exchanged by another attempt")
+            await self._ending.rejected("invalid_state")
+            return summary(None, None, outcome="failed", error="invalid_state",
+                           error_description="unknown, expired or already used state")  # fmt: skip
         if claim.finished is not None:
             log.info("exchange already ended (a task delivered again): returning its outcome")
             return claim.finished

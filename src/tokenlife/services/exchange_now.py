@@ -2,9 +2,12 @@
 (`Tokenlife.exchange_callback`): what the worker's `tokenlife.exchange_code` task does,
 with the retries Celery would schedule done here, within a bound a waiting user accepts.
 
-Replay safety is the task's (services/exchange.py): each call claims the state as an
-attempt of its own, so a second call with the same state gets `invalid_state` while the
-first runs and the first's summary once it has ended; the code is never sent twice.
+Replay safety is the task's (services/exchange.py): the code is never sent twice. A
+second call with the same state while the first runs in this process waits for the
+first's exchange and gets its summary; while an attempt elsewhere (the worker, another
+process) holds the state, it waits for that one's outcome within the bound, and past it
+gets `outcome="in_progress"` (ask again later), never a false `invalid_state`. Once the
+exchange has ended, every call gets its summary.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from tokenlife.services.callback import ExchangeAttempt, summary
 from tokenlife.services.exchange import ExchangeService
 
 log = logging.getLogger(__name__)
+
+# How often a call looks again while another process's attempt holds its state.
+OWNER_POLL_SECONDS = 0.2
 
 
 class ExchangeNow:
@@ -46,6 +52,7 @@ class ExchangeNow:
         self._clock = clock
         self._jitter = jitter
         self._running: set[asyncio.Task[dict[str, Any]]] = set()
+        self._by_state: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
     async def exchange(
         self,
@@ -62,9 +69,15 @@ class ExchangeNow:
         sent, the tokens it brings must be stored (a later call with the same state then
         gets the summary)."""
         logs.conceal(state, code)
-        running = asyncio.ensure_future(self._attempts(state, code, error, error_description, iss))
-        self._running.add(running)
-        running.add_done_callback(self._running.discard)
+        running = self._by_state.get(state)
+        if running is None:
+            running = asyncio.ensure_future(
+                self._attempts(state, code, error, error_description, iss)
+            )
+            self._running.add(running)
+            self._by_state[state] = running
+            running.add_done_callback(self._running.discard)
+            running.add_done_callback(lambda _: self._by_state.pop(state, None))
         return await asyncio.shield(running)
 
     async def wait_running(self, timeout: float) -> bool:
@@ -87,12 +100,19 @@ class ExchangeNow:
         attempt_id = f"in-process-{uuid.uuid4().hex}"
         retries, unsent_at, final = 0, None, self._max_retries == 0
         while True:
-            attempt = ExchangeAttempt(attempt_id, retries + 1, final, unsent_at)
+            attempt = ExchangeAttempt(attempt_id, retries + 1, final, unsent_at, True)
             try:
-                return await self._exchange.exchange_code(
+                result = await self._exchange.exchange_code(
                     state=state, code=code, error=error, error_description=error_description,
                     attempt=attempt, now=self._clock(), iss=iss,
                 )  # fmt: skip
+                left = deadline - loop.time()
+                if result["outcome"] != "in_progress" or left <= 0:
+                    return result
+                # Another process's attempt holds the state: its outcome, once stored, is
+                # every caller's; look again shortly.
+                await asyncio.sleep(min(OWNER_POLL_SECONDS, left))
+                continue
             except StorageUnavailableError as exc:
                 if final:
                     # As the task ends (tasks.exchange_code): nothing can be written now.

@@ -19,7 +19,6 @@ from redis.exceptions import RedisError
 from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.fleet_metrics import FleetMetrics
 from tokenlife.celery_config import celery_config
-from tokenlife.core.policy import Status
 from tokenlife.core.refresh_refusal import requested_due
 from tokenlife.errors import (
     ConnectionBusyError,
@@ -34,6 +33,7 @@ from tokenlife.errors import (
     UsageError,
 )
 from tokenlife.runtime import Runtime
+from tokenlife.services.connection_pages import connections_page, status_filter
 from tokenlife.web.auth import API_KEY, ApiKey, authenticate, parse_api_keys
 from tokenlife.web.connect import callback, connect
 from tokenlife.web.connect_sessions import create_session
@@ -270,21 +270,21 @@ async def list_connections(request: web.Request) -> web.Response:
     key = request[API_KEY]
     runtime = request.app[RUNTIME]
     wanted = request.query.get("integration")
-    status = request.query.get("status")
     try:
-        limit = min(500, max(1, int(request.query.get("limit", "100"))))
+        limit = int(request.query.get("limit", "100"))
     except ValueError:
         return problem(400, "bad_request", "limit must be an integer")
-    if status is not None and status not in {s.value for s in Status}:
-        return problem(400, "bad_request", f"status must be one of {', '.join(Status)}")
+    try:
+        status = status_filter(request.query.get("status"))
+    except ValueError as exc:
+        return problem(400, "bad_request", str(exc))
     names = [n for n in sorted(runtime.config.integrations) if key.allows(n)]
     if wanted is not None:
         runtime.exchange.integration(wanted)  # 404 for an unknown one
         names = [wanted] if key.allows(wanted) else []
-    page = await runtime.listing.page(
-        names, None if status is None else Status(status), time.time(), limit,
-        request.query.get("cursor"),
-    )  # fmt: skip
+    page = await connections_page(
+        runtime.listing, names, status, limit, request.query.get("cursor"), time.time()
+    )
     return web.json_response(
         {"connections": [c.as_json() for c in page.connections], "next_cursor": page.next_cursor}
     )

@@ -27,6 +27,8 @@ from tokenlife.adapters.connect_sessions import ConnectSessions
 from tokenlife.adapters.keys import PENDING_AUTHORIZATION_TTL_SECONDS
 from tokenlife.core.authorization import PendingAuthorization
 from tokenlife.core.authorization_errors import MAX_ERROR, bounded
+from tokenlife.core.connect_links import SESSION_PARAMETER
+from tokenlife.core.connect_links import allowed_return_to as allowed_return_to  # its old home
 from tokenlife.core.connect_session import plausible_token, token_hash
 from tokenlife.errors import (
     IntegrationUnavailableError,
@@ -39,34 +41,11 @@ from tokenlife.services.callback import masked_reprs
 from tokenlife.web.pages import page, rejected_page, result_page, unavailable
 
 log = logging.getLogger(__name__)
-SESSION_PARAMETER = "session"
 # One cookie per flow, named after its state, so two flows in one browser (two tabs) don't
 # overwrite each other's binding.
 BINDING_COOKIE_PREFIX = "tokenlife_flow_"
 # The states tokenlife makes (secrets.token_urlsafe); anything else is not looked up here.
 _STATE = re.compile(r"[A-Za-z0-9_-]{16,512}")
-_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
-
-
-def allowed_return_to(value: str, allowed: tuple[str, ...]) -> bool:
-    """Only absolute http(s) URLs under a configured prefix: no open redirects."""
-    # Control characters and spaces could split the Location header; a backslash is a
-    # slash to browsers (WHATWG URL) but not to urlsplit, so "https://a.example\\@b" would
-    # be read differently by us and by the browser.
-    if _CONTROL.search(value):
-        return False
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
-        return False
-    for prefix in allowed:
-        allowed_parts = urlsplit(prefix)
-        # Scheme and host compared exactly: "https://app.example.com" must not admit
-        # "https://app.example.com.evil.io".
-        if (parts.scheme, parts.netloc.lower()) == (
-            allowed_parts.scheme, allowed_parts.netloc.lower()
-        ) and parts.path.startswith(allowed_parts.path):  # fmt: skip
-            return True
-    return False
 
 
 def binding_cookie(state: str) -> str:
