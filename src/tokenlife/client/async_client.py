@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TypeVar
 
@@ -184,12 +182,16 @@ class AsyncClient:
             handler = following.gap_handler(page)
             if handler is not None:
                 handled = handler(page)
-                if inspect.isawaitable(handled):
+                if isinstance(handled, Awaitable):
                     await handled
             least = following.moved_to(page)
             yield page
             pause = least - (time.monotonic() - started)
             if pause > 0:
+                # Imported here: asyncio is a third of the client's import time, and an
+                # app that never follows events (or uses the sync client) needn't pay it.
+                import asyncio
+
                 await asyncio.sleep(pause)
 
     async def _send(self, call: calls.Call[T]) -> T:
