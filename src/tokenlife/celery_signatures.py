@@ -25,7 +25,7 @@ from celery.result import AsyncResult
 
 from tokenlife.celery_config import celery_config
 from tokenlife.errors import UsageError
-from tokenlife.services.callback import check_callback, masked_reprs
+from tokenlife.services.callback import check_callback, masked, masked_reprs
 from tokenlife.settings import Settings, load_settings
 
 __all__ = [
@@ -126,7 +126,7 @@ class ExchangeSignature(Signature):  # type: ignore[misc]  # Celery has no type 
 
     def reprcall(self, *args: Any, **kwargs: Any) -> str:
         args, kwargs, _ = self._merge(args, kwargs, {}, force=True)
-        shown = [*map(repr, args), *(f"{k}={v!r}" for k, v in _masked(kwargs).items())]
+        shown = [*map(repr, args), *(f"{k}={v!r}" for k, v in masked(kwargs).items())]
         return f"{self['task']}({', '.join(shown)})"
 
     def clone(self, args: Any = None, kwargs: Any = None, **opts: Any) -> ExchangeSignature:
@@ -134,10 +134,6 @@ class ExchangeSignature(Signature):  # type: ignore[misc]  # Celery has no type 
         masked = ExchangeSignature(copy, app=self._app)
         masked._type = copy._type
         return masked
-
-
-def _masked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: "***" if name in ("code", "state") else v for name, v in kwargs.items()}
 
 
 class ExchangeCode:

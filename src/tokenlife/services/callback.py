@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,12 @@ def masked_reprs(kwargs: dict[str, Any]) -> dict[str, str]:
     ones from the body.
     https://docs.celeryq.dev/en/stable/userguide/tasks.html#hiding-sensitive-information-in-arguments
     """
-    shown = {k: "***" if k in ("code", "state") else v for k, v in kwargs.items()}
-    return {"argsrepr": "()", "kwargsrepr": repr(shown)}
+    return {"argsrepr": "()", "kwargsrepr": repr(masked(kwargs))}
+
+
+def masked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """An exchange's keyword arguments with the code and state shown as ***."""
+    return {k: "***" if k in ("code", "state") else v for k, v in kwargs.items()}
 
 
 def check_callback(state: object, code: object, error: object, iss: object = None) -> str | None:
