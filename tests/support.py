@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,16 +312,18 @@ async def put_on_schedule(redis: Redis, keys: Keys, integration: str, cid: str, 
 
 
 @contextmanager
-def serving_api(settings: Settings, directory: Path, api_keys: str) -> Iterator[tuple[str, Path]]:
+def serving_api(
+    settings: Settings, directory: Path, api_keys: str, extra: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, Path]]:
     """`tokenlife api` as a process on a free port, answering /healthz; (its base URL, its
-    stderr log: JSON lines)."""
+    stderr log: JSON lines). `extra`: more environment, e.g. other TOKENLIFE_API_* settings."""
     import socket
     import urllib.request
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    env = {**worker_environment(settings), "TOKENLIFE_API_KEYS": api_keys}
+    env = {**worker_environment(settings), "TOKENLIFE_API_KEYS": api_keys, **(extra or {})}
     log = directory / "api.log"
     base = f"http://127.0.0.1:{port}"
 
