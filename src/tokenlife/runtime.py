@@ -284,10 +284,7 @@ class Runtime:
 
     @property
     def shutdown_seconds(self) -> float:
-        """How long close() waits for refreshes in flight: one token request and a few
-        seconds of saving. A save still waiting for Redis past that is abandoned (the
-        alternative, the full save-retry time, would hold a shutdown for minutes)."""
-        return self.config.settings.http_timeout_seconds + SHUTDOWN_SAVE_SECONDS
+        return shutdown_seconds(self.config.settings)
 
     async def close(self) -> None:
         """Let refreshes already sent, and exchanges run in this process, finish and be
@@ -306,6 +303,19 @@ class Runtime:
                 await self._discovery_task
         await self.http.close()
         await self.redis.aclose()
+
+
+def shutdown_seconds(settings: Settings) -> float:
+    """How long close() waits for refreshes in flight: one token request and a few seconds
+    of saving. A save still waiting for Redis past that is abandoned (the alternative, the
+    full save-retry time, would hold a shutdown for minutes)."""
+    return settings.http_timeout_seconds + SHUTDOWN_SAVE_SECONDS
+
+
+def close_seconds(settings: Settings) -> float:
+    """The longest Runtime.close() waits: refreshes, then exchanges (shutdown_seconds
+    each), then the token path's background saves."""
+    return 2 * shutdown_seconds(settings) + SHUTDOWN_SAVE_SECONDS
 
 
 async def _check_layout(redis: Redis, keys: Keys) -> None:

@@ -36,7 +36,7 @@ from tokenlife.models import (
     ExchangeResult,
     Integration,
 )
-from tokenlife.runtime import SHUTDOWN_SAVE_SECONDS
+from tokenlife.runtime import close_seconds
 from tokenlife.settings import Settings, load_settings
 
 __all__ = ["Tokenlife"]
@@ -170,10 +170,8 @@ class Tokenlife:
         if self._inner_pid != os.getpid() or not loop.thread.is_alive():
             _inherited.append(inner)
             return
-        # Refreshes, then exchanges, then leases given back: each waited for in turn.
-        settings = self._settings
-        bound = 2 * (settings.http_timeout_seconds + SHUTDOWN_SAVE_SECONDS)
-        bound += SHUTDOWN_SAVE_SECONDS + 5
+        # What Runtime.close waits for, and a few seconds to close the clients.
+        bound = close_seconds(self._settings) + 5
         future = asyncio.run_coroutine_threadsafe(inner.aclose(), loop.loop)
         if not wait([future], timeout=bound).done:
             log.error("tokenlife.sync: close did not end within %.0f s", bound)

@@ -20,7 +20,7 @@ from tokenlife.core.integration import check_connection_id
 from tokenlife.core.policy import Status
 from tokenlife.errors import UnknownIntegrationError
 from tokenlife.runtime import Runtime
-from tokenlife.services.connection_admin import RefreshNow, list_connections
+from tokenlife.services.connection_admin import list_connections
 from tokenlife.services.refresh import Outcome
 
 JSON_OPTION = common.JSON_OPTION
@@ -142,13 +142,7 @@ def refresh_connection(integration: str, connection_id: str, as_json: bool) -> N
     settings = common.settings()
 
     async def use(runtime: Runtime) -> dict[str, Any]:
-        refresh = RefreshNow(
-            integrations=runtime.config.integrations, store=runtime.tokens,
-            locks=runtime.locks, refresher=runtime.refresher,
-            provider_concurrency=settings.provider_concurrency,
-            wait_seconds=settings.http_timeout_seconds + 5,
-        )  # fmt: skip
-        result = await refresh.refresh(integration, connection_id)
+        result = await runtime.refresh_now.refresh(integration, connection_id)
         connection = await runtime.tokens.get(integration, connection_id)
         error = None if result.error is None else str(result.error)
         return {"outcome": result.outcome.value, "error": error,
