@@ -91,6 +91,18 @@ def _stream_order(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def advance_pending(pending_after: dict[int, str], entries: _Raw) -> None:
+    """After a read of a consumer's pending entries from the ids in `pending_after`: each
+    shard moves on past the last entry it returned, and leaves once it returns none
+    (reading from an id gives the consumer's pending entries after it)."""
+    for shard in list(pending_after):
+        mine = [entry_id for entry_id, _ in entries if split_id(entry_id)[1] == shard]
+        if mine:
+            pending_after[shard] = split_id(mine[-1])[0]
+        else:
+            del pending_after[shard]
+
+
 def _merged(replies: Iterable[tuple[int, list[tuple[str, dict[str, str]]]]]) -> _Raw:
     found = [(qualified(entry_id, shard), fields) for shard, entries in replies
              for entry_id, fields in entries]  # fmt: skip
@@ -127,13 +139,7 @@ class EventConsumer:
         """Create the group at `start` ("$": only new entries) on each shard's stream
         unless it exists there."""
         for shard, position in positions(self._keys, start).items():
-            try:
-                await self._redis.xgroup_create(
-                    self._keys.events(shard), self._group, id=position, mkstream=True
-                )
-            except ResponseError as exc:
-                if not str(exc).startswith("BUSYGROUP"):
-                    raise
+            await self._create_group(shard, position)
 
     async def recreate_group(self) -> None:
         """Create the group again where Redis lost it: on each shard after the newest entry
@@ -142,15 +148,17 @@ class EventConsumer:
         which were pending (another consumer's, or failed here) are not delivered again.
         A shard whose group exists (still, or made again by another consumer) is left."""
         for shard in self._keys.all_shards:
-            position = self._acked.get(shard, "0")
-            try:
-                await self._redis.xgroup_create(
-                    self._keys.events(shard), self._group, id=position, mkstream=True
-                )
-            except ResponseError as exc:
-                if not str(exc).startswith("BUSYGROUP"):
-                    raise
+            await self._create_group(shard, self._acked.get(shard, "0"))
         self._pending_after = {}  # a new group holds nothing for anyone
+
+    async def _create_group(self, shard: int, position: str) -> None:
+        try:
+            await self._redis.xgroup_create(
+                self._keys.events(shard), self._group, id=position, mkstream=True
+            )
+        except ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):  # it exists: leave it as it is
+                raise
 
     async def read(self) -> list[StreamEntry]:
         """The next entries, at most `count`: pending ones first, then new ones (waits up to
@@ -171,18 +179,13 @@ class EventConsumer:
 
     async def _read(self) -> list[StreamEntry]:
         while self._pending_after:
-            entries = await self._read_group(dict(self._pending_after), block=False)
-            for shard in list(self._pending_after):
-                mine = [e for e, _ in entries if split_id(e)[1] == shard]
-                if mine:
-                    self._pending_after[shard] = split_id(mine[-1])[0]
-                else:
-                    del self._pending_after[shard]
+            entries = await self.read_group(dict(self._pending_after), block=False)
+            advance_pending(self._pending_after, entries)
             delivered = await self._skip_trimmed(entries)
             if delivered:
                 return delivered
         new = dict.fromkeys(self._keys.all_shards, ">")
-        return await self._skip_trimmed(await self._read_group(new, block=True))
+        return await self._skip_trimmed(await self.read_group(new, block=True))
 
     async def ack(self, *entry_ids: str) -> None:
         by_shard: dict[int, list[str]] = {}
@@ -205,7 +208,10 @@ class EventConsumer:
         if shard not in self._acked or _stream_order(stream_id) > _stream_order(self._acked[shard]):
             self._acked[shard] = stream_id
 
-    async def _read_group(self, after: dict[int, str], *, block: bool) -> _Raw:
+    async def read_group(self, after: dict[int, str], *, block: bool) -> _Raw:
+        """The group's entries for this consumer from `after` (shard: position, ">" for new
+        ones), merged in stream order; waits up to block_ms when `block`: one blocking read
+        on one Redis, polling a Cluster's shards (which live on several servers)."""
         streams: dict[Any, Any] = {
             self._keys.events(shard): position for shard, position in after.items()
         }

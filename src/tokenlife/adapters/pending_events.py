@@ -13,7 +13,6 @@ XREADGROUP over every shard's stream on one Redis; a pipeline and a short poll o
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,22 +22,19 @@ from redis.asyncio import Redis
 
 from tokenlife.adapters import scripts
 from tokenlife.adapters.event_consumer import (
-    POLL_SECONDS,
     EventConsumer,
     StreamEntry,
+    advance_pending,
     order,
     parse_entry,
     qualified,
     split_id,
 )
 from tokenlife.adapters.keys import Keys
-from tokenlife.adapters.redis_client import is_cluster
 
 # Dead letters kept per shard and group (approximate MAXLEN, as the event streams): a
 # handler failing on every event must not grow Redis without bound.
 DEAD_LETTERS_MAX_LENGTH = 10_000
-
-_Reply = list[tuple[str, list[tuple[str, dict[str, str] | None]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +83,8 @@ class PendingEvents:
         `count` per shard, oldest first; their delivery count goes up by one); none once
         every one was returned."""
         while self._pending_after:
-            found = await self._read(dict(self._pending_after), block=False)
-            for shard in list(self._pending_after):
-                mine = [entry_id for entry_id, _ in found if split_id(entry_id)[1] == shard]
-                if mine:
-                    self._pending_after[shard] = split_id(mine[-1])[0]
-                else:
-                    del self._pending_after[shard]
+            found = await self._group_of.read_group(dict(self._pending_after), block=False)
+            advance_pending(self._pending_after, found)
             entries = await self._entries(found)
             if entries:
                 return entries
@@ -101,8 +92,8 @@ class PendingEvents:
 
     async def read_new(self) -> list[StreamEntry]:
         """Entries no consumer of the group got yet; waits up to block_ms for one."""
-        return await self._entries(await self._read(dict.fromkeys(self._keys.all_shards, ">"),
-                                                    block=True))  # fmt: skip
+        new = dict.fromkeys(self._keys.all_shards, ">")
+        return await self._entries(await self._group_of.read_group(new, block=True))
 
     async def claim_idle(self, min_idle_ms: int) -> list[StreamEntry]:
         """Entries some consumer of the group has held unacknowledged for `min_idle_ms`,
@@ -155,32 +146,6 @@ class PendingEvents:
             pipe.xack(self._keys.events(shard), self._group, stream_id)
             await pipe.execute()
         self._group_of.note_acked(entry.entry_id)
-
-    async def _read(self, after: dict[int, str], *, block: bool) -> _Reply:
-        streams: dict[Any, Any] = {self._keys.events(s): position for s, position in after.items()}
-        shard_of = {self._keys.events(shard): shard for shard in after}
-        if not streams:
-            return []
-        if block and not is_cluster(self._redis):
-            reply = cast(_Reply, await self._redis.xreadgroup(
-                self._group, self._consumer, streams, count=self._count, block=self._block_ms,
-            ))  # fmt: skip
-            return [(qualified(entry_id, shard_of[key]), fields)  # type: ignore[misc]
-                    for key, entries in reply or [] for entry_id, fields in entries]  # fmt: skip
-        waited = 0.0
-        while True:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, position in streams.items():
-                    pipe.xreadgroup(self._group, self._consumer, {key: position},
-                                    count=self._count)  # fmt: skip
-                replies = cast(list[_Reply], await pipe.execute())
-            found = [(qualified(entry_id, shard_of[key]), fields)
-                     for reply in replies for key, entries in reply or []
-                     for entry_id, fields in entries]  # fmt: skip
-            if found or not block or waited >= self._block_ms / 1000:
-                return cast(_Reply, found)
-            await asyncio.sleep(POLL_SECONDS)
-            waited += POLL_SECONDS
 
     async def _entries(self, found: Iterable[Any]) -> list[StreamEntry]:
         # A pending entry that MAXLEN trimmed comes back without fields: nothing is left to
